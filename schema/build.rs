@@ -1,0 +1,9 @@
+//! Compiles `proto/command.proto` with protox (a protobuf compiler written in Rust), so a fresh
+//! machine builds Weir with cargo alone: no `protoc` binary.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto/command.proto");
+    let descriptors = protox::compile(["proto/command.proto"], ["proto"])?;
+    prost_build::Config::new().compile_fds(descriptors)?;
+    Ok(())
+}

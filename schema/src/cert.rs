@@ -1,0 +1,141 @@
+//! Certificates: parsed from PEM once, identified by the SHA-256 of the leaf's DER.
+//!
+//! Parsing checks everything a worker will later rely on when it builds its TLS configuration:
+//! the chain parses, the key parses into a rustls signing key of a supported type, and the key
+//! matches the leaf. A certificate that passes here cannot be refused by a worker.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+use crate::model::Fingerprint;
+
+/// Why a certificate cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertError {
+    #[error("no PEM certificate found")]
+    NoCertificate,
+    #[error("certificate PEM does not parse: {0}")]
+    BadCertificatePem(String),
+    #[error("leaf certificate is not valid X.509: {0}")]
+    BadX509(String),
+    #[error("private key PEM does not parse: {0}")]
+    BadKeyPem(String),
+    #[error("private key type is not supported: {0}")]
+    UnsupportedKey(String),
+    #[error("private key does not match the certificate")]
+    KeyMismatch,
+}
+
+/// A parsed certificate with its chain and key.
+#[derive(Clone)]
+pub struct Certificate {
+    pub fingerprint: Fingerprint,
+    /// The alias desired-state files use; not part of the identity.
+    pub name: String,
+    /// DNS names the leaf covers (subjectAltName DNS entries, else the subject CN).
+    pub dns_names: Vec<String>,
+    /// The leaf's notAfter, in seconds since the Unix epoch.
+    pub not_after: i64,
+    /// The leaf first, then the chain, as given.
+    pub certificate_pem: String,
+    pub key_pem: String,
+    /// The same chain as DER, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The key ready for rustls; built once here so workers share the parsing.
+    pub certified_key: Arc<CertifiedKey>,
+}
+
+impl PartialEq for Certificate {
+    fn eq(&self, other: &Self) -> bool {
+        self.fingerprint == other.fingerprint && self.name == other.name
+    }
+}
+
+impl Eq for Certificate {}
+
+impl fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("fingerprint", &self.fingerprint)
+            .field("name", &self.name)
+            .field("dns_names", &self.dns_names)
+            .field("not_after", &self.not_after)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SHA-256 of a DER certificate.
+pub fn fingerprint_der(der: &[u8]) -> Fingerprint {
+    Fingerprint(Sha256::digest(der).into())
+}
+
+impl Certificate {
+    /// Parses a PEM chain (leaf first) and its PEM private key.
+    pub fn from_pem(name: &str, certificate_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let chain = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| CertError::BadCertificatePem(e.to_string()))?;
+        let leaf = chain.first().ok_or(CertError::NoCertificate)?;
+        let (_, x509) = x509_parser::parse_x509_certificate(leaf.as_ref())
+            .map_err(|e| CertError::BadX509(e.to_string()))?;
+        let not_after = x509.validity().not_after.timestamp();
+        let mut dns_names = Vec::new();
+        if let Ok(Some(san)) = x509.subject_alternative_name() {
+            for general in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::DNSName(dns) = general {
+                    dns_names.push(dns.to_ascii_lowercase());
+                }
+            }
+        }
+        if dns_names.is_empty() {
+            for cn in x509.subject().iter_common_name() {
+                if let Ok(cn) = cn.as_str() {
+                    dns_names.push(cn.to_ascii_lowercase());
+                }
+            }
+        }
+        let fingerprint = fingerprint_der(leaf.as_ref());
+
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| CertError::BadKeyPem(e.to_string()))?;
+        let signing_key =
+            any_supported_type(&key).map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
+        let certified_key = CertifiedKey::new(chain.clone(), signing_key);
+        match certified_key.keys_match() {
+            Ok(()) => {}
+            // A key type whose public half rustls cannot extract is accepted as it is: rustls
+            // will still use it, and the handshake is what would fail.
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(_) => return Err(CertError::KeyMismatch),
+        }
+        Ok(Certificate {
+            fingerprint,
+            name: name.to_owned(),
+            dns_names,
+            not_after,
+            certificate_pem: certificate_pem.to_owned(),
+            key_pem: key_pem.to_owned(),
+            chain,
+            certified_key: Arc::new(certified_key),
+        })
+    }
+
+    /// Whether the leaf covers `hostname` (exact or one-label wildcard), for warnings.
+    pub fn covers(&self, hostname: &str) -> bool {
+        self.dns_names.iter().any(|name| {
+            if name == hostname {
+                return true;
+            }
+            match (name.strip_prefix("*."), hostname.split_once('.')) {
+                (Some(suffix), Some((_, rest))) => suffix == rest,
+                _ => false,
+            }
+        })
+    }
+}

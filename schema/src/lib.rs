@@ -1,0 +1,29 @@
+//! weir-schema: the language every part of Weir speaks.
+//!
+//! It holds the command protocol (the `.proto` compiled by prost, and its framing), the domain
+//! model of a proxy's State with the resource identities a diff compares, the single set of
+//! rules a change must pass ([`State::apply`]), and the loader of desired-state files. It does
+//! no network I/O and pulls in no event loop, so any tool can link it.
+#![forbid(unsafe_code)]
+
+pub mod cert;
+pub mod command;
+pub mod framing;
+pub mod model;
+pub mod state;
+pub mod wire;
+
+/// The prost types generated from `proto/command.proto`. They stay at the wire edge: convert
+/// them with [`wire`] once and work with the domain types.
+#[allow(missing_docs, clippy::all)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/weir.v1.rs"));
+}
+
+pub use cert::{CertError, Certificate};
+pub use command::{Change, Command, Request};
+pub use model::{
+    Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, HealthCheck,
+    Listener, ListenerSettings, LoadBalancing, Protocol, TlsVersion,
+};
+pub use state::{State, StateError};

@@ -1,0 +1,339 @@
+//! The resources a proxy holds, as domain types with their identities.
+//!
+//! Each resource type here is what the State stores and what a diff compares. Identities follow
+//! DESIGN.md's table: a listener is its address, a cluster its id, a backend its
+//! (cluster, id), a certificate the SHA-256 of its leaf, and a frontend the whole route.
+//! Values are normalised on construction (hostnames lowercased, default weights filled in)
+//! so that two spellings of the same route compare equal.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::cert::Certificate;
+
+/// Weight a backend gets when none is given.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// A cluster's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterId(pub String);
+
+/// A backend's id, unique within its cluster.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendId(pub String);
+
+/// A backend's identity: (cluster, id).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendKey {
+    pub cluster: ClusterId,
+    pub id: BackendId,
+}
+
+/// A certificate's identity: the SHA-256 of its leaf certificate's DER.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl fmt::Display for ClusterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for BackendKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.cluster, self.id)
+    }
+}
+
+impl Fingerprint {
+    /// Parses the 64-character hex form used on the wire and in files.
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        let bytes = hex::decode(s.trim()).ok()?;
+        let arr: [u8; 32] = bytes.try_into().ok()?;
+        Some(Fingerprint(arr))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", self.to_hex())
+    }
+}
+
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Protocol {
+    Http,
+    Https,
+    Tcp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    /// Whether frontends on this protocol route by hostname and path.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Https)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A TLS protocol version an https listener may accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TlsVersion> {
+        match s.trim().trim_start_matches("TLS").trim_start_matches("tls") {
+            "1.2" | "v1.2" => Some(TlsVersion::Tls12),
+            "1.3" | "v1.3" => Some(TlsVersion::Tls13),
+            _ => None,
+        }
+    }
+}
+
+/// Settings of a listener that can change in place.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerSettings {
+    /// Idle time allowed between requests on a keep-alive connection (or on an idle TCP pipe).
+    pub front_timeout: Option<Duration>,
+    /// Time allowed for a whole request head to arrive (408 after it).
+    pub request_timeout: Option<Duration>,
+    /// Largest request body accepted (413 over it); `None` is unlimited.
+    pub max_request_body: Option<u64>,
+    /// Body of the 404 answer, replacing the default.
+    pub answer_404: Option<String>,
+    /// Body of the 503 answer, replacing the default.
+    pub answer_503: Option<String>,
+    /// TLS versions accepted on an https listener; empty means 1.2 and 1.3.
+    pub tls_versions: Vec<TlsVersion>,
+}
+
+/// A listening address. Identity: `address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub address: SocketAddr,
+    pub protocol: Protocol,
+    /// The alias desired-state files use for it; defaults to the address.
+    pub name: String,
+    pub settings: ListenerSettings,
+}
+
+/// How a cluster spreads requests over its backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LoadBalancing {
+    #[default]
+    RoundRobin,
+    Random,
+    LeastConnections,
+    PowerOfTwo,
+}
+
+impl LoadBalancing {
+    pub const ALL: [LoadBalancing; 4] = [
+        LoadBalancing::RoundRobin,
+        LoadBalancing::Random,
+        LoadBalancing::LeastConnections,
+        LoadBalancing::PowerOfTwo,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadBalancing::RoundRobin => "round_robin",
+            LoadBalancing::Random => "random",
+            LoadBalancing::LeastConnections => "least_connections",
+            LoadBalancing::PowerOfTwo => "power_of_two",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<LoadBalancing> {
+        LoadBalancing::ALL.into_iter().find(|lb| lb.as_str() == s)
+    }
+}
+
+/// An active HTTP health check of a cluster's backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+impl HealthCheck {
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const DEFAULT_HEALTHY: u32 = 2;
+    pub const DEFAULT_UNHEALTHY: u32 = 3;
+}
+
+/// A group of backends that frontends route to. Identity: `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub id: ClusterId,
+    pub load_balancing: LoadBalancing,
+    pub health_check: Option<HealthCheck>,
+    pub connect_timeout: Option<Duration>,
+    pub response_timeout: Option<Duration>,
+}
+
+impl Cluster {
+    /// A cluster with every setting at its default.
+    pub fn new(id: &str) -> Cluster {
+        Cluster {
+            id: ClusterId(id.to_owned()),
+            load_balancing: LoadBalancing::default(),
+            health_check: None,
+            connect_timeout: None,
+            response_timeout: None,
+        }
+    }
+}
+
+/// A server a cluster sends traffic to. Identity: (`cluster`, `id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub key: BackendKey,
+    pub address: SocketAddr,
+    pub weight: u32,
+    /// A backup backend gets traffic only when no primary backend of its cluster is up.
+    pub backup: bool,
+}
+
+/// A route from a listener to a cluster. The whole value is the identity, so a frontend is
+/// never changed in place: a new one is added, then the old one removed.
+///
+/// On http/https listeners `hostname` is `Some` (exact, or `*.example.com`) and `path` is a
+/// prefix starting with `/`. On tcp listeners `hostname` is `None` and `path` is `/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Frontend {
+    pub listener: SocketAddr,
+    pub hostname: Option<String>,
+    pub path: String,
+    pub cluster: ClusterId,
+    pub certificate: Option<Fingerprint>,
+}
+
+/// Why a hostname or path cannot be used in a route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("hostname {0:?} is not a valid DNS name (letters, digits, '-', '.', optionally starting with '*.')")]
+    BadHostname(String),
+    #[error("path {0:?} must start with '/' and hold no spaces or control characters")]
+    BadPath(String),
+}
+
+/// Normalises a route hostname: lowercase, no trailing dot, no port. `*.` is allowed only as
+/// the first label.
+pub fn normalize_hostname(raw: &str) -> Result<String, RouteError> {
+    let bad = || RouteError::BadHostname(raw.to_owned());
+    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let rest = host.strip_prefix("*.").unwrap_or(&host);
+    if rest.is_empty() || host.len() > 253 {
+        return Err(bad());
+    }
+    for label in rest.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(bad());
+        }
+    }
+    Ok(host)
+}
+
+/// Normalises a route path prefix: empty means `/`.
+pub fn normalize_path(raw: &str) -> Result<String, RouteError> {
+    if raw.is_empty() {
+        return Ok("/".to_owned());
+    }
+    if !raw.starts_with('/') || raw.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(RouteError::BadPath(raw.to_owned()));
+    }
+    Ok(raw.to_owned())
+}
+
+/// Anything a state holds, named the way plans and errors name it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ResourceRef {
+    Listener(SocketAddr),
+    Cluster(ClusterId),
+    Backend(BackendKey),
+    Certificate(Fingerprint),
+    Frontend(Box<Frontend>),
+}
+
+impl fmt::Display for ResourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResourceRef::Listener(a) => write!(f, "listener {a}"),
+            ResourceRef::Cluster(c) => write!(f, "cluster {c}"),
+            ResourceRef::Backend(b) => write!(f, "backend {b}"),
+            ResourceRef::Certificate(fp) => write!(f, "certificate {fp}"),
+            ResourceRef::Frontend(fr) => write!(f, "frontend {fr}"),
+        }
+    }
+}
+
+impl fmt::Display for Frontend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.hostname {
+            Some(h) => write!(f, "{}/{}{} -> {}", self.listener, h, self.path, self.cluster),
+            None => write!(f, "{} -> {}", self.listener, self.cluster),
+        }
+    }
+}
+
+/// A resource with its value, as carried by `Add*` requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Listener(Listener),
+    Cluster(Cluster),
+    Backend(Backend),
+    Certificate(Box<Certificate>),
+    Frontend(Frontend),
+}
