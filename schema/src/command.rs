@@ -81,7 +81,9 @@ pub enum Command {
     UpgradeMain,
     UpgradeWorker(u32),
     /// Stream events; with `Some(seq)`, first replay the retained events after `seq`.
-    SubscribeEvents { from_sequence: Option<u64> },
+    SubscribeEvents {
+        from_sequence: Option<u64>,
+    },
 }
 
 /// A request: an id the answers repeat, an optional expected state version, and a command.

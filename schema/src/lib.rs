@@ -8,8 +8,11 @@
 
 pub mod cert;
 pub mod command;
+pub mod desired;
 pub mod framing;
 pub mod model;
+pub mod paths;
+pub mod saved;
 pub mod state;
 pub mod wire;
 

@@ -322,7 +322,11 @@ impl fmt::Display for ResourceRef {
 impl fmt::Display for Frontend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.hostname {
-            Some(h) => write!(f, "{}/{}{} -> {}", self.listener, h, self.path, self.cluster),
+            Some(h) => write!(
+                f,
+                "{}/{}{} -> {}",
+                self.listener, h, self.path, self.cluster
+            ),
             None => write!(f, "{} -> {}", self.listener, self.cluster),
         }
     }

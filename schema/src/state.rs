@@ -241,7 +241,11 @@ impl State {
                     return Err(StateError::DuplicateCertificate(new.fingerprint));
                 }
                 // Repointing frontends must not make two of them identical.
-                for f in self.frontends.keys().filter(|f| f.certificate == Some(*old)) {
+                for f in self
+                    .frontends
+                    .keys()
+                    .filter(|f| f.certificate == Some(*old))
+                {
                     let mut moved = f.clone();
                     moved.certificate = Some(new.fingerprint);
                     if new.fingerprint != *old && self.frontends.contains_key(&moved) {

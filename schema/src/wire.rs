@@ -391,9 +391,9 @@ impl From<&Change> for proto::request::Kind {
             }),
             Change::AddCluster(c) => Kind::AddCluster(c.into()),
             Change::UpdateCluster(c) => Kind::UpdateCluster(c.into()),
-            Change::RemoveCluster(id) => Kind::RemoveCluster(proto::RemoveCluster {
-                id: id.0.clone(),
-            }),
+            Change::RemoveCluster(id) => {
+                Kind::RemoveCluster(proto::RemoveCluster { id: id.0.clone() })
+            }
             Change::AddBackend(b) => Kind::AddBackend(b.into()),
             Change::UpdateBackend(b) => Kind::UpdateBackend(b.into()),
             Change::RemoveBackend { key, drain_timeout } => {

@@ -1,0 +1,1 @@
+//! The main process: command socket, authoritative State, worker supervision.

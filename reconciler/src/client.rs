@@ -1,0 +1,126 @@
+//! A blocking client of the command socket: what the CLI, the reconciler and any third-party
+//! tool need to talk to a running proxy.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use weir_schema::framing::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
+use weir_schema::proto::{self, response::Content, ResponseStatus};
+use weir_schema::{Command, Request, State, StateError};
+
+/// Why talking to the proxy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to the command socket {path}: {source} (is `weir proxy` running? see --socket)")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("command socket: {0}")]
+    Frame(#[from] FrameError),
+    #[error("the proxy closed the command socket before answering")]
+    Closed,
+    #[error("the proxy refused the request: {0}")]
+    Failure(String),
+    #[error("the proxy answered without the expected content")]
+    UnexpectedAnswer,
+    #[error("the proxy's state does not decode: {0}")]
+    BadState(#[from] StateError),
+}
+
+/// One connection to a proxy's command socket.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    next_id: u64,
+    prefix: String,
+}
+
+impl Client {
+    /// Connects to the socket at `path`.
+    pub fn connect(path: &Path) -> Result<Client, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Client {
+            stream,
+            next_id: 0,
+            prefix: format!("cli-{}", std::process::id()),
+        })
+    }
+
+    /// Bounds how long one read may wait; `None` waits forever (drains can be long).
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    /// A fresh request id, unique on this connection.
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}-{}", self.prefix, self.next_id)
+    }
+
+    /// Sends one request without waiting for its answer.
+    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        write_frame(&mut self.stream, &proto::Request::from(request))?;
+        Ok(())
+    }
+
+    /// Reads the next answer of any request (or an event, on a subscription).
+    pub fn recv(&mut self) -> Result<proto::Response, ClientError> {
+        read_frame(&mut self.stream, DEFAULT_MAX_FRAME)?.ok_or(ClientError::Closed)
+    }
+
+    /// Sends `request` and waits for its final answer, handing every `PROCESSING` answer (and
+    /// any other message that arrives meanwhile) to `on_progress`. A `FAILURE` is returned as
+    /// the final answer, not as an error, so callers can read its message and state version.
+    pub fn call_with(
+        &mut self,
+        request: &Request,
+        mut on_progress: impl FnMut(&proto::Response),
+    ) -> Result<proto::Response, ClientError> {
+        self.send(request)?;
+        loop {
+            let answer = self.recv()?;
+            if answer.id == request.id && answer.is_final() {
+                return Ok(answer);
+            }
+            on_progress(&answer);
+        }
+    }
+
+    /// Sends a command with a fresh id and waits for its final answer; a `FAILURE` becomes
+    /// [`ClientError::Failure`].
+    pub fn call(&mut self, command: Command) -> Result<proto::Response, ClientError> {
+        let request = Request::new(self.next_id(), command);
+        let answer = self.call_with(&request, |_| {})?;
+        if answer.status() == ResponseStatus::Failure {
+            return Err(ClientError::Failure(answer.message));
+        }
+        Ok(answer)
+    }
+
+    /// The proxy's whole state.
+    pub fn query_state(&mut self) -> Result<State, ClientError> {
+        match self.call(Command::QueryState)?.content {
+            Some(Content::State(snapshot)) => Ok(State::from_snapshot(&snapshot)?),
+            _ => Err(ClientError::UnexpectedAnswer),
+        }
+    }
+
+    /// Workers, pids, uptime, connections, state version.
+    pub fn status(&mut self) -> Result<proto::ProxyStatus, ClientError> {
+        match self.call(Command::Status)?.content {
+            Some(Content::StatusReport(status)) => Ok(status),
+            _ => Err(ClientError::UnexpectedAnswer),
+        }
+    }
+
+    /// Counters summed over every worker.
+    pub fn metrics(&mut self) -> Result<proto::Metrics, ClientError> {
+        match self.call(Command::QueryMetrics)?.content {
+            Some(Content::Metrics(metrics)) => Ok(metrics),
+            _ => Err(ClientError::UnexpectedAnswer),
+        }
+    }
+}

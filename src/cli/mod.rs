@@ -1,0 +1,96 @@
+//! Subcommands, one module each. Every module holds its clap `Args` and a `run` returning the
+//! process exit code.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod apply;
+mod plan;
+mod proxy;
+mod state;
+mod up;
+mod validate;
+mod watch;
+
+/// Exit codes, frozen: scripts and CI depend on them.
+pub mod exit {
+    /// Success, or no changes.
+    pub const OK: u8 = 0;
+    /// Any error.
+    pub const ERROR: u8 = 1;
+    /// `plan --detailed-exitcode`: changes are present.
+    pub const CHANGES: u8 = 2;
+    /// A saved plan was made from a state that has moved since.
+    pub const STALE_PLAN: u8 = 3;
+    /// A backend drain outlived its deadline.
+    pub const DRAIN_DEADLINE: u8 = 4;
+    /// A step failed and the apply was rolled back.
+    pub const ROLLED_BACK: u8 = 5;
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "A reverse proxy reconfigured while it runs, driven by plan/apply", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The command socket option every proxy-facing command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArg {
+    /// Command socket of the proxy [default: $WEIR_SOCKET, else a per-user runtime path]
+    #[arg(long, env = "WEIR_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl SocketArg {
+    pub fn path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(weir_schema::paths::default_socket_path)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy in the foreground (main process and workers)
+    Proxy(proxy::ProxyArgs),
+    /// Internal: one worker process, started by `weir proxy`
+    #[command(hide = true)]
+    Worker(proxy::WorkerArgs),
+    /// Check desired-state files and print a summary, or every error found
+    Validate(validate::ValidateArgs),
+    /// Show the ordered changes that would make the proxy match desired state
+    Plan(plan::PlanArgs),
+    /// Apply desired state (or a saved plan) to the proxy, rolling back on failure
+    Apply(apply::ApplyArgs),
+    /// Keep the proxy reconciled with a directory as it changes
+    Watch(watch::WatchArgs),
+    /// Start the proxy, apply a directory and keep it reconciled (default: examples/quickstart)
+    Up(up::UpArgs),
+    /// Show, save or load the proxy's state
+    State(state::StateArgs),
+    /// Show the proxy's workers, connections and state version
+    Status(state::StatusArgs),
+    /// Show the proxy's counters
+    Metrics(state::MetricsArgs),
+    /// Replace the running main process with this binary, without dropping connections
+    Upgrade(state::UpgradeArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Proxy(args) => proxy::run_proxy(args),
+        Command::Worker(args) => proxy::run_worker(args),
+        Command::Validate(args) => validate::run(args),
+        Command::Plan(args) => plan::run(args),
+        Command::Apply(args) => apply::run(args),
+        Command::Watch(args) => watch::run(args),
+        Command::Up(args) => up::run(args),
+        Command::State(args) => state::run_state(args),
+        Command::Status(args) => state::run_status(args),
+        Command::Metrics(args) => state::run_metrics(args),
+        Command::Upgrade(args) => state::run_upgrade(args),
+    }
+}
