@@ -140,6 +140,8 @@ impl FrameDecoder {
     }
 
     /// The next whole message, if one has arrived.
+    // Not `Iterator::next`: it is generic over the message type and can fail.
+    #[allow(clippy::should_implement_trait)]
     pub fn next<M: Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
         let Some((len, prefix)) = decode_length(&self.buf)? else {
             return Ok(None);

@@ -1,0 +1,717 @@
+//! From parsed files to one [`State`]: names resolved, every rule of [`State::apply_change`]
+//! enforced, every problem placed at the file, line and column that caused it.
+//!
+//! Resources are applied in dependency order (listeners, clusters with their backends,
+//! certificates, frontends), each kind over all files in path order, so that a reference may
+//! point into any file. Frontends are added in file order because the newest of two equal
+//! routes wins. A resource that fails is remembered as broken, so references to it do not
+//! each raise a second, misleading "unknown" error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::cert::{CertError, Certificate};
+use crate::command::Change;
+use crate::model::{
+    normalize_hostname, normalize_path, Backend, BackendId, BackendKey, Cluster, ClusterId,
+    Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings, Protocol, DEFAULT_WEIGHT,
+};
+use crate::state::{State, StateError};
+
+use super::mirror::{BackendDoc, CertificateDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
+use super::positions::{Pos, Positions};
+use super::{DemoOrigin, LoadError, Location};
+
+/// Certificates expiring sooner than this are warned about.
+const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
+
+/// One parsed file.
+#[derive(Debug)]
+pub(crate) struct SourceFile {
+    pub path: PathBuf,
+    pub doc: FileDoc,
+    pub positions: Positions,
+}
+
+/// What the files say, or what is wrong with them.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub state: State,
+    pub demo_origins: Vec<DemoOrigin>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<LoadError>,
+}
+
+/// Builds the state. `complete` is false when some file did not parse: references to unknown
+/// names are then not reported, since the missing file may define them.
+pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolved {
+    let mut r = Resolver {
+        files,
+        complete,
+        now,
+        state: State::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        demo_origins: Vec::new(),
+        listener_names: BTreeMap::new(),
+        listener_addresses: BTreeMap::new(),
+        clusters: BTreeMap::new(),
+        backends: BTreeMap::new(),
+        certificate_names: BTreeMap::new(),
+        certificate_fingerprints: BTreeMap::new(),
+        frontends: BTreeMap::new(),
+        broken: BTreeSet::new(),
+    };
+    for (f, file) in files.iter().enumerate() {
+        for (i, l) in file.doc.listeners.iter().enumerate() {
+            r.listener(f, &format!("listeners[{i}]"), l);
+        }
+    }
+    for (f, file) in files.iter().enumerate() {
+        for (i, c) in file.doc.clusters.iter().enumerate() {
+            r.cluster(f, &format!("clusters[{i}]"), c);
+        }
+    }
+    for (f, file) in files.iter().enumerate() {
+        for (i, c) in file.doc.certificates.iter().enumerate() {
+            r.certificate(f, &format!("certificates[{i}]"), c);
+        }
+    }
+    for (f, file) in files.iter().enumerate() {
+        for (i, fr) in file.doc.frontends.iter().enumerate() {
+            r.frontend(f, &format!("frontends[{i}]"), fr);
+        }
+    }
+    Resolved {
+        state: r.state,
+        demo_origins: r.demo_origins,
+        warnings: r.warnings,
+        errors: r.errors,
+    }
+}
+
+/// A name that failed to define, by kind, so references to it stay quiet.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Broken {
+    Listener(String),
+    Cluster(String),
+    Certificate(String),
+}
+
+/// What is known about a certificate by name.
+#[derive(Debug)]
+struct CertEntry {
+    fingerprint: Fingerprint,
+    location: Location,
+}
+
+struct Resolver<'a> {
+    files: &'a [SourceFile],
+    complete: bool,
+    now: i64,
+    state: State,
+    errors: Vec<LoadError>,
+    warnings: Vec<String>,
+    demo_origins: Vec<DemoOrigin>,
+    /// Listener name → (address, where defined).
+    listener_names: BTreeMap<String, (SocketAddr, Location)>,
+    listener_addresses: BTreeMap<SocketAddr, Location>,
+    clusters: BTreeMap<ClusterId, Location>,
+    backends: BTreeMap<BackendKey, Location>,
+    certificate_names: BTreeMap<String, CertEntry>,
+    /// Fingerprint → (name, where defined).
+    certificate_fingerprints: BTreeMap<Fingerprint, (String, Location)>,
+    frontends: BTreeMap<Frontend, Location>,
+    broken: BTreeSet<Broken>,
+}
+
+impl Resolver<'_> {
+    fn file(&self, f: usize) -> &SourceFile {
+        &self.files[f]
+    }
+
+    /// Where `path` was written in file `f` (or its closest written parent).
+    fn at(&self, f: usize, path: &str) -> Location {
+        let file = self.file(f);
+        let pos = file
+            .positions
+            .value(path)
+            .unwrap_or(Pos { line: 1, column: 1 });
+        Location {
+            file: file.path.clone(),
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+
+    fn error(&mut self, f: usize, path: &str, message: impl Into<String>) {
+        let location = self.at(f, path);
+        self.errors.push(LoadError {
+            location: Some(location),
+            field: Some(path.to_owned()),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, f: usize, path: &str, message: &str) {
+        let location = self.at(f, path);
+        self.warnings.push(format!("{location}: {path}: {message}"));
+    }
+
+    /// Applies `change` through the State's rules; on refusal reports `field` (via `place`).
+    fn apply(&mut self, change: &Change, f: usize, place: &str) -> bool {
+        match self.state.apply_change(change, None) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error(f, place, state_message(&e));
+                false
+            }
+        }
+    }
+
+    fn address(&mut self, f: usize, path: &str, raw: &str) -> Option<SocketAddr> {
+        match raw.trim().parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.error(
+                    f,
+                    path,
+                    format!(
+                        "{raw:?} is not a socket address (expected an IP address and a port, \
+                         such as 127.0.0.1:8080)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    // ---- listeners ---------------------------------------------------------------------------
+
+    fn listener(&mut self, f: usize, path: &str, doc: &ListenerDoc) {
+        let address = self.address(f, &format!("{path}.address"), &doc.address);
+        let name = match (&doc.name, address) {
+            (Some(n), _) => n.trim().to_owned(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => doc.address.trim().to_owned(),
+        };
+        if name.is_empty() {
+            self.error(
+                f,
+                &format!("{path}.name"),
+                "must not be empty (or leave it out)",
+            );
+            return;
+        }
+        let protocol = Protocol::from(doc.protocol);
+        // Field errors are reported and the resource still added without that setting, so
+        // that everything after it is checked too (the load fails either way).
+        if doc.tls_versions.is_some() && protocol != Protocol::Https {
+            self.error(
+                f,
+                &format!("{path}.tls_versions"),
+                format!("only https listeners take tls_versions (this one is {protocol})"),
+            );
+        }
+        let here = self.at(f, path);
+        if let Some((_, first)) = self.listener_names.get(&name) {
+            let first = first.clone();
+            self.error(
+                f,
+                path,
+                format!("listener {name:?} is defined twice: here and at {first}"),
+            );
+            return;
+        }
+        let Some(address) = address else {
+            self.broken.insert(Broken::Listener(name));
+            return;
+        };
+        if let Some(first) = self.listener_addresses.get(&address) {
+            let first = first.clone();
+            self.error(
+                f,
+                &format!("{path}.address"),
+                format!("listener address {address} is defined twice: here and at {first}"),
+            );
+            return;
+        }
+        let listener = Listener {
+            address,
+            protocol,
+            name: name.clone(),
+            settings: ListenerSettings {
+                front_timeout: doc.front_timeout.map(|d| d.0),
+                request_timeout: doc.request_timeout.map(|d| d.0),
+                max_request_body: doc.max_request_body.map(|s| s.0),
+                answer_404: doc.answer_404.clone(),
+                answer_503: doc.answer_503.clone(),
+                tls_versions: doc.tls_versions.iter().flatten().map(|v| v.0).collect(),
+            },
+        };
+        if self.apply(
+            &Change::AddListener(listener),
+            f,
+            &format!("{path}.address"),
+        ) {
+            self.listener_names.insert(name, (address, here.clone()));
+            self.listener_addresses.insert(address, here);
+        } else {
+            self.broken.insert(Broken::Listener(name));
+        }
+    }
+
+    // ---- clusters and backends ---------------------------------------------------------------
+
+    fn cluster(&mut self, f: usize, path: &str, doc: &ClusterDoc) {
+        let id = doc.id.trim();
+        if id.is_empty() {
+            self.error(f, &format!("{path}.id"), "must not be empty");
+            return;
+        }
+        let id = ClusterId(id.to_owned());
+        let here = self.at(f, path);
+        if let Some(first) = self.clusters.get(&id) {
+            let first = first.clone();
+            self.error(
+                f,
+                &format!("{path}.id"),
+                format!(
+                    "cluster {id:?} is defined twice: here and at {first}",
+                    id = id.0
+                ),
+            );
+            // Its backends would be added to the first definition: skip them.
+            return;
+        }
+        // A bad health check is reported; the cluster is still added so that its backends
+        // and the frontends using it are checked too.
+        let health_check = doc
+            .health_check
+            .as_ref()
+            .and_then(|h| self.health_check(f, &format!("{path}.health_check"), h));
+        let cluster = Cluster {
+            id: id.clone(),
+            load_balancing: doc.load_balancing.map(Into::into).unwrap_or_default(),
+            health_check,
+            connect_timeout: doc.connect_timeout.map(|d| d.0),
+            response_timeout: doc.response_timeout.map(|d| d.0),
+        };
+        if !self.apply(&Change::AddCluster(cluster), f, &format!("{path}.id")) {
+            self.broken.insert(Broken::Cluster(id.0));
+            return;
+        }
+        self.clusters.insert(id.clone(), here);
+        for (j, b) in doc.backends.iter().enumerate() {
+            self.backend(f, &format!("{path}.backends[{j}]"), &id, b);
+        }
+    }
+
+    fn health_check(
+        &mut self,
+        f: usize,
+        path: &str,
+        doc: &super::mirror::HealthCheckDoc,
+    ) -> Option<HealthCheck> {
+        let mut ok = true;
+        let hc_path = match normalize_path(&doc.path) {
+            Ok(p) if !doc.path.is_empty() => Some(p),
+            Ok(_) => {
+                self.error(
+                    f,
+                    &format!("{path}.path"),
+                    "must not be empty (e.g. /healthz)",
+                );
+                None
+            }
+            Err(e) => {
+                self.error(f, &format!("{path}.path"), e.to_string());
+                None
+            }
+        };
+        let mut threshold = |field: &str, value: Option<u32>, default: u32| match value {
+            Some(0) => {
+                self.error(f, &format!("{path}.{field}"), "must be at least 1");
+                ok = false;
+                default
+            }
+            Some(v) => v,
+            None => default,
+        };
+        let healthy = threshold(
+            "healthy_threshold",
+            doc.healthy_threshold,
+            HealthCheck::DEFAULT_HEALTHY,
+        );
+        let unhealthy = threshold(
+            "unhealthy_threshold",
+            doc.unhealthy_threshold,
+            HealthCheck::DEFAULT_UNHEALTHY,
+        );
+        let interval = doc.interval.map_or(HealthCheck::DEFAULT_INTERVAL, |d| d.0);
+        let timeout = doc.timeout.map_or(HealthCheck::DEFAULT_TIMEOUT, |d| d.0);
+        let hc_path = hc_path?;
+        ok.then_some(HealthCheck {
+            path: hc_path,
+            interval,
+            timeout,
+            healthy_threshold: healthy,
+            unhealthy_threshold: unhealthy,
+        })
+    }
+
+    fn backend(&mut self, f: usize, path: &str, cluster: &ClusterId, doc: &BackendDoc) {
+        let id = doc.id.trim();
+        if id.is_empty() {
+            self.error(f, &format!("{path}.id"), "must not be empty");
+            return;
+        }
+        let key = BackendKey {
+            cluster: cluster.clone(),
+            id: BackendId(id.to_owned()),
+        };
+        if let Some(first) = self.backends.get(&key) {
+            let first = first.clone();
+            self.error(
+                f,
+                &format!("{path}.id"),
+                format!("backend {key} is defined twice: here and at {first}"),
+            );
+            return;
+        }
+        let here = self.at(f, path);
+        self.backends.insert(key.clone(), here);
+        let address = self.address(f, &format!("{path}.address"), &doc.address);
+        if doc.weight == Some(0) {
+            self.error(
+                f,
+                &format!("{path}.weight"),
+                "must be at least 1 (to stop traffic, remove the backend or mark it backup)",
+            );
+        }
+        let Some(address) = address else { return };
+        let mut demo = doc.demo;
+        if demo && !address.ip().is_loopback() {
+            self.error(
+                f,
+                &format!("{path}.address"),
+                format!(
+                    "a demo backend is served on this machine: {address} must be a loopback \
+                     address such as 127.0.0.1"
+                ),
+            );
+            demo = false;
+        }
+        let backend = Backend {
+            key: key.clone(),
+            address,
+            weight: doc.weight.filter(|w| *w > 0).unwrap_or(DEFAULT_WEIGHT),
+            backup: doc.backup,
+        };
+        if self.apply(&Change::AddBackend(backend), f, path) && demo {
+            self.demo_origins.push(DemoOrigin {
+                backend: key,
+                address,
+            });
+        }
+    }
+
+    // ---- certificates ------------------------------------------------------------------------
+
+    fn certificate(&mut self, f: usize, path: &str, doc: &CertificateDoc) {
+        let name = doc.name.trim().to_owned();
+        if name.is_empty() {
+            self.error(f, &format!("{path}.name"), "must not be empty");
+            return;
+        }
+        if let Some(first) = self.certificate_names.get(&name) {
+            let first = first.location.clone();
+            self.error(
+                f,
+                &format!("{path}.name"),
+                format!("certificate {name:?} is defined twice: here and at {first}"),
+            );
+            return;
+        }
+        // Relative paths are relative to the file that names them, not to the working
+        // directory, so a desired-state repository can be loaded from anywhere.
+        let base = self
+            .file(f)
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let cert_pem = self.read_pem(f, &format!("{path}.certificate"), &base, &doc.certificate);
+        let key_pem = self.read_pem(f, &format!("{path}.key"), &base, &doc.key);
+        let (Some(cert_pem), Some(key_pem)) = (cert_pem, key_pem) else {
+            self.broken.insert(Broken::Certificate(name));
+            return;
+        };
+        let cert = match Certificate::from_pem(&name, &cert_pem, &key_pem) {
+            Ok(c) => c,
+            Err(e) => {
+                let field = match e {
+                    CertError::BadKeyPem(_)
+                    | CertError::UnsupportedKey(_)
+                    | CertError::KeyMismatch => "key",
+                    CertError::NoCertificate
+                    | CertError::BadCertificatePem(_)
+                    | CertError::BadX509(_) => "certificate",
+                };
+                self.error(f, &format!("{path}.{field}"), e.to_string());
+                self.broken.insert(Broken::Certificate(name));
+                return;
+            }
+        };
+        let fingerprint = cert.fingerprint;
+        let not_after = cert.not_after;
+        if let Some((other, first)) = self.certificate_fingerprints.get(&fingerprint) {
+            let (other, first) = (other.clone(), first.clone());
+            self.error(
+                f,
+                &format!("{path}.certificate"),
+                format!(
+                    "the same certificate (fingerprint {fingerprint}) is already defined as {other:?} at {first}; \
+                     give it one name"
+                ),
+            );
+            self.broken.insert(Broken::Certificate(name));
+            return;
+        }
+        if !self.apply(&Change::AddCertificate(Box::new(cert)), f, path) {
+            self.broken.insert(Broken::Certificate(name));
+            return;
+        }
+        let here = self.at(f, path);
+        self.certificate_fingerprints
+            .insert(fingerprint, (name.clone(), here.clone()));
+        self.certificate_names.insert(
+            name.clone(),
+            CertEntry {
+                fingerprint,
+                location: here,
+            },
+        );
+        let left = not_after - self.now;
+        if left <= 0 {
+            self.warn(
+                f,
+                path,
+                &format!("certificate {name:?} EXPIRED on {}", date(not_after)),
+            );
+        } else if left < EXPIRY_WARNING_SECS {
+            let days = left / 86_400;
+            self.warn(
+                f,
+                path,
+                &format!(
+                    "certificate {name:?} expires in {days} day{s} ({})",
+                    date(not_after),
+                    s = if days == 1 { "" } else { "s" }
+                ),
+            );
+        }
+    }
+
+    fn read_pem(&mut self, f: usize, path: &str, base: &Path, file: &str) -> Option<String> {
+        let resolved = base.join(file.trim());
+        match fs::read_to_string(&resolved) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                self.error(f, path, format!("cannot read {}: {e}", resolved.display()));
+                None
+            }
+        }
+    }
+
+    // ---- frontends ---------------------------------------------------------------------------
+
+    fn frontend(&mut self, f: usize, path: &str, doc: &FrontendDoc) {
+        let listener = self.find_listener(f, &format!("{path}.listener"), &doc.listener);
+        let cluster = ClusterId(doc.cluster.trim().to_owned());
+        let cluster_ok = self.state.clusters.contains_key(&cluster);
+        if !cluster_ok
+            && self.complete
+            && !self.broken.contains(&Broken::Cluster(cluster.0.clone()))
+        {
+            let known = known("clusters", self.state.clusters.keys().map(|c| c.0.as_str()));
+            self.error(
+                f,
+                &format!("{path}.cluster"),
+                format!("unknown cluster {:?} ({known})", cluster.0),
+            );
+        }
+        let hostname = match &doc.hostname {
+            None => Some(None),
+            Some(h) => match normalize_hostname(h) {
+                Ok(h) => Some(Some(h)),
+                Err(e) => {
+                    self.error(f, &format!("{path}.hostname"), e.to_string());
+                    None
+                }
+            },
+        };
+        let route_path = match normalize_path(doc.path.as_deref().unwrap_or("/")) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.error(f, &format!("{path}.path"), e.to_string());
+                None
+            }
+        };
+        let certificate = match &doc.certificate {
+            None => Some(None),
+            Some(name) => self
+                .find_certificate(f, &format!("{path}.certificate"), name)
+                .map(Some),
+        };
+        let (Some(listener), true, Some(hostname), Some(route_path), Some(certificate)) =
+            (listener, cluster_ok, hostname, route_path, certificate)
+        else {
+            return;
+        };
+        let frontend = Frontend {
+            listener,
+            hostname,
+            path: route_path,
+            cluster,
+            certificate,
+        };
+        if let Some(first) = self.frontends.get(&frontend) {
+            let first = first.clone();
+            self.error(
+                f,
+                path,
+                format!("the same route is defined twice: here and at {first}"),
+            );
+            return;
+        }
+        let protocol = self.state.listeners.get(&listener).map(|l| l.protocol);
+        // Point a protocol mismatch at the field that does not fit the listener.
+        let place = match protocol {
+            Some(Protocol::Tcp) if frontend.hostname.is_some() => format!("{path}.hostname"),
+            Some(Protocol::Tcp) if frontend.path != "/" => format!("{path}.path"),
+            Some(Protocol::Http | Protocol::Tcp) if frontend.certificate.is_some() => {
+                format!("{path}.certificate")
+            }
+            _ => path.to_owned(),
+        };
+        if !self.apply(&Change::AddFrontend(frontend.clone()), f, &place) {
+            return;
+        }
+        if let (Some(Protocol::Https), Some(host), Some(fp)) =
+            (protocol, &frontend.hostname, frontend.certificate)
+        {
+            if let Some(cert) = self.state.certificates.get(&fp) {
+                if !cert.covers(host) {
+                    let message = format!(
+                        "hostname {host} is not covered by certificate {:?} (it covers: {})",
+                        cert.name,
+                        cert.dns_names.join(", ")
+                    );
+                    self.warn(f, &format!("{path}.hostname"), &message);
+                }
+            }
+        }
+        let here = self.at(f, path);
+        self.frontends.insert(frontend, here);
+    }
+
+    /// A listener by name, or by address.
+    fn find_listener(&mut self, f: usize, path: &str, raw: &str) -> Option<SocketAddr> {
+        let name = raw.trim();
+        if let Some((address, _)) = self.listener_names.get(name) {
+            return Some(*address);
+        }
+        if let Ok(address) = name.parse::<SocketAddr>() {
+            if self.listener_addresses.contains_key(&address) {
+                return Some(address);
+            }
+        }
+        if self.complete && !self.broken.contains(&Broken::Listener(name.to_owned())) {
+            let known = known("listeners", self.listener_names.keys().map(String::as_str));
+            self.error(f, path, format!("unknown listener {name:?} ({known})"));
+        }
+        None
+    }
+
+    fn find_certificate(&mut self, f: usize, path: &str, raw: &str) -> Option<Fingerprint> {
+        let name = raw.trim();
+        if let Some(entry) = self.certificate_names.get(name) {
+            return Some(entry.fingerprint);
+        }
+        if self.complete && !self.broken.contains(&Broken::Certificate(name.to_owned())) {
+            let known = known(
+                "certificates",
+                self.certificate_names.keys().map(String::as_str),
+            );
+            self.error(f, path, format!("unknown certificate {name:?} ({known})"));
+        }
+        None
+    }
+}
+
+/// How many known names an "unknown name" error lists before it cuts the list short.
+const KNOWN_NAMES_SHOWN: usize = 10;
+
+/// `known clusters: a, b`, or `no clusters are defined`, for "unknown name" errors.
+fn known<'a>(kind: &str, names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.is_empty() {
+        return format!("no {kind} are defined");
+    }
+    let shown = names[..names.len().min(KNOWN_NAMES_SHOWN)].join(", ");
+    match names.len().checked_sub(KNOWN_NAMES_SHOWN) {
+        Some(more) if more > 0 => format!("known {kind}: {shown} and {more} more"),
+        _ => format!("known {kind}: {shown}"),
+    }
+}
+
+/// The State's refusal, worded for a file (the file already says which resource).
+fn state_message(e: &StateError) -> String {
+    match e {
+        StateError::FrontendMismatch { problem, .. } => (*problem).to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// `2026-03-01` for a Unix time (proleptic Gregorian, UTC).
+fn date(unix: i64) -> String {
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_calendar_days() {
+        assert_eq!(date(0), "1970-01-01");
+        assert_eq!(date(951_782_400), "2000-02-29");
+        assert_eq!(date(1_767_225_599), "2025-12-31");
+        assert_eq!(date(1_767_225_600), "2026-01-01");
+    }
+
+    #[test]
+    fn unknown_names_list_the_known_ones() {
+        assert_eq!(
+            known("clusters", ["a", "b"].into_iter()),
+            "known clusters: a, b"
+        );
+        assert_eq!(
+            known("clusters", std::iter::empty()),
+            "no clusters are defined"
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! Reading one TOML file: the toml crate for the values, its spanned document for positions.
+
+use toml::de::{DeTable, DeValue};
+
+use super::mirror::FileDoc;
+use super::positions::{child_index, child_key, At, Pos, Positions};
+use super::FileError;
+
+/// Parses a TOML file into its mirror and the positions of its fields.
+pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
+    let table = DeTable::parse(text).map_err(|e| FileError {
+        pos: e.span().map(|s| Pos::from_offset(text, s.start)),
+        field: None,
+        message: e.message().trim().to_owned(),
+    })?;
+    let mut positions = Positions::default();
+    walk_table(text, table.get_ref(), "", &mut positions);
+
+    let doc: FileDoc = toml::from_str(text).map_err(|e| {
+        let pos = e.span().map(|s| Pos::from_offset(text, s.start));
+        let message = e.message().trim().to_owned();
+        let at = if message.starts_with("unknown field") {
+            At::Key
+        } else {
+            At::Value
+        };
+        let field = pos
+            .and_then(|p| positions.path_at(p, at))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        FileError {
+            pos,
+            field,
+            message,
+        }
+    })?;
+    Ok((doc, positions))
+}
+
+fn walk_table(text: &str, table: &DeTable<'_>, path: &str, positions: &mut Positions) {
+    for (key, value) in table {
+        let child = child_key(path, key.get_ref());
+        positions.record_key(&child, Pos::from_offset(text, key.span().start));
+        positions.record_value(&child, Pos::from_offset(text, value.span().start));
+        walk_value(text, value.get_ref(), &child, positions);
+    }
+}
+
+fn walk_value(text: &str, value: &DeValue<'_>, path: &str, positions: &mut Positions) {
+    match value {
+        DeValue::Table(table) => walk_table(text, table, path, positions),
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let child = child_index(path, i);
+                positions.record_value(&child, Pos::from_offset(text, item.span().start));
+                walk_value(text, item.get_ref(), &child, positions);
+            }
+        }
+        DeValue::String(_)
+        | DeValue::Integer(_)
+        | DeValue::Float(_)
+        | DeValue::Boolean(_)
+        | DeValue::Datetime(_) => {}
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading one YAML file: serde_yaml for the values, yaml-rust2's event stream for positions.
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+use super::mirror::FileDoc;
+use super::positions::{child_index, child_key, At, Pos, Positions};
+use super::FileError;
+
+/// Parses a YAML file into its mirror and the positions of its fields.
+pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
+    let positions = positions(text);
+    // An empty file (or one holding only comments) is an empty document, not an error.
+    let doc: Option<FileDoc> = serde_yaml::from_str(text).map_err(|e| {
+        let pos = e.location().map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        });
+        let message = clean_message(&e.to_string());
+        let at = if message.starts_with("unknown field") {
+            At::Key
+        } else {
+            At::Value
+        };
+        let field = pos
+            .and_then(|p| positions.path_at(p, at))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        FileError {
+            pos,
+            field,
+            message,
+        }
+    })?;
+    Ok((doc.unwrap_or_default(), positions))
+}
+
+/// serde_yaml's message without the position (we print our own) and without its own path
+/// prefix (we print the field separately).
+fn clean_message(raw: &str) -> String {
+    let mut message = raw.to_owned();
+    if let Some(at) = message.find(" at line ") {
+        let rest = &message[at + " at line ".len()..];
+        // " at line N column M": drop exactly that clause, keep anything after it.
+        let clause_len = rest
+            .split_once(" column ")
+            .and_then(|(line, after)| {
+                line.bytes().all(|b| b.is_ascii_digit()).then(|| {
+                    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+                    " at line ".len() + line.len() + " column ".len() + digits
+                })
+            })
+            .unwrap_or(0);
+        message.replace_range(at..at + clause_len, "");
+    }
+    if let Some((prefix, rest)) = message.split_once(": ") {
+        let is_path = !prefix.is_empty()
+            && prefix
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']'));
+        if is_path {
+            message = rest.to_owned();
+        }
+    }
+    message
+}
+
+/// Field paths and positions from the YAML event stream. A file that yaml-rust2 cannot parse
+/// gives the positions it reached; serde_yaml reports the syntax error itself.
+fn positions(text: &str) -> Positions {
+    let mut builder = Builder::default();
+    let mut parser = Parser::new_from_str(text);
+    // Errors are serde_yaml's to report; keep whatever positions were collected.
+    let _ = parser.load(&mut builder, false);
+    builder.positions
+}
+
+#[derive(Debug)]
+enum Frame {
+    Map { path: String, key: Option<String> },
+    Seq { path: String, next: usize },
+}
+
+#[derive(Debug, Default)]
+struct Builder {
+    stack: Vec<Frame>,
+    positions: Positions,
+}
+
+impl Builder {
+    /// A node starts at `pos`: either a mapping key or a value. Returns the value's path.
+    fn node(&mut self, pos: Pos, scalar: Option<&str>) -> Option<String> {
+        match self.stack.last_mut() {
+            None => Some(String::new()),
+            Some(Frame::Seq { path, next }) => {
+                let child = child_index(path, *next);
+                *next += 1;
+                Some(child)
+            }
+            Some(Frame::Map { path, key }) => match key.take() {
+                Some(k) => Some(child_key(path, &k)),
+                None => {
+                    // A key. Complex (non-scalar) keys are not part of the format; give them a
+                    // placeholder so the value after them still lines up.
+                    let k = scalar.unwrap_or("?").to_owned();
+                    let child = child_key(path, &k);
+                    *key = Some(k);
+                    // yaml-rust2 marks a block mapping's start after its first key; the
+                    // mapping really starts no later than that key.
+                    let path = path.clone();
+                    self.positions.record_key(&child, pos);
+                    self.positions.lower_value(&path, pos);
+                    None
+                }
+            },
+        }
+    }
+}
+
+impl MarkedEventReceiver for Builder {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        // yaml-rust2 counts lines from 1 and columns from 0.
+        let pos = Pos {
+            line: mark.line(),
+            column: mark.col() + 1,
+        };
+        match ev {
+            Event::Scalar(value, ..) => {
+                if let Some(path) = self.node(pos, Some(&value)) {
+                    self.positions.record_value(&path, pos);
+                }
+            }
+            Event::Alias(_) => {
+                if let Some(path) = self.node(pos, None) {
+                    self.positions.record_value(&path, pos);
+                }
+            }
+            Event::MappingStart(..) => {
+                let path = self.node(pos, None);
+                let path = path.unwrap_or_else(|| "?".to_owned());
+                self.positions.record_value(&path, pos);
+                self.stack.push(Frame::Map { path, key: None });
+            }
+            Event::SequenceStart(..) => {
+                let path = self.node(pos, None);
+                let path = path.unwrap_or_else(|| "?".to_owned());
+                self.positions.record_value(&path, pos);
+                self.stack.push(Frame::Seq { path, next: 0 });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart
+            | Event::DocumentEnd => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+listeners:
+  - name: web
+    address: 127.0.0.1:8080
+    protocol: http
+clusters:
+  - id: app
+    backends:
+      - id: blue
+        address: 127.0.0.1:9001
+";
+
+    #[test]
+    fn positions_name_every_field() {
+        let p = positions(SAMPLE);
+        assert_eq!(
+            p.value("listeners[0].address"),
+            Some(Pos {
+                line: 3,
+                column: 14
+            })
+        );
+        assert_eq!(
+            p.value("clusters[0].backends[0].address"),
+            Some(Pos {
+                line: 9,
+                column: 18
+            })
+        );
+        assert_eq!(
+            p.value("clusters[0].backends[0].weight"),
+            p.value("clusters[0].backends[0]")
+        );
+    }
+
+    #[test]
+    fn clean_message_drops_position_and_path() {
+        assert_eq!(
+            clean_message("clusters[0]: unknown field `x`, expected `id` at line 3 column 5"),
+            "unknown field `x`, expected `id`"
+        );
+        assert_eq!(
+            clean_message("invalid type: string \"a\", expected u32 at line 1 column 2"),
+            "invalid type: string \"a\", expected u32"
+        );
+    }
+}
