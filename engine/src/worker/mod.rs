@@ -1,1 +1,90 @@
 //! A worker: one thread, one mio event loop, every session of its share of the traffic.
+//!
+//! [`run`] is the entry point `weir worker` calls (and tests call in-process): it takes the
+//! worker's settings and its end of the channel to the main process, then serves until told
+//! to stop or until the channel closes. The worker holds a full copy of the routing state and
+//! changes it only through requests on that channel; nothing in it assumes it is the only
+//! worker (listening sockets come from the main process, one per worker per listener).
+//!
+//! Layout: a thin mio shell ([`event_loop`], [`control`], [`probe`]) around sans-io cores
+//! ([`router`], [`balancer`], [`health`], [`http::parser`], [`http::body`], [`timer`]), with
+//! the per-connection protocols in [`http::session`] and [`pipe`], backend connections and
+//! pools in [`upstream`], and traffic memory in [`buffer`].
+
+pub mod balancer;
+pub mod buffer;
+pub mod context;
+pub mod control;
+pub mod event_loop;
+pub mod health;
+pub mod http;
+pub mod metrics;
+pub mod pipe;
+pub mod probe;
+pub mod router;
+pub mod sessions;
+pub mod timer;
+pub mod upstream;
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use mio::{Interest, Poll, Token};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::channel::WorkerConfig;
+use context::Context;
+use control::Control;
+use event_loop::Worker;
+use sessions::token_other;
+
+/// Why a worker stopped other than by being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("event loop: {0}")]
+    Poll(io::Error),
+    #[error("channel to the main process: {0}")]
+    Channel(io::Error),
+    #[error("channel to the main process: {0}")]
+    Frame(#[from] weir_schema::framing::FrameError),
+    #[error("AddListener came without its listening socket")]
+    MissingFd,
+}
+
+/// Runs a worker until a `HardStop`, the end of a `SoftStop`, or the channel closing.
+pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError> {
+    let poll = Poll::new().map_err(WorkerError::Poll)?;
+    let registry = poll.registry().try_clone().map_err(WorkerError::Poll)?;
+    let mut control = Control::new(channel, config.id).map_err(WorkerError::Channel)?;
+    registry
+        .register(
+            &mut control.stream,
+            Token(token_other(0)),
+            Interest::READABLE | Interest::WRITABLE,
+        )
+        .map_err(WorkerError::Channel)?;
+    let cx = Context {
+        now: Instant::now(),
+        registry,
+        pool: buffer::BufferPool::new(config.buffer_size, config.max_buffers),
+        upstream: upstream::Upstream::new(SmallRng::from_os_rng()),
+        router: router::Router::new(),
+        metrics: metrics::Metrics::default(),
+        config,
+        stopping: false,
+    };
+    match Worker::new(poll, cx, control).run() {
+        // The main process went away while we wrote to it: same as the channel closing.
+        Err(WorkerError::Channel(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}

@@ -1,0 +1,439 @@
+//! The worker's event loop: one thread, one mio `Poll` (edge-triggered), every socket of the
+//! worker registered in it. Each turn reads the clock once, dispatches readiness by token,
+//! fires due timers, and flushes what the main process must hear.
+//!
+//! Invariants: nothing here blocks (every socket is non-blocking, readiness is only a hint and
+//! every operation stops at `WouldBlock`); unknown or stale tokens are ignored; a session's
+//! timer is re-armed after every drive, lazily ([`super::timer`]).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::context::Context;
+use super::control::Control;
+use super::http::session::{Drive, HttpSession};
+use super::pipe::Pipe;
+use super::probe::Probes;
+use super::sessions::{
+    decode_token, token_front, token_listener, FrontIo, ListenerInfo, Next, Protocol, Session,
+    TokenKind,
+};
+use super::timer::{Deadline, TimerKey, Timers};
+use super::WorkerError;
+use weir_schema::Protocol as ListenerProtocol;
+
+/// How often the worker looks at health checks and drain deadlines.
+const TICK: Duration = Duration::from_millis(100);
+
+/// A listening socket the worker accepts on.
+///
+/// A listener starts accepting (is registered in the poll) only once it has a route and the
+/// batch of channel requests that brought the route is applied. A worker replaying the state
+/// after a (re)start, or a plan that adds a listener before its frontends, thus leaves early
+/// connections in the kernel's accept queue, shared with the other workers, instead of
+/// answering them 404 from a half-loaded state.
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub socket: TcpListener,
+    pub address: SocketAddr,
+    pub info: Rc<ListenerInfo>,
+    pub accepting: bool,
+}
+
+/// Everything one worker holds.
+#[derive(Debug)]
+pub struct Worker {
+    pub poll: Poll,
+    pub cx: Context,
+    pub sessions: Slab<Session>,
+    pub listeners: Slab<ListenerRt>,
+    pub listener_by_addr: HashMap<SocketAddr, usize>,
+    pub timers: Timers,
+    pub control: Control,
+    pub probes: Probes,
+    pub started: Instant,
+    next_serial: u64,
+    next_tick: Instant,
+}
+
+impl Worker {
+    pub fn new(poll: Poll, cx: Context, control: Control) -> Worker {
+        let now = cx.now;
+        Worker {
+            poll,
+            cx,
+            sessions: Slab::new(),
+            listeners: Slab::new(),
+            listener_by_addr: HashMap::new(),
+            timers: Timers::new(),
+            control,
+            probes: Probes::new(),
+            started: now,
+            next_serial: 1,
+            next_tick: now + TICK,
+        }
+    }
+
+    /// Runs until told to stop or the main process goes away.
+    pub fn run(&mut self) -> Result<(), WorkerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let next = self
+                .timers
+                .next_deadline()
+                .map_or(self.next_tick, |t| t.min(self.next_tick));
+            let timeout = next.saturating_duration_since(now);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(WorkerError::Poll(e)),
+            }
+            self.cx.now = Instant::now();
+            for event in events.iter() {
+                let closed = event.is_read_closed() || event.is_error();
+                let readable = event.is_readable() || closed;
+                match decode_token(event.token().0) {
+                    TokenKind::Front(key) => {
+                        if let Some(s) = self.sessions.get_mut(key) {
+                            s.io.readable |= readable;
+                            s.io.read_closed |= closed;
+                            self.drive(key);
+                        }
+                    }
+                    TokenKind::Back(conn) => {
+                        let owner = match self.cx.upstream.conns.get_mut(conn) {
+                            Some(c) => {
+                                c.readable |= readable;
+                                c.read_closed |= closed;
+                                c.writable_seen |= event.is_writable();
+                                c.owner
+                            }
+                            None => continue,
+                        };
+                        match owner {
+                            Some(key) => self.drive(key),
+                            None => self.cx.upstream.on_idle_event(conn, &self.cx.registry),
+                        }
+                    }
+                    TokenKind::Listener(key) => self.accept(key),
+                    TokenKind::Other(0) => {
+                        if self.control_readable()? {
+                            return Ok(());
+                        }
+                    }
+                    TokenKind::Other(n) => self.probes.on_event(n - 1, &mut self.cx),
+                }
+            }
+            self.fire_timers();
+            if self.cx.now >= self.next_tick {
+                self.next_tick = self.cx.now + TICK;
+                self.tick();
+            }
+            if self.after_turn()? {
+                return Ok(());
+            }
+        }
+    }
+
+    fn control_readable(&mut self) -> Result<bool, WorkerError> {
+        match self.control.read_requests()? {
+            Some(requests) => {
+                for request in requests {
+                    if self.handle(request)? {
+                        return Ok(true);
+                    }
+                }
+                self.start_accepting();
+                Ok(false)
+            }
+            // The main process is gone: nothing to serve for.
+            None => Ok(true),
+        }
+    }
+
+    /// Notices, soft-stop completion, channel flush. `Ok(true)`: exit now.
+    fn after_turn(&mut self) -> Result<bool, WorkerError> {
+        self.flush_notices();
+        if self.cx.stopping && self.sessions.is_empty() {
+            self.control.finish_soft_stop();
+            self.control.flush_blocking()?;
+            return Ok(true);
+        }
+        self.control.flush()?;
+        Ok(false)
+    }
+
+    // ---- accepting ------------------------------------------------------------------------
+
+    fn accept(&mut self, key: usize) {
+        loop {
+            let Some(listener) = self.listeners.get(key) else {
+                return;
+            };
+            let (stream, peer) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of fds, or a connection reset before accept. The connections still queued
+                // are accepted on the listener's next readiness (the next arrival).
+                Err(_) => return,
+            };
+            let info = listener.info.clone();
+            self.cx.metrics.connections_accepted += 1;
+            if self.sessions.len() >= self.cx.config.max_connections || self.cx.stopping {
+                self.cx.metrics.connections_refused += 1;
+                if info.protocol.is_http() && !self.cx.stopping {
+                    // Best effort, non-blocking: a fresh socket has room for 200 bytes.
+                    let answer = super::http::answers::Status::Unavailable.bytes(false);
+                    let _ = std::io::Write::write(&mut &stream, answer);
+                    self.cx.metrics.count_status(503);
+                }
+                continue;
+            }
+            if info.protocol == ListenerProtocol::Https {
+                // TLS arrives with a later issue (`Protocol::TlsHandshake`).
+                self.cx.metrics.tls_refused += 1;
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            self.open_session(stream, peer, info);
+        }
+    }
+
+    fn open_session(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        peer: SocketAddr,
+        info: Rc<ListenerInfo>,
+    ) {
+        let entry = self.sessions.vacant_entry();
+        let key = entry.key();
+        if self
+            .cx
+            .registry
+            .register(
+                &mut stream,
+                Token(token_front(key)),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let mut io = FrontIo {
+            key,
+            serial,
+            stream,
+            peer,
+            deadline: Deadline::new(self.cx.now + info.request_timeout),
+            info,
+            readable: false,
+            read_closed: false,
+        };
+        let protocol = if io.info.protocol == ListenerProtocol::Tcp {
+            let pipe = self
+                .cx
+                .router
+                .lookup_tcp(io.info.address)
+                .and_then(|cluster| Pipe::connect(cluster, &mut io, &mut self.cx));
+            match pipe {
+                Some(pipe) => Protocol::Pipe(Box::new(pipe)),
+                None => {
+                    let _ = self.cx.registry.deregister(&mut io.stream);
+                    return;
+                }
+            }
+        } else {
+            Protocol::Http(HttpSession::new())
+        };
+        entry.insert(Session { io, protocol });
+        self.arm(key);
+    }
+
+    // ---- driving sessions -----------------------------------------------------------------
+
+    /// Lets a session make progress after readiness (or a timeout), then re-arms its timer or
+    /// closes it.
+    fn drive(&mut self, key: usize) {
+        self.step(key, false);
+    }
+
+    fn step(&mut self, key: usize, timed_out: bool) {
+        let Some(session) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let cx = &mut self.cx;
+        let next = match &mut session.protocol {
+            Protocol::TlsHandshake(never) => match *never {},
+            Protocol::Http(http) => {
+                let drive = if timed_out {
+                    http.on_timeout(&mut session.io, cx)
+                } else {
+                    http.drive(&mut session.io, cx)
+                };
+                match drive {
+                    Drive::Wait => Next::Wait,
+                    Drive::Close => Next::Close,
+                    Drive::Upgrade => {
+                        let http = std::mem::replace(
+                            &mut session.protocol,
+                            Protocol::Http(HttpSession::new()),
+                        );
+                        let Protocol::Http(http) = http else {
+                            return;
+                        };
+                        match http.into_pipe_parts() {
+                            Some((link, up, down)) => {
+                                let mut pipe = Box::new(Pipe::upgraded(link, up, down));
+                                session.io.deadline.at = cx.now + session.io.info.front_timeout;
+                                let next = pipe.drive(&mut session.io, cx);
+                                session.protocol = Protocol::Pipe(pipe);
+                                next
+                            }
+                            None => Next::Close,
+                        }
+                    }
+                }
+            }
+            Protocol::Pipe(pipe) => {
+                if timed_out {
+                    pipe.on_timeout(&mut session.io, cx)
+                } else {
+                    pipe.drive(&mut session.io, cx)
+                }
+            }
+        };
+        match next {
+            Next::Wait => self.arm(key),
+            Next::Close => self.close(key),
+        }
+    }
+
+    fn arm(&mut self, key: usize) {
+        if let Some(session) = self.sessions.get_mut(key) {
+            let owner = TimerKey {
+                key,
+                serial: session.io.serial,
+            };
+            session.io.deadline.arm(&mut self.timers, owner);
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        if !self.sessions.contains(key) {
+            return;
+        }
+        let mut session = self.sessions.remove(key);
+        match &mut session.protocol {
+            Protocol::TlsHandshake(never) => match *never {},
+            Protocol::Http(http) => http.teardown(&mut self.cx),
+            Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
+        }
+        let _ = self.cx.registry.deregister(&mut session.io.stream);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.cx.now;
+        while let Some(owner) = self.timers.pop_due(now) {
+            let Some(session) = self.sessions.get_mut(owner.key) else {
+                continue;
+            };
+            if session.io.serial != owner.serial {
+                continue;
+            }
+            if session.io.deadline.on_pop(now, &mut self.timers, owner) {
+                self.step(owner.key, true);
+            }
+        }
+    }
+
+    /// Periodic work: active health checks, drain deadlines.
+    fn tick(&mut self) {
+        self.probes.start_due(&mut self.cx);
+        self.probes.expire(&mut self.cx);
+        self.control.expire_drains(self.cx.now);
+    }
+
+    /// Soft stop: stop accepting, close idle keep-alive connections; the rest finish.
+    pub fn begin_soft_stop(&mut self) {
+        self.cx.stopping = true;
+        let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.remove_listener_key(key);
+        }
+        // Idle HTTP sessions close on their next drive; drive them all now, each reading
+        // first so that a request already in its socket is served rather than reset.
+        let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            if let Some(session) = self.sessions.get_mut(key) {
+                session.io.readable = true;
+            }
+            self.drive(key);
+        }
+    }
+
+    pub fn remove_listener_key(&mut self, key: usize) {
+        if self.listeners.contains(key) {
+            let mut l = self.listeners.remove(key);
+            self.listener_by_addr.remove(&l.address);
+            if l.accepting {
+                let _ = self.cx.registry.deregister(&mut l.socket);
+            }
+        }
+    }
+
+    /// Keeps a listening socket; it accepts once it has a route (see [`ListenerRt`]).
+    pub fn add_listener_socket(
+        &mut self,
+        socket: TcpListener,
+        address: SocketAddr,
+        info: Rc<ListenerInfo>,
+    ) {
+        let key = self.listeners.insert(ListenerRt {
+            socket,
+            address,
+            info,
+            accepting: false,
+        });
+        self.listener_by_addr.insert(address, key);
+    }
+
+    /// Registers the listeners that now have a route, after a batch of requests is applied.
+    fn start_accepting(&mut self) {
+        if self.cx.stopping {
+            return;
+        }
+        for (key, l) in self.listeners.iter_mut() {
+            if l.accepting || !self.cx.router.has_routes(l.address) {
+                continue;
+            }
+            // On failure it stays unregistered and the next batch of requests tries again.
+            if self
+                .cx
+                .registry
+                .register(
+                    &mut l.socket,
+                    Token(token_listener(key)),
+                    Interest::READABLE,
+                )
+                .is_ok()
+            {
+                l.accepting = true;
+            }
+        }
+    }
+
+    pub fn live_connections(&self) -> usize {
+        self.sessions.len()
+    }
+}

@@ -1,0 +1,315 @@
+//! Where a streamed body ends. Sans-io.
+//!
+//! The proxy forwards body bytes as they are (chunk framing included) and never holds a whole
+//! body: [`BodyFramer::advance`] looks at newly received bytes and says how many of them belong
+//! to the current message, so the rest (a pipelined request, say) stays in the buffer. Chunk
+//! framing is checked strictly (RFC 9112 7.1): hex sizes without sign or prefix, extensions of
+//! visible characters only, CRLF everywhere, bounded extension and trailer sizes.
+
+use super::parser::Framing;
+
+/// Longest chunk extension (after the size) accepted on one chunk line.
+const MAX_EXTENSION: usize = 4096;
+/// Longest trailer section accepted.
+const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why a body's framing was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid chunked body: {0}")]
+pub struct BodyError(pub &'static str);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading hex digits; `digits` so far.
+    Size {
+        digits: u8,
+    },
+    /// Whitespace after the size: only an extension may follow.
+    SizeSpace,
+    /// In an extension.
+    Extension {
+        len: usize,
+    },
+    /// Got CR after the size line.
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    TrailerLine,
+    /// CR seen; `empty` if it ends the empty (final) line.
+    TrailerLf {
+        empty: bool,
+    },
+    Done,
+}
+
+/// Tracks one message body.
+#[derive(Debug, Clone)]
+pub struct BodyFramer {
+    kind: Kind,
+    /// Payload bytes seen so far (chunk framing excluded), for body size limits.
+    data: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Kind {
+    /// Bytes left.
+    Length(u64),
+    Chunked {
+        state: Chunk,
+        /// Size of the chunk being read, then data bytes left in it.
+        size: u64,
+        trailer_bytes: usize,
+    },
+    UntilClose,
+    Done,
+}
+
+impl BodyFramer {
+    pub fn new(framing: Framing) -> BodyFramer {
+        let kind = match framing {
+            Framing::Empty | Framing::Length(0) => Kind::Done,
+            Framing::Length(n) => Kind::Length(n),
+            Framing::Chunked => Kind::Chunked {
+                state: Chunk::Size { digits: 0 },
+                size: 0,
+                trailer_bytes: 0,
+            },
+            Framing::UntilClose => Kind::UntilClose,
+        };
+        BodyFramer { kind, data: 0 }
+    }
+
+    /// Payload bytes seen so far, chunk framing excluded.
+    pub fn data_bytes(&self) -> u64 {
+        self.data
+    }
+
+    /// Whether the whole body has been seen (never true for read-until-close).
+    pub fn is_done(&self) -> bool {
+        matches!(self.kind, Kind::Done)
+    }
+
+    pub fn until_close(&self) -> bool {
+        matches!(self.kind, Kind::UntilClose)
+    }
+
+    /// Bytes still expected, when known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self.kind {
+            Kind::Length(n) => Some(n),
+            Kind::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Looks at `bytes` (received after what was seen before) and returns how many of them
+    /// belong to this body.
+    pub fn advance(&mut self, bytes: &[u8]) -> Result<usize, BodyError> {
+        match &mut self.kind {
+            Kind::Done => Ok(0),
+            Kind::UntilClose => {
+                self.data += bytes.len() as u64;
+                Ok(bytes.len())
+            }
+            Kind::Length(left) => {
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                *left -= n as u64;
+                self.data += n as u64;
+                if *left == 0 {
+                    self.kind = Kind::Done;
+                }
+                Ok(n)
+            }
+            Kind::Chunked {
+                state,
+                size,
+                trailer_bytes,
+            } => {
+                let n = advance_chunked(state, size, trailer_bytes, &mut self.data, bytes)?;
+                if *state == Chunk::Done {
+                    self.kind = Kind::Done;
+                }
+                Ok(n)
+            }
+        }
+    }
+}
+
+fn advance_chunked(
+    state: &mut Chunk,
+    size: &mut u64,
+    trailer_bytes: &mut usize,
+    data: &mut u64,
+    bytes: &[u8],
+) -> Result<usize, BodyError> {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match *state {
+            Chunk::Done => return Ok(i),
+            Chunk::Data => {
+                // Skip a whole run of data at once.
+                let n = usize::try_from(*size)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len() - i);
+                *size -= n as u64;
+                *data += n as u64;
+                i += n;
+                if *size == 0 {
+                    *state = Chunk::DataCr;
+                }
+                continue;
+            }
+            Chunk::Size { digits } => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    if digits >= 15 {
+                        return Err(BodyError("chunk size too large"));
+                    }
+                    let v = (b as char).to_digit(16).unwrap_or(0);
+                    *size = *size * 16 + u64::from(v);
+                    *state = Chunk::Size { digits: digits + 1 };
+                }
+                b'\r' if digits > 0 => *state = Chunk::SizeLf,
+                b';' if digits > 0 => *state = Chunk::Extension { len: 0 },
+                b' ' | b'\t' if digits > 0 => *state = Chunk::SizeSpace,
+                _ => return Err(BodyError("bad chunk size")),
+            },
+            Chunk::SizeSpace => match b {
+                b' ' | b'\t' => {}
+                b';' => *state = Chunk::Extension { len: 0 },
+                _ => return Err(BodyError("bad chunk size")),
+            },
+            Chunk::Extension { len } => match b {
+                b'\r' => *state = Chunk::SizeLf,
+                b'\t' | b' '..=b'~' | 0x80..=0xff => {
+                    if len >= MAX_EXTENSION {
+                        return Err(BodyError("chunk extension too long"));
+                    }
+                    *state = Chunk::Extension { len: len + 1 };
+                }
+                _ => return Err(BodyError("bad chunk extension")),
+            },
+            Chunk::SizeLf => {
+                if b != b'\n' {
+                    return Err(BodyError("bare CR in a chunk line"));
+                }
+                *state = if *size == 0 {
+                    Chunk::TrailerStart
+                } else {
+                    Chunk::Data
+                };
+            }
+            Chunk::DataCr => {
+                if b != b'\r' {
+                    return Err(BodyError("chunk data longer than its size"));
+                }
+                *state = Chunk::DataLf;
+            }
+            Chunk::DataLf => {
+                if b != b'\n' {
+                    return Err(BodyError("chunk data not followed by CRLF"));
+                }
+                *state = Chunk::Size { digits: 0 };
+                *size = 0;
+            }
+            Chunk::TrailerStart | Chunk::TrailerLine => {
+                *trailer_bytes += 1;
+                if *trailer_bytes > MAX_TRAILERS {
+                    return Err(BodyError("trailers too long"));
+                }
+                let empty = *state == Chunk::TrailerStart;
+                match b {
+                    b'\r' => *state = Chunk::TrailerLf { empty },
+                    b'\n' => return Err(BodyError("bare LF in trailers")),
+                    b'\t' | b' '..=b'~' | 0x80..=0xff => *state = Chunk::TrailerLine,
+                    _ => return Err(BodyError("control character in trailers")),
+                }
+            }
+            Chunk::TrailerLf { empty } => {
+                if b != b'\n' {
+                    return Err(BodyError("bare CR in trailers"));
+                }
+                *state = if empty {
+                    Chunk::Done
+                } else {
+                    Chunk::TrailerStart
+                };
+            }
+        }
+        i += 1;
+    }
+    Ok(i)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    fn whole(input: &[u8]) -> Result<(usize, bool), BodyError> {
+        let mut f = BodyFramer::new(Framing::Chunked);
+        let n = f.advance(input)?;
+        Ok((n, f.is_done()))
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_end() {
+        let mut f = BodyFramer::new(Framing::Length(5));
+        assert_eq!(f.advance(b"abc").unwrap(), 3);
+        assert!(!f.is_done());
+        assert_eq!(f.advance(b"deGET /").unwrap(), 2);
+        assert!(f.is_done());
+        assert_eq!(f.advance(b"more").unwrap(), 0);
+    }
+
+    #[test]
+    fn chunked_bodies_stop_after_the_last_chunk() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nGET / HTTP/1.1";
+        assert_eq!(whole(body).unwrap(), (body.len() - 14, true));
+        let mut f = BodyFramer::new(Framing::Chunked);
+        f.advance(body).unwrap();
+        assert_eq!(f.data_bytes(), 11);
+        let trailers = b"1\r\na\r\n0\r\nX-T: 1\r\n\r\n";
+        assert_eq!(whole(trailers).unwrap(), (trailers.len(), true));
+        let ws = b"1 ; a=\"b\"\r\na\r\n0\r\n\r\n";
+        assert_eq!(whole(ws).unwrap(), (ws.len(), true));
+    }
+
+    #[test]
+    fn chunked_survives_any_split() {
+        let body = b"a\r\n0123456789\r\n3;x\r\nabc\r\n0\r\nT: v\r\n\r\n";
+        for split in 0..body.len() {
+            let mut f = BodyFramer::new(Framing::Chunked);
+            let a = f.advance(&body[..split]).unwrap();
+            let b = f.advance(&body[split..]).unwrap();
+            assert_eq!(a + b, body.len());
+            assert!(f.is_done(), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn bad_chunk_framing_is_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"-1\r\n",
+            b"0x5\r\nhello\r\n",
+            b"5\rhello",
+            b"5\nhello",
+            b"5 5\r\n",
+            b"1\r\nab\r\n",
+            b"1\r\na\n",
+            b"ffffffffffffffff\r\n",
+            b"1;\x01\r\n",
+            b"0\r\nX: a\rb\r\n\r\n",
+            b"0\r\nX: a\n\r\n",
+        ] {
+            assert!(whole(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+}

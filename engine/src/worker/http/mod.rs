@@ -1,0 +1,7 @@
+//! HTTP/1.1: message heads ([`parser`]), body framing ([`body`]), the proxy's own answers
+//! ([`answers`]) and the per-connection state machine ([`session`]).
+
+pub mod answers;
+pub mod body;
+pub mod parser;
+pub mod session;

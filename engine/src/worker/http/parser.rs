@@ -1,0 +1,857 @@
+//! HTTP/1.1 message heads: parsing with `httparse`, the RFC 9112 checks httparse leaves to us,
+//! and writing the heads a proxy forwards. Sans-io: bytes in, decisions and bytes out.
+//!
+//! Everything that could let two parties disagree on where a message ends is refused here
+//! (request smuggling): Content-Length with Transfer-Encoding, differing or malformed
+//! Content-Length values, a Transfer-Encoding whose final coding is not `chunked`, obs-fold,
+//! whitespace before a colon, bare CR or LF, control characters in values, a missing or
+//! repeated Host. Responses from backends get the same scrutiny (the caller answers 502).
+
+use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
+
+use crate::worker::buffer::Buf;
+
+/// Most header fields accepted in one head; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+
+/// How a message body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// Why a head was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// A malformed or ambiguous message: 400 for a request, 502 for a response.
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// More header fields than [`MAX_HEADERS`]: 431.
+    #[error("too many header fields")]
+    TooManyHeaders,
+}
+
+/// What the `Connection` header (and the version) say about the connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+/// The facts a proxy needs from a head's fields, checked.
+#[derive(Debug, Clone, Copy, Default)]
+struct FieldSummary<'b> {
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    /// The final transfer coding is `chunked` (and no earlier one is).
+    chunked: bool,
+    connection: ConnectionTokens,
+    hosts: usize,
+    host: Option<&'b [u8]>,
+    upgrade: bool,
+    expect_continue: bool,
+}
+
+/// A parsed, checked request head. Borrows the input buffer.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor: u8,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, including the blank line.
+    pub len: usize,
+    /// The host to route on (from an absolute-form target, else the Host field).
+    pub host: Option<&'b [u8]>,
+    /// The path to route on.
+    pub path: &'b str,
+    pub framing: Framing,
+    /// The client wants the connection kept after this exchange.
+    pub keep_alive: bool,
+    /// An `Upgrade` request (`Connection: upgrade` with an `Upgrade` field).
+    pub upgrade: bool,
+    pub expect_continue: bool,
+}
+
+impl RequestHead<'_, '_> {
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// Whether sending it twice is harmless (RFC 9110 9.2.2), so it may be retried on a fresh
+    /// backend connection when a reused one failed before answering.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+        )
+    }
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
+    let mut req = httparse::Request::new(&mut headers[..]);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_line_endings(buf)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
+    };
+    check_line_endings(&buf[..len])?;
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+    let fields = summarize(headers)?;
+    if method == "CONNECT" {
+        return Err(HeadError::Malformed("CONNECT is not supported"));
+    }
+    if fields.hosts > 1 {
+        return Err(HeadError::Malformed("more than one Host field"));
+    }
+    if minor >= 1 && fields.hosts == 0 {
+        return Err(HeadError::Malformed(
+            "HTTP/1.1 request without a Host field",
+        ));
+    }
+    if fields.transfer_encoding && minor == 0 {
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
+    }
+    let (host, path) = match target
+        .strip_prefix("http://")
+        .or_else(|| target.strip_prefix("https://"))
+    {
+        Some(rest) => {
+            let slash = rest.find('/').unwrap_or(rest.len());
+            let path = if slash == rest.len() {
+                "/"
+            } else {
+                &rest[slash..]
+            };
+            (Some(&rest.as_bytes()[..slash]), path)
+        }
+        None if target.starts_with('/') => (fields.host, target),
+        None if target == "*" && method == "OPTIONS" => (fields.host, "/"),
+        None => return Err(HeadError::Malformed("request target is not a path")),
+    };
+    let framing = if fields.transfer_encoding {
+        if !fields.chunked {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding whose final coding is not chunked",
+            ));
+        }
+        Framing::Chunked
+    } else {
+        match fields.content_length {
+            Some(0) | None => Framing::Empty,
+            Some(n) => Framing::Length(n),
+        }
+    };
+    let keep_alive = if minor >= 1 {
+        !fields.connection.close
+    } else {
+        fields.connection.keep_alive && !fields.connection.close
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        minor,
+        headers,
+        len,
+        host,
+        path,
+        framing,
+        keep_alive,
+        upgrade: fields.connection.upgrade && fields.upgrade,
+        expect_continue: fields.expect_continue,
+    }))
+}
+
+/// A parsed, checked response head.
+#[derive(Debug)]
+pub struct ResponseHead<'h, 'b> {
+    pub code: u16,
+    pub reason: &'b str,
+    pub minor: u8,
+    pub headers: &'h [httparse::Header<'b>],
+    pub len: usize,
+    pub framing: Framing,
+    /// The backend keeps the connection open after this response.
+    pub keep_alive: bool,
+    pub upgrade: bool,
+}
+
+/// Parses a response head; `request_is_head` because a HEAD answer has no body whatever its
+/// fields say.
+pub fn parse_response<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>; MAX_HEADERS],
+    request_is_head: bool,
+) -> Result<Option<ResponseHead<'h, 'b>>, HeadError> {
+    let mut res = httparse::Response::new(&mut headers[..]);
+    let len = match res.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            check_line_endings(buf)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
+    };
+    check_line_endings(&buf[..len])?;
+    let (Some(code), Some(minor)) = (res.code, res.version) else {
+        return Err(HeadError::Malformed("incomplete status line"));
+    };
+    let reason = res.reason.unwrap_or("");
+    let headers: &'h [httparse::Header<'b>] = res.headers;
+    let fields = summarize(headers)?;
+    let framing = if (100..200).contains(&code) || code == 204 || code == 304 || request_is_head {
+        Framing::Empty
+    } else if fields.transfer_encoding {
+        if !fields.chunked {
+            return Err(HeadError::Malformed(
+                "Transfer-Encoding whose final coding is not chunked",
+            ));
+        }
+        Framing::Chunked
+    } else {
+        match fields.content_length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::UntilClose,
+        }
+    };
+    let keep_alive = framing != Framing::UntilClose
+        && if minor >= 1 {
+            !fields.connection.close
+        } else {
+            fields.connection.keep_alive && !fields.connection.close
+        };
+    Ok(Some(ResponseHead {
+        code,
+        reason,
+        minor,
+        headers,
+        len,
+        framing,
+        keep_alive,
+        upgrade: fields.upgrade,
+    }))
+}
+
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => {
+            "invalid header field name (or whitespace before a colon, or obs-fold)"
+        }
+        httparse::Error::HeaderValue => "invalid header field value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::TooManyHeaders => "too many header fields",
+    }
+}
+
+/// Every line must end in CRLF: a bare CR or a bare LF is refused (two parsers could split
+/// lines differently).
+fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
+    let mut prev = 0u8;
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\n' if prev != b'\r' => return Err(HeadError::Malformed("bare LF in the head")),
+            b'\r' if head.get(i + 1).is_some_and(|&n| n != b'\n') => {
+                return Err(HeadError::Malformed("bare CR in the head"))
+            }
+            _ => {}
+        }
+        prev = b;
+    }
+    Ok(())
+}
+
+/// Comma-separated list elements of a field value, trimmed, empty ones skipped (RFC 9110 5.6.1).
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|s| s.trim_ascii())
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
+    let bad = HeadError::Malformed("malformed Content-Length");
+    let mut found: Option<u64> = None;
+    let mut elements = 0;
+    for element in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        elements += 1;
+        if element.is_empty() || element.len() > 19 || !element.iter().all(u8::is_ascii_digit) {
+            return Err(bad);
+        }
+        let n = element
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(HeadError::Malformed("differing Content-Length values"));
+        }
+        found = Some(n);
+    }
+    match found {
+        Some(n) if elements > 0 => Ok(n),
+        _ => Err(bad),
+    }
+}
+
+fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, HeadError> {
+    let mut s = FieldSummary::default();
+    for h in headers {
+        if h.value
+            .iter()
+            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        {
+            return Err(HeadError::Malformed("control character in a header value"));
+        }
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_content_length(h.value)?;
+            if s.content_length.is_some_and(|c| c != n) {
+                return Err(HeadError::Malformed("differing Content-Length values"));
+            }
+            s.content_length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            let mut any = false;
+            for coding in list(h.value) {
+                any = true;
+                if s.chunked {
+                    return Err(HeadError::Malformed(
+                        "chunked is not the final transfer coding",
+                    ));
+                }
+                s.chunked = coding.eq_ignore_ascii_case(b"chunked");
+            }
+            if !any {
+                return Err(HeadError::Malformed("empty Transfer-Encoding"));
+            }
+            s.transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case(b"host") {
+            s.hosts += 1;
+            s.host = Some(h.value.trim_ascii());
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in list(h.value) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    s.connection.close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    s.connection.keep_alive = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    s.connection.upgrade = true;
+                }
+            }
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            s.upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            s.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    if s.transfer_encoding && s.content_length.is_some() {
+        return Err(HeadError::Malformed(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(s)
+}
+
+/// Whether some `Connection` field names other fields (beyond `close`, `keep-alive` and
+/// `upgrade`), which are then hop-by-hop too. Checked once per head, so the common head pays
+/// nothing per field for it.
+fn connection_names_fields(headers: &[httparse::Header<'_>]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .flat_map(|h| list(h.value))
+        .any(|token| {
+            !token.eq_ignore_ascii_case(b"close")
+                && !token.eq_ignore_ascii_case(b"keep-alive")
+                && !token.eq_ignore_ascii_case(b"upgrade")
+        })
+}
+
+/// Whether a field is hop-by-hop: never forwarded as is (RFC 9110 7.6.1). `Upgrade` passes
+/// only on an upgrade exchange; fields named in `Connection` are hop-by-hop too (looked up
+/// only when `named` says some are).
+fn is_hop_by_hop(
+    name: &str,
+    headers: &[httparse::Header<'_>],
+    named: bool,
+    upgrading: bool,
+) -> bool {
+    let n = name.as_bytes();
+    if n.eq_ignore_ascii_case(b"connection")
+        || n.eq_ignore_ascii_case(b"keep-alive")
+        || n.eq_ignore_ascii_case(b"proxy-connection")
+        || n.eq_ignore_ascii_case(b"te")
+        || n.eq_ignore_ascii_case(b"trailer")
+    {
+        return true;
+    }
+    if n.eq_ignore_ascii_case(b"upgrade") {
+        return !upgrading;
+    }
+    named
+        && headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| list(h.value))
+            .any(|token| {
+                token.eq_ignore_ascii_case(n)
+                    && !token.eq_ignore_ascii_case(b"upgrade")
+                    && !n.eq_ignore_ascii_case(b"host")
+                    && !n.eq_ignore_ascii_case(b"content-length")
+                    && !n.eq_ignore_ascii_case(b"transfer-encoding")
+            })
+}
+
+/// Writes a head into a buffer; remembers if it did not fit.
+#[derive(Debug)]
+pub struct HeadWriter<'a> {
+    buf: &'a mut Buf,
+    overflow: bool,
+}
+
+impl<'a> HeadWriter<'a> {
+    pub fn new(buf: &'a mut Buf) -> HeadWriter<'a> {
+        HeadWriter {
+            buf,
+            overflow: false,
+        }
+    }
+
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        if self.buf.push(bytes) < bytes.len() {
+            self.overflow = true;
+        }
+    }
+
+    fn field(&mut self, name: &str, value: &[u8]) {
+        self.bytes(name.as_bytes());
+        self.bytes(b": ");
+        self.bytes(value);
+        self.bytes(b"\r\n");
+    }
+
+    /// `Ok` if everything fit.
+    pub fn finish(self) -> Result<(), HeadError> {
+        if self.overflow {
+            Err(HeadError::TooManyHeaders)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Write for HeadWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.bytes(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Who is asking, for the `X-Forwarded-*` and `Forwarded` fields.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    pub peer: SocketAddr,
+    pub proto: &'static str,
+    pub port: u16,
+}
+
+/// Writes the head forwarded to a backend: the request line, the fields minus the hop-by-hop
+/// ones, `X-Forwarded-For` and `Forwarded` appended to what the client sent,
+/// `X-Forwarded-Proto` and `X-Forwarded-Port` set by us, and `Connection: upgrade` on upgrades.
+///
+/// An HTTP/1.0 client's request goes out as HTTP/1.0 (with `Connection: keep-alive`, so the
+/// backend connection can still be pooled): the answer then never uses chunked framing, which
+/// that client could not read. Everything else goes out as HTTP/1.1.
+pub fn write_request_head(
+    out: &mut Buf,
+    req: &RequestHead<'_, '_>,
+    client: ClientInfo,
+) -> Result<(), HeadError> {
+    let mut w = HeadWriter::new(out);
+    w.bytes(req.method.as_bytes());
+    w.bytes(b" ");
+    w.bytes(req.target.as_bytes());
+    w.bytes(if req.minor == 0 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    let named = connection_names_fields(req.headers);
+    let mut xff_seen = false;
+    let mut fwd_seen = false;
+    for h in req.headers {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("x-forwarded-proto")
+            || name.eq_ignore_ascii_case("x-forwarded-port")
+            || is_hop_by_hop(name, req.headers, named, req.upgrade)
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            if !xff_seen {
+                xff_seen = true;
+                w.bytes(b"X-Forwarded-For: ");
+                for (i, v) in req
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+                    .enumerate()
+                {
+                    if i > 0 {
+                        w.bytes(b", ");
+                    }
+                    w.bytes(v.value.trim_ascii());
+                }
+                let _ = write!(w, ", {}\r\n", client.peer.ip());
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("forwarded") {
+            if !fwd_seen {
+                fwd_seen = true;
+                w.bytes(b"Forwarded: ");
+                for v in req
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("forwarded"))
+                {
+                    w.bytes(v.value.trim_ascii());
+                    w.bytes(b", ");
+                }
+                write_forwarded_element(&mut w, req, client);
+            }
+            continue;
+        }
+        w.field(name, h.value);
+    }
+    if !xff_seen {
+        let _ = write!(w, "X-Forwarded-For: {}\r\n", client.peer.ip());
+    }
+    if !fwd_seen {
+        w.bytes(b"Forwarded: ");
+        write_forwarded_element(&mut w, req, client);
+    }
+    let _ = write!(
+        w,
+        "X-Forwarded-Proto: {}\r\nX-Forwarded-Port: {}\r\n",
+        client.proto, client.port
+    );
+    if req.upgrade {
+        w.bytes(b"Connection: upgrade\r\n");
+    } else if req.minor == 0 {
+        w.bytes(b"Connection: keep-alive\r\n");
+    }
+    w.bytes(b"\r\n");
+    w.finish()
+}
+
+fn write_forwarded_element(w: &mut HeadWriter<'_>, req: &RequestHead<'_, '_>, client: ClientInfo) {
+    match client.peer.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let _ = write!(w, "for={ip}");
+        }
+        std::net::IpAddr::V6(ip) => {
+            let _ = write!(w, "for=\"[{ip}]\"");
+        }
+    }
+    if let Some(host) = req.host {
+        w.bytes(b";host=\"");
+        w.bytes(host);
+        w.bytes(b"\"");
+    }
+    let _ = write!(w, ";proto={}\r\n", client.proto);
+}
+
+/// What the client side of a response needs to be told about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientConnection {
+    /// Keep it; an HTTP/1.0 client is told `Connection: keep-alive`.
+    KeepAlive { http10: bool },
+    /// `Connection: close`, and the proxy closes after this response.
+    Close,
+    /// `Connection: upgrade` (a 101).
+    Upgrade,
+}
+
+/// Writes the head forwarded to a client: HTTP/1.1 status line, the fields minus the
+/// hop-by-hop ones, and our own `Connection` field.
+pub fn write_response_head(
+    out: &mut Buf,
+    res: &ResponseHead<'_, '_>,
+    connection: ClientConnection,
+) -> Result<(), HeadError> {
+    let mut w = HeadWriter::new(out);
+    let _ = write!(w, "HTTP/1.1 {} {}\r\n", res.code, res.reason);
+    let upgrading = connection == ClientConnection::Upgrade;
+    let named = connection_names_fields(res.headers);
+    for h in res.headers {
+        if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
+            w.field(h.name, h.value);
+        }
+    }
+    match connection {
+        ClientConnection::KeepAlive { http10: true } => w.bytes(b"Connection: keep-alive\r\n"),
+        ClientConnection::KeepAlive { http10: false } => {}
+        ClientConnection::Close => w.bytes(b"Connection: close\r\n"),
+        ClientConnection::Upgrade => w.bytes(b"Connection: upgrade\r\n"),
+    }
+    w.bytes(b"\r\n");
+    w.finish()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use crate::worker::buffer::BufferPool;
+
+    fn req(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, HeadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_request(raw, &mut headers).map(|o| o.map(|r| (r.framing, r.keep_alive, r.upgrade)))
+    }
+
+    fn rejected(raw: &[u8]) -> bool {
+        matches!(req(raw), Err(HeadError::Malformed(_)))
+    }
+
+    #[test]
+    fn plain_requests() {
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap(),
+            Some((Framing::Empty, true, false))
+        );
+        assert_eq!(req(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap(), None);
+        assert_eq!(
+            req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n").unwrap(),
+            Some((Framing::Length(5), true, false))
+        );
+        assert_eq!(
+            req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap(),
+            Some((Framing::Chunked, true, false))
+        );
+        assert_eq!(
+            req(b"GET / HTTP/1.0\r\n\r\n").unwrap(),
+            Some((Framing::Empty, false, false))
+        );
+        assert_eq!(
+            req(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap(),
+            Some((Framing::Empty, true, false))
+        );
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap(),
+            Some((Framing::Empty, false, false))
+        );
+        assert_eq!(
+            req(
+                b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+            )
+            .unwrap(),
+            Some((Framing::Empty, true, true))
+        );
+        // Equal duplicates merge.
+        assert_eq!(
+            req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n")
+                .unwrap(),
+            Some((Framing::Length(3), true, false))
+        );
+    }
+
+    #[test]
+    fn every_smuggling_shape_is_refused() {
+        let shapes: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n  folded\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n",
+            b"GET / HTTP/1.1\nHost: a\n\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x7fc\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET nopath HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ];
+        for shape in shapes {
+            assert!(
+                rejected(shape),
+                "{:?} was accepted",
+                String::from_utf8_lossy(shape)
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_headers() {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..MAX_HEADERS {
+            raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        raw.extend_from_slice(b"\r\n");
+        assert_eq!(req(&raw), Err(HeadError::TooManyHeaders));
+    }
+
+    fn res(raw: &[u8], head: bool) -> Result<Option<(u16, Framing, bool)>, HeadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_response(raw, &mut headers, head)
+            .map(|o| o.map(|r| (r.code, r.framing, r.keep_alive)))
+    }
+
+    #[test]
+    fn responses() {
+        assert_eq!(
+            res(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", false).unwrap(),
+            Some((200, Framing::Length(3), true))
+        );
+        assert_eq!(
+            res(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", true).unwrap(),
+            Some((200, Framing::Empty, true))
+        );
+        assert_eq!(
+            res(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap(),
+            Some((200, Framing::UntilClose, false))
+        );
+        assert_eq!(
+            res(b"HTTP/1.1 204 No Content\r\n\r\n", false).unwrap(),
+            Some((204, Framing::Empty, true))
+        );
+        assert_eq!(
+            res(
+                b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false
+            )
+            .unwrap(),
+            Some((304, Framing::Empty, true))
+        );
+        assert_eq!(
+            res(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false).unwrap(),
+            Some((200, Framing::Length(1), false))
+        );
+        assert_eq!(
+            res(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                false
+            )
+            .unwrap(),
+            Some((200, Framing::Chunked, false))
+        );
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n",
+            b"garbage\r\n\r\n",
+        ] {
+            assert!(
+                res(bad, false).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn forwarded_request_head() {
+        let raw = b"GET /a?b HTTP/1.1\r\nHost: shop.test:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let client = ClientInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            proto: "http",
+            port: 8080,
+        };
+        write_request_head(&mut out, &head, client).unwrap();
+        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        assert!(
+            text.starts_with("GET /a?b HTTP/1.1\r\nHost: shop.test:8080\r\n"),
+            "{text}"
+        );
+        for gone in ["Connection", "X-Secret", "Keep-Alive", "TE:", "https"] {
+            assert!(!text.contains(gone), "{gone} in {text}");
+        }
+        assert!(
+            text.contains("X-Forwarded-For: 10.0.0.1, 192.0.2.7\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Forwarded: for=192.0.2.7;host=\"shop.test:8080\";proto=http\r\n"));
+        assert!(text.contains("X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\n"));
+        assert!(text.contains("Accept: */*\r\n"));
+        assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn http10_requests_go_out_as_http10_with_keep_alive() {
+        let raw = b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let client = ClientInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            proto: "http",
+            port: 80,
+        };
+        write_request_head(&mut out, &head, client).unwrap();
+        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        assert!(text.starts_with("GET / HTTP/1.0\r\n"), "{text}");
+        assert!(text.ends_with("Connection: keep-alive\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn forwarded_response_head() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: 1\r\nContent-Length: 2\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        write_response_head(
+            &mut out,
+            &head,
+            ClientConnection::KeepAlive { http10: true },
+        )
+        .unwrap();
+        assert_eq!(
+            out.pending(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+        );
+    }
+}

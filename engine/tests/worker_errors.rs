@@ -1,0 +1,249 @@
+//! The worker's own answers and timeouts: 400, 404, 408, 413, 431, 502, 503, 504, idle
+//! keep-alive and connect timeouts.
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{connect, dead_addr, get, raw, read_answer, Backend, TestWorker};
+use weir_engine::channel::WorkerConfig;
+use weir_schema::proto;
+
+fn listener_with(w: &mut TestWorker, settings: proto::ListenerSettings) -> std::net::SocketAddr {
+    w.add_listener_with(proto::ListenerProtocol::Http, settings)
+}
+
+#[test]
+fn request_head_timeout_is_408() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::with_defaults();
+    let listener = listener_with(
+        &mut w,
+        proto::ListenerSettings {
+            request_timeout_ms: 200,
+            ..Default::default()
+        },
+    );
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_backend("c", "a", backend.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    let mut client = connect(listener);
+    client.write_all(b"GET / HTTP/1.1\r\nHost: a.te").unwrap();
+    let started = Instant::now();
+    let answer = read_answer(&mut client, false).unwrap();
+    assert_eq!(answer.status, 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_front_timeout() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::with_defaults();
+    let listener = listener_with(
+        &mut w,
+        proto::ListenerSettings {
+            front_timeout_ms: 200,
+            ..Default::default()
+        },
+    );
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_backend("c", "a", backend.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    let mut client = connect(listener);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    client.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "closed without an answer");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::with_defaults();
+    let listener = listener_with(
+        &mut w,
+        proto::ListenerSettings {
+            max_request_body: 10,
+            ..Default::default()
+        },
+    );
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_backend("c", "a", backend.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    let answer = raw(
+        listener,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n",
+    );
+    assert_eq!(answer.status, 413);
+    let chunked = raw(
+        listener,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n01234567890123456789012345678901\r\n0\r\n\r\n",
+    );
+    assert_eq!(chunked.status, 413);
+    let small = raw(
+        listener,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    );
+    assert_eq!(small.status, 200);
+}
+
+#[test]
+fn head_larger_than_a_buffer_is_431() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::start(WorkerConfig {
+        buffer_size: 4096,
+        ..WorkerConfig::default()
+    });
+    let listener = w.simple("a.test", &[&backend]);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\n\r\n",
+        "x".repeat(5000)
+    );
+    assert_eq!(raw(listener, big.as_bytes()).status, 431);
+}
+
+#[test]
+fn refused_backend_is_502_and_no_backend_is_503() {
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_http_listener();
+    w.add_cluster(TestWorker::cluster("dead"));
+    w.add_backend("dead", "d", dead_addr());
+    w.add_frontend(listener, "dead.test", "/", "dead");
+    w.add_cluster(TestWorker::cluster("empty"));
+    w.add_frontend(listener, "empty.test", "/", "empty");
+    let answer = get(listener, "dead.test", "/");
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(answer.text().contains("Bad Gateway"));
+    // The backend is now down and in backoff: no healthy backend.
+    assert_eq!(get(listener, "dead.test", "/").status, 503);
+    assert_eq!(get(listener, "empty.test", "/").status, 503);
+    assert!(w.counter("backend.connect_errors") >= 1);
+}
+
+#[test]
+fn garbage_from_the_backend_is_502() {
+    let backend = Backend::with_handler(
+        "garbage",
+        Arc::new(|_, stream| {
+            let _ = stream.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            false
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    assert_eq!(get(listener, "a.test", "/").status, 502);
+}
+
+#[test]
+fn silent_backend_is_504() {
+    let backend = Backend::with_handler(
+        "silent",
+        Arc::new(|_, _| {
+            std::thread::sleep(Duration::from_secs(3));
+            false
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_http_listener();
+    w.add_cluster(proto::Cluster {
+        id: "c".into(),
+        response_timeout_ms: 200,
+        ..Default::default()
+    });
+    w.add_backend("c", "s", backend.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    let started = Instant::now();
+    assert_eq!(get(listener, "a.test", "/").status, 504);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn connect_timeout_moves_on_to_another_backend() {
+    // A listener whose accept queue is full drops further SYNs: connects hang.
+    let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
+    nix::sys::socket::listen(&stuck, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    let _fillers: Vec<_> = (0..4)
+        .filter_map(|_| {
+            std::net::TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(100)).ok()
+        })
+        .collect();
+    let good = Backend::start("good");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_http_listener();
+    w.add_cluster(proto::Cluster {
+        id: "c".into(),
+        connect_timeout_ms: 150,
+        ..Default::default()
+    });
+    w.add_backend("c", "a-stuck", stuck_addr);
+    w.add_backend("c", "b-good", good.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    for _ in 0..4 {
+        let answer = get(listener, "a.test", "/");
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "good");
+    }
+}
+
+#[test]
+fn over_the_connection_cap_is_a_fast_503() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::start(WorkerConfig {
+        max_connections: 1,
+        ..WorkerConfig::default()
+    });
+    let listener = w.simple("a.test", &[&backend]);
+    let mut first = connect(listener);
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut first, false).unwrap().status, 200);
+    let second = get(listener, "a.test", "/");
+    assert_eq!(second.status, 503);
+    assert_eq!(w.counter("connections.refused"), 1);
+}
+
+#[test]
+fn custom_404_body() {
+    let mut w = TestWorker::with_defaults();
+    let listener = listener_with(
+        &mut w,
+        proto::ListenerSettings {
+            answer_404: Some("nothing here".into()),
+            ..Default::default()
+        },
+    );
+    // A listener accepts once it has a route.
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_frontend(listener, "a.test", "/", "c");
+    let answer = get(listener, "x.test", "/");
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.text(), "nothing here");
+}
+
+#[test]
+fn empty_buffer_pool_is_a_503_not_a_queue() {
+    let backend = Backend::start("a");
+    // One buffer: enough to read a request head, not to also write it to a backend.
+    let mut w = TestWorker::start(WorkerConfig {
+        max_buffers: 1,
+        ..WorkerConfig::default()
+    });
+    let listener = w.simple("a.test", &[&backend]);
+    let answer = get(listener, "a.test", "/");
+    assert_eq!(answer.status, 503);
+    assert_eq!(backend.request_count(), 0);
+}

@@ -1,0 +1,423 @@
+//! The worker's HTTP proxying, driven in-process over its real channel.
+#![allow(clippy::unwrap_used)] // Tests may unwrap.
+
+mod support;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use support::{connect, get, raw, read_answer, Backend, TestWorker};
+
+#[test]
+fn proxies_a_get_and_adds_forwarding_headers() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("shop.test", &[&backend]);
+    let answer = get(listener, "shop.test", "/hello");
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.text(), "alpha");
+    let seen = backend.last_seen();
+    assert!(
+        seen.head.starts_with("GET /hello HTTP/1.1\r\n"),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        seen.header("x-forwarded-port"),
+        Some(listener.port().to_string())
+    );
+    assert!(seen
+        .header("forwarded")
+        .is_some_and(|f| f.contains("for=127.0.0.1")));
+    assert_eq!(seen.header("connection"), None, "hop-by-hop removed");
+    w.stop();
+}
+
+#[test]
+fn keep_alive_on_both_sides() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    for _ in 0..20 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut client, false).unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "alpha");
+    }
+    assert_eq!(backend.request_count(), 20);
+    assert_eq!(
+        backend.connection_count(),
+        1,
+        "the backend connection was reused"
+    );
+    assert_eq!(w.counter("connections.accepted"), 1);
+}
+
+#[test]
+fn unknown_host_is_404_and_keeps_the_connection() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: nope.test\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut client, false).unwrap();
+    assert_eq!(answer.status, 404);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+}
+
+#[test]
+fn smuggling_is_rejected() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let answer = raw(
+        listener,
+        b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert_eq!(backend.request_count(), 0);
+}
+
+#[test]
+fn chunked_request_and_response() {
+    let backend = Backend::with_handler(
+        "chunky",
+        Arc::new(|seen, stream| {
+            let body = String::from_utf8_lossy(&seen.body).to_uppercase();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut client, false).unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "HELLO WORLD");
+    assert_eq!(backend.last_seen().body, b"hello world");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let backend = Backend::with_handler(
+        "echo-path",
+        Arc::new(|seen, stream| {
+            let path = seen.head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    let mut batch = Vec::new();
+    for i in 0..5 {
+        batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: a.test\r\n\r\n").as_bytes());
+    }
+    client.write_all(&batch).unwrap();
+    for i in 0..5 {
+        let answer = read_answer(&mut client, false).unwrap();
+        assert_eq!(answer.text(), format!("/{i}"));
+    }
+}
+
+#[test]
+fn expect_100_continue_is_relayed() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    let interim = read_answer(&mut client, false).unwrap();
+    assert_eq!(interim.status, 100);
+    client.write_all(b"hello").unwrap();
+    let answer = read_answer(&mut client, false).unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(backend.last_seen().body, b"hello");
+}
+
+#[test]
+fn head_and_204_have_no_body() {
+    let backend = Backend::with_handler(
+        "nobody",
+        Arc::new(|seen, stream| {
+            let answer: &[u8] = if seen.head.starts_with("HEAD") {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+            } else {
+                b"HTTP/1.1 204 No Content\r\n\r\n"
+            };
+            stream.write_all(answer).is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let head = read_answer(&mut client, true).unwrap();
+    assert_eq!(head.header("content-length").as_deref(), Some("1000"));
+    client
+        .write_all(b"DELETE / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 204);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 204);
+}
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    const SIZE: usize = 16 * 1024 * 1024;
+    let backend = Backend::with_handler(
+        "big",
+        Arc::new(|seen, stream| {
+            let n = seen.body.len();
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", n * 2);
+            stream.write_all(head.as_bytes()).is_ok()
+                && stream.write_all(&seen.body).is_ok()
+                && stream.write_all(&seen.body).is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let writer = {
+        let mut c = client.try_clone().unwrap();
+        let body = body.clone();
+        std::thread::spawn(move || {
+            c.write_all(
+                format!("PUT / HTTP/1.1\r\nHost: a.test\r\nContent-Length: {SIZE}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            c.write_all(&body).unwrap();
+        })
+    };
+    let answer = read_answer(&mut client, false).unwrap();
+    writer.join().unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), SIZE * 2);
+    assert!(answer.body[..SIZE] == body[..] && answer.body[SIZE..] == body[..]);
+    // Nothing is left in flight: every buffer went back.
+    assert!(support::wait_until(
+        std::time::Duration::from_secs(5),
+        || w.counter("buffers.in_use") == 0
+    ));
+}
+
+#[test]
+fn read_until_close_response_closes_the_client() {
+    let backend = Backend::with_handler(
+        "eof",
+        Arc::new(|_, stream| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
+            false
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let answer = raw(listener, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(answer.text(), "until close");
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+}
+
+#[test]
+fn routing_exact_wildcard_prefix_and_newest() {
+    let (a, b, c, d) = (
+        Backend::start("a"),
+        Backend::start("b"),
+        Backend::start("c"),
+        Backend::start("d"),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_http_listener();
+    for (id, backend) in [("ca", &a), ("cb", &b), ("cc", &c), ("cd", &d)] {
+        w.add_cluster(TestWorker::cluster(id));
+        w.add_backend(id, backend.name.as_str(), backend.addr);
+    }
+    w.add_frontend(listener, "shop.test", "/", "ca");
+    w.add_frontend(listener, "shop.test", "/api", "cb");
+    w.add_frontend(listener, "*.shop.test", "/", "cc");
+    assert_eq!(get(listener, "shop.test", "/x").text(), "a");
+    assert_eq!(get(listener, "SHOP.test:8080", "/api/v1").text(), "b");
+    assert_eq!(get(listener, "eu.shop.test", "/").text(), "c");
+    // Newest wins among equal routes.
+    w.add_frontend(listener, "shop.test", "/", "cd");
+    assert_eq!(get(listener, "shop.test", "/x").text(), "d");
+    w.call(weir_schema::proto::request::Kind::RemoveFrontend(
+        TestWorker::frontend(listener, "shop.test", "/", "cd"),
+    ));
+    assert_eq!(get(listener, "shop.test", "/x").text(), "a");
+}
+
+#[test]
+fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
+    // The backend closes every connection after answering without saying so.
+    let backend = Backend::with_handler(
+        "rude",
+        Arc::new(|_, stream| {
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            false
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    for _ in 0..10 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut client, false).unwrap();
+        assert_eq!(answer.status, 200);
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_hold_no_buffer() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut clients = Vec::new();
+    for _ in 0..50 {
+        let mut client = connect(listener);
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+        clients.push(client);
+    }
+    assert_eq!(w.counter("connections.active"), 50);
+    assert_eq!(w.counter("buffers.in_use"), 0);
+}
+
+#[test]
+fn http10_clients_are_served_and_closed() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let answer = raw(listener, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "alpha");
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert!(backend
+        .last_seen()
+        .head
+        .starts_with("GET /old HTTP/1.0\r\n"));
+    // With keep-alive the connection stays.
+    let mut client = connect(listener);
+    for _ in 0..3 {
+        client
+            .write_all(b"GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut client, false).unwrap();
+        assert_eq!(answer.header("connection").as_deref(), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn status_state_and_unknown_commands() {
+    use weir_schema::proto::{self, request::Kind, response::Content, ResponseStatus};
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let _idle = connect(listener);
+    let status = w.call(Kind::Status(proto::Status {}));
+    let Some(Content::StatusReport(report)) = status.content else {
+        panic!("{status:?}");
+    };
+    assert_eq!(report.workers.len(), 1);
+    assert_eq!(report.workers[0].pid, std::process::id());
+    assert_eq!(report.workers[0].state_version, 4);
+    let state = w.call(Kind::QueryState(proto::QueryState {}));
+    let Some(Content::State(snapshot)) = state.content else {
+        panic!("{state:?}");
+    };
+    assert_eq!((snapshot.listeners.len(), snapshot.frontends.len()), (1, 1));
+    let answers = w.call_all(Kind::SaveState(proto::SaveState {
+        path: "/nonexistent".into(),
+    }));
+    assert_eq!(answers[0].status(), ResponseStatus::Failure);
+    assert_eq!(answers[0].message, "not a worker command");
+    // A change the state refuses is a FAILURE and changes nothing.
+    let dup = w.call_all(Kind::AddCluster(TestWorker::cluster("c")));
+    assert_eq!(dup[0].status(), ResponseStatus::Failure);
+    assert_eq!(dup[0].state_version, 4);
+}
+
+#[test]
+fn listener_accepts_only_once_it_has_a_route() {
+    use weir_schema::proto::request::Kind;
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_http_listener();
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_backend("c", "alpha", backend.addr);
+    // The connection waits in the accept queue instead of getting a 404...
+    let mut early = connect(listener);
+    early
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(w.counter("connections.accepted"), 0);
+    // ...and is served once the route is in.
+    w.call(Kind::AddFrontend(TestWorker::frontend(
+        listener, "a.test", "/", "c",
+    )));
+    let answer = read_answer(&mut early, false).unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.text(), "alpha");
+}
+
+#[test]
+fn https_connections_are_closed_until_tls_lands() {
+    use std::io::Read;
+    use weir_schema::proto;
+    let mut w = TestWorker::with_defaults();
+    let listener = w.add_listener_with(
+        proto::ListenerProtocol::Https,
+        proto::ListenerSettings::default(),
+    );
+    let certificate = proto::Certificate {
+        name: "a".into(),
+        certificate_pem: include_str!("../../schema/tests/data/test-a.pem").into(),
+        key_pem: include_str!("../../schema/tests/data/test-a.key").into(),
+    };
+    let fingerprint = weir_schema::Certificate::try_from(&certificate)
+        .unwrap()
+        .fingerprint;
+    w.call(proto::request::Kind::AddCertificate(certificate));
+    w.add_cluster(TestWorker::cluster("c"));
+    let mut frontend = TestWorker::frontend(listener, "a.test.example.com", "/", "c");
+    frontend.certificate = fingerprint.to_hex();
+    w.call(proto::request::Kind::AddFrontend(frontend));
+    let mut client = connect(listener);
+    let mut buf = [0u8; 16];
+    assert_eq!(client.read(&mut buf).unwrap_or(0), 0);
+    assert_eq!(w.counter("tls.refused"), 1);
+}

@@ -1,0 +1,153 @@
+//! Load balancing end to end: each algorithm's distribution, weights, backups, failover when a
+//! backend refuses, and recovery when it comes back.
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod util;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use util::servers::{fixed_handler, HttpServer};
+use util::{free_port, http_get, wait_until, Desired, Proxy};
+
+fn start(yaml: &str) -> (Desired, Proxy, SocketAddr) {
+    let port = free_port();
+    let desired = Desired::new();
+    desired.write("weir.yaml", &yaml.replace("{port}", &port.to_string()));
+    let proxy = Proxy::with_desired(desired.path(), 1);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    assert!(wait_until(Duration::from_secs(20), || http_get(
+        addr, "lb.test", "/"
+    )
+    .is_ok_and(|a| a.status == 200)));
+    (desired, proxy, addr)
+}
+
+fn yaml(lb: &str, backends: &[(&str, SocketAddr, u32, bool)]) -> String {
+    let mut list = String::new();
+    for (id, addr, weight, backup) in backends {
+        list.push_str(&format!(
+            "      - {{ id: {id}, address: \"{addr}\", weight: {weight}, backup: {backup} }}\n"
+        ));
+    }
+    format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http }}
+clusters:
+  - id: lb
+    load_balancing: {lb}
+    backends:
+{list}
+frontends:
+  - {{ listener: web, hostname: lb.test, cluster: lb }}
+"#
+    )
+}
+
+fn spread(addr: SocketAddr, n: usize) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        let answer = http_get(addr, "lb.test", "/").unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+        *counts.entry(answer.body_str()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn weighted_round_robin_is_exact() {
+    let (a, b) = (HttpServer::fixed("a"), HttpServer::fixed("b"));
+    let (_d, _p, addr) = start(&yaml(
+        "round_robin",
+        &[("a", a.addr, 200, false), ("b", b.addr, 100, false)],
+    ));
+    // Warm-up requests shifted the rotation; a multiple of the cycle stays exact.
+    let counts = spread(addr, 300);
+    assert_eq!((counts["a"], counts["b"]), (200, 100), "{counts:?}");
+}
+
+#[test]
+fn random_least_connections_and_power_of_two_use_every_backend() {
+    for lb in ["random", "least_connections", "power_of_two"] {
+        let servers = [
+            HttpServer::fixed("a"),
+            HttpServer::fixed("b"),
+            HttpServer::fixed("c"),
+        ];
+        let backends: Vec<(&str, SocketAddr, u32, bool)> = ["a", "b", "c"]
+            .into_iter()
+            .zip(&servers)
+            .map(|(id, s)| (id, s.addr, 100, false))
+            .collect();
+        let (_d, _p, addr) = start(&yaml(lb, &backends));
+        let counts = spread(addr, 300);
+        for id in ["a", "b", "c"] {
+            let n = counts.get(id).copied().unwrap_or(0);
+            assert!((50..=150).contains(&n), "{lb}: {counts:?}");
+        }
+    }
+}
+
+#[test]
+fn weighted_random_follows_weights() {
+    let (a, b) = (HttpServer::fixed("a"), HttpServer::fixed("b"));
+    let (_d, _p, addr) = start(&yaml(
+        "random",
+        &[("a", a.addr, 400, false), ("b", b.addr, 100, false)],
+    ));
+    let counts = spread(addr, 500);
+    let share = counts["a"] as f64 / 500.0;
+    assert!((0.7..0.9).contains(&share), "{counts:?}");
+}
+
+#[test]
+fn failover_to_other_backends_then_recovery() {
+    let good = HttpServer::fixed("good");
+    let down_addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let (_d, _p, addr) = start(&yaml(
+        "round_robin",
+        &[
+            ("down", down_addr, 100, false),
+            ("good", good.addr, 100, false),
+        ],
+    ));
+    // Every request succeeds although one backend refuses: the connect is retried.
+    let counts = spread(addr, 20);
+    assert_eq!(counts.get("good"), Some(&20), "{counts:?}");
+    // The backend comes back; after its backoff it gets traffic again.
+    let back = HttpServer::start_at(down_addr, fixed_handler("down"));
+    assert!(wait_until(Duration::from_secs(15), || {
+        http_get(addr, "lb.test", "/").is_ok_and(|a| a.body_str() == "down")
+    }));
+    drop(back);
+}
+
+#[test]
+fn backup_serves_only_while_no_primary_is_up() {
+    let backup = HttpServer::fixed("backup");
+    let primary_addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    // The primary refuses: the backup takes every request, and none fails.
+    let (_d, _p, addr) = start(&yaml(
+        "round_robin",
+        &[
+            ("primary", primary_addr, 100, false),
+            ("backup", backup.addr, 100, true),
+        ],
+    ));
+    assert_eq!(spread(addr, 10).get("backup"), Some(&10));
+    // The primary comes back: once it is up again the backup gets nothing.
+    let _primary = HttpServer::start_at(primary_addr, fixed_handler("primary"));
+    assert!(wait_until(Duration::from_secs(15), || {
+        http_get(addr, "lb.test", "/").is_ok_and(|a| a.body_str() == "primary")
+    }));
+    assert_eq!(spread(addr, 10).get("primary"), Some(&10));
+}

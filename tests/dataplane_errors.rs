@@ -1,0 +1,292 @@
+//! The proxy's own answers end to end: 400 (every request-smuggling shape), 404, 408, 413,
+//! 431, 502, 503, 504, and every timeout (request head, idle keep-alive, connect, response).
+
+#![allow(clippy::unwrap_used)] // tests may unwrap
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use util::servers::{HttpServer, Request};
+use util::{free_port, http_get, http_raw, read_answer, wait_until, Desired, Proxy};
+
+/// Starts a proxy on `yaml` (`{port}` is the listener's port) with optional daemon settings.
+fn start(yaml: &str, daemon_toml: Option<&str>) -> (Desired, Proxy, SocketAddr) {
+    let port = free_port();
+    let desired = Desired::new();
+    desired.write(
+        "routes/weir.yaml",
+        &yaml.replace("{port}", &port.to_string()),
+    );
+    let routes = desired.path().join("routes");
+    let proxy = match daemon_toml {
+        None => Proxy::with_desired(&routes, 1),
+        Some(toml) => {
+            let config = desired.write("weir.toml", toml);
+            Proxy::start(&[
+                "--config",
+                config.to_str().unwrap(),
+                "--desired",
+                routes.to_str().unwrap(),
+                "--workers",
+                "1",
+            ])
+        }
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Every file routes `empty.test`, last, to a cluster without backends: once it answers
+    // 503 rather than 404, all routes are in (the listener accepts a moment before).
+    assert!(wait_until(Duration::from_secs(20), || {
+        http_get(addr, "empty.test", "/").is_ok_and(|a| a.status == 503)
+    }));
+    (desired, proxy, addr)
+}
+
+fn yaml(origin: SocketAddr, listener_extra: &str, cluster_extra: &str) -> String {
+    format!(
+        r#"
+listeners:
+  - name: web
+    address: 127.0.0.1:{{port}}
+    protocol: http
+{listener_extra}
+clusters:
+  - id: app
+{cluster_extra}
+    backends:
+      - id: app-1
+        address: {origin}
+  - id: empty
+frontends:
+  - listener: web
+    hostname: app.test
+    cluster: app
+  - listener: web
+    hostname: empty.test
+    cluster: empty
+"#
+    )
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[test]
+fn every_smuggling_shape_is_a_400_and_never_reaches_the_origin() {
+    let origin = HttpServer::fixed("origin");
+    let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), None);
+    assert!(wait_until(Duration::from_secs(10), || http_get(
+        addr, "app.test", "/"
+    )
+    .is_ok_and(|a| a.status == 200)));
+    let served = origin.request_count();
+    let shapes: &[(&str, &[u8])] = &[
+        ("CL + TE", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("TE + CL", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n"),
+        ("differing CL", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde"),
+        ("CL list", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4, 5\r\n\r\nabcde"),
+        ("signed CL", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: +4\r\n\r\nabcd"),
+        ("hex CL", b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 0x4\r\n\r\nabcd"),
+        ("TE not chunked last", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n"),
+        ("TE unknown", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"),
+        ("bad chunk size", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+        ("chunk size with sign", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n-5\r\nhello\r\n0\r\n\r\n"),
+        ("bad chunk extension", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5;\x01\r\nhello\r\n0\r\n\r\n"),
+        ("chunk data too long", b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n"),
+        ("obs-fold", b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Folded: a\r\n b\r\n\r\n"),
+        ("space before colon", b"GET / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding : chunked\r\n\r\n"),
+        ("bare CR", b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\rb\r\n\r\n"),
+        ("bare LF", b"GET / HTTP/1.1\nHost: app.test\n\n"),
+        ("control char", b"GET / HTTP/1.1\r\nHost: app.test\r\nX-A: a\x07b\r\n\r\n"),
+        ("no Host", b"GET / HTTP/1.1\r\n\r\n"),
+        ("two Hosts", b"GET / HTTP/1.1\r\nHost: app.test\r\nHost: other.test\r\n\r\n"),
+        ("TE in HTTP/1.0", b"POST / HTTP/1.0\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("garbage", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"),
+    ];
+    for (name, request) in shapes {
+        let answer = http_raw(addr, request).unwrap();
+        assert_eq!(answer.status, 400, "{name}: {answer:?}");
+        assert_eq!(
+            answer.header("connection").as_deref(),
+            Some("close"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        origin.request_count(),
+        served,
+        "a smuggling shape reached the origin"
+    );
+}
+
+#[test]
+fn no_route_is_404_and_no_backend_is_503() {
+    let origin = HttpServer::fixed("origin");
+    let (_d, _proxy, addr) = start(
+        &yaml(origin.addr, "    answer_503: \"come back later\"", ""),
+        None,
+    );
+    assert!(wait_until(Duration::from_secs(10), || http_get(
+        addr,
+        "nothing.test",
+        "/"
+    )
+    .is_ok_and(|a| a.status == 404)));
+    let answer = http_get(addr, "empty.test", "/").unwrap();
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.body_str(), "come back later");
+}
+
+#[test]
+fn request_head_timeout_is_408_and_idle_keep_alive_closes() {
+    let origin = HttpServer::fixed("origin");
+    let (_d, _proxy, addr) = start(
+        &yaml(
+            origin.addr,
+            "    request_timeout: 300ms\n    front_timeout: 300ms",
+            "",
+        ),
+        None,
+    );
+    // A head that never completes.
+    let mut slow = connect(addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.te").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_answer(&mut slow).unwrap().status, 408);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // An idle keep-alive connection is closed without an answer.
+    let mut idle = connect(addr);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut idle).unwrap().status, 200);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    idle.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn body_over_the_limit_is_413_and_a_head_over_a_buffer_is_431() {
+    let origin = HttpServer::fixed("origin");
+    let (_d, _proxy, addr) = start(&yaml(origin.addr, "    max_request_body: 1024", ""), None);
+    assert!(wait_until(Duration::from_secs(10), || http_get(
+        addr, "app.test", "/"
+    )
+    .is_ok_and(|a| a.status == 200)));
+    let big = http_raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nContent-Length: 4096\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(big.status, 413);
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Huge: {}\r\n\r\n",
+        "h".repeat(20_000)
+    );
+    assert_eq!(http_raw(addr, head.as_bytes()).unwrap().status, 431);
+}
+
+#[test]
+fn refused_closed_or_garbage_backends_are_502() {
+    let garbage = HttpServer::start(Arc::new(|_: &Request, stream: &mut TcpStream| {
+        let _ = stream.write_all(b"this is not HTTP\r\n\r\n");
+        false
+    }));
+    let closer = HttpServer::start(Arc::new(|_: &Request, _: &mut TcpStream| false));
+    let refused = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    for (name, backend) in [
+        ("garbage", garbage.addr),
+        ("closer", closer.addr),
+        ("refused", refused),
+    ] {
+        let (_d, _proxy, addr) = start(&yaml(backend, "", ""), None);
+        let answer = http_get(addr, "app.test", "/").unwrap();
+        assert_eq!(answer.status, 502, "{name}: {answer:?}");
+    }
+}
+
+#[test]
+fn slow_backend_is_504() {
+    let slow = HttpServer::start(Arc::new(|_: &Request, _: &mut TcpStream| {
+        std::thread::sleep(Duration::from_secs(3));
+        false
+    }));
+    let (_d, _proxy, addr) = start(&yaml(slow.addr, "", "    response_timeout: 300ms"), None);
+    let started = Instant::now();
+    assert_eq!(http_get(addr, "app.test", "/").unwrap().status, 504);
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn connect_timeout_tries_the_next_backend() {
+    // A listener whose accept queue is full lets SYNs go unanswered: connects hang.
+    let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
+    nix::sys::socket::listen(&stuck, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
+    let stuck_addr = stuck.local_addr().unwrap();
+    let _fill: Vec<TcpStream> = (0..4)
+        .filter_map(|_| TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(100)).ok())
+        .collect();
+    let good = HttpServer::fixed("good");
+    let yaml = format!(
+        r#"
+listeners:
+  - name: web
+    address: 127.0.0.1:{{port}}
+    protocol: http
+clusters:
+  - id: app
+    connect_timeout: 200ms
+    backends:
+      - {{ id: a-stuck, address: "{stuck_addr}" }}
+      - {{ id: b-good, address: "{}" }}
+  - id: empty
+frontends:
+  - {{ listener: web, hostname: app.test, cluster: app }}
+  - {{ listener: web, hostname: empty.test, cluster: empty }}
+"#,
+        good.addr
+    );
+    let (_d, _proxy, addr) = start(&yaml, None);
+    for _ in 0..4 {
+        let answer = http_get(addr, "app.test", "/").unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body_str(), "good");
+    }
+}
+
+#[test]
+fn over_the_connection_cap_is_a_fast_503() {
+    let origin = HttpServer::fixed("origin");
+    let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_connections = 1\n"));
+    // The readiness probe's connection may still hold the only slot for a moment: retry until
+    // this connection holds it.
+    let mut first = None;
+    assert!(wait_until(Duration::from_secs(10), || {
+        let mut conn = connect(addr);
+        let ok = conn
+            .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .is_ok()
+            && read_answer(&mut conn).is_ok_and(|a| a.status == 200);
+        if ok {
+            first = Some(conn);
+        }
+        ok
+    }));
+    let started = Instant::now();
+    let second = http_get(addr, "app.test", "/").unwrap();
+    assert_eq!(second.status, 503);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The first connection held its slot all along.
+    assert!(first.is_some());
+}
