@@ -1,24 +1,282 @@
 //! `weir state`, `weir status`, `weir metrics`, `weir upgrade`: queries and control over the
 //! command socket.
 
-#[derive(Debug, clap::Args)]
-pub struct StateArgs {}
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {}
-#[derive(Debug, clap::Args)]
-pub struct MetricsArgs {}
-#[derive(Debug, clap::Args)]
-pub struct UpgradeArgs {}
+use std::path::{Path, PathBuf};
 
-pub fn run_state(_args: StateArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`weir state` is not built yet")
+use anyhow::Context;
+use serde_json::{json, Value};
+use weir_reconciler::client::Client;
+use weir_schema::{Command, State};
+
+use super::{exit, SocketArg};
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct StateArgs {
+    #[command(subcommand)]
+    action: Option<StateAction>,
+    /// Print the whole state as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    socket: SocketArg,
 }
-pub fn run_status(_args: StatusArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`weir status` is not built yet")
+
+#[derive(Debug, clap::Subcommand)]
+enum StateAction {
+    /// Ask the proxy to save its state to FILE (atomically, with a checksum)
+    Save {
+        file: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Ask the proxy to load a saved state from FILE (refused whole if it does not fit)
+    Load {
+        file: PathBuf,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
-pub fn run_metrics(_args: MetricsArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`weir metrics` is not built yet")
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    socket: SocketArg,
 }
-pub fn run_upgrade(_args: UpgradeArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`weir upgrade` is not built yet")
+
+#[derive(Debug, clap::Args)]
+pub struct MetricsArgs {
+    /// Print the counters as JSON
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    #[command(flatten)]
+    socket: SocketArg,
+}
+
+fn connect(socket: &SocketArg) -> anyhow::Result<Client> {
+    Ok(Client::connect(&socket.path())?)
+}
+
+/// The proxy resolves a relative path against its own directory, not the caller's.
+fn absolute(file: &Path) -> anyhow::Result<PathBuf> {
+    if file.is_absolute() {
+        return Ok(file.to_owned());
+    }
+    Ok(std::env::current_dir()
+        .context("cannot resolve the path: no current directory")?
+        .join(file))
+}
+
+pub fn run_state(args: StateArgs) -> anyhow::Result<u8> {
+    match args.action {
+        Some(StateAction::Save { file, socket }) => {
+            let socket = if socket.socket.is_some() {
+                socket
+            } else {
+                args.socket
+            };
+            let answer = connect(&socket)?.call(Command::SaveState(absolute(&file)?))?;
+            println!("{}", answer.message);
+        }
+        Some(StateAction::Load { file, socket }) => {
+            let socket = if socket.socket.is_some() {
+                socket
+            } else {
+                args.socket
+            };
+            let answer = connect(&socket)?.call(Command::LoadState(absolute(&file)?))?;
+            if answer.message.is_empty() {
+                println!(
+                    "loaded {}; state version {}",
+                    file.display(),
+                    answer.state_version
+                );
+            } else {
+                println!("{}", answer.message);
+            }
+        }
+        None => {
+            let state = connect(&args.socket)?.query_state()?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&state_json(&state))?);
+            } else {
+                print!("{}", state_summary(&state));
+            }
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn state_json(state: &State) -> Value {
+    json!({
+        "version": state.version,
+        "fingerprint": state.fingerprint().to_hex(),
+        "listeners": state.listeners.values().map(|l| json!({
+            "address": l.address.to_string(),
+            "protocol": l.protocol.as_str(),
+            "name": l.name,
+        })).collect::<Vec<_>>(),
+        "clusters": state.clusters.values().map(|c| json!({
+            "id": c.id.0,
+            "load_balancing": format!("{:?}", c.load_balancing),
+            "backends": state.backends_of(&c.id).map(|b| json!({
+                "id": b.key.id.0,
+                "address": b.address.to_string(),
+                "weight": b.weight,
+                "backup": b.backup,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "frontends": state.frontends_in_order().into_iter().map(|f| json!({
+            "listener": f.listener.to_string(),
+            "hostname": f.hostname,
+            "path": f.path,
+            "cluster": f.cluster.0,
+            "certificate": f.certificate.map(|fp| fp.to_hex()),
+        })).collect::<Vec<_>>(),
+        "certificates": state.certificates.values().map(|c| json!({
+            "fingerprint": c.fingerprint.to_hex(),
+            "name": c.name,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn state_summary(state: &State) -> String {
+    use std::fmt::Write;
+    let counts = state.counts();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "state version {} (fingerprint {})",
+        state.version,
+        &state.fingerprint().to_hex()[..16]
+    );
+    let _ = writeln!(
+        out,
+        "{} listener(s), {} cluster(s), {} backend(s), {} frontend(s), {} certificate(s)",
+        counts.listeners, counts.clusters, counts.backends, counts.frontends, counts.certificates
+    );
+    for l in state.listeners.values() {
+        let _ = writeln!(out, "listener {} {} ({})", l.address, l.protocol, l.name);
+    }
+    for c in state.clusters.values() {
+        let _ = writeln!(out, "cluster {}", c.id);
+        for b in state.backends_of(&c.id) {
+            let backup = if b.backup { " backup" } else { "" };
+            let _ = writeln!(
+                out,
+                "  backend {} {} weight {}{backup}",
+                b.key.id, b.address, b.weight
+            );
+        }
+    }
+    for f in state.frontends_in_order() {
+        let _ = writeln!(
+            out,
+            "frontend {} {}{} -> {}",
+            f.listener,
+            f.hostname.as_deref().unwrap_or("*"),
+            f.path,
+            f.cluster
+        );
+    }
+    for c in state.certificates.values() {
+        let _ = writeln!(out, "certificate {} ({})", c.fingerprint, c.name);
+    }
+    out
+}
+
+pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
+    let status = connect(&args.socket)?.status()?;
+    if args.json {
+        let value = json!({
+            "pid": status.pid,
+            "uptime_ms": status.uptime_ms,
+            "state_version": status.state_version,
+            "state_fingerprint": status.state_fingerprint,
+            "version": status.version,
+            "workers": status.workers.iter().map(|w| json!({
+                "id": w.id,
+                "pid": w.pid,
+                "uptime_ms": w.uptime_ms,
+                "connections": w.connections,
+                "state_version": w.state_version,
+                "restarts": w.restarts,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(exit::OK);
+    }
+    println!(
+        "weir {} main pid {} up {}, state version {} (fingerprint {})",
+        status.version,
+        status.pid,
+        human_duration(status.uptime_ms),
+        status.state_version,
+        status
+            .state_fingerprint
+            .get(..16)
+            .unwrap_or(&status.state_fingerprint)
+    );
+    println!(
+        "{:>6} {:>8} {:>10} {:>12} {:>8}",
+        "worker", "pid", "uptime", "connections", "restarts"
+    );
+    for w in &status.workers {
+        let pid = if w.pid == 0 {
+            "-".to_owned()
+        } else {
+            w.pid.to_string()
+        };
+        println!(
+            "{:>6} {:>8} {:>10} {:>12} {:>8}",
+            w.id,
+            pid,
+            human_duration(w.uptime_ms),
+            w.connections,
+            w.restarts
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn human_duration(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<u8> {
+    let metrics = connect(&args.socket)?.metrics()?;
+    if args.json {
+        let map: serde_json::Map<String, Value> = metrics
+            .counters
+            .iter()
+            .map(|c| (c.name.clone(), json!(c.value)))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&Value::Object(map))?);
+    } else {
+        for c in &metrics.counters {
+            println!("{} {}", c.name, c.value);
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn run_upgrade(args: UpgradeArgs) -> anyhow::Result<u8> {
+    let mut client = connect(&args.socket)?;
+    let answer = client.call(Command::UpgradeMain)?;
+    println!("{}", answer.message);
+    Ok(exit::OK)
 }

@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod control;
+pub mod servers;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,259 @@
+//! The command socket: a unix socket (mode 0600) that many clients use at once.
+//!
+//! Each client gets a reader thread (frames in, decoded once at the edge, handed to the core)
+//! and a writer thread (answers out, batched per wake-up). Only the core owns the state, so
+//! requests from every client are applied in the order they arrive. A peer of another uid is
+//! refused (root may connect); a garbled frame closes only that client's connection.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use weir_schema::framing::{encode_frame, read_frame, FrameError, DEFAULT_MAX_FRAME};
+use weir_schema::{proto, Request};
+
+use super::dispatch::ClientId;
+use super::Input;
+
+/// A client that does not read its answers for this long is dropped.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often the accept thread checks whether it should stop (upgrade hand-over).
+const ACCEPT_POLL: u16 = 50;
+
+/// Why the command socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    #[error("cannot create the command socket's directory {path}: {source}")]
+    Directory { path: PathBuf, source: io::Error },
+    #[error("another proxy is already serving the command socket {0}")]
+    InUse(PathBuf),
+    #[error("cannot bind the command socket {path}: {source}")]
+    Bind { path: PathBuf, source: io::Error },
+}
+
+/// Whether a peer with `peer_uid` may use the socket of a proxy running as `own_uid`.
+pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == own_uid || peer_uid == 0
+}
+
+/// Creates the socket at `path`: its directory (0700) if missing, a stale socket file removed,
+/// a live one refused, the socket itself mode 0600.
+pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| SocketError::Directory {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(SocketError::InUse(path.to_owned()));
+        }
+        // Nothing listens: a previous proxy died without cleaning up.
+        let _ = fs::remove_file(path);
+    }
+    let bind_error = |source| SocketError::Bind {
+        path: path.to_owned(),
+        source,
+    };
+    let listener = UnixListener::bind(path).map_err(bind_error)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
+    Ok(listener)
+}
+
+/// The running accept thread; stopping it leaves the socket open (for a new main process).
+#[derive(Debug)]
+pub struct Acceptor {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    /// Stops accepting; connections that arrive meanwhile wait in the backlog.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts accepting clients on `listener` (a dup of it; the caller keeps the original).
+pub fn serve(listener: &UnixListener, inputs: Sender<Input>) -> io::Result<Acceptor> {
+    let listener = listener.try_clone()?;
+    listener.set_nonblocking(true)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let own_uid = nix::unistd::geteuid().as_raw();
+    let thread = std::thread::Builder::new()
+        .name("command-accept".into())
+        .spawn(move || accept_loop(&listener, &inputs, &flag, own_uid))?;
+    Ok(Acceptor {
+        stop,
+        thread: Some(thread),
+    })
+}
+
+fn accept_loop(listener: &UnixListener, inputs: &Sender<Input>, stop: &AtomicBool, own_uid: u32) {
+    static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+    while !stop.load(Ordering::SeqCst) {
+        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut fds, PollTimeout::from(ACCEPT_POLL)).unwrap_or(0) == 0 {
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => {
+                super::log_warn(&format!("command socket: accept failed: {e}"));
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let uid = getsockopt(&stream, PeerCredentials).map(|c| c.uid());
+        match uid {
+            Ok(uid) if peer_allowed(uid, own_uid) => {}
+            Ok(uid) => {
+                super::log_warn(&format!("command socket: refused a client of uid {uid}"));
+                continue;
+            }
+            Err(e) => {
+                super::log_warn(&format!("command socket: no peer credentials ({e})"));
+                continue;
+            }
+        }
+        let client = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = start_client(client, stream, inputs) {
+            super::log_warn(&format!("command socket: cannot serve a client: {e}"));
+        }
+    }
+}
+
+fn start_client(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT))?;
+    let writer_stream = stream.try_clone()?;
+    let (answers, queue) = mpsc::channel();
+    let writer = std::thread::Builder::new()
+        .name(format!("client-{client}-writer"))
+        .spawn(move || write_loop(writer_stream, &queue))?;
+    // Registered before any of its requests, since they travel on the same channel.
+    let _ = inputs.send(Input::ClientConnected {
+        client,
+        answers,
+        writer,
+    });
+    let inputs = inputs.clone();
+    std::thread::Builder::new()
+        .name(format!("client-{client}-reader"))
+        .spawn(move || read_loop(client, stream, &inputs))?;
+    Ok(())
+}
+
+fn read_loop(client: ClientId, mut stream: UnixStream, inputs: &Sender<Input>) {
+    loop {
+        match read_frame::<proto::Request, _>(&mut stream, DEFAULT_MAX_FRAME) {
+            Ok(Some(raw)) => {
+                let id = raw.id.clone();
+                let request = Request::try_from(&raw);
+                if inputs
+                    .send(Input::ClientRequest {
+                        client,
+                        id,
+                        request,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(FrameError::Io(_)) | Err(FrameError::Truncated) => break,
+            Err(e) => {
+                super::log_warn(&format!("command client {client}: {e}; closing it"));
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = inputs.send(Input::ClientGone { client });
+}
+
+/// Writes answers as they come, everything queued at once per wake-up. Ends when the core
+/// drops the sender (after everything queued was written) or the client stops reading.
+fn write_loop(mut stream: UnixStream, queue: &Receiver<proto::Response>) {
+    let mut buf = Vec::new();
+    while let Ok(first) = queue.recv() {
+        buf.clear();
+        buf.extend_from_slice(&encode_frame(&first));
+        while let Ok(next) = queue.try_recv() {
+            buf.extend_from_slice(&encode_frame(&next));
+            if buf.len() > 1 << 20 {
+                break;
+            }
+        }
+        if stream.write_all(&buf).is_err() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}
+
+/// Takes the command socket inherited from a previous main process.
+pub fn adopt(fd: OwnedFd) -> UnixListener {
+    UnixListener::from(fd)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_same_uid_or_root_may_connect() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(peer_allowed(0, 1000));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(1001, 1000));
+        assert!(!peer_allowed(1000, 0));
+    }
+
+    #[test]
+    fn socket_is_private_and_a_live_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("weir.sock");
+        let listener = bind(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dir_mode = fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(dir_mode, 0o700);
+        assert!(matches!(bind(&path), Err(SocketError::InUse(_))));
+        drop(listener);
+        // Stale: the file is there but nothing listens.
+        assert!(bind(&path).is_ok());
+    }
+}

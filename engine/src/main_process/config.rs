@@ -1,0 +1,329 @@
+//! The daemon's settings: `weir.toml`, overridden by command-line flags.
+//!
+//! The file is parsed strictly: an unknown key or a bad value stops the proxy at start with a
+//! message naming the key, because a typo in a daemon setting that is silently ignored shows up
+//! only in production. Every key is optional; [`Config::default`] is what an empty file means.
+//!
+//! ```toml
+//! socket = "/run/weir/weir.sock"
+//! workers = 4                 # default: one per core
+//! buffer_size = 16384
+//! max_buffers = 16384
+//! max_connections = 10000
+//! log_level = "info"          # error | warn | info | debug
+//! desired = "routes/"         # a desired-state directory applied at start
+//!
+//! [timeouts]                  # milliseconds
+//! front_ms = 60000
+//! request_ms = 10000
+//! connect_ms = 3000
+//! response_ms = 30000
+//! drain_ms = 30000            # RemoveBackend without its own drain timeout
+//! stop_ms = 30000             # SoftStop / SIGTERM: longest wait for in-flight requests
+//!
+//! [state]
+//! path = "/var/lib/weir/state"
+//! auto_save = true            # save after every accepted change
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::WorkerConfig;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: `{key}` {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// How much the proxy writes to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+/// Default timeouts; listeners and clusters may set their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Timeouts {
+    pub front_ms: u64,
+    pub request_ms: u64,
+    pub connect_ms: u64,
+    pub response_ms: u64,
+    pub drain_ms: u64,
+    pub stop_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            front_ms: 60_000,
+            request_ms: 10_000,
+            connect_ms: 3_000,
+            response_ms: 30_000,
+            drain_ms: 30_000,
+            stop_ms: 30_000,
+        }
+    }
+}
+
+/// Where the state is saved, and whether every change is saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    pub path: Option<PathBuf>,
+    pub auto_save: bool,
+}
+
+/// Everything `weir proxy` runs with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The command socket; `None` is the per-user default path.
+    pub socket: Option<PathBuf>,
+    /// Worker processes; `None` is one per core.
+    pub workers: Option<usize>,
+    pub buffer_size: usize,
+    pub max_buffers: usize,
+    pub max_connections: usize,
+    pub max_connect_attempts: u32,
+    pub log_level: LogLevel,
+    /// A desired-state directory (or file) applied at start, after the saved state.
+    pub desired: Option<PathBuf>,
+    pub timeouts: Timeouts,
+    pub state: StateConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let worker = WorkerConfig::default();
+        Config {
+            socket: None,
+            workers: None,
+            buffer_size: worker.buffer_size,
+            max_buffers: worker.max_buffers,
+            max_connections: worker.max_connections,
+            max_connect_attempts: worker.max_connect_attempts,
+            log_level: LogLevel::Info,
+            desired: None,
+            timeouts: Timeouts::default(),
+            state: StateConfig::default(),
+        }
+    }
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub socket: Option<PathBuf>,
+    pub workers: Option<usize>,
+    pub desired: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads a config file; relative paths in it resolve against the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.socket,
+            &mut config.desired,
+            &mut config.state.path,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses TOML text; the error names the offending key and line.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// Applies command-line flags, then checks every value.
+    pub fn finish(mut self, overrides: Overrides) -> Result<Config, ConfigError> {
+        if overrides.socket.is_some() {
+            self.socket = overrides.socket;
+        }
+        if overrides.workers.is_some() {
+            self.workers = overrides.workers;
+        }
+        if overrides.desired.is_some() {
+            self.desired = overrides.desired;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if let Some(w) = self.workers {
+            if !(1..=256).contains(&w) {
+                return invalid("workers", "must be between 1 and 256");
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.buffer_size) {
+            return invalid("buffer_size", "must be between 1024 and 16777216 bytes");
+        }
+        if self.max_buffers == 0 {
+            return invalid("max_buffers", "must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_connect_attempts == 0 {
+            return invalid("max_connect_attempts", "must be at least 1");
+        }
+        let t = &self.timeouts;
+        for (key, value) in [
+            ("timeouts.front_ms", t.front_ms),
+            ("timeouts.request_ms", t.request_ms),
+            ("timeouts.connect_ms", t.connect_ms),
+            ("timeouts.response_ms", t.response_ms),
+            ("timeouts.drain_ms", t.drain_ms),
+            ("timeouts.stop_ms", t.stop_ms),
+        ] {
+            if value == 0 {
+                return invalid(key, "must be at least 1 millisecond");
+            }
+        }
+        if self.state.auto_save && self.state.path.is_none() {
+            return invalid("state.auto_save", "needs `state.path` to be set");
+        }
+        Ok(())
+    }
+
+    /// The number of workers to run.
+    pub fn worker_count(&self) -> usize {
+        self.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// The command socket path.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(weir_schema::paths::default_socket_path)
+    }
+
+    /// What worker `id` runs with.
+    pub fn worker_config(&self, id: u32) -> WorkerConfig {
+        WorkerConfig {
+            id,
+            buffer_size: self.buffer_size,
+            max_buffers: self.max_buffers,
+            max_connections: self.max_connections,
+            front_timeout: Duration::from_millis(self.timeouts.front_ms),
+            request_timeout: Duration::from_millis(self.timeouts.request_ms),
+            connect_timeout: Duration::from_millis(self.timeouts.connect_ms),
+            response_timeout: Duration::from_millis(self.timeouts.response_ms),
+            max_connect_attempts: self.max_connect_attempts,
+        }
+    }
+
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeouts.drain_ms)
+    }
+
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeouts.stop_ms)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn every_section_parses() {
+        let c = Config::from_toml(
+            "workers = 2\nlog_level = \"debug\"\n[timeouts]\ndrain_ms = 500\n\
+             [state]\npath = \"/tmp/s\"\nauto_save = true\n",
+        )
+        .unwrap()
+        .finish(Overrides::default())
+        .unwrap();
+        assert_eq!(c.workers, Some(2));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.drain_timeout(), Duration::from_millis(500));
+        assert!(c.state.auto_save);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("wrokers = 2\n").unwrap_err();
+        assert!(e.contains("wrokers"), "{e}");
+        let e = Config::from_toml("[timeouts]\ndrain = 2\n").unwrap_err();
+        assert!(e.contains("drain"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::from_toml("workers = \"many\"\n").unwrap_err();
+        assert!(e.contains("workers"), "{e}");
+        let e = Config::from_toml("workers = 0\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("`workers`"), "{e}");
+        let e = Config::from_toml("[state]\nauto_save = true\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("state.auto_save"), "{e}");
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = Config::from_toml("workers = 2\n")
+            .unwrap()
+            .finish(Overrides {
+                workers: Some(3),
+                ..Overrides::default()
+            })
+            .unwrap();
+        assert_eq!(c.worker_count(), 3);
+    }
+}

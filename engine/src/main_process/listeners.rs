@@ -1,0 +1,117 @@
+//! Listening sockets: each listener is opened once per worker slot with SO_REUSEPORT, and the
+//! main process keeps every fd for as long as the listener exists.
+//!
+//! Keeping the fds is what lets a crashed worker's replacement take over the very same socket,
+//! accept queue included, and what lets a new main process inherit them on upgrade: a listening
+//! socket is never closed while its listener is in the state.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Pending connections a listening socket queues while its worker is busy or restarting.
+const BACKLOG: i32 = 1024;
+
+/// Opens one non-blocking, listening, SO_REUSEPORT socket on `address`.
+pub fn bind(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Every listening socket, per address and worker slot.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    sockets: BTreeMap<SocketAddr, Vec<TcpListener>>,
+}
+
+impl Listeners {
+    /// Opens `address` once for each of `slots` workers; on any failure nothing is kept.
+    pub fn open(&mut self, address: SocketAddr, slots: usize) -> io::Result<()> {
+        let sockets = (0..slots)
+            .map(|_| bind(address))
+            .collect::<io::Result<Vec<_>>>()?;
+        self.sockets.insert(address, sockets);
+        Ok(())
+    }
+
+    /// Takes sockets inherited from a previous main process.
+    pub fn adopt(&mut self, address: SocketAddr, fds: Vec<OwnedFd>) {
+        self.sockets
+            .insert(address, fds.into_iter().map(TcpListener::from).collect());
+    }
+
+    /// Closes every socket of `address`.
+    pub fn close(&mut self, address: &SocketAddr) {
+        self.sockets.remove(address);
+    }
+
+    /// Closes every socket (stop: no new connection is queued anywhere).
+    pub fn close_all(&mut self) {
+        self.sockets.clear();
+    }
+
+    /// The socket of `address` for worker `slot`.
+    pub fn fd(&self, address: &SocketAddr, slot: usize) -> Option<RawFd> {
+        self.sockets
+            .get(address)
+            .and_then(|s| s.get(slot))
+            .map(AsRawFd::as_raw_fd)
+    }
+
+    /// Every address with the raw fds of its sockets, in slot order (for an upgrade hand-over).
+    pub fn all_fds(&self) -> Vec<(SocketAddr, Vec<RawFd>)> {
+        self.sockets
+            .iter()
+            .map(|(a, s)| (*a, s.iter().map(AsRawFd::as_raw_fd).collect()))
+            .collect()
+    }
+
+    /// How many slots `address` has sockets for.
+    #[cfg(test)]
+    pub fn slots(&self, address: &SocketAddr) -> usize {
+        self.sockets.get(address).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_opens_once_per_slot() {
+        let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = probe.local_addr().unwrap();
+        drop(probe);
+        let mut listeners = Listeners::default();
+        listeners.open(address, 3).unwrap();
+        assert_eq!(listeners.slots(&address), 3);
+        let fds: Vec<_> = (0..3).map(|i| listeners.fd(&address, i).unwrap()).collect();
+        assert_eq!(fds.len(), 3);
+        assert!(std::net::TcpStream::connect(address).is_ok());
+        listeners.close(&address);
+        assert!(listeners.fd(&address, 0).is_none());
+    }
+
+    #[test]
+    fn a_port_held_without_reuseport_fails_to_open() {
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut listeners = Listeners::default();
+        assert!(listeners.open(holder.local_addr().unwrap(), 2).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! Saving and loading the state on disk, atomically.
+//!
+//! A save writes a temporary file next to the target, fsyncs it, renames it over the target and
+//! fsyncs the directory, so a crash at any point leaves either the old file or the new one,
+//! never a mix. The format (header, checksum, snapshot) is `weir_schema::saved`'s; a corrupt or
+//! truncated file is refused before anything is applied.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use weir_schema::saved::{self, SavedStateError};
+use weir_schema::State;
+
+/// Why a state could not be saved or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("cannot write saved state {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot read saved state {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("refusing saved state {path}: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: Box<SavedStateError>,
+    },
+}
+
+/// Writes `state` to `path` atomically (mode 0600: certificates' keys are in it).
+pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
+    let error = |source| PersistError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| error(io::Error::other("the path names no file")))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let write = || -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&saved::encode(state))?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is.
+        File::open(&dir)?.sync_all()
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        error(e)
+    })
+}
+
+/// Reads and checks a saved state.
+pub fn load(path: &Path) -> Result<State, PersistError> {
+    let bytes = fs::read(path).map_err(|source| PersistError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    saved::decode(&bytes).map_err(|source| PersistError::Corrupt {
+        path: path.to_owned(),
+        source: Box::new(source),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use weir_schema::{Change, Cluster, ClusterId, LoadBalancing};
+
+    fn sample() -> State {
+        let mut state = State::new();
+        state
+            .apply_change(
+                &Change::AddCluster(Cluster {
+                    id: ClusterId("shop".into()),
+                    load_balancing: LoadBalancing::RoundRobin,
+                    health_check: None,
+                    connect_timeout: None,
+                    response_timeout: None,
+                }),
+                None,
+            )
+            .unwrap();
+        state
+    }
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        save(&sample(), &path).unwrap();
+        let loaded = load(&path).unwrap();
+        assert_eq!(loaded.fingerprint(), sample().fingerprint());
+        assert_eq!(loaded.version, 1);
+        // No temporary file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn truncated_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        save(&sample(), &path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+        let e = load(&path).unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+    }
+}
