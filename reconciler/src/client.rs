@@ -33,6 +33,7 @@ pub struct Client {
     stream: UnixStream,
     next_id: u64,
     prefix: String,
+    path: PathBuf,
 }
 
 impl Client {
@@ -46,7 +47,24 @@ impl Client {
             stream,
             next_id: 0,
             prefix: format!("cli-{}", std::process::id()),
+            path: path.to_owned(),
         })
+    }
+
+    /// The socket this client connected to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a fresh connection to the same socket (after the old one was lost), keeping the
+    /// request-id sequence so ids stay unique.
+    pub fn reconnect(&mut self) -> Result<(), ClientError> {
+        let stream = UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.stream = stream;
+        Ok(())
     }
 
     /// Bounds how long one read may wait; `None` waits forever (drains can be long).

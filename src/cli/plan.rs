@@ -1,8 +1,137 @@
-//! `weir plan`.
+//! `weir plan`: the ordered changes that would make a proxy match desired state.
+//!
+//! The live state comes from the proxy's command socket, or from a file with `--from-state`
+//! (a saved state, or desired-state files), so CI review jobs can plan with no proxy running.
+//! Exit codes: 0 no changes (or changes without `--detailed-exitcode`), 1 error, 2 changes.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use weir_reconciler::client::Client;
+use weir_reconciler::render::{self, TextOptions};
+use weir_reconciler::{saved_plan, Address, Plan};
+use weir_schema::State;
+
+use super::{exit, SocketArg};
 
 #[derive(Debug, clap::Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Desired-state directory or file, or a saved state file
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub socket: SocketArg,
+    /// Also save the plan to FILE, for `weir apply FILE` (holds private keys: mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Print the plan as JSON (format: docs/plan-json.md)
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 2 when there are changes (0: none, 1: error)
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Plan only this resource and what it depends on (e.g. cluster.shop); repeatable
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// Plan against this saved state (or desired-state files) instead of a running proxy
+    #[arg(long, value_name = "FILE")]
+    pub from_state: Option<PathBuf>,
+    /// No colours, even on a terminal
+    #[arg(long)]
+    pub no_color: bool,
+}
 
-pub fn run(_args: PlanArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("`weir plan` is not built yet")
+pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
+    let targets = parse_targets(&args.targets)?;
+    let desired = load_desired(&args.path)?;
+    let mut live_connections = Default::default();
+    let live = match &args.from_state {
+        Some(file) => {
+            load_desired(file).with_context(|| format!("--from-state {}", file.display()))?
+        }
+        None => {
+            let mut client = Client::connect(&args.socket.path())?;
+            let live = client.query_state()?;
+            // Connection counts are a courtesy: a proxy without them still gets a plan.
+            if let Ok(metrics) = client.metrics() {
+                live_connections = render::connections_from_metrics(&metrics);
+            }
+            live
+        }
+    };
+    let plan = weir_reconciler::plan(&live, &desired, &targets);
+    if !targets.is_empty() && plan.changes().is_empty() {
+        eprintln!("warning: the targets match no change");
+    }
+
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut stdout, &render::json(&plan))?;
+        writeln!(stdout)?;
+    } else {
+        let opts = TextOptions {
+            color: color_wanted(args.no_color),
+            live_connections,
+        };
+        stdout.write_all(render::text(&plan, &opts).as_bytes())?;
+    }
+    if let Some(out) = &args.out {
+        save_plan(out, &plan, &desired)?;
+        if !args.json {
+            writeln!(
+                stdout,
+                "\nSaved the plan to {0}. Apply exactly it with: weir apply {0}",
+                out.display()
+            )?;
+        }
+    }
+    Ok(if plan.is_empty() || !args.detailed_exitcode {
+        exit::OK
+    } else {
+        exit::CHANGES
+    })
+}
+
+/// Colours only on a terminal, and never with `--no-color` or `NO_COLOR`.
+pub(super) fn color_wanted(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal()
+}
+
+pub(super) fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<Address>> {
+    targets
+        .iter()
+        .map(|t| Address::parse(t).map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Loads desired-state files (or a saved state), printing warnings; every error is reported.
+pub(super) fn load_desired(path: &Path) -> anyhow::Result<State> {
+    match weir_schema::desired::load(path) {
+        Ok(desired) => {
+            for warning in &desired.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(desired.state)
+        }
+        Err(errors) => {
+            let n = errors.0.len();
+            anyhow::bail!("{} has {n} error(s):\n{errors}", path.display())
+        }
+    }
+}
+
+/// Writes a saved plan readable only by its owner (it holds private keys).
+fn save_plan(out: &Path, plan: &Plan, desired: &State) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+    serde_json::to_writer(&mut file, &saved_plan::to_json(plan, desired))?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(())
 }

@@ -1,0 +1,280 @@
+//! The diff: what differs between a live and a desired state, per resource, by identity.
+//!
+//! One generic merge over two `BTreeMap<Id, T>` ([`keyed_diff`]) does the work for every
+//! resource kind; what is particular to a kind is one comparison function saying whether two
+//! values with the same identity are equal, differ in place, or must be replaced (DESIGN.md's
+//! identity table). Both maps are sorted by identity, so the merge is linear and its output is
+//! in a deterministic order: listeners, clusters, backends, certificates, frontends, each by
+//! identity.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use weir_schema::model::Resource;
+use weir_schema::{Backend, Cluster, Listener, State};
+
+use crate::address::{Address, Names};
+
+/// What happens to one resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// It is created.
+    Add,
+    /// It keeps its identity and changes a setting in place.
+    Update,
+    /// A setting that cannot change in place changed: it is removed and created again.
+    Replace,
+    /// It is removed (a backend is drained first).
+    Remove,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Add => "add",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Remove => "remove",
+        }
+    }
+
+    /// The Terraform-style symbol: `+`, `~`, `-/+`, `-`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Add => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Remove => "-",
+        }
+    }
+}
+
+/// One resource that differs, with its value before (live) and after (desired).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceChange {
+    pub address: Address,
+    pub action: Action,
+    /// The live value; `None` for an add.
+    pub before: Option<Resource>,
+    /// The desired value; `None` for a remove.
+    pub after: Option<Resource>,
+}
+
+/// How two values with the same identity compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delta {
+    Same,
+    InPlace,
+    Replace,
+}
+
+/// One entry of a keyed diff, borrowing from both maps.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry<'a, K, V> {
+    Added(&'a K, &'a V),
+    Changed {
+        key: &'a K,
+        before: &'a V,
+        after: &'a V,
+        replace: bool,
+    },
+    Removed(&'a K, &'a V),
+}
+
+/// Merges two maps sorted by identity and yields what differs, in identity order. `compare`
+/// decides, for a key present on both sides, whether the values differ and how.
+pub fn keyed_diff<'a, K: Ord, V>(
+    live: &'a BTreeMap<K, V>,
+    desired: &'a BTreeMap<K, V>,
+    compare: impl Fn(&V, &V) -> Delta,
+) -> Vec<Entry<'a, K, V>> {
+    let mut out = Vec::new();
+    let mut old = live.iter().peekable();
+    let mut new = desired.iter().peekable();
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some((k, v)) = old.next() {
+                    out.push(Entry::Removed(k, v));
+                }
+            }
+            Ordering::Greater => {
+                if let Some((k, v)) = new.next() {
+                    out.push(Entry::Added(k, v));
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((key, before)), Some((_, after))) = (old.next(), new.next()) {
+                    match compare(before, after) {
+                        Delta::Same => {}
+                        delta => out.push(Entry::Changed {
+                            key,
+                            before,
+                            after,
+                            replace: delta == Delta::Replace,
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+// ---- the identity table, one comparison per kind ----------------------------------------------
+
+/// A listener keeps its address; a protocol change needs a new listener.
+fn compare_listener(a: &Listener, b: &Listener) -> Delta {
+    if a == b {
+        Delta::Same
+    } else if a.protocol != b.protocol {
+        Delta::Replace
+    } else {
+        Delta::InPlace
+    }
+}
+
+/// Everything a cluster holds changes in place.
+fn compare_cluster(a: &Cluster, b: &Cluster) -> Delta {
+    if a == b {
+        Delta::Same
+    } else {
+        Delta::InPlace
+    }
+}
+
+/// Weight and backup flag change in place; a new address is a new backend.
+fn compare_backend(a: &Backend, b: &Backend) -> Delta {
+    if a == b {
+        Delta::Same
+    } else if a.address != b.address {
+        Delta::Replace
+    } else {
+        Delta::InPlace
+    }
+}
+
+/// Certificates and frontends are their whole identity: equal keys mean equal resources (a
+/// certificate's name is an alias, not content).
+fn compare_identity<V>(_: &V, _: &V) -> Delta {
+    Delta::Same
+}
+
+/// Turns the entries of one kind into [`ResourceChange`]s.
+fn collect<'a, K: Ord, V>(
+    out: &mut Vec<ResourceChange>,
+    entries: Vec<Entry<'a, K, V>>,
+    names: &Names,
+    wrap: impl Fn(&'a K, &'a V) -> Resource,
+) {
+    for entry in entries {
+        let (action, before, after) = match entry {
+            Entry::Added(k, v) => (Action::Add, None, Some(wrap(k, v))),
+            Entry::Removed(k, v) => (Action::Remove, Some(wrap(k, v)), None),
+            Entry::Changed {
+                key,
+                before,
+                after,
+                replace,
+            } => (
+                if replace {
+                    Action::Replace
+                } else {
+                    Action::Update
+                },
+                Some(wrap(key, before)),
+                Some(wrap(key, after)),
+            ),
+        };
+        let address = match (&after, &before) {
+            (Some(r), _) | (None, Some(r)) => names.address(r),
+            (None, None) => continue,
+        };
+        out.push(ResourceChange {
+            address,
+            action,
+            before,
+            after,
+        });
+    }
+}
+
+/// Every resource that differs between `live` and `desired`, typed by what happens to it, in
+/// the order listeners, clusters, backends, certificates, frontends (each by identity).
+pub fn diff(live: &State, desired: &State) -> Vec<ResourceChange> {
+    let names = Names::of(live, desired);
+    diff_with(live, desired, &names)
+}
+
+pub(crate) fn diff_with(live: &State, desired: &State, names: &Names) -> Vec<ResourceChange> {
+    let mut out = Vec::new();
+    collect(
+        &mut out,
+        keyed_diff(&live.listeners, &desired.listeners, compare_listener),
+        names,
+        |_, l| Resource::Listener(l.clone()),
+    );
+    collect(
+        &mut out,
+        keyed_diff(&live.clusters, &desired.clusters, compare_cluster),
+        names,
+        |_, c| Resource::Cluster(c.clone()),
+    );
+    collect(
+        &mut out,
+        keyed_diff(&live.backends, &desired.backends, compare_backend),
+        names,
+        |_, b| Resource::Backend(b.clone()),
+    );
+    collect(
+        &mut out,
+        keyed_diff(&live.certificates, &desired.certificates, compare_identity),
+        names,
+        |_, c| Resource::Certificate(Box::new(c.clone())),
+    );
+    collect(
+        &mut out,
+        keyed_diff(&live.frontends, &desired.frontends, compare_identity),
+        names,
+        |f, _| Resource::Frontend(f.clone()),
+    );
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_diff_merges_in_order() {
+        let live: BTreeMap<u32, &str> = [(1, "a"), (2, "b"), (4, "d")].into();
+        let desired: BTreeMap<u32, &str> = [(2, "B"), (3, "c"), (4, "d")].into();
+        let entries = keyed_diff(&live, &desired, |a, b| {
+            if a == b {
+                Delta::Same
+            } else {
+                Delta::InPlace
+            }
+        });
+        assert_eq!(
+            entries,
+            vec![
+                Entry::Removed(&1, &"a"),
+                Entry::Changed {
+                    key: &2,
+                    before: &"b",
+                    after: &"B",
+                    replace: false
+                },
+                Entry::Added(&3, &"c"),
+            ]
+        );
+    }
+}
