@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod apply;
+mod demo;
 mod plan;
 mod proxy;
 mod state;
