@@ -12,10 +12,15 @@ pub enum Status {
     NotFound,
     RequestTimeout,
     PayloadTooLarge,
+    /// The request line alone does not fit a buffer (RFC 9112 3: 414, not 431).
+    UriTooLong,
     HeadTooLarge,
     BadGateway,
     Unavailable,
     GatewayTimeout,
+    /// A well-formed request line with an HTTP major version other than 1 (`HTTP/2.0`, the
+    /// HTTP/2 preface sent in the clear, `HTTP/3.0`) or an unknown 1.x minor.
+    VersionNotSupported,
 }
 
 // Content-Length values are written out by hand (const string lengths cannot be spliced
@@ -25,10 +30,12 @@ const NOT_FOUND_KEEP: &str = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain
 const NOT_FOUND_CLOSE: &str = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 47\r\nConnection: close\r\n\r\n404 Not Found: no route for this host and path\n";
 const REQUEST_TIMEOUT: &str = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 61\r\nConnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\n";
 const PAYLOAD_TOO_LARGE: &str = "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 62\r\nConnection: close\r\n\r\n413 Content Too Large: the body is over this listener's limit\n";
+const URI_TOO_LONG: &str = "HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 57\r\nConnection: close\r\n\r\n414 URI Too Long: the request line does not fit a buffer\n";
 const HEAD_TOO_LARGE: &str = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 68\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large: the head does not fit a buffer\n";
 const BAD_GATEWAY: &str = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 65\r\nConnection: close\r\n\r\n502 Bad Gateway: the backend refused, closed or answered garbage\n";
 const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 62\r\nConnection: close\r\n\r\n503 Service Unavailable: no healthy backend, or over capacity\n";
 const GATEWAY_TIMEOUT: &str = "HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 56\r\nConnection: close\r\n\r\n504 Gateway Timeout: the backend did not answer in time\n";
+const VERSION_NOT_SUPPORTED: &str = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 75\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported: this listener speaks HTTP/1.0 and HTTP/1.1\n";
 
 impl Status {
     pub fn code(self) -> u16 {
@@ -37,10 +44,12 @@ impl Status {
             Status::NotFound => 404,
             Status::RequestTimeout => 408,
             Status::PayloadTooLarge => 413,
+            Status::UriTooLong => 414,
             Status::HeadTooLarge => 431,
             Status::BadGateway => 502,
             Status::Unavailable => 503,
             Status::GatewayTimeout => 504,
+            Status::VersionNotSupported => 505,
         }
     }
 
@@ -53,10 +62,12 @@ impl Status {
             Status::NotFound => NOT_FOUND_CLOSE,
             Status::RequestTimeout => REQUEST_TIMEOUT,
             Status::PayloadTooLarge => PAYLOAD_TOO_LARGE,
+            Status::UriTooLong => URI_TOO_LONG,
             Status::HeadTooLarge => HEAD_TOO_LARGE,
             Status::BadGateway => BAD_GATEWAY,
             Status::Unavailable => UNAVAILABLE,
             Status::GatewayTimeout => GATEWAY_TIMEOUT,
+            Status::VersionNotSupported => VERSION_NOT_SUPPORTED,
         };
         text.as_bytes()
     }
@@ -100,10 +111,12 @@ mod tests {
             Status::NotFound,
             Status::RequestTimeout,
             Status::PayloadTooLarge,
+            Status::UriTooLong,
             Status::HeadTooLarge,
             Status::BadGateway,
             Status::Unavailable,
             Status::GatewayTimeout,
+            Status::VersionNotSupported,
         ] {
             for keep in [false, true] {
                 let text = std::str::from_utf8(status.bytes(keep)).unwrap();

@@ -5,3 +5,6 @@ pub mod answers;
 pub mod body;
 pub mod parser;
 pub mod session;
+
+#[cfg(test)]
+mod props;

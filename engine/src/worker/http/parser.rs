@@ -37,6 +37,10 @@ pub enum HeadError {
     /// More header fields than [`MAX_HEADERS`]: 431.
     #[error("too many header fields")]
     TooManyHeaders,
+    /// A well-formed `HTTP/x.y` version other than 1.0 and 1.1 (the HTTP/2 preface sent in
+    /// the clear among them): 505 for a request, 502 for a response.
+    #[error("unsupported HTTP version")]
+    VersionNotSupported,
 }
 
 /// What the `Connection` header (and the version) say about the connection.
@@ -75,6 +79,13 @@ pub struct RequestHead<'h, 'b> {
     pub host: Option<&'b [u8]>,
     /// The path to route on.
     pub path: &'b str,
+    /// The target came in absolute form (`GET http://host/path`): it is forwarded in origin
+    /// form with `Host` replaced by its authority (RFC 9112 3.2.2), so the backend sees the
+    /// host the request was routed on.
+    pub absolute: bool,
+    /// The one Content-Length value, when the client sent the field (possibly as a list of
+    /// equal values, which is forwarded as a single value).
+    pub content_length: Option<u64>,
     pub framing: Framing,
     /// The client wants the connection kept after this exchange.
     pub keep_alive: bool,
@@ -111,6 +122,9 @@ pub fn parse_request<'h, 'b>(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) if has_other_version(buf) => {
+            return Err(HeadError::VersionNotSupported)
+        }
         Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
     };
     check_line_endings(&buf[..len])?;
@@ -135,18 +149,24 @@ pub fn parse_request<'h, 'b>(
             "Transfer-Encoding in an HTTP/1.0 request",
         ));
     }
-    let (host, path) = match target
-        .strip_prefix("http://")
-        .or_else(|| target.strip_prefix("https://"))
-    {
-        Some(rest) => {
-            let slash = rest.find('/').unwrap_or(rest.len());
-            let path = if slash == rest.len() {
-                "/"
-            } else {
-                &rest[slash..]
+    let absolute = target
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+        || target
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let (host, path) = match target.split_once("://").filter(|_| absolute) {
+        Some((_, rest)) => {
+            // The authority ends at the path, or at a query (RFC 3986 3.2); an empty path
+            // is forwarded as `/` (RFC 9112 3.2.1). A query on an empty path is refused
+            // rather than rewritten: no client sends it and it would need a copy.
+            let end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let path = match &rest[end..] {
+                "" => "/",
+                p if p.starts_with('/') => p,
+                _ => return Err(HeadError::Malformed("absolute target without a path")),
             };
-            (Some(&rest.as_bytes()[..slash]), path)
+            (Some(&rest.as_bytes()[..end]), path)
         }
         None if target.starts_with('/') => (fields.host, target),
         None if target == "*" && method == "OPTIONS" => (fields.host, "/"),
@@ -178,6 +198,8 @@ pub fn parse_request<'h, 'b>(
         len,
         host,
         path,
+        absolute,
+        content_length: fields.content_length,
         framing,
         keep_alive,
         upgrade: fields.connection.upgrade && fields.upgrade,
@@ -193,6 +215,8 @@ pub struct ResponseHead<'h, 'b> {
     pub minor: u8,
     pub headers: &'h [httparse::Header<'b>],
     pub len: usize,
+    /// The one Content-Length value, forwarded as a single value.
+    pub content_length: Option<u64>,
     pub framing: Framing,
     /// The backend keeps the connection open after this response.
     pub keep_alive: bool,
@@ -214,6 +238,9 @@ pub fn parse_response<'h, 'b>(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(httparse::Error::Version) if buf.starts_with(b"HTTP/") => {
+            return Err(HeadError::VersionNotSupported)
+        }
         Err(e) => return Err(HeadError::Malformed(httparse_reason(e))),
     };
     check_line_endings(&buf[..len])?;
@@ -251,10 +278,27 @@ pub fn parse_response<'h, 'b>(
         minor,
         headers,
         len,
+        content_length: fields.content_length,
         framing,
         keep_alive,
         upgrade: fields.upgrade,
     }))
+}
+
+/// Whether the request line httparse refused for its version ends in a well-formed
+/// `HTTP/<digit>.<digit>` (or `HTTP/<digit>`) that is simply not 1.0 or 1.1: that is a 505
+/// (RFC 9110 15.6.6), where a garbled version, or none (HTTP/0.9), stays a 400.
+fn has_other_version(buf: &[u8]) -> bool {
+    let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
+    let line = &buf[..line_end.unwrap_or(buf.len())];
+    let Some(space) = line.iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    match line[space + 1..].strip_prefix(b"HTTP/") {
+        Some([major]) => major.is_ascii_digit(),
+        Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
+        _ => false,
+    }
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {
@@ -495,21 +539,32 @@ pub fn write_request_head(
     let mut w = HeadWriter::new(out);
     w.bytes(req.method.as_bytes());
     w.bytes(b" ");
-    w.bytes(req.target.as_bytes());
+    // Origin form towards the backend: not every origin server accepts the absolute form,
+    // and the Host it sees must be the one the request was routed on.
+    w.bytes(if req.absolute { req.path } else { req.target }.as_bytes());
     w.bytes(if req.minor == 0 {
         b" HTTP/1.0\r\n"
     } else {
         b" HTTP/1.1\r\n"
     });
+    if let (true, Some(host)) = (req.absolute, req.host) {
+        w.field("Host", host);
+    }
     let named = connection_names_fields(req.headers);
     let mut xff_seen = false;
     let mut fwd_seen = false;
+    let mut length_written = false;
     for h in req.headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-port")
+            || (req.absolute && name.eq_ignore_ascii_case("host"))
             || is_hop_by_hop(name, req.headers, named, req.upgrade)
         {
+            continue;
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            write_content_length(&mut w, req.content_length, &mut length_written);
             continue;
         }
         if name.eq_ignore_ascii_case("x-forwarded-for") {
@@ -570,6 +625,16 @@ pub fn write_request_head(
     w.finish()
 }
 
+/// Writes the checked Content-Length once, in place of the first field. Equal duplicates and
+/// lists (`5, 5`) are valid for us (RFC 9110 8.6) but not for every parser behind or in front
+/// of us: forwarding them as they came would let two parsers frame the message differently.
+fn write_content_length(w: &mut HeadWriter<'_>, value: Option<u64>, written: &mut bool) {
+    if let (false, Some(n)) = (*written, value) {
+        let _ = write!(w, "Content-Length: {n}\r\n");
+        *written = true;
+    }
+}
+
 fn write_forwarded_element(w: &mut HeadWriter<'_>, req: &RequestHead<'_, '_>, client: ClientInfo) {
     match client.peer.ip() {
         std::net::IpAddr::V4(ip) => {
@@ -609,8 +674,11 @@ pub fn write_response_head(
     let _ = write!(w, "HTTP/1.1 {} {}\r\n", res.code, res.reason);
     let upgrading = connection == ClientConnection::Upgrade;
     let named = connection_names_fields(res.headers);
+    let mut length_written = false;
     for h in res.headers {
-        if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            write_content_length(&mut w, res.content_length, &mut length_written);
+        } else if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
             w.field(h.name, h.value);
         }
     }
@@ -815,6 +883,79 @@ mod tests {
         assert!(text.contains("X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\n"));
         assert!(text.contains("Accept: */*\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
+    }
+
+    fn forwarded(raw: &[u8]) -> String {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let client = ClientInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            proto: "http",
+            port: 80,
+        };
+        write_request_head(&mut out, &head, client).unwrap();
+        String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn absolute_form_goes_out_in_origin_form_with_its_host() {
+        let text = forwarded(b"GET HTTP://a.test:81/p?q HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        assert!(
+            text.starts_with("GET /p?q HTTP/1.1\r\nHost: a.test:81\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("evil.test"), "{text}");
+        let text = forwarded(b"GET http://a.test HTTP/1.0\r\n\r\n");
+        assert!(
+            text.starts_with("GET / HTTP/1.0\r\nHost: a.test\r\n"),
+            "{text}"
+        );
+        assert!(rejected(b"GET http://a.test?q HTTP/1.1\r\nHost: a\r\n\r\n"));
+    }
+
+    #[test]
+    fn content_length_lists_go_out_as_one_value() {
+        let text = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nX: y\r\nContent-Length: 5\r\n\r\n",
+        );
+        assert!(
+            text.starts_with("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX: y\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        // A zero length is still sent: some origins want it on a POST.
+        let text = forwarded(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+        assert!(text.contains("Content-Length: 0\r\n"), "{text}");
+    }
+
+    #[test]
+    fn other_http_versions_are_version_errors() {
+        for raw in [
+            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/3\r\n",
+        ] {
+            assert_eq!(
+                req(raw),
+                Err(HeadError::VersionNotSupported),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        for raw in [
+            &b"GET /\r\n\r\n"[..],
+            b"GET / HTTP/1.x\r\n\r\n",
+            b"GET / HTTPS/1.1\r\n\r\n",
+        ] {
+            assert!(rejected(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        assert_eq!(
+            parse_response(b"HTTP/2.0 200 OK\r\n\r\n", &mut headers, false).map(|_| ()),
+            Err(HeadError::VersionNotSupported)
+        );
     }
 
     #[test]

@@ -291,8 +291,16 @@ impl HttpSession {
                 self.front_in = Some(buf);
                 return None;
             }
+            // A full buffer without even the end of the request line is a target too long
+            // for us (414, as nginx and HAProxy answer); otherwise the fields are (431).
+            Ok(None) if !buf.pending().contains(&b'\n') => {
+                (0, Err(Refusal::close(Status::UriTooLong)))
+            }
             Ok(None) | Err(HeadError::TooManyHeaders) => {
                 (0, Err(Refusal::close(Status::HeadTooLarge)))
+            }
+            Err(HeadError::VersionNotSupported) => {
+                (0, Err(Refusal::close(Status::VersionNotSupported)))
             }
             Err(HeadError::Malformed(_)) => (0, Err(Refusal::close(Status::BadRequest))),
         };
