@@ -108,6 +108,10 @@ pub fn read_frame<M: Message + Default, R: Read>(
 #[derive(Debug)]
 pub struct FrameDecoder {
     buf: Vec<u8>,
+    /// Bytes of `buf` already handed out as messages. Consumed bytes are dropped only when
+    /// more arrive, once per read rather than once per message: a read holding thousands of
+    /// small frames would otherwise move the rest of the buffer after every one of them.
+    start: usize,
     max: usize,
 }
 
@@ -115,12 +119,17 @@ impl FrameDecoder {
     pub fn new(max: usize) -> FrameDecoder {
         FrameDecoder {
             buf: Vec::new(),
+            start: 0,
             max,
         }
     }
 
     /// Adds bytes read from the socket.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
@@ -143,7 +152,8 @@ impl FrameDecoder {
     // Not `Iterator::next`: it is generic over the message type and can fail.
     #[allow(clippy::should_implement_trait)]
     pub fn next<M: Message + Default>(&mut self) -> Result<Option<M>, FrameError> {
-        let Some((len, prefix)) = decode_length(&self.buf)? else {
+        let unread = &self.buf[self.start..];
+        let Some((len, prefix)) = decode_length(unread)? else {
             return Ok(None);
         };
         let max = self.max;
@@ -151,17 +161,21 @@ impl FrameDecoder {
         if len_usize > max {
             return Err(FrameError::TooLarge { len, max });
         }
-        if self.buf.len() < prefix + len_usize {
+        if unread.len() < prefix + len_usize {
             return Ok(None);
         }
-        let message = M::decode(&self.buf[prefix..prefix + len_usize])?;
-        self.buf.drain(..prefix + len_usize);
+        let message = M::decode(&unread[prefix..prefix + len_usize])?;
+        self.start += prefix + len_usize;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+        }
         Ok(Some(message))
     }
 
     /// Bytes received but not yet part of a whole message.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 }
 

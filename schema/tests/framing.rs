@@ -77,6 +77,26 @@ fn byte_by_byte_reads_yield_the_same_messages() {
     assert_eq!(from_wire(&decoded), requests);
 }
 
+#[test]
+fn chunks_that_split_frames_after_consumed_ones_yield_the_same_messages() {
+    // Every chunk size leaves a consumed prefix plus a partial frame in the decoder at some
+    // point, which the next `extend` must keep in order.
+    let requests = common::one_request_of_each_kind();
+    let bytes: Vec<u8> = to_wire(&requests).iter().flat_map(encode_frame).collect();
+    for size in 2..40 {
+        let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        let mut decoded = Vec::new();
+        for chunk in bytes.chunks(size) {
+            decoder.extend(chunk);
+            while let Some(m) = decoder.next::<proto::Request>().unwrap() {
+                decoded.push(m);
+            }
+        }
+        assert_eq!(from_wire(&decoded), requests, "chunks of {size} bytes");
+        assert_eq!(decoder.pending(), 0);
+    }
+}
+
 /// A reader that hands out at most one byte per call and says WouldBlock every other call,
 /// like a non-blocking socket under load.
 struct Trickle {

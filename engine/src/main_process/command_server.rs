@@ -170,9 +170,12 @@ fn start_client(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) ->
     Ok(())
 }
 
-fn read_loop(client: ClientId, mut stream: UnixStream, inputs: &Sender<Input>) {
+fn read_loop(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) {
+    // Buffered: a pipelining client sends many requests per write; reading them frame by
+    // frame from the socket would cost a syscall per length prefix and per body.
+    let mut reader = io::BufReader::with_capacity(64 * 1024, stream);
     loop {
-        match read_frame::<proto::Request, _>(&mut stream, DEFAULT_MAX_FRAME) {
+        match read_frame::<proto::Request, _>(&mut reader, DEFAULT_MAX_FRAME) {
             Ok(Some(raw)) => {
                 let id = raw.id.clone();
                 let request = Request::try_from(&raw);
@@ -195,7 +198,7 @@ fn read_loop(client: ClientId, mut stream: UnixStream, inputs: &Sender<Input>) {
             }
         }
     }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    let _ = reader.get_ref().shutdown(std::net::Shutdown::Both);
     let _ = inputs.send(Input::ClientGone { client });
 }
 

@@ -196,7 +196,10 @@ impl Spawner {
     }
 }
 
-fn read_worker(mut channel: UnixStream, key: WorkerKey, inputs: &Sender<Input>) {
+fn read_worker(channel: UnixStream, key: WorkerKey, inputs: &Sender<Input>) {
+    // Buffered: a worker answers a burst of changes in a few large writes, and reading them
+    // frame by frame from the socket would cost a syscall per length prefix and per body.
+    let mut channel = std::io::BufReader::with_capacity(64 * 1024, channel);
     loop {
         match read_frame::<proto::Response, _>(&mut channel, DEFAULT_MAX_FRAME) {
             Ok(Some(response)) => {
