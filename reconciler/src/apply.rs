@@ -270,7 +270,10 @@ impl Run<'_, '_, '_> {
         let mut in_flight: VecDeque<Flight> = VecDeque::new();
         let mut failure: Option<Stop> = None;
         loop {
-            while failure.is_none() && next < range.end && in_flight.len() < WINDOW {
+            // Refill only once half the window has drained, so requests go out in batches
+            // (one write each) rather than one write per answer received.
+            let refill = in_flight.len() <= WINDOW / 2;
+            while refill && failure.is_none() && next < range.end && in_flight.len() < WINDOW {
                 let step = &steps[next];
                 let id = self.client.next_id();
                 let request = Request {
@@ -284,7 +287,8 @@ impl Run<'_, '_, '_> {
                     expected: self.expected,
                     accepted: false,
                 });
-                if let Err(error) = self.client.send(&request) {
+                // Queued: the window goes out in one write when the next answer is awaited.
+                if let Err(error) = self.client.queue(&request) {
                     return Err(lost(next, error, &in_flight));
                 }
                 if let Some(f) = in_flight.back() {

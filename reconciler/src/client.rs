@@ -1,12 +1,12 @@
 //! A blocking client of the command socket: what the CLI, the reconciler and any third-party
 //! tool need to talk to a running proxy.
 
-use std::io;
+use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use weir_schema::framing::{read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
+use weir_schema::framing::{encode_frame, read_frame, write_frame, FrameError, DEFAULT_MAX_FRAME};
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::{Command, Request, State, StateError};
 
@@ -28,9 +28,15 @@ pub enum ClientError {
 }
 
 /// One connection to a proxy's command socket.
+///
+/// Both directions are buffered: a pipelining caller queues many requests and flushes them
+/// with one write ([`Client::queue`], [`Client::flush`]), and answers are read in large
+/// chunks rather than a syscall per length prefix. Reading flushes what is queued first, so a
+/// caller can never wait for the answer to a request that was not sent.
 #[derive(Debug)]
 pub struct Client {
-    stream: UnixStream,
+    reader: BufReader<UnixStream>,
+    writer: BufWriter<UnixStream>,
     next_id: u64,
     prefix: String,
     path: PathBuf,
@@ -39,12 +45,10 @@ pub struct Client {
 impl Client {
     /// Connects to the socket at `path`.
     pub fn connect(path: &Path) -> Result<Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
-            path: path.to_owned(),
-            source,
-        })?;
+        let (reader, writer) = open(path)?;
         Ok(Client {
-            stream,
+            reader,
+            writer,
             next_id: 0,
             prefix: format!("cli-{}", std::process::id()),
             path: path.to_owned(),
@@ -59,17 +63,15 @@ impl Client {
     /// Opens a fresh connection to the same socket (after the old one was lost), keeping the
     /// request-id sequence so ids stay unique.
     pub fn reconnect(&mut self) -> Result<(), ClientError> {
-        let stream = UnixStream::connect(&self.path).map_err(|source| ClientError::Connect {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.stream = stream;
+        let (reader, writer) = open(&self.path)?;
+        self.reader = reader;
+        self.writer = writer;
         Ok(())
     }
 
     /// Bounds how long one read may wait; `None` waits forever (drains can be long).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_timeout(timeout)
+        self.reader.get_ref().set_read_timeout(timeout)
     }
 
     /// A fresh request id, unique on this connection.
@@ -80,13 +82,30 @@ impl Client {
 
     /// Sends one request without waiting for its answer.
     pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        write_frame(&mut self.stream, &proto::Request::from(request))?;
+        write_frame(&mut self.writer, &proto::Request::from(request))?;
         Ok(())
     }
 
-    /// Reads the next answer of any request (or an event, on a subscription).
+    /// Queues one request without sending it yet; [`Client::flush`] (or the next
+    /// [`Client::recv`]) sends everything queued at once.
+    pub fn queue(&mut self, request: &Request) -> Result<(), ClientError> {
+        self.writer
+            .write_all(&encode_frame(&proto::Request::from(request)))
+            .map_err(FrameError::Io)?;
+        Ok(())
+    }
+
+    /// Sends every queued request.
+    pub fn flush(&mut self) -> Result<(), ClientError> {
+        self.writer.flush().map_err(FrameError::Io)?;
+        Ok(())
+    }
+
+    /// Reads the next answer of any request (or an event, on a subscription), after sending
+    /// whatever is still queued.
     pub fn recv(&mut self) -> Result<proto::Response, ClientError> {
-        read_frame(&mut self.stream, DEFAULT_MAX_FRAME)?.ok_or(ClientError::Closed)
+        self.flush()?;
+        read_frame(&mut self.reader, DEFAULT_MAX_FRAME)?.ok_or(ClientError::Closed)
     }
 
     /// Sends `request` and waits for its final answer, handing every `PROCESSING` answer (and
@@ -141,4 +160,18 @@ impl Client {
             _ => Err(ClientError::UnexpectedAnswer),
         }
     }
+}
+
+/// Connects to `path` and splits the stream into its buffered halves.
+fn open(path: &Path) -> Result<(BufReader<UnixStream>, BufWriter<UnixStream>), ClientError> {
+    let connect_error = |source| ClientError::Connect {
+        path: path.to_owned(),
+        source,
+    };
+    let stream = UnixStream::connect(path).map_err(connect_error)?;
+    let writer = stream.try_clone().map_err(connect_error)?;
+    Ok((
+        BufReader::with_capacity(64 * 1024, stream),
+        BufWriter::with_capacity(64 * 1024, writer),
+    ))
 }

@@ -45,21 +45,26 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let targets = parse_targets(&args.targets)?;
     let desired = load_desired(&args.path)?;
     let mut live_connections = Default::default();
+    let mut client = None;
     let live = match &args.from_state {
         Some(file) => {
             load_desired(file).with_context(|| format!("--from-state {}", file.display()))?
         }
-        None => {
-            let mut client = Client::connect(&args.socket.path())?;
-            let live = client.query_state()?;
-            // Connection counts are a courtesy: a proxy without them still gets a plan.
+        None => client
+            .insert(Client::connect(&args.socket.path())?)
+            .query_state()?,
+    };
+    let plan = weir_reconciler::plan(&live, &desired, &targets);
+    // Connection counts are a courtesy shown next to backends that will drain: asked for only
+    // when there is one (every worker reports every backend's counters, which is not free),
+    // and a proxy without them still gets a plan.
+    if let Some(client) = client.as_mut() {
+        if plan.steps().iter().any(|s| s.is_drain()) {
             if let Ok(metrics) = client.metrics() {
                 live_connections = render::connections_from_metrics(&metrics);
             }
-            live
         }
-    };
-    let plan = weir_reconciler::plan(&live, &desired, &targets);
+    }
     if !targets.is_empty() && plan.changes().is_empty() {
         eprintln!("warning: the targets match no change");
     }
