@@ -84,8 +84,19 @@ fn curl_line(lines: &[String]) -> Option<(String, SocketAddr, String)> {
     })
 }
 
-#[test]
-fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
+/// What a started `weir up` gives a test: the process, the banner's route, its stderr lines.
+struct Started {
+    up: Up,
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    body: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+    _work: tempfile::TempDir,
+}
+
+/// Starts `weir up` on a copy of the quickstart and waits until its first route answers 200.
+fn start_quickstart() -> Started {
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("quickstart");
@@ -142,8 +153,30 @@ fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
             stderr.lock().unwrap()
         );
     }
+    Started {
+        up,
+        addr,
+        host,
+        path,
+        body: body.unwrap(),
+        stderr,
+        _work: work,
+    }
+}
+
+#[test]
+fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
+    let Started {
+        mut up,
+        addr,
+        host,
+        path,
+        body,
+        stderr,
+        _work,
+    } = start_quickstart();
+    let child = &mut up.0;
     // A demo origin answers with its backend id, a colour word.
-    let body = body.unwrap();
     assert!(
         ["blue", "green"].iter().any(|c| body.contains(c)),
         "{body:?}"
@@ -175,5 +208,25 @@ fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
         wait_until(Duration::from_secs(5), || http_get(addr, &host, &path)
             .is_err()),
         "the proxy is still serving after weir up exited"
+    );
+}
+
+#[test]
+fn a_killed_up_leaves_no_proxy_behind() {
+    let Started {
+        mut up,
+        addr,
+        host,
+        path,
+        _work,
+        ..
+    } = start_quickstart();
+    // SIGKILL: `weir up` gets no chance to stop the proxy itself; the proxy must notice.
+    up.0.kill().unwrap();
+    up.0.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || http_get(addr, &host, &path)
+            .is_err()),
+        "the proxy kept serving after weir up was killed"
     );
 }

@@ -26,6 +26,10 @@ pub struct ProxyArgs {
     /// Internal: the hand-over from a previous main process during `weir upgrade`
     #[arg(long, hide = true, value_name = "JSON")]
     handover: Option<String>,
+    /// Stop (as on SIGTERM) when the process that started this one dies; `weir up` uses it
+    /// so a killed `weir up` never leaves an orphaned proxy behind
+    #[arg(long, hide = true)]
+    exit_with_parent: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +46,9 @@ pub struct WorkerArgs {
 }
 
 pub fn run_proxy(args: ProxyArgs) -> anyhow::Result<u8> {
+    if args.exit_with_parent {
+        exit_with_parent()?;
+    }
     let config = match &args.handover {
         // The hand-over carries the previous main process's settings.
         Some(_) => Config::default(),
@@ -70,4 +77,16 @@ pub fn run_worker(args: WorkerArgs) -> anyhow::Result<u8> {
     weir_engine::worker::run(config, UnixStream::from(channel))
         .with_context(|| format!("worker {}", args.id))?;
     Ok(exit::OK)
+}
+
+/// Asks the kernel for SIGTERM (a soft stop) when the parent dies. The parent may already have
+/// died between our fork and this call, in which case we were re-parented: stop at once.
+fn exit_with_parent() -> anyhow::Result<()> {
+    let parent = nix::unistd::getppid();
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+        .context("cannot ask for a parent-death signal")?;
+    if nix::unistd::getppid() != parent || parent.as_raw() == 1 {
+        anyhow::bail!("the process that started this proxy has already exited");
+    }
+    Ok(())
 }

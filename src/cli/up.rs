@@ -149,7 +149,11 @@ impl ProxyChild {
     fn spawn(socket: &Path, workers: Option<usize>) -> anyhow::Result<ProxyChild> {
         let exe = std::env::current_exe().context("cannot find the weir binary")?;
         let mut command = Command::new(exe);
-        command.arg("proxy").arg("--socket").arg(socket);
+        command
+            .arg("proxy")
+            .arg("--exit-with-parent")
+            .arg("--socket")
+            .arg(socket);
         if let Some(n) = workers {
             command.arg("--workers").arg(n.to_string());
         }
