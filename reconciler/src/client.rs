@@ -13,8 +13,8 @@ use weir_schema::{Command, Request, State, StateError};
 /// Why talking to the proxy failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to the command socket {path}: {source} (is `weir proxy` running? see --socket)")]
-    Connect { path: PathBuf, source: io::Error },
+    #[error("cannot connect to the command socket {path}: {error} (is `weir proxy` running? see --socket)")]
+    Connect { path: PathBuf, error: io::Error },
     #[error("command socket: {0}")]
     Frame(#[from] FrameError),
     #[error("the proxy closed the command socket before answering")]
@@ -164,9 +164,9 @@ impl Client {
 
 /// Connects to `path` and splits the stream into its buffered halves.
 fn open(path: &Path) -> Result<(BufReader<UnixStream>, BufWriter<UnixStream>), ClientError> {
-    let connect_error = |source| ClientError::Connect {
+    let connect_error = |error| ClientError::Connect {
         path: path.to_owned(),
-        source,
+        error,
     };
     let stream = UnixStream::connect(path).map_err(connect_error)?;
     let writer = stream.try_clone().map_err(connect_error)?;
