@@ -2,8 +2,8 @@
 //!
 //! Loading runs in three stages, each in its own module:
 //! 1. [`files`] picks the files a path stands for, in path order;
-//! 2. [`yaml_file`] / [`toml_file`] parse each into the serde [`mirror`] of the format, and
-//!    record where every field was written ([`positions`]);
+//! 2. [`yaml_file`] / [`toml_file`] parse each into the serde [`mirror`] of the format; where
+//!    every field was written ([`positions`]) is read only for a file that has an error;
 //! 3. [`resolve`] turns the mirrors into one [`State`] by applying each resource as a
 //!    [`crate::Change`] through [`State::apply_change`], so files obey exactly the rules the
 //!    proxy enforces, and maps every refusal back to the file, line and column that caused it.
@@ -193,11 +193,7 @@ pub fn load_at(path: &Path, now: i64) -> Result<Desired, LoadErrors> {
             Format::Toml => toml_file::parse(&text),
         };
         match parsed {
-            Ok((doc, positions)) => sources.push(SourceFile {
-                path: file,
-                doc,
-                positions,
-            }),
+            Ok(doc) => sources.push(SourceFile::new(file, format, text, doc)),
             Err(e) => {
                 let pos = e.pos.unwrap_or(Pos { line: 1, column: 1 });
                 errors.push(LoadError {

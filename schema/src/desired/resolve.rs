@@ -7,7 +7,9 @@
 //! routes wins. A resource that fails is remembered as broken, so references to it do not
 //! each raise a second, misleading "unknown" error.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,9 +22,10 @@ use crate::model::{
 };
 use crate::state::{State, StateError};
 
+use super::files::Format;
 use super::mirror::{BackendDoc, CertificateDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
 use super::positions::{Pos, Positions};
-use super::{DemoOrigin, LoadError, Location};
+use super::{toml_file, yaml_file, DemoOrigin, LoadError, Location};
 
 /// Certificates expiring sooner than this are warned about.
 const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
@@ -32,7 +35,101 @@ const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
 pub(crate) struct SourceFile {
     pub path: PathBuf,
     pub doc: FileDoc,
-    pub positions: Positions,
+    format: Format,
+    text: String,
+    /// Where each field was written: read from `text` on the first error or warning placed in
+    /// this file, since a file without any never needs it.
+    positions: OnceCell<Positions>,
+}
+
+impl SourceFile {
+    pub fn new(path: PathBuf, format: Format, text: String, doc: FileDoc) -> SourceFile {
+        SourceFile {
+            path,
+            doc,
+            format,
+            text,
+            positions: OnceCell::new(),
+        }
+    }
+
+    fn positions(&self) -> &Positions {
+        self.positions.get_or_init(|| match self.format {
+            Format::Yaml => yaml_file::positions(&self.text),
+            Format::Toml => toml_file::positions(&self.text),
+        })
+    }
+}
+
+/// Where groups of fields sit inside a resource.
+#[derive(Debug, Clone, Copy)]
+enum Within {
+    /// `clusters[i].backends[j]`
+    Backend(usize),
+    /// `clusters[i].health_check`
+    HealthCheck,
+}
+
+/// A resource or one of its fields, such as `clusters[3].backends[0].address`. Kept in parts
+/// and spelled out only when an error or a warning needs it: every resource has several
+/// fields, and most loads report nothing.
+#[derive(Debug, Clone, Copy)]
+struct Field {
+    list: &'static str,
+    index: usize,
+    within: Option<Within>,
+    name: Option<&'static str>,
+}
+
+impl Field {
+    /// `list[index]`: one resource of a file.
+    fn item(list: &'static str, index: usize) -> Field {
+        Field {
+            list,
+            index,
+            within: None,
+            name: None,
+        }
+    }
+
+    /// A group of fields inside this resource.
+    fn within(self, within: Within) -> Field {
+        Field {
+            within: Some(within),
+            ..self
+        }
+    }
+
+    /// A named field of this resource (or group).
+    fn field(self, name: &'static str) -> Field {
+        Field {
+            name: Some(name),
+            ..self
+        }
+    }
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[{}]", self.list, self.index)?;
+        match self.within {
+            Some(Within::Backend(j)) => write!(f, ".backends[{j}]")?,
+            Some(Within::HealthCheck) => f.write_str(".health_check")?,
+            None => {}
+        }
+        if let Some(name) = self.name {
+            write!(f, ".{name}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a resource was defined, for "defined twice" errors; turned into a [`Location`] only
+/// when one is reported.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    file: usize,
+    field: Field,
 }
 
 /// What the files say, or what is wrong with them.
@@ -66,22 +163,22 @@ pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolve
     };
     for (f, file) in files.iter().enumerate() {
         for (i, l) in file.doc.listeners.iter().enumerate() {
-            r.listener(f, &format!("listeners[{i}]"), l);
+            r.listener(f, Field::item("listeners", i), l);
         }
     }
     for (f, file) in files.iter().enumerate() {
         for (i, c) in file.doc.clusters.iter().enumerate() {
-            r.cluster(f, &format!("clusters[{i}]"), c);
+            r.cluster(f, Field::item("clusters", i), c);
         }
     }
     for (f, file) in files.iter().enumerate() {
         for (i, c) in file.doc.certificates.iter().enumerate() {
-            r.certificate(f, &format!("certificates[{i}]"), c);
+            r.certificate(f, Field::item("certificates", i), c);
         }
     }
     for (f, file) in files.iter().enumerate() {
         for (i, fr) in file.doc.frontends.iter().enumerate() {
-            r.frontend(f, &format!("frontends[{i}]"), fr);
+            r.frontend(f, Field::item("frontends", i), fr);
         }
     }
     Resolved {
@@ -104,7 +201,7 @@ enum Broken {
 #[derive(Debug)]
 struct CertEntry {
     fingerprint: Fingerprint,
-    location: Location,
+    place: Place,
 }
 
 struct Resolver<'a> {
@@ -116,14 +213,14 @@ struct Resolver<'a> {
     warnings: Vec<String>,
     demo_origins: Vec<DemoOrigin>,
     /// Listener name → (address, where defined).
-    listener_names: BTreeMap<String, (SocketAddr, Location)>,
-    listener_addresses: BTreeMap<SocketAddr, Location>,
-    clusters: BTreeMap<ClusterId, Location>,
-    backends: BTreeMap<BackendKey, Location>,
+    listener_names: BTreeMap<String, (SocketAddr, Place)>,
+    listener_addresses: BTreeMap<SocketAddr, Place>,
+    clusters: BTreeMap<ClusterId, Place>,
+    backends: BTreeMap<BackendKey, Place>,
     certificate_names: BTreeMap<String, CertEntry>,
     /// Fingerprint → (name, where defined).
-    certificate_fingerprints: BTreeMap<Fingerprint, (String, Location)>,
-    frontends: BTreeMap<Frontend, Location>,
+    certificate_fingerprints: BTreeMap<Fingerprint, (String, Place)>,
+    frontends: BTreeMap<Frontend, Place>,
     broken: BTreeSet<Broken>,
 }
 
@@ -133,11 +230,11 @@ impl Resolver<'_> {
     }
 
     /// Where `path` was written in file `f` (or its closest written parent).
-    fn at(&self, f: usize, path: &str) -> Location {
+    fn at(&self, f: usize, path: Field) -> Location {
         let file = self.file(f);
         let pos = file
-            .positions
-            .value(path)
+            .positions()
+            .value(&path.to_string())
             .unwrap_or(Pos { line: 1, column: 1 });
         Location {
             file: file.path.clone(),
@@ -146,22 +243,26 @@ impl Resolver<'_> {
         }
     }
 
-    fn error(&mut self, f: usize, path: &str, message: impl Into<String>) {
+    fn location(&self, place: Place) -> Location {
+        self.at(place.file, place.field)
+    }
+
+    fn error(&mut self, f: usize, path: Field, message: impl Into<String>) {
         let location = self.at(f, path);
         self.errors.push(LoadError {
             location: Some(location),
-            field: Some(path.to_owned()),
+            field: Some(path.to_string()),
             message: message.into(),
         });
     }
 
-    fn warn(&mut self, f: usize, path: &str, message: &str) {
+    fn warn(&mut self, f: usize, path: Field, message: &str) {
         let location = self.at(f, path);
         self.warnings.push(format!("{location}: {path}: {message}"));
     }
 
     /// Applies `change` through the State's rules; on refusal reports `field` (via `place`).
-    fn apply(&mut self, change: &Change, f: usize, place: &str) -> bool {
+    fn apply(&mut self, change: &Change, f: usize, place: Field) -> bool {
         match self.state.apply_change(change, None) {
             Ok(()) => true,
             Err(e) => {
@@ -171,7 +272,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn address(&mut self, f: usize, path: &str, raw: &str) -> Option<SocketAddr> {
+    fn address(&mut self, f: usize, path: Field, raw: &str) -> Option<SocketAddr> {
         match raw.trim().parse::<SocketAddr>() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -190,19 +291,15 @@ impl Resolver<'_> {
 
     // ---- listeners ---------------------------------------------------------------------------
 
-    fn listener(&mut self, f: usize, path: &str, doc: &ListenerDoc) {
-        let address = self.address(f, &format!("{path}.address"), &doc.address);
+    fn listener(&mut self, f: usize, path: Field, doc: &ListenerDoc) {
+        let address = self.address(f, path.field("address"), &doc.address);
         let name = match (&doc.name, address) {
             (Some(n), _) => n.trim().to_owned(),
             (None, Some(a)) => a.to_string(),
             (None, None) => doc.address.trim().to_owned(),
         };
         if name.is_empty() {
-            self.error(
-                f,
-                &format!("{path}.name"),
-                "must not be empty (or leave it out)",
-            );
+            self.error(f, path.field("name"), "must not be empty (or leave it out)");
             return;
         }
         let protocol = Protocol::from(doc.protocol);
@@ -211,13 +308,16 @@ impl Resolver<'_> {
         if doc.tls_versions.is_some() && protocol != Protocol::Https {
             self.error(
                 f,
-                &format!("{path}.tls_versions"),
+                path.field("tls_versions"),
                 format!("only https listeners take tls_versions (this one is {protocol})"),
             );
         }
-        let here = self.at(f, path);
+        let here = Place {
+            file: f,
+            field: path,
+        };
         if let Some((_, first)) = self.listener_names.get(&name) {
-            let first = first.clone();
+            let first = self.location(*first);
             self.error(
                 f,
                 path,
@@ -230,10 +330,10 @@ impl Resolver<'_> {
             return;
         };
         if let Some(first) = self.listener_addresses.get(&address) {
-            let first = first.clone();
+            let first = self.location(*first);
             self.error(
                 f,
-                &format!("{path}.address"),
+                path.field("address"),
                 format!("listener address {address} is defined twice: here and at {first}"),
             );
             return;
@@ -251,12 +351,8 @@ impl Resolver<'_> {
                 tls_versions: doc.tls_versions.iter().flatten().map(|v| v.0).collect(),
             },
         };
-        if self.apply(
-            &Change::AddListener(listener),
-            f,
-            &format!("{path}.address"),
-        ) {
-            self.listener_names.insert(name, (address, here.clone()));
+        if self.apply(&Change::AddListener(listener), f, path.field("address")) {
+            self.listener_names.insert(name, (address, here));
             self.listener_addresses.insert(address, here);
         } else {
             self.broken.insert(Broken::Listener(name));
@@ -265,19 +361,22 @@ impl Resolver<'_> {
 
     // ---- clusters and backends ---------------------------------------------------------------
 
-    fn cluster(&mut self, f: usize, path: &str, doc: &ClusterDoc) {
+    fn cluster(&mut self, f: usize, path: Field, doc: &ClusterDoc) {
         let id = doc.id.trim();
         if id.is_empty() {
-            self.error(f, &format!("{path}.id"), "must not be empty");
+            self.error(f, path.field("id"), "must not be empty");
             return;
         }
         let id = ClusterId(id.to_owned());
-        let here = self.at(f, path);
+        let here = Place {
+            file: f,
+            field: path,
+        };
         if let Some(first) = self.clusters.get(&id) {
-            let first = first.clone();
+            let first = self.location(*first);
             self.error(
                 f,
-                &format!("{path}.id"),
+                path.field("id"),
                 format!(
                     "cluster {id:?} is defined twice: here and at {first}",
                     id = id.0
@@ -291,7 +390,7 @@ impl Resolver<'_> {
         let health_check = doc
             .health_check
             .as_ref()
-            .and_then(|h| self.health_check(f, &format!("{path}.health_check"), h));
+            .and_then(|h| self.health_check(f, path.within(Within::HealthCheck), h));
         let cluster = Cluster {
             id: id.clone(),
             load_balancing: doc.load_balancing.map(Into::into).unwrap_or_default(),
@@ -299,41 +398,37 @@ impl Resolver<'_> {
             connect_timeout: doc.connect_timeout.map(|d| d.0),
             response_timeout: doc.response_timeout.map(|d| d.0),
         };
-        if !self.apply(&Change::AddCluster(cluster), f, &format!("{path}.id")) {
+        if !self.apply(&Change::AddCluster(cluster), f, path.field("id")) {
             self.broken.insert(Broken::Cluster(id.0));
             return;
         }
         self.clusters.insert(id.clone(), here);
         for (j, b) in doc.backends.iter().enumerate() {
-            self.backend(f, &format!("{path}.backends[{j}]"), &id, b);
+            self.backend(f, path.within(Within::Backend(j)), &id, b);
         }
     }
 
     fn health_check(
         &mut self,
         f: usize,
-        path: &str,
+        path: Field,
         doc: &super::mirror::HealthCheckDoc,
     ) -> Option<HealthCheck> {
         let mut ok = true;
         let hc_path = match normalize_path(&doc.path) {
             Ok(p) if !doc.path.is_empty() => Some(p),
             Ok(_) => {
-                self.error(
-                    f,
-                    &format!("{path}.path"),
-                    "must not be empty (e.g. /healthz)",
-                );
+                self.error(f, path.field("path"), "must not be empty (e.g. /healthz)");
                 None
             }
             Err(e) => {
-                self.error(f, &format!("{path}.path"), e.to_string());
+                self.error(f, path.field("path"), e.to_string());
                 None
             }
         };
-        let mut threshold = |field: &str, value: Option<u32>, default: u32| match value {
+        let mut threshold = |field: &'static str, value: Option<u32>, default: u32| match value {
             Some(0) => {
-                self.error(f, &format!("{path}.{field}"), "must be at least 1");
+                self.error(f, path.field(field), "must be at least 1");
                 ok = false;
                 default
             }
@@ -362,10 +457,10 @@ impl Resolver<'_> {
         })
     }
 
-    fn backend(&mut self, f: usize, path: &str, cluster: &ClusterId, doc: &BackendDoc) {
+    fn backend(&mut self, f: usize, path: Field, cluster: &ClusterId, doc: &BackendDoc) {
         let id = doc.id.trim();
         if id.is_empty() {
-            self.error(f, &format!("{path}.id"), "must not be empty");
+            self.error(f, path.field("id"), "must not be empty");
             return;
         }
         let key = BackendKey {
@@ -373,21 +468,24 @@ impl Resolver<'_> {
             id: BackendId(id.to_owned()),
         };
         if let Some(first) = self.backends.get(&key) {
-            let first = first.clone();
+            let first = self.location(*first);
             self.error(
                 f,
-                &format!("{path}.id"),
+                path.field("id"),
                 format!("backend {key} is defined twice: here and at {first}"),
             );
             return;
         }
-        let here = self.at(f, path);
+        let here = Place {
+            file: f,
+            field: path,
+        };
         self.backends.insert(key.clone(), here);
-        let address = self.address(f, &format!("{path}.address"), &doc.address);
+        let address = self.address(f, path.field("address"), &doc.address);
         if doc.weight == Some(0) {
             self.error(
                 f,
-                &format!("{path}.weight"),
+                path.field("weight"),
                 "must be at least 1 (to stop traffic, remove the backend or mark it backup)",
             );
         }
@@ -396,7 +494,7 @@ impl Resolver<'_> {
         if demo && !address.ip().is_loopback() {
             self.error(
                 f,
-                &format!("{path}.address"),
+                path.field("address"),
                 format!(
                     "a demo backend is served on this machine: {address} must be a loopback \
                      address such as 127.0.0.1"
@@ -420,17 +518,17 @@ impl Resolver<'_> {
 
     // ---- certificates ------------------------------------------------------------------------
 
-    fn certificate(&mut self, f: usize, path: &str, doc: &CertificateDoc) {
+    fn certificate(&mut self, f: usize, path: Field, doc: &CertificateDoc) {
         let name = doc.name.trim().to_owned();
         if name.is_empty() {
-            self.error(f, &format!("{path}.name"), "must not be empty");
+            self.error(f, path.field("name"), "must not be empty");
             return;
         }
         if let Some(first) = self.certificate_names.get(&name) {
-            let first = first.location.clone();
+            let first = self.location(first.place);
             self.error(
                 f,
-                &format!("{path}.name"),
+                path.field("name"),
                 format!("certificate {name:?} is defined twice: here and at {first}"),
             );
             return;
@@ -443,8 +541,8 @@ impl Resolver<'_> {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let cert_pem = self.read_pem(f, &format!("{path}.certificate"), &base, &doc.certificate);
-        let key_pem = self.read_pem(f, &format!("{path}.key"), &base, &doc.key);
+        let cert_pem = self.read_pem(f, path.field("certificate"), &base, &doc.certificate);
+        let key_pem = self.read_pem(f, path.field("key"), &base, &doc.key);
         let (Some(cert_pem), Some(key_pem)) = (cert_pem, key_pem) else {
             self.broken.insert(Broken::Certificate(name));
             return;
@@ -460,7 +558,7 @@ impl Resolver<'_> {
                     | CertError::BadCertificatePem(_)
                     | CertError::BadX509(_) => "certificate",
                 };
-                self.error(f, &format!("{path}.{field}"), e.to_string());
+                self.error(f, path.field(field), e.to_string());
                 self.broken.insert(Broken::Certificate(name));
                 return;
             }
@@ -468,10 +566,10 @@ impl Resolver<'_> {
         let fingerprint = cert.fingerprint;
         let not_after = cert.not_after;
         if let Some((other, first)) = self.certificate_fingerprints.get(&fingerprint) {
-            let (other, first) = (other.clone(), first.clone());
+            let (other, first) = (other.clone(), self.location(*first));
             self.error(
                 f,
-                &format!("{path}.certificate"),
+                path.field("certificate"),
                 format!(
                     "the same certificate (fingerprint {fingerprint}) is already defined as {other:?} at {first}; \
                      give it one name"
@@ -484,14 +582,17 @@ impl Resolver<'_> {
             self.broken.insert(Broken::Certificate(name));
             return;
         }
-        let here = self.at(f, path);
+        let here = Place {
+            file: f,
+            field: path,
+        };
         self.certificate_fingerprints
-            .insert(fingerprint, (name.clone(), here.clone()));
+            .insert(fingerprint, (name.clone(), here));
         self.certificate_names.insert(
             name.clone(),
             CertEntry {
                 fingerprint,
-                location: here,
+                place: here,
             },
         );
         let left = not_after - self.now;
@@ -515,7 +616,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn read_pem(&mut self, f: usize, path: &str, base: &Path, file: &str) -> Option<String> {
+    fn read_pem(&mut self, f: usize, path: Field, base: &Path, file: &str) -> Option<String> {
         let resolved = base.join(file.trim());
         match fs::read_to_string(&resolved) {
             Ok(text) => Some(text),
@@ -528,8 +629,8 @@ impl Resolver<'_> {
 
     // ---- frontends ---------------------------------------------------------------------------
 
-    fn frontend(&mut self, f: usize, path: &str, doc: &FrontendDoc) {
-        let listener = self.find_listener(f, &format!("{path}.listener"), &doc.listener);
+    fn frontend(&mut self, f: usize, path: Field, doc: &FrontendDoc) {
+        let listener = self.find_listener(f, path.field("listener"), &doc.listener);
         let cluster = ClusterId(doc.cluster.trim().to_owned());
         let cluster_ok = self.state.clusters.contains_key(&cluster);
         if !cluster_ok
@@ -539,7 +640,7 @@ impl Resolver<'_> {
             let known = known("clusters", self.state.clusters.keys().map(|c| c.0.as_str()));
             self.error(
                 f,
-                &format!("{path}.cluster"),
+                path.field("cluster"),
                 format!("unknown cluster {:?} ({known})", cluster.0),
             );
         }
@@ -548,7 +649,7 @@ impl Resolver<'_> {
             Some(h) => match normalize_hostname(h) {
                 Ok(h) => Some(Some(h)),
                 Err(e) => {
-                    self.error(f, &format!("{path}.hostname"), e.to_string());
+                    self.error(f, path.field("hostname"), e.to_string());
                     None
                 }
             },
@@ -556,14 +657,14 @@ impl Resolver<'_> {
         let route_path = match normalize_path(doc.path.as_deref().unwrap_or("/")) {
             Ok(p) => Some(p),
             Err(e) => {
-                self.error(f, &format!("{path}.path"), e.to_string());
+                self.error(f, path.field("path"), e.to_string());
                 None
             }
         };
         let certificate = match &doc.certificate {
             None => Some(None),
             Some(name) => self
-                .find_certificate(f, &format!("{path}.certificate"), name)
+                .find_certificate(f, path.field("certificate"), name)
                 .map(Some),
         };
         let (Some(listener), true, Some(hostname), Some(route_path), Some(certificate)) =
@@ -579,7 +680,7 @@ impl Resolver<'_> {
             certificate,
         };
         if let Some(first) = self.frontends.get(&frontend) {
-            let first = first.clone();
+            let first = self.location(*first);
             self.error(
                 f,
                 path,
@@ -590,14 +691,14 @@ impl Resolver<'_> {
         let protocol = self.state.listeners.get(&listener).map(|l| l.protocol);
         // Point a protocol mismatch at the field that does not fit the listener.
         let place = match protocol {
-            Some(Protocol::Tcp) if frontend.hostname.is_some() => format!("{path}.hostname"),
-            Some(Protocol::Tcp) if frontend.path != "/" => format!("{path}.path"),
+            Some(Protocol::Tcp) if frontend.hostname.is_some() => path.field("hostname"),
+            Some(Protocol::Tcp) if frontend.path != "/" => path.field("path"),
             Some(Protocol::Http | Protocol::Tcp) if frontend.certificate.is_some() => {
-                format!("{path}.certificate")
+                path.field("certificate")
             }
-            _ => path.to_owned(),
+            _ => path,
         };
-        if !self.apply(&Change::AddFrontend(frontend.clone()), f, &place) {
+        if !self.apply(&Change::AddFrontend(frontend.clone()), f, place) {
             return;
         }
         if let (Some(Protocol::Https), Some(host), Some(fp)) =
@@ -610,16 +711,19 @@ impl Resolver<'_> {
                         cert.name,
                         cert.dns_names.join(", ")
                     );
-                    self.warn(f, &format!("{path}.hostname"), &message);
+                    self.warn(f, path.field("hostname"), &message);
                 }
             }
         }
-        let here = self.at(f, path);
+        let here = Place {
+            file: f,
+            field: path,
+        };
         self.frontends.insert(frontend, here);
     }
 
     /// A listener by name, or by address.
-    fn find_listener(&mut self, f: usize, path: &str, raw: &str) -> Option<SocketAddr> {
+    fn find_listener(&mut self, f: usize, path: Field, raw: &str) -> Option<SocketAddr> {
         let name = raw.trim();
         if let Some((address, _)) = self.listener_names.get(name) {
             return Some(*address);
@@ -636,7 +740,7 @@ impl Resolver<'_> {
         None
     }
 
-    fn find_certificate(&mut self, f: usize, path: &str, raw: &str) -> Option<Fingerprint> {
+    fn find_certificate(&mut self, f: usize, path: Field, raw: &str) -> Option<Fingerprint> {
         let name = raw.trim();
         if let Some(entry) = self.certificate_names.get(name) {
             return Some(entry.fingerprint);
@@ -713,5 +817,57 @@ mod tests {
             known("clusters", std::iter::empty()),
             "no clusters are defined"
         );
+    }
+
+    #[test]
+    fn fields_are_spelled_as_paths() {
+        let cluster = Field::item("clusters", 3);
+        assert_eq!(cluster.to_string(), "clusters[3]");
+        assert_eq!(cluster.field("id").to_string(), "clusters[3].id");
+        assert_eq!(
+            cluster
+                .within(Within::Backend(0))
+                .field("address")
+                .to_string(),
+            "clusters[3].backends[0].address"
+        );
+        assert_eq!(
+            cluster
+                .within(Within::HealthCheck)
+                .field("healthy_threshold")
+                .to_string(),
+            "clusters[3].health_check.healthy_threshold"
+        );
+    }
+
+    fn source(name: &str, text: &str) -> SourceFile {
+        let doc = match yaml_file::parse(text) {
+            Ok(doc) => doc,
+            Err(e) => panic!("{name} does not parse: {e:?}"),
+        };
+        SourceFile::new(name.into(), Format::Yaml, text.to_owned(), doc)
+    }
+
+    #[test]
+    fn positions_are_read_only_for_files_with_errors() {
+        let good = source(
+            "a.yaml",
+            "clusters:\n  - id: shop\n    backends:\n      - id: one\n        address: 127.0.0.1:9001\n",
+        );
+        let bad = source("b.yaml", "clusters:\n  - id: shop\n");
+        let files = [good, bad];
+        let resolved = resolve(&files, true, 0);
+        assert_eq!(resolved.errors.len(), 1, "{:?}", resolved.errors);
+        // The duplicate names where the first definition is, so both files are read.
+        assert_eq!(
+            resolved.errors[0].to_string(),
+            "b.yaml:2:9: clusters[0].id: cluster \"shop\" is defined twice: here and at a.yaml:2:5"
+        );
+        assert!(files.iter().all(|f| f.positions.get().is_some()));
+
+        let files = [source("c.yaml", "clusters:\n  - id: shop\n")];
+        let resolved = resolve(&files, true, 0);
+        assert!(resolved.errors.is_empty(), "{:?}", resolved.errors);
+        assert!(files[0].positions.get().is_none());
     }
 }

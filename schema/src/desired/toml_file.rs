@@ -1,22 +1,24 @@
 //! Reading one TOML file: the toml crate for the values, its spanned document for positions.
+//!
+//! The spanned document is parsed once and deserialized directly. Positions are only needed to
+//! place an error, so they are walked ([`positions`]) only when one is found.
 
-use toml::de::{DeTable, DeValue};
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, Deserializer};
 
 use super::mirror::FileDoc;
 use super::positions::{child_index, child_key, At, Pos, Positions};
 use super::FileError;
 
-/// Parses a TOML file into its mirror and the positions of its fields.
-pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
+/// Parses a TOML file into its mirror.
+pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
     let table = DeTable::parse(text).map_err(|e| FileError {
         pos: e.span().map(|s| Pos::from_offset(text, s.start)),
         field: None,
         message: e.message().trim().to_owned(),
     })?;
-    let mut positions = Positions::default();
-    walk_table(text, table.get_ref(), "", &mut positions);
-
-    let doc: FileDoc = toml::from_str(text).map_err(|e| {
+    // The same as `toml::from_str`, without parsing the text a second time.
+    FileDoc::deserialize(Deserializer::from(table)).map_err(|e| {
         let pos = e.span().map(|s| Pos::from_offset(text, s.start));
         let message = e.message().trim().to_owned();
         let at = if message.starts_with("unknown field") {
@@ -24,17 +26,28 @@ pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
         } else {
             At::Value
         };
-        let field = pos
-            .and_then(|p| positions.path_at(p, at))
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
+        let field = pos.and_then(|p| {
+            positions(text)
+                .path_at(p, at)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+        });
         FileError {
             pos,
             field,
             message,
         }
-    })?;
-    Ok((doc, positions))
+    })
+}
+
+/// Field paths and positions from the spanned document; empty if the text does not parse
+/// (the parse error is reported by [`parse`]).
+pub(crate) fn positions(text: &str) -> Positions {
+    let mut positions = Positions::default();
+    if let Ok(table) = DeTable::parse(text) {
+        walk_table(text, table.get_ref(), "", &mut positions);
+    }
+    positions
 }
 
 fn walk_table(text: &str, table: &DeTable<'_>, path: &str, positions: &mut Positions) {

@@ -1,4 +1,8 @@
 //! Reading one YAML file: serde_yaml for the values, yaml-rust2's event stream for positions.
+//!
+//! Positions are only needed to place an error, so the second pass ([`positions`]) runs only
+//! when one is found: on serde's error here, or later when `resolve` first reports a problem
+//! in the file. A file without errors is parsed once.
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
@@ -7,9 +11,8 @@ use super::mirror::FileDoc;
 use super::positions::{child_index, child_key, At, Pos, Positions};
 use super::FileError;
 
-/// Parses a YAML file into its mirror and the positions of its fields.
-pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
-    let positions = positions(text);
+/// Parses a YAML file into its mirror.
+pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
     // An empty file (or one holding only comments) is an empty document, not an error.
     let doc: Option<FileDoc> = serde_yaml::from_str(text).map_err(|e| {
         let pos = e.location().map(|l| Pos {
@@ -22,17 +25,19 @@ pub(crate) fn parse(text: &str) -> Result<(FileDoc, Positions), FileError> {
         } else {
             At::Value
         };
-        let field = pos
-            .and_then(|p| positions.path_at(p, at))
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
+        let field = pos.and_then(|p| {
+            positions(text)
+                .path_at(p, at)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+        });
         FileError {
             pos,
             field,
             message,
         }
     })?;
-    Ok((doc.unwrap_or_default(), positions))
+    Ok(doc.unwrap_or_default())
 }
 
 /// serde_yaml's message without the position (we print our own) and without its own path
@@ -67,7 +72,7 @@ fn clean_message(raw: &str) -> String {
 
 /// Field paths and positions from the YAML event stream. A file that yaml-rust2 cannot parse
 /// gives the positions it reached; serde_yaml reports the syntax error itself.
-fn positions(text: &str) -> Positions {
+pub(crate) fn positions(text: &str) -> Positions {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     // Errors are serde_yaml's to report; keep whatever positions were collected.
