@@ -87,6 +87,7 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
                         connections: 12,
                         state_version: 1,
                         restarts: 1,
+                        unresponsive: false,
                     }],
                     version: "0.1.0".into(),
                 },

@@ -47,6 +47,11 @@ pub struct WorkerConfig {
     pub connect_timeout: Duration,
     #[serde(with = "millis")]
     pub response_timeout: Duration,
+    /// How long an idle pooled backend connection is kept before the worker closes it
+    /// (nginx's upstream `keepalive_timeout`, HAProxy's `pool-purge-delay`). Shorter than
+    /// most backends' own keep-alive timeout, so the proxy rather than the backend closes it.
+    #[serde(with = "millis")]
+    pub backend_idle_timeout: Duration,
     /// How many backends a request may try to connect to before it gets a 503.
     pub max_connect_attempts: u32,
 }
@@ -62,6 +67,7 @@ impl Default for WorkerConfig {
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),
+            backend_idle_timeout: Duration::from_secs(30),
             max_connect_attempts: 3,
         }
     }

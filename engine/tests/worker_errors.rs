@@ -98,6 +98,41 @@ fn body_over_the_limit_is_413() {
 }
 
 #[test]
+fn lowered_body_limit_applies_to_an_open_keep_alive_connection() {
+    let backend = Backend::start("a");
+    let mut w = TestWorker::with_defaults();
+    let settings = proto::ListenerSettings {
+        max_request_body: 1000,
+        ..Default::default()
+    };
+    let listener = listener_with(&mut w, settings.clone());
+    w.add_cluster(TestWorker::cluster("c"));
+    w.add_backend("c", "a", backend.addr);
+    w.add_frontend(listener, "a.test", "/", "c");
+    let post = format!(
+        "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n{}",
+        "x".repeat(100)
+    );
+    let mut client = connect(listener);
+    client.write_all(post.as_bytes()).unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+
+    w.call(proto::request::Kind::UpdateListener(proto::Listener {
+        address: listener.to_string(),
+        protocol: proto::ListenerProtocol::Http as i32,
+        name: String::new(),
+        settings: Some(proto::ListenerSettings {
+            max_request_body: 10,
+            ..settings
+        }),
+    }));
+    // The same connection, accepted under the old limit, gets the new one.
+    client.write_all(post.as_bytes()).unwrap();
+    assert_eq!(read_answer(&mut client, false).unwrap().status, 413);
+    assert_eq!(backend.request_count(), 1);
+}
+
+#[test]
 fn head_larger_than_a_buffer_is_431() {
     let backend = Backend::start("a");
     let mut w = TestWorker::start(WorkerConfig {

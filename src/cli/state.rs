@@ -210,6 +210,7 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
                 "connections": w.connections,
                 "state_version": w.state_version,
                 "restarts": w.restarts,
+                "unresponsive": w.unresponsive,
             })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -227,8 +228,8 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
             .unwrap_or(&status.state_fingerprint)
     );
     println!(
-        "{:>6} {:>8} {:>10} {:>12} {:>8}",
-        "worker", "pid", "uptime", "connections", "restarts"
+        "{:>6} {:>8} {:>10} {:>12} {:>8} {:>8}  state",
+        "worker", "pid", "uptime", "connections", "restarts", "version"
     );
     for w in &status.workers {
         let pid = if w.pid == 0 {
@@ -236,13 +237,30 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
         } else {
             w.pid.to_string()
         };
+        // An unresponsive worker's connections and version are unknown, not zero.
+        let (connections, version, state) = if w.unresponsive {
+            ("?".to_owned(), "?".to_owned(), "UNRESPONSIVE")
+        } else if w.pid == 0 {
+            ("-".to_owned(), "-".to_owned(), "restarting")
+        } else {
+            (w.connections.to_string(), w.state_version.to_string(), "ok")
+        };
         println!(
-            "{:>6} {:>8} {:>10} {:>12} {:>8}",
+            "{:>6} {:>8} {:>10} {:>12} {:>8} {:>8}  {}",
             w.id,
             pid,
             human_duration(w.uptime_ms),
-            w.connections,
-            w.restarts
+            connections,
+            w.restarts,
+            version,
+            state
+        );
+    }
+    let hung = status.workers.iter().filter(|w| w.unresponsive).count();
+    if hung > 0 {
+        eprintln!(
+            "warning: {hung} worker(s) did not answer in time (alive but hung); \
+             the next change replaces them"
         );
     }
     Ok(exit::OK)

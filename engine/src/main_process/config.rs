@@ -20,11 +20,17 @@
 //! response_ms = 30000
 //! drain_ms = 30000            # RemoveBackend without its own drain timeout
 //! stop_ms = 30000             # SoftStop / SIGTERM: longest wait for in-flight requests
+//! worker_answer_ms = 5000     # a worker silent this long on a request is hung (replaced)
 //!
 //! [state]
 //! path = "/var/lib/weir/state"
 //! auto_save = true            # save after every accepted change
 //! ```
+//!
+//! `worker_answer_ms` bounds how long the main process waits for a worker's first answer to a
+//! forwarded request: past it, a status or metrics query is answered without that worker (and
+//! flags it), and a change replaces it (killed, restarted with the full state). A drain's
+//! progress counts as an answer, so a long drain is governed by `drain_ms` alone.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,6 +74,7 @@ pub struct Timeouts {
     pub response_ms: u64,
     pub drain_ms: u64,
     pub stop_ms: u64,
+    pub worker_answer_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -79,6 +86,7 @@ impl Default for Timeouts {
             response_ms: 30_000,
             drain_ms: 30_000,
             stop_ms: 30_000,
+            worker_answer_ms: 5_000,
         }
     }
 }
@@ -215,6 +223,7 @@ impl Config {
             ("timeouts.response_ms", t.response_ms),
             ("timeouts.drain_ms", t.drain_ms),
             ("timeouts.stop_ms", t.stop_ms),
+            ("timeouts.worker_answer_ms", t.worker_answer_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1 millisecond");
@@ -254,6 +263,7 @@ impl Config {
             connect_timeout: Duration::from_millis(self.timeouts.connect_ms),
             response_timeout: Duration::from_millis(self.timeouts.response_ms),
             max_connect_attempts: self.max_connect_attempts,
+            ..WorkerConfig::default()
         }
     }
 
@@ -263,6 +273,11 @@ impl Config {
 
     pub fn stop_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.stop_ms)
+    }
+
+    /// How long a worker may stay silent on a request before it counts as hung.
+    pub fn worker_answer_timeout(&self) -> Duration {
+        Duration::from_millis(self.timeouts.worker_answer_ms)
     }
 }
 
@@ -288,6 +303,9 @@ mod tests {
         assert_eq!(c.workers, Some(2));
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.drain_timeout(), Duration::from_millis(500));
+        assert_eq!(c.worker_answer_timeout(), Duration::from_secs(5));
+        let short = Config::from_toml("[timeouts]\nworker_answer_ms = 250\n").unwrap();
+        assert_eq!(short.worker_answer_timeout(), Duration::from_millis(250));
         assert!(c.state.auto_save);
     }
 
@@ -313,6 +331,11 @@ mod tests {
             .finish(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("state.auto_save"), "{e}");
+        let e = Config::from_toml("[timeouts]\nworker_answer_ms = 0\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("timeouts.worker_answer_ms"), "{e}");
     }
 
     #[test]

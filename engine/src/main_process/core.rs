@@ -9,6 +9,9 @@
 //!   the full replay first is never behind a request forwarded later.
 //! - the listening sockets of a listener live from its AddListener to its RemoveListener (or a
 //!   stop), whatever happens to the workers using them.
+//! - no request waits forever on a worker that is alive but hung: past `timeouts.worker_answer_ms`
+//!   without a first answer, a query is answered without it (and flags it) and a change has it
+//!   killed and replaced, like a crashed worker (see [`Core::check_silent`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::fd::AsRawFd;
@@ -25,7 +28,7 @@ use weir_schema::{Change, Command, Request, State};
 
 use super::command_server::{self, Acceptor};
 use super::config::Config;
-use super::dispatch::{Aggregate, ClientId, Drain, Origin, Outcome, Pending, WorkerKey};
+use super::dispatch::{Aggregate, ClientId, Drain, Origin, Outcome, Pending, Silence, WorkerKey};
 use super::events::{event, EventLog, DEFAULT_CAPACITY};
 use super::listeners::Listeners;
 use super::supervisor::{Slot, Spawner, Worker};
@@ -307,7 +310,10 @@ impl Core {
                 client,
                 id,
                 proto::request::Kind::Status(proto::Status {}),
-                Aggregate::Status(Vec::new()),
+                Aggregate::Status {
+                    version,
+                    reports: Vec::new(),
+                },
             ),
             Command::SaveState(path) => match persist::save(&self.state, &path) {
                 Ok(()) => self.answer(
@@ -607,6 +613,7 @@ impl Core {
     // ---- finishing forwarded requests ----------------------------------------------------
 
     fn finish(&mut self, pending: Pending) {
+        let note = pending.silence_note(self.config.worker_answer_timeout());
         match pending.origin {
             Origin::Startup => self.on_ready(),
             Origin::WorkerUpgrade {
@@ -625,7 +632,7 @@ impl Core {
                 );
             }
             Origin::Client { client, request_id } => {
-                let answer = match pending.aggregate {
+                let mut answer = match pending.aggregate {
                     Aggregate::Change { version } => {
                         self.autosave();
                         proto::Response::ok(&request_id, version)
@@ -640,7 +647,7 @@ impl Core {
                         self.emit(e);
                         proto::Response::ok(&request_id, version).with_content(drain.as_content())
                     }
-                    Aggregate::Status(reports) => {
+                    Aggregate::Status { reports, .. } => {
                         proto::Response::ok(&request_id, self.state.version)
                             .with_content(Content::StatusReport(self.status_report(reports)))
                     }
@@ -656,6 +663,9 @@ impl Core {
                     }
                     Aggregate::Barrier => proto::Response::ok(&request_id, self.state.version),
                 };
+                if let Some(note) = note {
+                    answer.message = note;
+                }
                 self.answer(client, answer);
             }
         }
@@ -753,9 +763,10 @@ impl Core {
     }
 
     fn on_worker_message(&mut self, key: WorkerKey, response: proto::Response) {
-        if self.worker(key).is_none() {
+        let Some(worker) = self.worker(key) else {
             return;
-        }
+        };
+        worker.last_heard = Instant::now();
         if response.id.is_empty() {
             if let Some(Content::Event(mut e)) = response.content {
                 e.worker_id = key.slot;
@@ -835,6 +846,75 @@ impl Core {
         }
     }
 
+    /// Deals with workers that owe a first answer past `timeouts.worker_answer_ms`: queries go
+    /// on without them, changes have them replaced. Only a worker that has said nothing at all
+    /// for that long counts, so one working through a long backlog is never taken for hung; and
+    /// that check comes first, which keeps this cheap with thousands of changes in flight.
+    fn check_silent(&mut self, now: Instant) {
+        let limit = self.config.worker_answer_timeout();
+        let quiet: BTreeSet<WorkerKey> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.worker.as_ref())
+            .filter(|w| now.saturating_duration_since(w.last_heard) >= limit)
+            .map(|w| w.key)
+            .collect();
+        if quiet.is_empty() || self.pending.is_empty() {
+            return;
+        }
+        let mut replace = BTreeSet::new();
+        let mut skipped = BTreeSet::new();
+        let mut done = Vec::new();
+        for (id, pending) in &mut self.pending {
+            for key in pending.overdue(now, limit) {
+                if !quiet.contains(&key) {
+                    continue;
+                }
+                match pending.on_silent(key) {
+                    Silence::Skipped => skipped.insert(key),
+                    Silence::Replace => replace.insert(key),
+                };
+            }
+            if pending.is_done() {
+                done.push(id.clone());
+            }
+        }
+        // A worker that stays silent on a query is as hung as one silent on a change: its
+        // share of new connections waits in an accept queue nobody serves. The query has
+        // already been answered without it; the worker is replaced all the same.
+        for key in skipped.difference(&replace) {
+            if let Some(worker) = self.worker(*key) {
+                log_warn(&format!(
+                    "worker {} (pid {}) did not answer a query within {} ms; answered without it",
+                    key.slot,
+                    worker.pid,
+                    limit.as_millis()
+                ));
+            }
+        }
+        replace.extend(skipped);
+        for key in replace {
+            if let Some(worker) = self.worker(key) {
+                let pid = worker.pid;
+                if worker.abandon() {
+                    log_warn(&format!(
+                        "worker {} (pid {pid}) did not answer within {} ms; replacing it",
+                        key.slot,
+                        limit.as_millis()
+                    ));
+                }
+            }
+            // Like a dead worker: what waited only on it is answered now; the slot restarts
+            // when the exit of the killed process arrives, with the whole state replayed.
+            self.forget(key);
+        }
+        for id in done {
+            if let Some(pending) = self.pending.remove(&id) {
+                self.finish(pending);
+            }
+        }
+    }
+
     /// Stops waiting for `key` anywhere, finishing what no longer waits for anyone.
     fn forget(&mut self, key: WorkerKey) {
         let mut done = Vec::new();
@@ -906,6 +986,7 @@ impl Core {
     // ---- time ----------------------------------------------------------------------------
 
     fn tick(&mut self, now: Instant) {
+        self.check_silent(now);
         let expired: Vec<String> = self
             .pending
             .iter()

@@ -6,9 +6,17 @@
 //! a change is OK once every worker applied it, a drain sums the workers' live connection counts,
 //! a status gathers one report per worker, metrics sum counters by name. A worker that dies (or
 //! is replaced) is simply dropped from the set: its replacement gets the whole state by replay.
+//!
+//! A worker that is alive but hung (stopped, stuck) would otherwise hold every request forever,
+//! so each one records when it was asked and which workers answered at all: a worker that owes
+//! its *first* answer past the deadline is silent (see [`Pending::overdue`]). A query then goes
+//! on without it and says so; a change, drain or barrier drops it from the set like a dead
+//! worker. In both cases the core then replaces it (kill, restart with the full state
+//! replayed): a hung worker's share of new connections would wait in an unserved accept queue. Only the first answer counts, so a drain reporting progress is not silent: its length
+//! is bounded by its own drain deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::BackendKey;
@@ -98,7 +106,11 @@ pub enum Aggregate {
         version: u64,
         drain: Drain,
     },
-    Status(Vec<proto::WorkerStatus>),
+    /// A status report; `version` is the main state version when the workers were asked.
+    Status {
+        version: u64,
+        reports: Vec<proto::WorkerStatus>,
+    },
     Metrics(BTreeMap<String, u64>),
     /// Nothing to fold: done once every worker answered.
     Barrier,
@@ -115,12 +127,28 @@ pub enum Outcome {
     Diverged(String),
 }
 
+/// What to do about a worker that stayed silent past the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// A query: answered without the worker, which is flagged in the answer (the core
+    /// replaces the worker afterwards all the same).
+    Skipped,
+    /// A change (or drain, or barrier): the worker must be replaced, then forgotten.
+    Replace,
+}
+
 /// A forwarded request waiting for workers.
 #[derive(Debug, Clone)]
 pub struct Pending {
     pub origin: Origin,
     pub waiting: BTreeSet<WorkerKey>,
     pub aggregate: Aggregate,
+    /// When the workers were asked: the deadline for a first answer runs from here.
+    pub asked: Instant,
+    /// Workers that answered at least once (a drain's PROCESSING counts).
+    answered: BTreeSet<WorkerKey>,
+    /// Slots left out of a query's answer because their worker stayed silent.
+    pub silent: BTreeSet<u32>,
 }
 
 impl Pending {
@@ -133,7 +161,53 @@ impl Pending {
             origin,
             waiting: waiting.into_iter().collect(),
             aggregate,
+            asked: Instant::now(),
+            answered: BTreeSet::new(),
+            silent: BTreeSet::new(),
         }
+    }
+
+    /// The workers still owing their first answer `limit` after they were asked.
+    pub fn overdue(&self, now: Instant, limit: Duration) -> Vec<WorkerKey> {
+        if now.saturating_duration_since(self.asked) < limit {
+            return Vec::new();
+        }
+        self.waiting.difference(&self.answered).copied().collect()
+    }
+
+    /// `worker` stayed silent past the deadline. A query stops waiting for it at once and
+    /// reports it; anything else leaves it in the set for the core to forget.
+    pub fn on_silent(&mut self, worker: WorkerKey) -> Silence {
+        if !matches!(
+            self.aggregate,
+            Aggregate::Status { .. } | Aggregate::Metrics(_)
+        ) {
+            return Silence::Replace;
+        }
+        if self.waiting.remove(&worker) {
+            self.silent.insert(worker.slot);
+            if let Aggregate::Status { reports, .. } = &mut self.aggregate {
+                reports.push(proto::WorkerStatus {
+                    id: worker.slot,
+                    unresponsive: true,
+                    ..proto::WorkerStatus::default()
+                });
+            }
+        }
+        Silence::Skipped
+    }
+
+    /// The message of a query's answer when workers were left out of it.
+    pub fn silence_note(&self, limit: Duration) -> Option<String> {
+        if self.silent.is_empty() {
+            return None;
+        }
+        let slots: Vec<String> = self.silent.iter().map(u32::to_string).collect();
+        Some(format!(
+            "worker(s) {} did not answer within {} ms: left out of this answer",
+            slots.join(", "),
+            limit.as_millis()
+        ))
     }
 
     /// Folds in one answer of `worker`.
@@ -141,6 +215,7 @@ impl Pending {
         if !self.waiting.contains(&worker) {
             return Outcome::Wait;
         }
+        self.answered.insert(worker);
         let status = answer.status();
         if status == ResponseStatus::Failure {
             self.waiting.remove(&worker);
@@ -149,7 +224,7 @@ impl Pending {
                     Outcome::Diverged(answer.message.clone())
                 }
                 // A worker that cannot report is not a diverged worker; report without it.
-                Aggregate::Status(_) | Aggregate::Metrics(_) => Outcome::Wait,
+                Aggregate::Status { .. } | Aggregate::Metrics(_) => Outcome::Wait,
             };
         }
         let last = status != ResponseStatus::Processing;
@@ -183,10 +258,14 @@ impl Pending {
                     None => Outcome::Wait,
                 }
             }
-            Aggregate::Status(reports) => {
+            Aggregate::Status { version, reports } => {
                 if let Some(Content::StatusReport(report)) = &answer.content {
+                    // The worker's own counter counts its replay, not the main's changes; but
+                    // it answers in order, so it has applied all the main process had
+                    // forwarded when it asked: report that version instead.
                     reports.extend(report.workers.iter().cloned().map(|mut w| {
                         w.id = worker.slot;
+                        w.state_version = *version;
                         w
                     }));
                 }
@@ -325,5 +404,123 @@ mod tests {
             panic!()
         };
         assert_eq!(sums["http.requests"], 10);
+    }
+    fn status_answer(worker_version: u64) -> proto::Response {
+        proto::Response::ok("m", worker_version).with_content(Content::StatusReport(
+            proto::ProxyStatus {
+                workers: vec![proto::WorkerStatus {
+                    id: 9,
+                    pid: 100,
+                    state_version: worker_version,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        ))
+    }
+
+    const LIMIT: Duration = Duration::from_millis(500);
+
+    /// A pending request asked long enough ago for its deadline to have passed.
+    fn asked_long_ago(mut p: Pending) -> Pending {
+        p.asked = Instant::now() - Duration::from_secs(1);
+        p
+    }
+
+    #[test]
+    fn a_status_goes_on_without_a_silent_worker_and_flags_it() {
+        let status = Aggregate::Status {
+            version: 7,
+            reports: Vec::new(),
+        };
+        let mut p = Pending::new(origin(), [A, B], status);
+        p.on_answer(A, &status_answer(2));
+        // Not overdue before the deadline.
+        assert!(p.overdue(Instant::now(), LIMIT).is_empty());
+        let mut p = asked_long_ago(p);
+        assert_eq!(p.overdue(Instant::now(), LIMIT), [B]);
+        assert_eq!(p.on_silent(B), Silence::Skipped);
+        assert!(p.is_done());
+        // A late answer from the silent worker changes nothing.
+        p.on_answer(B, &status_answer(2));
+        let Aggregate::Status { reports, .. } = &p.aggregate else {
+            panic!()
+        };
+        assert_eq!(reports.len(), 2);
+        let a = reports.iter().find(|w| w.id == 0).unwrap();
+        assert!(!a.unresponsive);
+        assert_eq!(a.pid, 100);
+        // The main's version when asked, not the worker's own counter.
+        assert_eq!(a.state_version, 7);
+        let b = reports.iter().find(|w| w.id == 1).unwrap();
+        assert!(b.unresponsive);
+        assert_eq!(b.state_version, 0);
+        let note = p.silence_note(LIMIT).unwrap();
+        assert!(
+            note.contains("worker(s) 1 ") && note.contains("500 ms"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn metrics_are_summed_over_the_workers_that_answered() {
+        let mut p = asked_long_ago(Pending::new(
+            origin(),
+            [A, B],
+            Aggregate::Metrics(BTreeMap::new()),
+        ));
+        let answer = proto::Response::ok("m", 0).with_content(Content::Metrics(proto::Metrics {
+            counters: vec![proto::Counter {
+                name: "http.requests".into(),
+                value: 5,
+            }],
+        }));
+        p.on_answer(B, &answer);
+        for silent in p.overdue(Instant::now(), LIMIT) {
+            assert_eq!(p.on_silent(silent), Silence::Skipped);
+        }
+        assert!(p.is_done());
+        assert_eq!(p.silent, BTreeSet::from([0]));
+        let Aggregate::Metrics(sums) = &p.aggregate else {
+            panic!()
+        };
+        assert_eq!(sums["http.requests"], 5);
+        assert!(Pending::new(origin(), [A], Aggregate::Barrier)
+            .silence_note(LIMIT)
+            .is_none());
+    }
+
+    #[test]
+    fn a_silent_worker_on_a_change_is_to_be_replaced() {
+        let mut p = asked_long_ago(Pending::new(
+            origin(),
+            [A, B],
+            Aggregate::Change { version: 3 },
+        ));
+        p.on_answer(A, &proto::Response::ok("m1", 0));
+        assert_eq!(p.overdue(Instant::now(), LIMIT), [B]);
+        assert_eq!(p.on_silent(B), Silence::Replace);
+        // Still owed until the core has replaced (and forgotten) the worker.
+        assert!(!p.is_done());
+        p.forget(B);
+        assert!(p.is_done());
+    }
+
+    #[test]
+    fn a_draining_worker_that_answered_is_not_silent() {
+        let backend = BackendKey {
+            cluster: ClusterId("c".into()),
+            id: BackendId("b".into()),
+        };
+        let drain = Drain::new(backend, Instant::now() + Duration::from_secs(60));
+        let mut p = asked_long_ago(Pending::new(
+            origin(),
+            [A, B],
+            Aggregate::Drain { version: 2, drain },
+        ));
+        p.on_answer(A, &drain_answer(4));
+        // A is still draining (owes its final answer) but answered: only B is silent.
+        assert_eq!(p.overdue(Instant::now(), LIMIT), [B]);
+        assert_eq!(p.on_silent(B), Silence::Replace);
     }
 }

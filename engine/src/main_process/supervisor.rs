@@ -42,6 +42,8 @@ pub struct Worker {
     pub key: WorkerKey,
     pub pid: Pid,
     pub started: Instant,
+    /// When the worker last said anything: one that keeps answering is busy, not hung.
+    pub last_heard: Instant,
     channel: UnixStream,
     out: Vec<u8>,
     /// The channel failed: the worker is being killed and must not be written to.
@@ -90,6 +92,17 @@ impl Worker {
         ));
         self.broken = true;
         self.kill();
+    }
+
+    /// Gives up on a hung worker: nothing more is written to it (a full channel would block
+    /// the core for the write timeout) and it is killed, to be replaced. False if it already
+    /// was.
+    pub fn abandon(&mut self) -> bool {
+        let first = !self.broken;
+        self.broken = true;
+        self.out.clear();
+        self.kill();
+        first
     }
 
     /// SIGKILL. Safe against pid reuse: the process is not reaped until the core forgets it.
@@ -189,6 +202,7 @@ impl Spawner {
             key,
             pid,
             started: Instant::now(),
+            last_heard: Instant::now(),
             channel: main_end,
             out: Vec::new(),
             broken: false,

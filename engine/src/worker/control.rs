@@ -184,6 +184,7 @@ impl Worker {
                     connections: self.live_connections() as u64,
                     state_version: version,
                     restarts: 0,
+                    unresponsive: false,
                 };
                 proto::Response::ok(&id, version).with_content(Content::StatusReport(
                     proto::ProxyStatus {
@@ -258,7 +259,16 @@ impl Worker {
             }
             Change::UpdateListener(l) => {
                 if let Some(&key) = self.listener_by_addr.get(&l.address) {
-                    self.listeners[key].info = Rc::new(ListenerInfo::new(l, defaults));
+                    let info = Rc::new(ListenerInfo::new(l, defaults));
+                    let old = std::mem::replace(&mut self.listeners[key].info, info.clone());
+                    // Open connections take the new settings too, from their next request on
+                    // (a request under way keeps the body limit it started with). One walk
+                    // here rather than a lookup per request keeps the request path as it is.
+                    for (_, session) in self.sessions.iter_mut() {
+                        if Rc::ptr_eq(&session.io.info, &old) {
+                            session.io.info = info.clone();
+                        }
+                    }
                 }
             }
             Change::RemoveListener(address) => {

@@ -1,6 +1,7 @@
 //! The worker's event loop: one thread, one mio `Poll` (edge-triggered), every socket of the
 //! worker registered in it. Each turn reads the clock once, dispatches readiness by token,
-//! fires due timers, and flushes what the main process must hear.
+//! fires due timers (sessions', then idle pooled backend connections'), and flushes what the
+//! main process must hear.
 //!
 //! Invariants: nothing here blocks (every socket is non-blocking, readiness is only a hint and
 //! every operation stops at `WouldBlock`); unknown or stale tokens are ignored; a session's
@@ -86,10 +87,13 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            let next = self
-                .timers
-                .next_deadline()
-                .map_or(self.next_tick, |t| t.min(self.next_tick));
+            let next = [
+                self.timers.next_deadline(),
+                self.cx.upstream.next_idle_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(self.next_tick, Instant::min);
             let timeout = next.saturating_duration_since(now);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
@@ -133,6 +137,7 @@ impl Worker {
                 }
             }
             self.fire_timers();
+            self.cx.upstream.expire_idle(self.cx.now, &self.cx.registry);
             if self.cx.now >= self.next_tick {
                 self.next_tick = self.cx.now + TICK;
                 self.tick();

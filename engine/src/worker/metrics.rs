@@ -62,6 +62,8 @@ impl Metrics {
         add("backend.connect_errors", upstream.connect_errors);
         add("backend.connections_opened", upstream.opened);
         add("backend.connections_reused", upstream.reused);
+        add("backend.idle_expired", upstream.idle_expired);
+        add("backend.idle_closed_by_backend", upstream.idle_lost);
         add("bytes.in", self.bytes_in);
         add("bytes.out", self.bytes_out);
         add("websocket.upgrades", self.websocket_upgrades);

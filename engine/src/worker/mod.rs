@@ -69,7 +69,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         now: Instant::now(),
         registry,
         pool: buffer::BufferPool::new(config.buffer_size, config.max_buffers),
-        upstream: upstream::Upstream::new(SmallRng::from_os_rng()),
+        upstream: upstream::Upstream::new(SmallRng::from_os_rng(), config.backend_idle_timeout),
         router: router::Router::new(),
         metrics: metrics::Metrics::default(),
         config,

@@ -188,7 +188,7 @@ impl Pipe {
 
     fn connect_failed(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
         cx.upstream.record_failure(self.link.backend, cx.now);
-        cx.upstream.release(self.link, false, &cx.registry);
+        cx.upstream.release(self.link, false, cx.now, &cx.registry);
         let Some(attempt) = self.attempt.as_mut() else {
             self.released = true;
             return Next::Close;
@@ -229,7 +229,7 @@ impl Pipe {
     pub fn teardown(&mut self, cx: &mut Context) {
         if !self.released {
             self.released = true;
-            cx.upstream.release(self.link, false, &cx.registry);
+            cx.upstream.release(self.link, false, cx.now, &cx.registry);
         }
         cx.pool.release(&mut self.up);
         cx.pool.release(&mut self.down);

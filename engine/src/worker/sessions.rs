@@ -109,6 +109,8 @@ pub struct FrontIo {
     pub serial: u64,
     pub stream: TcpStream,
     pub peer: SocketAddr,
+    /// The settings of the listener it came from; an `UpdateListener` swaps in the new ones,
+    /// which apply from the next request on.
     pub info: Rc<ListenerInfo>,
     /// Readiness seen since the last `WouldBlock` (edge-triggered).
     pub readable: bool,

@@ -4,7 +4,11 @@
 //! Backend connections live in their own slab (`conns`), each with its own mio token. A pooled
 //! idle connection therefore stays registered, and handing it to another session costs no
 //! system call: only its `owner` changes. An event on an idle connection means the backend
-//! closed it (or sent something unasked): it is closed and dropped from the pool.
+//! closed it (or sent something unasked): it is closed and dropped from the pool at once, so it
+//! is never handed out again. An idle connection also closes after the worker's
+//! `backend_idle_timeout`: a deadline armed lazily in `idle_timers` (see [`super::timer`]), so
+//! pooling a connection again and again costs a store, not a heap push, and the heap holds at
+//! most about one entry per connection.
 //!
 //! A removed backend leaves rotation at once and its idle connections are closed; its entry
 //! stays until its last request in flight finishes ([`Notice::Drain`] reports each step), so
@@ -24,6 +28,7 @@ use weir_schema::{Backend, BackendKey, Cluster, ClusterId, HealthCheck};
 use super::balancer::{Balancer, Candidate};
 use super::health::{Health, Transition};
 use super::sessions::token_back;
+use super::timer::{Deadline, TimerKey, Timers};
 
 /// Most idle connections kept per backend.
 const MAX_IDLE_PER_BACKEND: usize = 512;
@@ -82,6 +87,10 @@ pub struct BackConn {
     /// The backend closed its side (or the socket failed).
     pub read_closed: bool,
     pub writable_seen: bool,
+    /// Tells this connection from a later one reusing its slab key (for stale timer entries).
+    pub serial: u64,
+    /// When it closes if it stays idle; meaningful only while it is in the pool.
+    pub idle_deadline: Deadline,
 }
 
 /// A session's hold on a backend connection.
@@ -150,6 +159,10 @@ pub struct UpstreamStats {
     pub opened: u64,
     pub reused: u64,
     pub connect_errors: u64,
+    /// Idle pooled connections closed by the worker after `backend_idle_timeout`.
+    pub idle_expired: u64,
+    /// Idle pooled connections the backend closed (or wrote to unasked), dropped from the pool.
+    pub idle_lost: u64,
 }
 
 /// Clusters, backends and their connections.
@@ -164,10 +177,14 @@ pub struct Upstream {
     pub stats: UpstreamStats,
     pub rng: SmallRng,
     candidates: Vec<Candidate>,
+    /// Idle deadlines of pooled connections.
+    idle_timers: Timers,
+    idle_timeout: Duration,
+    next_serial: u64,
 }
 
 impl Upstream {
-    pub fn new(rng: SmallRng) -> Upstream {
+    pub fn new(rng: SmallRng, idle_timeout: Duration) -> Upstream {
         Upstream {
             clusters: Slab::new(),
             cluster_by_id: HashMap::new(),
@@ -178,6 +195,9 @@ impl Upstream {
             stats: UpstreamStats::default(),
             rng,
             candidates: Vec::new(),
+            idle_timers: Timers::new(),
+            idle_timeout,
+            next_serial: 0,
         }
     }
 
@@ -331,7 +351,7 @@ impl Upstream {
                     });
                 }
             }
-            match self.open(backend, owner, registry) {
+            match self.open(backend, owner, now, registry) {
                 Ok(conn) => {
                     self.attach(backend);
                     self.stats.opened += 1;
@@ -368,7 +388,13 @@ impl Upstream {
         None
     }
 
-    fn open(&mut self, backend: usize, owner: usize, registry: &Registry) -> io::Result<usize> {
+    fn open(
+        &mut self,
+        backend: usize,
+        owner: usize,
+        now: Instant,
+        registry: &Registry,
+    ) -> io::Result<usize> {
         let address: SocketAddr = self.backends[backend].config.address;
         let mut stream = TcpStream::connect(address)?;
         let entry = self.conns.vacant_entry();
@@ -378,6 +404,7 @@ impl Upstream {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let key = entry.key();
+        self.next_serial += 1;
         entry.insert(BackConn {
             stream,
             backend,
@@ -386,6 +413,8 @@ impl Upstream {
             readable: false,
             read_closed: false,
             writable_seen: false,
+            serial: self.next_serial,
+            idle_deadline: Deadline::new(now),
         });
         self.backends[backend].connections_opened += 1;
         Ok(key)
@@ -450,8 +479,9 @@ impl Upstream {
     }
 
     /// Ends a session's hold on a link: the connection goes back to the idle pool when
-    /// `reusable` (and its backend is still in rotation), else it is closed.
-    pub fn release(&mut self, link: Link, reusable: bool, registry: &Registry) {
+    /// `reusable` (and its backend is still in rotation), else it is closed. A pooled
+    /// connection closes by itself `idle_timeout` after `now` unless it is used again.
+    pub fn release(&mut self, link: Link, reusable: bool, now: Instant, registry: &Registry) {
         let pooled = reusable
             && self
                 .backends
@@ -465,6 +495,12 @@ impl Upstream {
             if let Some(conn) = self.conns.get_mut(link.conn) {
                 conn.owner = None;
                 conn.readable = false;
+                conn.idle_deadline.at = now + self.idle_timeout;
+                let owner = TimerKey {
+                    key: link.conn,
+                    serial: conn.serial,
+                };
+                conn.idle_deadline.arm(&mut self.idle_timers, owner);
             }
             self.backends[link.backend].idle.push(link.conn);
         } else {
@@ -503,16 +539,53 @@ impl Upstream {
         if c.owner.is_some() {
             return;
         }
+        // Readiness is only a hint: a peek tells an end of stream (0), an error, or unasked
+        // bytes from a spurious wake-up (`WouldBlock`).
         let mut probe = [0u8; 1];
         let alive = matches!(c.stream.peek(&mut probe), Err(ref e) if e.kind() == io::ErrorKind::WouldBlock);
-        if alive {
+        if alive && !c.read_closed {
+            if let Some(c) = self.conns.get_mut(conn) {
+                c.readable = false;
+            }
             return;
         }
-        let backend = c.backend;
-        if let Some(rt) = self.backends.get_mut(backend) {
+        self.stats.idle_lost += 1;
+        self.drop_idle(conn, registry);
+    }
+
+    /// Closes a pooled connection and takes it out of its backend's pool.
+    fn drop_idle(&mut self, conn: usize, registry: &Registry) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        if let Some(rt) = self.backends.get_mut(c.backend) {
             rt.idle.retain(|&k| k != conn);
         }
         self.close_conn(conn, registry);
+    }
+
+    /// When the earliest idle deadline falls (the worker's poll must wake by then).
+    pub fn next_idle_deadline(&self) -> Option<Instant> {
+        self.idle_timers.next_deadline()
+    }
+
+    /// Closes the pooled connections that stayed idle past their deadline.
+    pub fn expire_idle(&mut self, now: Instant, registry: &Registry) {
+        while let Some(owner) = self.idle_timers.pop_due(now) {
+            let Some(c) = self.conns.get_mut(owner.key) else {
+                continue;
+            };
+            if c.serial != owner.serial {
+                continue;
+            }
+            // A connection in use has a stale deadline: nothing to do until it is pooled again,
+            // which arms it afresh.
+            let due = c.idle_deadline.on_pop(now, &mut self.idle_timers, owner);
+            if due && c.owner.is_none() {
+                self.stats.idle_expired += 1;
+                self.drop_idle(owner.key, registry);
+            }
+        }
     }
 
     /// The cluster's response timeout, connect timeout and health check.

@@ -731,7 +731,7 @@ impl HttpSession {
     fn end_exchange(&mut self, cx: &mut Context, reusable: bool) {
         if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) {
             let mut ex = *ex;
-            cx.upstream.release(ex.link, reusable, &cx.registry);
+            cx.upstream.release(ex.link, reusable, cx.now, &cx.registry);
             cx.pool.release(&mut ex.head_out);
             cx.pool.release(&mut ex.resp_in);
             cx.pool.release(&mut ex.resp_out);
@@ -759,7 +759,7 @@ impl HttpSession {
         if !(ex.link.reused && ex.replayable && ex.head_out.is_some()) {
             return self.fail(status, io, cx);
         }
-        cx.upstream.release(ex.link, false, &cx.registry);
+        cx.upstream.release(ex.link, false, cx.now, &cx.registry);
         cx.metrics.retries += 1;
         ex.attempt.forget(ex.link.backend);
         ex.fresh_only = true;
@@ -804,7 +804,7 @@ impl HttpSession {
         };
         cx.upstream.record_failure(ex.link.backend, cx.now);
         ex.attempt.failures += 1;
-        cx.upstream.release(ex.link, false, &cx.registry);
+        cx.upstream.release(ex.link, false, cx.now, &cx.registry);
         match cx.upstream.connect(
             &mut ex.attempt,
             io.key,
