@@ -21,6 +21,7 @@
 //! drain_ms = 30000            # RemoveBackend without its own drain timeout
 //! stop_ms = 30000             # SoftStop / SIGTERM: longest wait for in-flight requests
 //! worker_answer_ms = 5000     # a worker silent this long on a request is hung (replaced)
+//! backend_idle_ms = 30000     # idle pooled backend connections are closed after this
 //!
 //! [state]
 //! path = "/var/lib/weir/state"
@@ -29,7 +30,7 @@
 //!
 //! `worker_answer_ms` bounds how long the main process waits for a worker's first answer to a
 //! forwarded request: past it, a status or metrics query is answered without that worker (and
-//! flags it), and a change replaces it (killed, restarted with the full state). A drain's
+//! flags it), and in both cases it is replaced (killed, restarted with the full state). A drain's
 //! progress counts as an answer, so a long drain is governed by `drain_ms` alone.
 
 use std::path::{Path, PathBuf};
@@ -75,6 +76,7 @@ pub struct Timeouts {
     pub drain_ms: u64,
     pub stop_ms: u64,
     pub worker_answer_ms: u64,
+    pub backend_idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -87,6 +89,7 @@ impl Default for Timeouts {
             drain_ms: 30_000,
             stop_ms: 30_000,
             worker_answer_ms: 5_000,
+            backend_idle_ms: 30_000,
         }
     }
 }
@@ -224,6 +227,7 @@ impl Config {
             ("timeouts.drain_ms", t.drain_ms),
             ("timeouts.stop_ms", t.stop_ms),
             ("timeouts.worker_answer_ms", t.worker_answer_ms),
+            ("timeouts.backend_idle_ms", t.backend_idle_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1 millisecond");
@@ -263,7 +267,7 @@ impl Config {
             connect_timeout: Duration::from_millis(self.timeouts.connect_ms),
             response_timeout: Duration::from_millis(self.timeouts.response_ms),
             max_connect_attempts: self.max_connect_attempts,
-            ..WorkerConfig::default()
+            backend_idle_timeout: Duration::from_millis(self.timeouts.backend_idle_ms),
         }
     }
 
@@ -304,6 +308,11 @@ mod tests {
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.drain_timeout(), Duration::from_millis(500));
         assert_eq!(c.worker_answer_timeout(), Duration::from_secs(5));
+        let idle = Config::from_toml("[timeouts]\nbackend_idle_ms = 1500\n").unwrap();
+        assert_eq!(
+            idle.worker_config(0).backend_idle_timeout,
+            Duration::from_millis(1500)
+        );
         let short = Config::from_toml("[timeouts]\nworker_answer_ms = 250\n").unwrap();
         assert_eq!(short.worker_answer_timeout(), Duration::from_millis(250));
         assert!(c.state.auto_save);
