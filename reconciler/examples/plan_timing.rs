@@ -60,8 +60,9 @@ fn main() -> ExitCode {
         let rendered = render::text(&full, &TextOptions::default());
         text.push(ms(t));
         let t = Instant::now();
-        let value = render::json(&full);
-        let rendered_json = value.to_string();
+        // What `weir plan --json` does: serialise straight to a writer.
+        let mut rendered_json = Vec::new();
+        render::json_to_writer(&mut rendered_json, &full).expect("serialise a plan");
         json.push(ms(t));
         std::hint::black_box((rendered, rendered_json));
     }

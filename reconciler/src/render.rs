@@ -10,12 +10,13 @@
 //! and `format_version` changes if one ever changes meaning. It holds no private key.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use serde_json::{json, Map, Value};
-use weir_schema::model::Resource;
-use weir_schema::{proto, BackendId, BackendKey, Change, ClusterId};
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
+use weir_schema::model::{Resource, TlsVersion};
+use weir_schema::{proto, BackendId, BackendKey, Change, ClusterId, Fingerprint};
 
 use crate::address::Names;
 use crate::diff::{Action, ResourceChange};
@@ -387,18 +388,6 @@ pub fn attributes(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
     }
 }
 
-fn attributes_object(r: Option<&Resource>, names: &Names) -> Value {
-    match r {
-        Some(r) => Value::Object(
-            attributes(r, names)
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect::<Map<String, Value>>(),
-        ),
-        None => Value::Null,
-    }
-}
-
 /// The request a change sends, named as the protocol's field (`add_backend`, ...).
 pub fn request_name(change: &Change) -> &'static str {
     match change {
@@ -421,50 +410,330 @@ pub fn request_name(change: &Change) -> &'static str {
 
 /// One step as JSON (also used by `weir apply --json`).
 pub fn step_json(number: usize, step: &Step) -> Value {
-    json!({
-        "number": number,
-        "phase": step.phase.number(),
-        "phase_name": step.phase.title(),
-        "op": step.op.as_str(),
-        "part_of": step.part_of.as_str(),
-        "address": step.address.to_string(),
-        "kind": step.address.kind.as_str(),
-        "request": request_name(&step.change),
-        "drain": step.is_drain(),
-        "note": step.note,
-    })
+    // Serializing these structs into a `Value` cannot fail: every key is a string and no
+    // number is a float.
+    serde_json::to_value(StepJson::new(number, step)).unwrap_or_default()
 }
 
-/// The plan in the stable JSON format (docs/plan-json.md).
+/// The plan in the stable JSON format (docs/plan-json.md), as a tree.
+///
+/// To print a plan, [`json_to_writer`] (or serializing [`json_view`]) writes the same JSON
+/// without building the tree first, which for big plans is most of the cost.
 pub fn json(plan: &Plan) -> Value {
-    let summary = plan.summary();
-    json!({
-        "format_version": JSON_FORMAT_VERSION,
-        "from": {
-            "version": plan.from_version(),
-            "fingerprint": plan.from_fingerprint().to_hex(),
-        },
-        "to": {
-            "fingerprint": plan.to_fingerprint().map(|f| f.to_hex()),
-        },
-        "targets": plan.targets().iter().map(|t| t.to_string()).collect::<Vec<_>>(),
-        "empty": plan.is_empty(),
-        "summary": {
-            "add": summary.add,
-            "change": summary.change,
-            "remove": summary.remove,
-        },
-        "changes": plan.changes().iter().map(|c| json!({
-            "address": c.address.to_string(),
-            "kind": c.address.kind.as_str(),
-            "action": c.action.as_str(),
-            "before": attributes_object(c.before.as_ref(), plan.names()),
-            "after": attributes_object(c.after.as_ref(), plan.names()),
-        })).collect::<Vec<_>>(),
-        "steps": plan.steps().iter().enumerate().map(|(i, s)| step_json(i + 1, s)).collect::<Vec<_>>(),
-        "notes": plan.notes(),
-        "drain_timeout_ms": plan.drain_timeout().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    })
+    // Cannot fail, as in `step_json`.
+    serde_json::to_value(json_view(plan)).unwrap_or_default()
+}
+
+/// Writes the plan in the stable JSON format (docs/plan-json.md), pretty-printed as `weir plan
+/// --json` prints it, without a trailing newline.
+pub fn json_to_writer<W: std::io::Write>(writer: W, plan: &Plan) -> serde_json::Result<()> {
+    serde_json::to_writer_pretty(writer, &json_view(plan))
+}
+
+/// The plan as something to serialize in the JSON format of [`json`], borrowing the plan.
+pub fn json_view(plan: &Plan) -> PlanJson<'_> {
+    PlanJson(plan)
+}
+
+/// A plan that serializes in the JSON format of [`json`]; made by [`json_view`].
+///
+/// Serializers that keep fields in the order they are given (serde_json's writers) see them in
+/// the sorted order a `Value` tree has, so both give the same bytes: every struct below lists
+/// its fields alphabetically for that reason.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanJson<'a>(&'a Plan);
+
+impl Serialize for PlanJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let plan = self.0;
+        let summary = plan.summary();
+        PlanFields {
+            changes: Changes(plan),
+            drain_timeout_ms: plan
+                .drain_timeout()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            empty: plan.is_empty(),
+            format_version: JSON_FORMAT_VERSION,
+            from: FromJson {
+                fingerprint: Shown(plan.from_fingerprint()),
+                version: plan.from_version(),
+            },
+            notes: plan.notes(),
+            steps: Steps(plan.steps()),
+            summary: SummaryJson {
+                add: summary.add,
+                change: summary.change,
+                remove: summary.remove,
+            },
+            targets: Targets(plan.targets()),
+            to: ToJson {
+                fingerprint: plan.to_fingerprint().map(Shown),
+            },
+        }
+        .serialize(serializer)
+    }
+}
+
+#[derive(Serialize)]
+struct PlanFields<'a> {
+    changes: Changes<'a>,
+    drain_timeout_ms: Option<u64>,
+    empty: bool,
+    format_version: u64,
+    from: FromJson,
+    notes: &'a [String],
+    steps: Steps<'a>,
+    summary: SummaryJson,
+    targets: Targets<'a>,
+    to: ToJson,
+}
+
+#[derive(Serialize)]
+struct FromJson {
+    fingerprint: Shown<Fingerprint>,
+    version: u64,
+}
+
+#[derive(Serialize)]
+struct ToJson {
+    fingerprint: Option<Shown<Fingerprint>>,
+}
+
+#[derive(Serialize)]
+struct SummaryJson {
+    add: usize,
+    change: usize,
+    remove: usize,
+}
+
+/// A value serialized as the string its `Display` writes, with no `String` in between.
+struct Shown<T>(T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// An optional duration as [`duration`] shows it: `"5s"`, `"1500ms"`, or `null`.
+struct DurationJson(Option<Duration>);
+
+impl Serialize for DurationJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(d) if d.subsec_millis() == 0 => {
+                serializer.collect_str(&format_args!("{}s", d.as_secs()))
+            }
+            Some(d) => serializer.collect_str(&format_args!("{}ms", d.as_millis())),
+            None => serializer.serialize_none(),
+        }
+    }
+}
+
+struct Targets<'a>(&'a [crate::Address]);
+
+impl Serialize for Targets<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Shown))
+    }
+}
+
+struct Steps<'a>(&'a [Step]);
+
+impl Serialize for Steps<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
+                .iter()
+                .enumerate()
+                .map(|(i, step)| StepJson::new(i + 1, step)),
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct StepJson<'a> {
+    address: Shown<&'a crate::Address>,
+    drain: bool,
+    kind: &'static str,
+    note: Option<&'a str>,
+    number: usize,
+    op: &'static str,
+    part_of: &'static str,
+    phase: u8,
+    phase_name: &'static str,
+    request: &'static str,
+}
+
+impl<'a> StepJson<'a> {
+    fn new(number: usize, step: &'a Step) -> StepJson<'a> {
+        StepJson {
+            address: Shown(&step.address),
+            drain: step.is_drain(),
+            kind: step.address.kind.as_str(),
+            note: step.note.as_deref(),
+            number,
+            op: step.op.as_str(),
+            part_of: step.part_of.as_str(),
+            phase: step.phase.number(),
+            phase_name: step.phase.title(),
+            request: request_name(&step.change),
+        }
+    }
+}
+
+struct Changes<'a>(&'a Plan);
+
+impl Serialize for Changes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names = self.0.names();
+        serializer.collect_seq(self.0.changes().iter().map(|c| ChangeJson {
+            action: c.action.as_str(),
+            address: Shown(&c.address),
+            after: c.after.as_ref().map(|r| AttributesJson(r, names)),
+            before: c.before.as_ref().map(|r| AttributesJson(r, names)),
+            kind: c.address.kind.as_str(),
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct ChangeJson<'a> {
+    action: &'static str,
+    address: Shown<&'a crate::Address>,
+    after: Option<AttributesJson<'a>>,
+    before: Option<AttributesJson<'a>>,
+    kind: &'static str,
+}
+
+/// A resource's attributes as a JSON object: the same as [`attributes`] gives (a test holds
+/// the two together), written without building `Value`s.
+struct AttributesJson<'a>(&'a Resource, &'a Names);
+
+impl Serialize for AttributesJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let names = self.1;
+        match self.0 {
+            Resource::Listener(l) => ListenerJson {
+                address: Shown(l.address),
+                answer_404: l.settings.answer_404.as_deref(),
+                answer_503: l.settings.answer_503.as_deref(),
+                front_timeout: DurationJson(l.settings.front_timeout),
+                max_request_body: l.settings.max_request_body,
+                name: &l.name,
+                protocol: l.protocol.as_str(),
+                request_timeout: DurationJson(l.settings.request_timeout),
+                tls_versions: TlsVersions(&l.settings.tls_versions),
+            }
+            .serialize(serializer),
+            Resource::Cluster(c) => ClusterJson {
+                connect_timeout: DurationJson(c.connect_timeout),
+                health_check: c.health_check.as_ref().map(|hc| HealthCheckJson {
+                    healthy_threshold: hc.healthy_threshold,
+                    interval: DurationJson(Some(hc.interval)),
+                    path: &hc.path,
+                    timeout: DurationJson(Some(hc.timeout)),
+                    unhealthy_threshold: hc.unhealthy_threshold,
+                }),
+                id: &c.id.0,
+                load_balancing: c.load_balancing.as_str(),
+                response_timeout: DurationJson(c.response_timeout),
+            }
+            .serialize(serializer),
+            Resource::Backend(b) => BackendJson {
+                address: Shown(b.address),
+                backup: b.backup,
+                cluster: &b.key.cluster.0,
+                id: &b.key.id.0,
+                weight: b.weight,
+            }
+            .serialize(serializer),
+            Resource::Certificate(c) => CertificateJson {
+                dns_names: &c.dns_names,
+                fingerprint: Shown(c.fingerprint),
+                name: names.certificate(c.fingerprint),
+                not_after: date(c.not_after),
+            }
+            .serialize(serializer),
+            Resource::Frontend(f) => FrontendJson {
+                certificate: f.certificate.map(|fp| names.certificate(fp)),
+                certificate_fingerprint: f.certificate.map(Shown),
+                cluster: &f.cluster.0,
+                hostname: f.hostname.as_deref(),
+                listener: names.listener(f.listener),
+                listener_address: Shown(f.listener),
+                path: &f.path,
+            }
+            .serialize(serializer),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ListenerJson<'a> {
+    address: Shown<std::net::SocketAddr>,
+    answer_404: Option<&'a str>,
+    answer_503: Option<&'a str>,
+    front_timeout: DurationJson,
+    max_request_body: Option<u64>,
+    name: &'a str,
+    protocol: &'static str,
+    request_timeout: DurationJson,
+    tls_versions: TlsVersions<'a>,
+}
+
+struct TlsVersions<'a>(&'a [TlsVersion]);
+
+impl Serialize for TlsVersions<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|v| v.as_str()))
+    }
+}
+
+#[derive(Serialize)]
+struct ClusterJson<'a> {
+    connect_timeout: DurationJson,
+    health_check: Option<HealthCheckJson<'a>>,
+    id: &'a str,
+    load_balancing: &'static str,
+    response_timeout: DurationJson,
+}
+
+#[derive(Serialize)]
+struct HealthCheckJson<'a> {
+    healthy_threshold: u32,
+    interval: DurationJson,
+    path: &'a str,
+    timeout: DurationJson,
+    unhealthy_threshold: u32,
+}
+
+#[derive(Serialize)]
+struct BackendJson<'a> {
+    address: Shown<std::net::SocketAddr>,
+    backup: bool,
+    cluster: &'a str,
+    id: &'a str,
+    weight: u32,
+}
+
+#[derive(Serialize)]
+struct CertificateJson<'a> {
+    dns_names: &'a [String],
+    fingerprint: Shown<Fingerprint>,
+    name: String,
+    not_after: String,
+}
+
+#[derive(Serialize)]
+struct FrontendJson<'a> {
+    certificate: Option<String>,
+    certificate_fingerprint: Option<Shown<Fingerprint>>,
+    cluster: &'a str,
+    hostname: Option<&'a str>,
+    listener: String,
+    listener_address: Shown<std::net::SocketAddr>,
+    path: &'a str,
 }
 
 /// A Unix time as a UTC date, `YYYY-MM-DD` (Howard Hinnant's civil-from-days).
@@ -492,6 +761,156 @@ mod tests {
         assert_eq!(date(0), "1970-01-01");
         assert_eq!(date(1_700_000_000), "2023-11-14");
         assert_eq!(date(951_782_400), "2000-02-29");
+    }
+
+    /// A live and a desired state between them using every resource kind and every optional
+    /// attribute, so that plans between them hold every JSON object the format has.
+    fn states() -> (weir_schema::State, weir_schema::State) {
+        use weir_schema::model::{
+            Backend, Cluster, Frontend, HealthCheck, Listener, ListenerSettings, Protocol,
+        };
+        use weir_schema::{Certificate, State};
+
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+        let pem = std::fs::read_to_string(format!("{dir}a.pem")).unwrap();
+        let key = std::fs::read_to_string(format!("{dir}a.key")).unwrap();
+        let cert = Certificate::from_pem("cert-a", &pem, &key).unwrap();
+        let http = "127.0.0.1:18001".parse().unwrap();
+        let https = "127.0.0.1:18002".parse().unwrap();
+        let backend = |id: &str, port: u16| Backend {
+            key: BackendKey {
+                cluster: ClusterId("shop".into()),
+                id: BackendId(id.into()),
+            },
+            address: format!("127.0.0.1:{port}").parse().unwrap(),
+            weight: 100,
+            backup: false,
+        };
+        let build = |changes: Vec<Change>| {
+            let mut s = State::new();
+            for c in changes {
+                s.apply_change(&c, None).unwrap();
+            }
+            s
+        };
+        let live = build(vec![
+            Change::AddListener(Listener {
+                address: http,
+                protocol: Protocol::Http,
+                name: "web".into(),
+                settings: ListenerSettings::default(),
+            }),
+            Change::AddCluster(Cluster::new("shop")),
+            Change::AddBackend(backend("blue", 19001)),
+            Change::AddFrontend(Frontend {
+                listener: http,
+                hostname: Some("shop.test".into()),
+                path: "/".into(),
+                cluster: ClusterId("shop".into()),
+                certificate: None,
+            }),
+        ]);
+        let mut cluster = Cluster::new("shop");
+        cluster.health_check = Some(HealthCheck {
+            path: "/health".into(),
+            interval: Duration::from_millis(1500),
+            timeout: HealthCheck::DEFAULT_TIMEOUT,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+        });
+        cluster.connect_timeout = Some(Duration::from_secs(3));
+        let mut green = backend("green", 19002);
+        green.backup = true;
+        let desired = build(vec![
+            Change::AddListener(Listener {
+                address: http,
+                protocol: Protocol::Http,
+                name: "web".into(),
+                settings: ListenerSettings {
+                    front_timeout: Some(Duration::from_millis(2500)),
+                    max_request_body: Some(1 << 20),
+                    answer_404: Some("<h1>\"gone\"</h1>\n".into()),
+                    ..ListenerSettings::default()
+                },
+            }),
+            Change::AddListener(Listener {
+                address: https,
+                protocol: Protocol::Https,
+                name: "secure".into(),
+                settings: ListenerSettings {
+                    tls_versions: vec![TlsVersion::Tls12, TlsVersion::Tls13],
+                    ..ListenerSettings::default()
+                },
+            }),
+            Change::AddCertificate(Box::new(cert.clone())),
+            Change::AddCluster(cluster),
+            Change::AddBackend(green),
+            Change::AddFrontend(Frontend {
+                listener: http,
+                hostname: Some("shop.test".into()),
+                path: "/".into(),
+                cluster: ClusterId("shop".into()),
+                certificate: None,
+            }),
+            Change::AddFrontend(Frontend {
+                listener: https,
+                hostname: Some("shop.test".into()),
+                path: "/api".into(),
+                cluster: ClusterId("shop".into()),
+                certificate: Some(cert.fingerprint),
+            }),
+        ]);
+        (live, desired)
+    }
+
+    /// The JSON objects of resources say what `attributes` (which the text diff uses) says.
+    #[test]
+    fn json_attributes_match_attributes() {
+        let (live, desired) = states();
+        for (from, to) in [(&live, &desired), (&desired, &live)] {
+            let p = crate::plan(from, to, &[]);
+            let mut seen = std::collections::HashSet::new();
+            for r in p
+                .changes()
+                .iter()
+                .flat_map(|c| [&c.before, &c.after])
+                .flatten()
+            {
+                let expected: serde_json::Map<String, Value> = attributes(r, p.names())
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect();
+                let got = serde_json::to_value(AttributesJson(r, p.names())).unwrap();
+                assert_eq!(got, Value::Object(expected));
+                seen.insert(std::mem::discriminant(r));
+            }
+            assert_eq!(seen.len(), 5, "every resource kind is compared");
+        }
+    }
+
+    /// Written straight from the plan, the JSON is byte for byte what pretty-printing the
+    /// `Value` tree (whose objects sort their keys) gives: every field is in sorted order.
+    #[test]
+    fn json_writer_matches_value() {
+        let (live, desired) = states();
+        let empty = weir_schema::State::new();
+        let target = [crate::Address::parse("cluster.shop").unwrap()];
+        let mut plans = vec![
+            crate::plan(&live, &desired, &[]),
+            crate::plan(&desired, &live, &[]),
+            crate::plan(&empty, &desired, &target),
+            crate::plan(&desired, &desired, &[]),
+        ];
+        plans[1].set_drain_timeout(Some(Duration::from_millis(2500)));
+        for p in &plans {
+            let mut written = Vec::new();
+            json_to_writer(&mut written, p).unwrap();
+            let via_value = serde_json::to_string_pretty(&json(p)).unwrap();
+            assert_eq!(String::from_utf8(written).unwrap(), via_value);
+            let compact = serde_json::to_string(&json_view(p)).unwrap();
+            assert_eq!(compact, json(p).to_string());
+        }
+        assert!(plans[1].steps().iter().any(|s| s.is_drain()));
     }
 
     #[test]

@@ -11,9 +11,9 @@
 //! per undone step, and a closing `{"type":"result","result":...,"exit_code":N}`.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, BufWriter, IsTerminal, Stdout, Write};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use weir_reconciler::client::Client;
@@ -66,7 +66,10 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     let mut client = Client::connect(&args.socket.path())?;
     let color = !args.json && color_wanted(args.no_color);
-    let mut stdout = std::io::stdout().lock();
+    // Buffered: a big apply prints a line per step, and stdout alone would make a system call
+    // for each. It is flushed before anything that waits (the y/N prompt, the apply itself, a
+    // drain) and at the end; `Progress` flushes every line when stdout is a terminal.
+    let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout());
 
     let bytes = if args.path.is_file() {
         Some(std::fs::read(&args.path)?)
@@ -88,6 +91,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
                     &live.fingerprint().to_hex()[..12],
                 );
                 finish(&mut stdout, args.json, "stale", exit::STALE_PLAN, &message)?;
+                stdout.flush()?;
                 return Ok(exit::STALE_PLAN);
             }
         }
@@ -101,11 +105,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     };
 
     if args.json {
-        writeln!(
-            stdout,
-            "{}",
-            json!({"type": "plan", "plan": render::json(&plan)})
-        )?;
+        // `{"plan":...,"type":"plan"}`, keys sorted as in every other line, with the plan
+        // written straight from it rather than through a `Value` tree.
+        stdout.write_all(b"{\"plan\":")?;
+        serde_json::to_writer(&mut stdout, &render::json_view(&plan))?;
+        stdout.write_all(b",\"type\":\"plan\"}\n")?;
     } else {
         let mut opts = TextOptions {
             color,
@@ -120,6 +124,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     }
     if plan.is_empty() {
         finish(&mut stdout, args.json, "no_changes", exit::OK, "")?;
+        stdout.flush()?;
         return Ok(exit::OK);
     }
     if !from_saved_plan && !args.auto_approve && !confirm(&mut stdout)? {
@@ -130,14 +135,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
             exit::ERROR,
             "Apply cancelled.",
         )?;
+        stdout.flush()?;
         return Ok(exit::ERROR);
     }
-    drop(stdout);
+    stdout.flush()?;
 
-    let mut observer = Progress::new(args.json, &plan);
+    let mut observer = Progress::new(args.json, &plan, stdout);
     let result = weir_reconciler::apply(&mut client, &plan, &mut observer);
     observer.clear_progress();
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = observer.out;
     let (result, code, message) = match result {
         Ok(report) => (
             "applied",
@@ -167,6 +173,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         }
     };
     finish(&mut stdout, args.json, result, code, &message)?;
+    stdout.flush()?;
     Ok(code)
 }
 
@@ -203,6 +210,8 @@ fn finish(
     } else if code == exit::OK {
         writeln!(out, "\n{message}")
     } else {
+        // After what stdout holds, when both go to the same terminal or file.
+        out.flush()?;
         eprintln!("\n{message}");
         Ok(())
     }
@@ -227,21 +236,34 @@ fn answer_json(answer: &proto::Response) -> Value {
     })
 }
 
+/// How long a line may wait in the stdout buffer when stdout is not a terminal, so that a
+/// program following `--json` through a pipe sees steps as they go, in batches.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
 /// Shows an apply as it runs: a line per step (or a JSON line with every answer), and on a
 /// terminal a live progress line while a backend drains.
 struct Progress {
     json: bool,
+    /// Whether stderr is a terminal (the drain progress line is redrawn in place there).
     tty: bool,
+    /// Where step lines go; flushed after every line when `out_tty`, else before a wait and
+    /// at least every [`FLUSH_EVERY`].
+    out: BufWriter<Stdout>,
+    out_tty: bool,
+    last_flush: Instant,
     total: usize,
     answers: HashMap<String, Vec<Value>>,
     progress_shown: bool,
 }
 
 impl Progress {
-    fn new(json: bool, plan: &Plan) -> Progress {
+    fn new(json: bool, plan: &Plan, out: BufWriter<Stdout>) -> Progress {
         Progress {
             json,
             tty: std::io::stderr().is_terminal(),
+            out_tty: std::io::stdout().is_terminal(),
+            out,
+            last_flush: Instant::now(),
             total: plan.steps().len(),
             answers: HashMap::new(),
             progress_shown: false,
@@ -258,9 +280,35 @@ impl Progress {
 
 impl ApplyObserver for Progress {
     fn event(&mut self, event: &ApplyEvent<'_>) {
-        let mut out = std::io::stdout().lock();
-        // A closed stdout must not stop an apply half-way: output errors are dropped.
-        let _ = match event {
+        // Whether the apply waits after this event: a drain (its request is out, or the proxy
+        // said it is still going) or a rollback. What is buffered is shown first, also before
+        // a drain progress line on stderr.
+        let waits = match event {
+            ApplyEvent::Sent { step, .. } => step.is_drain(),
+            ApplyEvent::Answer { answer, .. } => answer.status() == ResponseStatus::Processing,
+            ApplyEvent::RollbackStarted { .. } => true,
+            _ => false,
+        };
+        if waits {
+            let _ = self.flush();
+        }
+        let _ = self.write_event(event);
+        if self.out_tty || self.last_flush.elapsed() >= FLUSH_EVERY {
+            let _ = self.flush();
+        }
+    }
+}
+
+impl Progress {
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.last_flush = Instant::now();
+        self.out.flush()
+    }
+
+    /// Shows one event. A closed stdout must not stop an apply half-way, so the caller drops
+    /// the error.
+    fn write_event(&mut self, event: &ApplyEvent<'_>) -> std::io::Result<()> {
+        match event {
             ApplyEvent::Started { .. } | ApplyEvent::Sent { .. } => Ok(()),
             ApplyEvent::Answer {
                 step,
@@ -307,11 +355,11 @@ impl ApplyObserver for Progress {
                         );
                         obj.insert("ok".into(), json!(ok));
                     }
-                    writeln!(out, "{line}")
+                    writeln!(self.out, "{line}")
                 } else {
                     self.clear_progress();
                     writeln!(
-                        out,
+                        self.out,
                         "[{number}/{}] {} {}: {}",
                         self.total,
                         step.op.as_str(),
@@ -327,13 +375,13 @@ impl ApplyObserver for Progress {
             } => {
                 if self.json {
                     writeln!(
-                        out,
+                        self.out,
                         "{}",
                         json!({"type": "rollback", "failed_step": failed_step, "message": message, "undo": undo})
                     )
                 } else {
                     writeln!(
-                        out,
+                        self.out,
                         "Step {failed_step} failed: {message}\nRolling back {undo} applied step(s)..."
                     )
                 }
@@ -348,7 +396,7 @@ impl ApplyObserver for Progress {
                 let ok = answer.status() == ResponseStatus::Ok;
                 if self.json {
                     writeln!(
-                        out,
+                        self.out,
                         "{}",
                         json!({
                             "type": "undo",
@@ -362,14 +410,14 @@ impl ApplyObserver for Progress {
                     )
                 } else {
                     writeln!(
-                        out,
+                        self.out,
                         "  undo step {number}: {}: {}",
                         change.describe(),
                         if ok { "done" } else { "FAILED" }
                     )
                 }
             }
-        };
+        }
     }
 }
 

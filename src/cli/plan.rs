@@ -4,7 +4,7 @@
 //! (a saved state, or desired-state files), so CI review jobs can plan with no proxy running.
 //! Exit codes: 0 no changes (or changes without `--detailed-exitcode`), 1 error, 2 changes.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -69,9 +69,11 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         eprintln!("warning: the targets match no change");
     }
 
-    let mut stdout = std::io::stdout().lock();
+    // One buffer for the whole plan: a big plan is many small writes, and stdout alone would
+    // make a system call per line.
+    let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut stdout, &render::json(&plan))?;
+        render::json_to_writer(&mut stdout, &plan)?;
         writeln!(stdout)?;
     } else {
         let opts = TextOptions {
@@ -90,6 +92,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             )?;
         }
     }
+    stdout.flush()?;
     Ok(if plan.is_empty() || !args.detailed_exitcode {
         exit::OK
     } else {
