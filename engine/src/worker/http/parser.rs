@@ -8,7 +8,7 @@
 //! repeated Host. Responses from backends get the same scrutiny (the caller answers 502).
 
 use std::fmt::{self, Write as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::worker::buffer::Buf;
 
@@ -155,7 +155,13 @@ pub fn parse_request<'h, 'b>(
         || target
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
-    let (host, path) = match target.split_once("://").filter(|_| absolute) {
+    // Split only absolute targets: the common origin-form target pays no substring search.
+    let split = if absolute {
+        target.split_once("://")
+    } else {
+        None
+    };
+    let (host, path) = match split {
         Some((_, rest)) => {
             // The authority ends at the path, or at a query (RFC 3986 3.2); an empty path
             // is forwarded as `/` (RFC 9112 3.2.1). A query on an empty path is refused
@@ -366,10 +372,10 @@ fn parse_content_length(value: &[u8]) -> Result<u64, HeadError> {
 fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, HeadError> {
     let mut s = FieldSummary::default();
     for h in headers {
-        if h.value
-            .iter()
-            .any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
+        // A reduction without early exit: it vectorises, and values are short.
+        if h.value.iter().fold(false, |bad, &b| {
+            bad | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+        }) {
             return Err(HeadError::Malformed("control character in a header value"));
         }
         let name = h.name.as_bytes();
@@ -499,6 +505,39 @@ impl<'a> HeadWriter<'a> {
         self.bytes(b"\r\n");
     }
 
+    /// Writes `n` in decimal, as `Display` would, without the formatting machinery (this
+    /// runs for several fields of every request and response).
+    fn decimal(&mut self, mut n: u64) {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.bytes(&digits[at..]);
+    }
+
+    /// Writes an address as `Display` would; IPv4, the common case, without `fmt`.
+    fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.bytes(b".");
+                    }
+                    self.decimal(u64::from(octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                let _ = write!(self, "{v6}");
+            }
+        }
+    }
+
     /// `Ok` if everything fit.
     pub fn finish(self) -> Result<(), HeadError> {
         if self.overflow {
@@ -582,7 +621,9 @@ pub fn write_request_head(
                     }
                     w.bytes(v.value.trim_ascii());
                 }
-                let _ = write!(w, ", {}\r\n", client.peer.ip());
+                w.bytes(b", ");
+                w.ip(client.peer.ip());
+                w.bytes(b"\r\n");
             }
             continue;
         }
@@ -605,17 +646,19 @@ pub fn write_request_head(
         w.field(name, h.value);
     }
     if !xff_seen {
-        let _ = write!(w, "X-Forwarded-For: {}\r\n", client.peer.ip());
+        w.bytes(b"X-Forwarded-For: ");
+        w.ip(client.peer.ip());
+        w.bytes(b"\r\n");
     }
     if !fwd_seen {
         w.bytes(b"Forwarded: ");
         write_forwarded_element(&mut w, req, client);
     }
-    let _ = write!(
-        w,
-        "X-Forwarded-Proto: {}\r\nX-Forwarded-Port: {}\r\n",
-        client.proto, client.port
-    );
+    w.bytes(b"X-Forwarded-Proto: ");
+    w.bytes(client.proto.as_bytes());
+    w.bytes(b"\r\nX-Forwarded-Port: ");
+    w.decimal(u64::from(client.port));
+    w.bytes(b"\r\n");
     if req.upgrade {
         w.bytes(b"Connection: upgrade\r\n");
     } else if req.minor == 0 {
@@ -630,18 +673,23 @@ pub fn write_request_head(
 /// of us: forwarding them as they came would let two parsers frame the message differently.
 fn write_content_length(w: &mut HeadWriter<'_>, value: Option<u64>, written: &mut bool) {
     if let (false, Some(n)) = (*written, value) {
-        let _ = write!(w, "Content-Length: {n}\r\n");
+        w.bytes(b"Content-Length: ");
+        w.decimal(n);
+        w.bytes(b"\r\n");
         *written = true;
     }
 }
 
 fn write_forwarded_element(w: &mut HeadWriter<'_>, req: &RequestHead<'_, '_>, client: ClientInfo) {
     match client.peer.ip() {
-        std::net::IpAddr::V4(ip) => {
-            let _ = write!(w, "for={ip}");
+        ip @ IpAddr::V4(_) => {
+            w.bytes(b"for=");
+            w.ip(ip);
         }
-        std::net::IpAddr::V6(ip) => {
-            let _ = write!(w, "for=\"[{ip}]\"");
+        ip @ IpAddr::V6(_) => {
+            w.bytes(b"for=\"[");
+            w.ip(ip);
+            w.bytes(b"]\"");
         }
     }
     if let Some(host) = req.host {
@@ -649,7 +697,9 @@ fn write_forwarded_element(w: &mut HeadWriter<'_>, req: &RequestHead<'_, '_>, cl
         w.bytes(host);
         w.bytes(b"\"");
     }
-    let _ = write!(w, ";proto={}\r\n", client.proto);
+    w.bytes(b";proto=");
+    w.bytes(client.proto.as_bytes());
+    w.bytes(b"\r\n");
 }
 
 /// What the client side of a response needs to be told about the connection.
@@ -671,7 +721,11 @@ pub fn write_response_head(
     connection: ClientConnection,
 ) -> Result<(), HeadError> {
     let mut w = HeadWriter::new(out);
-    let _ = write!(w, "HTTP/1.1 {} {}\r\n", res.code, res.reason);
+    w.bytes(b"HTTP/1.1 ");
+    w.decimal(u64::from(res.code));
+    w.bytes(b" ");
+    w.bytes(res.reason.as_bytes());
+    w.bytes(b"\r\n");
     let upgrading = connection == ClientConnection::Upgrade;
     let named = connection_names_fields(res.headers);
     let mut length_written = false;
@@ -852,6 +906,56 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn numbers_and_addresses_are_written_as_display_writes_them() {
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let numbers = [0, 1, 9, 10, 99, 100, 255, 8080, 65535, 1 << 32, u64::MAX];
+        let ips: [IpAddr; 5] = [
+            "0.0.0.0".parse().unwrap(),
+            "10.200.3.45".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "2001:db8::ff00:42:8329".parse().unwrap(),
+        ];
+        let mut expected = String::new();
+        let mut w = HeadWriter::new(&mut out);
+        for n in numbers {
+            w.decimal(n);
+            w.bytes(b" ");
+            expected.push_str(&format!("{n} "));
+        }
+        for ip in ips {
+            w.ip(ip);
+            w.bytes(b" ");
+            expected.push_str(&format!("{ip} "));
+        }
+        w.finish().unwrap();
+        assert_eq!(String::from_utf8(out.pending().to_vec()).unwrap(), expected);
+    }
+
+    #[test]
+    fn forwarded_for_an_ipv6_client_is_quoted_and_bracketed() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let client = ClientInfo {
+            peer: "[2001:db8::7]:5555".parse().unwrap(),
+            proto: "http",
+            port: 80,
+        };
+        write_request_head(&mut out, &head, client).unwrap();
+        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        assert!(text.contains("X-Forwarded-For: 2001:db8::7\r\n"), "{text}");
+        assert!(
+            text.contains("Forwarded: for=\"[2001:db8::7]\";host=\"a.test\";proto=http\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("X-Forwarded-Port: 80\r\n"), "{text}");
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //! Buffers: `front_in` holds client bytes while any are pending; an [`Exchange`] holds the
 //! rewritten request head (`head_out`, kept until the backend starts answering so a request on
 //! a stale pooled connection can be replayed), the backend's bytes (`resp_in`) and the
-//! rewritten response head (`resp_out`). Bodies are never copied: they are written from the
-//! buffer they were read into, next to the rewritten head, in one `writev`.
+//! rewritten response head (`resp_out`). Bodies are not copied: they are written from the
+//! buffer they were read into, next to the rewritten head, in one `writev` — except a small
+//! response body (up to `COALESCE_MAX`), copied behind its head so that both leave in one
+//! plain `send`, which costs the kernel less than a `writev`.
 
 use std::io::{self, IoSlice, Write};
 use std::time::Duration;
@@ -31,6 +33,9 @@ use crate::worker::upstream::{Attempt, Link, NoBackend};
 
 /// How long a closing connection keeps reading (and dropping) client bytes.
 const LINGER: Duration = Duration::from_secs(2);
+/// Response body bytes up to this many are copied behind the response head (see
+/// [`send_response`]); larger bodies go out from their own buffer.
+const COALESCE_MAX: usize = 1024;
 
 /// What one step of the state machine did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -985,10 +990,7 @@ fn send_request(
     let Some(conn) = cx.upstream.conns.get_mut(ex.link.conn) else {
         return Err(());
     };
-    let written = match conn
-        .stream
-        .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-    {
+    let written = match write_two(&mut conn.stream, head, body) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
@@ -1006,6 +1008,16 @@ fn send_request(
 
 /// Writes the pending response head and body bytes to the client. `Err` if the client is gone.
 fn send_response(ex: &mut Exchange, io: &mut FrontIo, cx: &mut Context) -> Result<bool, ()> {
+    // A small body behind a pending head is copied after it, so that both leave in one plain
+    // `send` rather than a `writev`; the bytes keep their order.
+    if let (Some(out), Some(buf)) = (ex.resp_out.as_mut(), ex.resp_in.as_mut()) {
+        let ready = ex.resp_fwd.min(buf.len());
+        if !out.is_empty() && ready > 0 && ready <= COALESCE_MAX {
+            let moved = out.push(&buf.pending()[..ready]);
+            buf.consume(moved);
+            ex.resp_fwd -= moved;
+        }
+    }
     let head = ex.resp_out.as_ref().map_or(&[][..], Buf::pending);
     let body = ex
         .resp_in
@@ -1015,10 +1027,7 @@ fn send_response(ex: &mut Exchange, io: &mut FrontIo, cx: &mut Context) -> Resul
         return Ok(false);
     }
     let head_len = head.len();
-    let written = match io
-        .stream
-        .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-    {
+    let written = match write_two(&mut io.stream, head, body) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
@@ -1037,4 +1046,14 @@ fn send_response(ex: &mut Exchange, io: &mut FrontIo, cx: &mut Context) -> Resul
     cx.pool.release_if_empty(&mut ex.resp_out);
     cx.pool.release_if_empty(&mut ex.resp_in);
     Ok(written > 0)
+}
+
+/// Writes `first` then `second` in one system call: a `writev` when both have bytes, else a
+/// plain `send` (the kernel's cheaper path, and the usual case for a bodiless request).
+fn write_two(stream: &mut impl Write, first: &[u8], second: &[u8]) -> io::Result<usize> {
+    match (first.is_empty(), second.is_empty()) {
+        (_, true) => stream.write(first),
+        (true, false) => stream.write(second),
+        (false, false) => stream.write_vectored(&[IoSlice::new(first), IoSlice::new(second)]),
+    }
 }
