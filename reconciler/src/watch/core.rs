@@ -141,13 +141,8 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
         let Some(desired) = &self.last_good else {
             return;
         };
-        let live = match self.proxy.state() {
-            Ok(live) => live,
-            Err(error) => {
-                self.retry = true;
-                reports.push(Report::Unreachable { error });
-                return;
-            }
+        let Some(live) = reached(self.proxy.state(), &mut self.retry, reports) else {
+            return;
         };
         let planned = self.proxy.plan(&live, desired);
         let target = desired.fingerprint();
@@ -186,13 +181,8 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
         let (Some(applied), Some(desired)) = (self.applied, &self.last_good) else {
             return;
         };
-        let live_fp = match self.proxy.fingerprint() {
-            Ok(fp) => fp,
-            Err(error) => {
-                self.retry = true;
-                reports.push(Report::Unreachable { error });
-                return;
-            }
+        let Some(live_fp) = reached(self.proxy.fingerprint(), &mut self.retry, reports) else {
+            return;
         };
         if live_fp == applied {
             self.reported_drift = None;
@@ -202,13 +192,8 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
         if !correcting && self.reported_drift == Some(live_fp) {
             return;
         }
-        let live = match self.proxy.state() {
-            Ok(live) => live,
-            Err(error) => {
-                self.retry = true;
-                reports.push(Report::Unreachable { error });
-                return;
-            }
+        let Some(live) = reached(self.proxy.state(), &mut self.retry, reports) else {
+            return;
         };
         let planned = self.proxy.plan(&live, desired);
         if planned.is_empty {
@@ -224,6 +209,19 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
             self.apply_last_good(Trigger::Drift, reports);
         } else {
             self.reported_drift = Some(live_fp);
+        }
+    }
+}
+
+/// The value of an answer from the proxy; an unreachable proxy is reported and the work it
+/// blocked is retried at the next tick.
+fn reached<T>(answer: Result<T, String>, retry: &mut bool, reports: &mut Vec<Report>) -> Option<T> {
+    match answer {
+        Ok(value) => Some(value),
+        Err(error) => {
+            *retry = true;
+            reports.push(Report::Unreachable { error });
+            None
         }
     }
 }
