@@ -130,6 +130,34 @@ pub(crate) struct FileError {
     message: String,
 }
 
+impl FileError {
+    /// A serde error at `pos`, with the field it names found in the file's positions. Those
+    /// are built by `positions` only here, since only an error needs them. serde reports an
+    /// unknown field at its key and any other problem at the value.
+    fn from_serde(
+        pos: Option<Pos>,
+        message: String,
+        positions: impl FnOnce() -> positions::Positions,
+    ) -> FileError {
+        let at = if message.starts_with("unknown field") {
+            positions::At::Key
+        } else {
+            positions::At::Value
+        };
+        let field = pos.and_then(|p| {
+            positions()
+                .path_at(p, at)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+        });
+        FileError {
+            pos,
+            field,
+            message,
+        }
+    }
+}
+
 /// Loads a directory of `.yaml`/`.yml`/`.toml` files, one such file, or a saved state file.
 pub fn load(path: &Path) -> Result<Desired, LoadErrors> {
     let now = SystemTime::now()

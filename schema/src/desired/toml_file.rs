@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, Deserializer};
 
 use super::mirror::FileDoc;
-use super::positions::{child_index, child_key, At, Pos, Positions};
+use super::positions::{child_index, child_key, Pos, Positions};
 use super::FileError;
 
 /// Parses a TOML file into its mirror.
@@ -21,22 +21,7 @@ pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
     FileDoc::deserialize(Deserializer::from(table)).map_err(|e| {
         let pos = e.span().map(|s| Pos::from_offset(text, s.start));
         let message = e.message().trim().to_owned();
-        let at = if message.starts_with("unknown field") {
-            At::Key
-        } else {
-            At::Value
-        };
-        let field = pos.and_then(|p| {
-            positions(text)
-                .path_at(p, at)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-        });
-        FileError {
-            pos,
-            field,
-            message,
-        }
+        FileError::from_serde(pos, message, || positions(text))
     })
 }
 

@@ -8,7 +8,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 use super::mirror::FileDoc;
-use super::positions::{child_index, child_key, At, Pos, Positions};
+use super::positions::{child_index, child_key, Pos, Positions};
 use super::FileError;
 
 /// Parses a YAML file into its mirror.
@@ -20,22 +20,7 @@ pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
             column: l.column(),
         });
         let message = clean_message(&e.to_string());
-        let at = if message.starts_with("unknown field") {
-            At::Key
-        } else {
-            At::Value
-        };
-        let field = pos.and_then(|p| {
-            positions(text)
-                .path_at(p, at)
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-        });
-        FileError {
-            pos,
-            field,
-            message,
-        }
+        FileError::from_serde(pos, message, || positions(text))
     })?;
     Ok(doc.unwrap_or_default())
 }
