@@ -34,29 +34,6 @@ LOAD_BIN="$ROOT_DIR/target/release/examples/control_load"
 LISTEN_PORT="$(free_port)"
 BACKEND_ADDR="127.0.0.1:$(free_port)"
 
-# gen_apps N DIR: one listener file, then N apps (cluster + one backend + one route) in
-# files of 1,000 apps, like a team splits a large repository. Unlike
-# examples/many-apps/generate.sh (two backends per app), this matches issue 5's
-# "a cluster with a frontend and a backend each": 3N+1 resources.
-gen_apps() {
-	python3 - "$1" "$2" "127.0.0.1:$LISTEN_PORT" "$BACKEND_ADDR" <<'EOF'
-import os, sys
-n, out, listen, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-os.makedirs(os.path.join(out, "apps"), exist_ok=True)
-with open(os.path.join(out, "listeners.yaml"), "w") as f:
-    f.write(f'listeners:\n  - name: web\n    address: "{listen}"\n    protocol: http\n')
-for start in range(0, n, 1000):
-    end = min(n, start + 1000)
-    with open(os.path.join(out, "apps", f"apps-{start // 1000:04d}.yaml"), "w") as f:
-        f.write("clusters:\n")
-        for i in range(start, end):
-            f.write(f'  - id: app-{i}\n    backends:\n      - id: b1\n        address: "{backend}"\n')
-        f.write("frontends:\n")
-        for i in range(start, end):
-            f.write(f"  - listener: web\n    hostname: app-{i}.example.com\n    path: /\n    cluster: app-{i}\n")
-EOF
-}
-
 # start_proxy NAME: a fresh `weir proxy --workers 2` on its own socket; sets SOCK and
 # PROXY_PID once it answers `weir status`.
 SOCK=""
@@ -100,7 +77,7 @@ solo_p99="$(field "$line" p99_us)"
 stop_pid "$PROXY_PID"
 
 DESIRED="$BENCH_TMP/apps"
-gen_apps "$APPS" "$DESIRED"
+gen_apps "$APPS" "$DESIRED" "127.0.0.1:$LISTEN_PORT" "$BACKEND_ADDR"
 wall_ms=() phase_ms=()
 for ((run = 1; run <= RUNS; run++)); do
 	start_proxy "reconciler-$run"

@@ -364,3 +364,28 @@ cpu_ms() {
 	done
 	echo $((total * 1000 / hz))
 }
+
+# --- inputs ----------------------------------------------------------------------
+
+# gen_apps N DIR LISTEN BACKEND: a listener file (on LISTEN), then N apps, each a cluster
+# with one backend (at BACKEND) and one route, in files of 1,000 apps, like a team splits
+# a large repository. Unlike examples/many-apps/generate.sh (two backends per app), this matches issue 5's
+# "a cluster with a frontend and a backend each": 3N+1 resources.
+gen_apps() {
+	python3 - "$1" "$2" "$3" "$4" <<'EOF'
+import os, sys
+n, out, listen, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+os.makedirs(os.path.join(out, "apps"), exist_ok=True)
+with open(os.path.join(out, "listeners.yaml"), "w") as f:
+    f.write(f'listeners:\n  - name: web\n    address: "{listen}"\n    protocol: http\n')
+for start in range(0, n, 1000):
+    end = min(n, start + 1000)
+    with open(os.path.join(out, "apps", f"apps-{start // 1000:04d}.yaml"), "w") as f:
+        f.write("clusters:\n")
+        for i in range(start, end):
+            f.write(f'  - id: app-{i}\n    backends:\n      - id: b1\n        address: "{backend}"\n')
+        f.write("frontends:\n")
+        for i in range(start, end):
+            f.write(f"  - listener: web\n    hostname: app-{i}.example.com\n    path: /\n    cluster: app-{i}\n")
+EOF
+}

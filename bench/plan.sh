@@ -27,22 +27,7 @@ log "building the stage timer (reconciler/examples/plan_timing.rs)"
 TIMING_BIN="$ROOT_DIR/target/release/examples/plan_timing"
 
 DESIRED="$BENCH_TMP/apps"
-python3 - "$APPS" "$DESIRED" "127.0.0.1:$(free_port)" "127.0.0.1:$(free_port)" <<'EOF'
-import os, sys
-n, out, listen, backend = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-os.makedirs(os.path.join(out, "apps"), exist_ok=True)
-with open(os.path.join(out, "listeners.yaml"), "w") as f:
-    f.write(f'listeners:\n  - name: web\n    address: "{listen}"\n    protocol: http\n')
-for start in range(0, n, 1000):
-    end = min(n, start + 1000)
-    with open(os.path.join(out, "apps", f"apps-{start // 1000:04d}.yaml"), "w") as f:
-        f.write("clusters:\n")
-        for i in range(start, end):
-            f.write(f'  - id: app-{i}\n    backends:\n      - id: b1\n        address: "{backend}"\n')
-        f.write("frontends:\n")
-        for i in range(start, end):
-            f.write(f"  - listener: web\n    hostname: app-{i}.example.com\n    path: /\n    cluster: app-{i}\n")
-EOF
+gen_apps "$APPS" "$DESIRED" "127.0.0.1:$(free_port)" "127.0.0.1:$(free_port)"
 
 SOCK="$BENCH_TMP/weir.sock"
 start_bg weir "$WEIR_BIN" proxy --workers 2 --socket "$SOCK"
