@@ -383,3 +383,22 @@ fn forwarded_fields_are_appended_to_the_clients() {
     // Set by the proxy, never trusted from the client.
     assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
 }
+
+#[test]
+fn requests_carry_a_via_element_after_the_clients() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    let answer = http_raw(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nVia: 1.1 edge\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        origin.last().header("via").as_deref(),
+        Some("1.1 edge, 1.1 weir")
+    );
+    let answer = http_raw(addr, b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n").unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(origin.last().header("via").as_deref(), Some("1.0 weir"));
+}

@@ -79,6 +79,9 @@ pub struct RequestHead<'h, 'b> {
     pub host: Option<&'b [u8]>,
     /// The path to route on.
     pub path: &'b str,
+    /// What followed an absolute target's empty path (`?q` of `http://a?q`): forwarded
+    /// after the `/` that stands for that path. Empty otherwise.
+    pub empty_path_query: &'b str,
     /// The target came in absolute form (`GET http://host/path`): it is forwarded in origin
     /// form with `Host` replaced by its authority (RFC 9112 3.2.2), so the backend sees the
     /// host the request was routed on.
@@ -149,6 +152,11 @@ pub fn parse_request<'h, 'b>(
             "Transfer-Encoding in an HTTP/1.0 request",
         ));
     }
+    // No request-target form has a fragment (RFC 9112 3.2); a `#` passed on would let a
+    // backend's path rules and ours disagree on where the path ends (CVE-2023-45539).
+    if target.contains('#') {
+        return Err(HeadError::Malformed("fragment in the request target"));
+    }
     let absolute = target
         .get(..7)
         .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
@@ -161,21 +169,19 @@ pub fn parse_request<'h, 'b>(
     } else {
         None
     };
-    let (host, path) = match split {
+    let (host, path, empty_path_query) = match split {
         Some((_, rest)) => {
-            // The authority ends at the path, or at a query (RFC 3986 3.2); an empty path
-            // is forwarded as `/` (RFC 9112 3.2.1). A query on an empty path is refused
-            // rather than rewritten: no client sends it and it would need a copy.
+            // The authority ends at the path or the query (RFC 3986 3.2); an
+            // empty path is forwarded as `/` (RFC 9112 3.2.1), before the query if any.
             let end = rest.find(['/', '?']).unwrap_or(rest.len());
-            let path = match &rest[end..] {
-                "" => "/",
-                p if p.starts_with('/') => p,
-                _ => return Err(HeadError::Malformed("absolute target without a path")),
+            let (path, query) = match &rest[end..] {
+                p if p.starts_with('/') => (p, ""),
+                q => ("/", q),
             };
-            (Some(&rest.as_bytes()[..end]), path)
+            (Some(&rest.as_bytes()[..end]), path, query)
         }
-        None if target.starts_with('/') => (fields.host, target),
-        None if target == "*" && method == "OPTIONS" => (fields.host, "/"),
+        None if target.starts_with('/') => (fields.host, target, ""),
+        None if target == "*" && method == "OPTIONS" => (fields.host, "/", ""),
         None => return Err(HeadError::Malformed("request target is not a path")),
     };
     let framing = if fields.transfer_encoding {
@@ -204,6 +210,7 @@ pub fn parse_request<'h, 'b>(
         len,
         host,
         path,
+        empty_path_query,
         absolute,
         content_length: fields.content_length,
         framing,
@@ -580,7 +587,12 @@ pub fn write_request_head(
     w.bytes(b" ");
     // Origin form towards the backend: not every origin server accepts the absolute form,
     // and the Host it sees must be the one the request was routed on.
-    w.bytes(if req.absolute { req.path } else { req.target }.as_bytes());
+    if req.absolute {
+        w.bytes(req.path.as_bytes());
+        w.bytes(req.empty_path_query.as_bytes());
+    } else {
+        w.bytes(req.target.as_bytes());
+    }
     w.bytes(if req.minor == 0 {
         b" HTTP/1.0\r\n"
     } else {
@@ -591,6 +603,7 @@ pub fn write_request_head(
     }
     let named = connection_names_fields(req.headers);
     let mut xff_seen = false;
+    let mut via_seen = false;
     let mut fwd_seen = false;
     let mut length_written = false;
     for h in req.headers {
@@ -610,20 +623,18 @@ pub fn write_request_head(
             if !xff_seen {
                 xff_seen = true;
                 w.bytes(b"X-Forwarded-For: ");
-                for (i, v) in req
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
-                    .enumerate()
-                {
-                    if i > 0 {
-                        w.bytes(b", ");
-                    }
-                    w.bytes(v.value.trim_ascii());
-                }
-                w.bytes(b", ");
+                write_earlier_values(&mut w, req.headers, "x-forwarded-for");
                 w.ip(client.peer.ip());
                 w.bytes(b"\r\n");
+            }
+            continue;
+        }
+        if name.eq_ignore_ascii_case("via") {
+            if !via_seen {
+                via_seen = true;
+                w.bytes(b"Via: ");
+                write_earlier_values(&mut w, req.headers, "via");
+                write_via_element(&mut w, req.minor);
             }
             continue;
         }
@@ -631,14 +642,7 @@ pub fn write_request_head(
             if !fwd_seen {
                 fwd_seen = true;
                 w.bytes(b"Forwarded: ");
-                for v in req
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case("forwarded"))
-                {
-                    w.bytes(v.value.trim_ascii());
-                    w.bytes(b", ");
-                }
+                write_earlier_values(&mut w, req.headers, "forwarded");
                 write_forwarded_element(&mut w, req, client);
             }
             continue;
@@ -649,6 +653,10 @@ pub fn write_request_head(
         w.bytes(b"X-Forwarded-For: ");
         w.ip(client.peer.ip());
         w.bytes(b"\r\n");
+    }
+    if !via_seen {
+        w.bytes(b"Via: ");
+        write_via_element(&mut w, req.minor);
     }
     if !fwd_seen {
         w.bytes(b"Forwarded: ");
@@ -666,6 +674,25 @@ pub fn write_request_head(
     }
     w.bytes(b"\r\n");
     w.finish()
+}
+
+/// Writes every value of the fields called `name`, each followed by `, `: the list our own
+/// element is appended to (RFC 9110 5.3: repeated fields combine into one list, in order).
+fn write_earlier_values(w: &mut HeadWriter<'_>, headers: &[httparse::Header<'_>], name: &str) {
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+        w.bytes(h.value.trim_ascii());
+        w.bytes(b", ");
+    }
+}
+
+/// Our `Via` element (RFC 9110 7.6.3: a gateway MUST send one in each inbound request): the
+/// protocol version we received the request in, and our pseudonym.
+fn write_via_element(w: &mut HeadWriter<'_>, minor: u8) {
+    w.bytes(if minor == 0 {
+        b"1.0 weir\r\n"
+    } else {
+        b"1.1 weir\r\n"
+    });
 }
 
 /// Writes the checked Content-Length once, in place of the first field. Equal duplicates and
@@ -989,6 +1016,23 @@ mod tests {
         assert!(text.ends_with("\r\n\r\n"));
     }
 
+    #[test]
+    fn via_names_us_with_the_received_version_after_earlier_proxies() {
+        let text = forwarded(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+        assert!(text.contains("Via: 1.1 weir\r\n"), "{text}");
+        let text = forwarded(b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
+        assert!(text.contains("Via: 1.0 weir\r\n"), "{text}");
+        // Two Via fields are one list (RFC 9110 5.3): ours goes last, after both.
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nVia: 1.1 edge\r\nHost: a.test\r\nVia: HTTP/2 cdn (x)\r\n\r\n",
+        );
+        assert!(
+            text.contains("Via: 1.1 edge, HTTP/2 cdn (x), 1.1 weir\r\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("Via:").count(), 1, "{text}");
+    }
+
     fn forwarded(raw: &[u8]) -> String {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
@@ -1016,7 +1060,17 @@ mod tests {
             text.starts_with("GET / HTTP/1.0\r\nHost: a.test\r\n"),
             "{text}"
         );
-        assert!(rejected(b"GET http://a.test?q HTTP/1.1\r\nHost: a\r\n\r\n"));
+        let text = forwarded(b"GET http://a.test?q=1 HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(
+            text.starts_with("GET /?q=1 HTTP/1.1\r\nHost: a.test\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_fragment_in_the_target_is_refused() {
+        assert!(rejected(b"GET /admin#/public HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(rejected(b"GET http://a.test#x HTTP/1.1\r\nHost: a\r\n\r\n"));
     }
 
     #[test]
