@@ -15,6 +15,7 @@
 #
 # Ends with one line:
 #   RESULT weir_rps=... nginx_rps=... haproxy_rps=... weir/nginx=... weir/haproxy=...
+#          weir/best_per_round_median=... (Weir over the better of the two, round by round)
 #          p50_ms_weir=... p99_ms_weir=... p99_ms_nginx=... p99_ms_haproxy=... ...
 set -euo pipefail
 
@@ -99,11 +100,34 @@ for proxy in weir nginx haproxy; do
 	fi
 done
 
+# Per-round ratios: Weir against the better of the other two in the same round. Rounds of
+# one proxy run seconds apart, so slow drifts of a shared machine cancel out here better than
+# in the ratio of medians; their median is reported beside it.
+best_round_ratios=()
+read -r -a weir_rounds <<<"${rps[weir]:-}"
+read -r -a nginx_rounds <<<"${rps[nginx]:-}"
+read -r -a haproxy_rounds <<<"${rps[haproxy]:-}"
+for ((i = 0; i < ${#weir_rounds[@]}; i++)); do
+	best="$(printf '%s\n' "${nginx_rounds[$i]:-0}" "${haproxy_rounds[$i]:-0}" | sort -g | tail -1)"
+	[[ "$best" != 0 ]] && best_round_ratios+=("$(ratio "${weir_rounds[$i]}" "$best")")
+done
+if ((${#best_round_ratios[@]} > 0)); then
+	round_median="$(median "${best_round_ratios[@]}")"
+	round_list="$(
+		IFS=,
+		echo "${best_round_ratios[*]}"
+	)"
+else
+	round_median=NA round_list=NA
+fi
+log "weir / better of nginx and HAProxy, per round: $round_list (median $round_median)"
+
 fmt_int() { [[ "$1" == NA ]] && echo NA || printf '%.0f' "$1"; }
 echo "RESULT weir_rps=$(fmt_int "${med_rps[weir]}") nginx_rps=$(fmt_int "${med_rps[nginx]}")" \
 	"haproxy_rps=$(fmt_int "${med_rps[haproxy]}")" \
 	"weir/nginx=$(ratio "${med_rps[weir]}" "${med_rps[nginx]}")" \
 	"weir/haproxy=$(ratio "${med_rps[weir]}" "${med_rps[haproxy]}")" \
+	"weir/best_per_round_median=$round_median weir/best_per_round=$round_list" \
 	"p50_ms_weir=${med_p50[weir]} p50_ms_nginx=${med_p50[nginx]} p50_ms_haproxy=${med_p50[haproxy]}" \
 	"p99_ms_weir=${med_p99[weir]} p99_ms_nginx=${med_p99[nginx]} p99_ms_haproxy=${med_p99[haproxy]}" \
 	"cpu_us_per_req_weir=${med_cpu[weir]} cpu_us_per_req_nginx=${med_cpu[nginx]}" \
