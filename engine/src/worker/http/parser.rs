@@ -965,18 +965,11 @@ mod tests {
 
     #[test]
     fn forwarded_for_an_ipv6_client_is_quoted_and_bracketed() {
-        let raw = b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let head = parse_request(raw, &mut headers).unwrap().unwrap();
-        let mut pool = BufferPool::new(4096, 1);
-        let mut out = pool.get().unwrap();
-        let client = ClientInfo {
-            peer: "[2001:db8::7]:5555".parse().unwrap(),
-            proto: "http",
-            port: 80,
-        };
-        write_request_head(&mut out, &head, client).unwrap();
-        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        let text = forwarded_from(
+            b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "[2001:db8::7]:5555",
+            80,
+        );
         assert!(text.contains("X-Forwarded-For: 2001:db8::7\r\n"), "{text}");
         assert!(
             text.contains("Forwarded: for=\"[2001:db8::7]\";host=\"a.test\";proto=http\r\n"),
@@ -987,18 +980,7 @@ mod tests {
 
     #[test]
     fn forwarded_request_head() {
-        let raw = b"GET /a?b HTTP/1.1\r\nHost: shop.test:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let head = parse_request(raw, &mut headers).unwrap().unwrap();
-        let mut pool = BufferPool::new(4096, 1);
-        let mut out = pool.get().unwrap();
-        let client = ClientInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
-            proto: "http",
-            port: 8080,
-        };
-        write_request_head(&mut out, &head, client).unwrap();
-        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        let text = forwarded_from(b"GET /a?b HTTP/1.1\r\nHost: shop.test:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n", "192.0.2.7:5555", 8080);
         assert!(
             text.starts_with("GET /a?b HTTP/1.1\r\nHost: shop.test:8080\r\n"),
             "{text}"
@@ -1034,14 +1016,19 @@ mod tests {
     }
 
     fn forwarded(raw: &[u8]) -> String {
+        forwarded_from(raw, "192.0.2.7:5555", 80)
+    }
+
+    /// The head written for `raw` received from `peer` on a listener port `port`.
+    fn forwarded_from(raw: &[u8], peer: &str, port: u16) -> String {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
         let mut pool = BufferPool::new(4096, 1);
         let mut out = pool.get().unwrap();
         let client = ClientInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
+            peer: peer.parse().unwrap(),
             proto: "http",
-            port: 80,
+            port,
         };
         write_request_head(&mut out, &head, client).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
@@ -1118,18 +1105,11 @@ mod tests {
 
     #[test]
     fn http10_requests_go_out_as_http10_with_keep_alive() {
-        let raw = b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n";
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let head = parse_request(raw, &mut headers).unwrap().unwrap();
-        let mut pool = BufferPool::new(4096, 1);
-        let mut out = pool.get().unwrap();
-        let client = ClientInfo {
-            peer: "192.0.2.7:5555".parse().unwrap(),
-            proto: "http",
-            port: 80,
-        };
-        write_request_head(&mut out, &head, client).unwrap();
-        let text = String::from_utf8(out.pending().to_vec()).unwrap();
+        let text = forwarded_from(
+            b"GET / HTTP/1.0\r\nHost: a.test\r\n\r\n",
+            "192.0.2.7:5555",
+            80,
+        );
         assert!(text.starts_with("GET / HTTP/1.0\r\n"), "{text}");
         assert!(text.ends_with("Connection: keep-alive\r\n\r\n"), "{text}");
     }
