@@ -331,16 +331,24 @@ fn httparse_reason(e: httparse::Error) -> &'static str {
 /// Every line must end in CRLF: a bare CR or a bare LF is refused (two parsers could split
 /// lines differently).
 fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
-    let mut prev = 0u8;
-    for (i, &b) in head.iter().enumerate() {
-        match b {
-            b'\n' if prev != b'\r' => return Err(HeadError::Malformed("bare LF in the head")),
-            b'\r' if head.get(i + 1).is_some_and(|&n| n != b'\n') => {
-                return Err(HeadError::Malformed("bare CR in the head"))
-            }
-            _ => {}
-        }
-        prev = b;
+    // Over adjacent pairs, as a reduction without early exit: it vectorises, where a
+    // byte-at-a-time loop with branches cost more than httparse's whole parse. A CR at the very
+    // end may be the first half of a CRLF still to come.
+    let next = head.get(1..).unwrap_or_default();
+    let (bare_lf, bare_cr) = head
+        .iter()
+        .zip(next)
+        .fold((false, false), |(lf, cr), (&a, &b)| {
+            (
+                lf | ((b == b'\n') & (a != b'\r')),
+                cr | ((a == b'\r') & (b != b'\n')),
+            )
+        });
+    if bare_lf || head.first() == Some(&b'\n') {
+        return Err(HeadError::Malformed("bare LF in the head"));
+    }
+    if bare_cr {
+        return Err(HeadError::Malformed("bare CR in the head"));
     }
     Ok(())
 }
@@ -532,12 +540,26 @@ impl<'a> HeadWriter<'a> {
     fn ip(&mut self, ip: IpAddr) {
         match ip {
             IpAddr::V4(v4) => {
+                // Built on the stack and written once: this runs twice per request.
+                let mut text = [0u8; 15];
+                let mut at = 0;
                 for (i, octet) in v4.octets().into_iter().enumerate() {
                     if i > 0 {
-                        self.bytes(b".");
+                        text[at] = b'.';
+                        at += 1;
                     }
-                    self.decimal(u64::from(octet));
+                    if octet >= 100 {
+                        text[at] = b'0' + octet / 100;
+                        at += 1;
+                    }
+                    if octet >= 10 {
+                        text[at] = b'0' + octet / 10 % 10;
+                        at += 1;
+                    }
+                    text[at] = b'0' + octet % 10;
+                    at += 1;
                 }
+                self.bytes(&text[..at]);
             }
             IpAddr::V6(v6) => {
                 let _ = write!(self, "{v6}");
@@ -936,6 +958,34 @@ mod tests {
     }
 
     #[test]
+    fn line_endings_check_agrees_with_the_plain_definition() {
+        // Every line ends in CRLF; a CR at the very end may still get its LF.
+        fn plain(head: &[u8]) -> bool {
+            head.iter().enumerate().all(|(i, &b)| match b {
+                b'\n' => i > 0 && head[i - 1] == b'\r',
+                b'\r' => head.get(i + 1).is_none_or(|&n| n == b'\n'),
+                _ => true,
+            })
+        }
+        let alphabet = [b'a', b'\r', b'\n'];
+        for len in 0..=6u32 {
+            for mut code in 0..3usize.pow(len) {
+                let mut head = Vec::new();
+                for _ in 0..len {
+                    head.push(alphabet[code % 3]);
+                    code /= 3;
+                }
+                assert_eq!(
+                    check_line_endings(&head).is_ok(),
+                    plain(&head),
+                    "{:?}",
+                    String::from_utf8_lossy(&head)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn numbers_and_addresses_are_written_as_display_writes_them() {
         let mut pool = BufferPool::new(4096, 1);
         let mut out = pool.get().unwrap();
@@ -947,6 +997,7 @@ mod tests {
             "::1".parse().unwrap(),
             "2001:db8::ff00:42:8329".parse().unwrap(),
         ];
+        let every_octet = (0..=255u8).map(|v| IpAddr::from([v, v / 3, 255 - v, v % 10]));
         let mut expected = String::new();
         let mut w = HeadWriter::new(&mut out);
         for n in numbers {
@@ -954,7 +1005,7 @@ mod tests {
             w.bytes(b" ");
             expected.push_str(&format!("{n} "));
         }
-        for ip in ips {
+        for ip in ips.into_iter().chain(every_octet) {
             w.ip(ip);
             w.bytes(b" ");
             expected.push_str(&format!("{ip} "));
