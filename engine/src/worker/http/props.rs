@@ -8,8 +8,8 @@ use proptest::prelude::*;
 
 use super::body::BodyFramer;
 use super::parser::{
-    parse_request, parse_response, write_request_head, write_response_head, ClientConnection,
-    ClientInfo, Framing, MAX_HEADERS,
+    header_slots, parse_request, parse_response, write_request_head, write_response_head,
+    ClientConnection, ClientInfo, Framing,
 };
 use crate::worker::buffer::BufferPool;
 
@@ -54,14 +54,14 @@ proptest! {
         is_head in any::<bool>(),
     ) {
         let mut pool = BufferPool::new(16 * 1024, 2);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         if let Ok(Some(req)) = parse_request(&bytes, &mut headers) {
             prop_assert!(req.len <= bytes.len());
             let mut out = pool.get().unwrap();
             let _ = write_request_head(&mut out, &req, client());
             pool.put(out);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         if let Ok(Some(res)) = parse_response(&bytes, &mut headers, is_head) {
             prop_assert!(res.len <= bytes.len());
             let mut out = pool.get().unwrap();
@@ -89,7 +89,7 @@ proptest! {
             raw.push_str(&format!("Content-Length: {n}\r\n"));
         }
         raw.push_str("\r\n");
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         let head = parse_request(raw.as_bytes(), &mut headers).unwrap().unwrap();
         prop_assert_eq!(head.len, raw.len());
         prop_assert_eq!(head.method, method);
@@ -103,7 +103,7 @@ proptest! {
         let mut pool = BufferPool::new(16 * 1024, 1);
         let mut out = pool.get().unwrap();
         write_request_head(&mut out, &head, client()).unwrap();
-        let mut again = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut again = header_slots();
         let forwarded = parse_request(out.pending(), &mut again).unwrap().unwrap();
         prop_assert_eq!(forwarded.method, method);
         prop_assert_eq!(forwarded.target, path.as_str());

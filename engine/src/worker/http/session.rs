@@ -22,8 +22,8 @@ use std::time::Duration;
 use super::answers::{AnswerBytes, Status};
 use super::body::BodyFramer;
 use super::parser::{
-    parse_request, parse_response, write_request_head, write_response_head, ClientConnection,
-    ClientInfo, Framing, HeadError, RequestHead, MAX_HEADERS,
+    header_slots, parse_request, parse_response, write_request_head, write_response_head,
+    ClientConnection, ClientInfo, Framing, HeadError, RequestHead,
 };
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
@@ -289,7 +289,7 @@ impl HttpSession {
             self.front_in = Some(buf);
             return None;
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = header_slots();
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
             Ok(Some(head)) => (head.len, begin(&head, io, cx)),
             Ok(None) if !buf.is_full() => {
@@ -614,7 +614,7 @@ impl HttpSession {
             if ex.resp != Resp::AwaitHead || buf.is_empty() {
                 return Ok(Step::Progress);
             }
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut headers = header_slots();
             let res = match parse_response(buf.pending(), &mut headers, ex.is_head) {
                 Ok(Some(res)) => res,
                 Ok(None) if !buf.is_full() => return Ok(Step::Progress),
