@@ -41,19 +41,15 @@ EOW
 chmod +x "$wrapper"
 port="$(free_port)"
 write_weir_desired "$BENCH_TMP/desired" "$port" "$origin_port" "$HOST"
-real_bin="$WEIR_BIN"
-WEIR_BIN="$wrapper"
+WEIR_BIN="$wrapper" # start_weir runs $WEIR_BIN; the wrapper holds the real path
 start_weir weir "$port" "$BENCH_TMP/desired" "$HOST" 120
-WEIR_BIN="$real_bin"
 
 wrk -t1 -c"${WRK_CONNS:-16}" -d"$DURATION" -H "Host: $HOST" "http://127.0.0.1:$port/" \
 	>"$BENCH_TMP/wrk.log" 2>&1 || die "wrk failed, see $BENCH_TMP/wrk.log"
 requests="$(awk '/requests in/ { print $1 }' "$BENCH_TMP/wrk.log")"
 
-worker="$(pgrep -f -- "weir worker" | while read -r p; do
-	grep -qs "$out_dir" "/proc/$p/cmdline" && echo "$p"
-done | head -1 || true)"
-[[ -n "$worker" ]] || worker="$(pgrep -n -f -- "--channel-fd" || true)"
+# Under valgrind the worker's command line holds both our output path and `worker --id`.
+worker="$(pgrep -n -f -- "$out_dir/.* worker --id" || true)"
 [[ -n "$worker" ]] || die "no worker process found"
 callgrind_control -d "$worker" >/dev/null 2>&1
 profile=""
