@@ -57,6 +57,18 @@ impl Buf {
         n
     }
 
+    /// The free tail, compacted first, to write into in place; [`Buf::commit`] then says how
+    /// much of it now holds bytes.
+    pub fn spare_mut(&mut self) -> &mut [u8] {
+        self.compact_if_needed();
+        &mut self.data[self.end..]
+    }
+
+    /// Marks the first `n` bytes of [`Buf::spare_mut`] as pending.
+    pub fn commit(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
     /// Moves pending bytes to the front when the free tail is too small to be useful.
     fn compact_if_needed(&mut self) {
         if self.start > 0 && self.data.len() - self.end < self.data.len() / 4 {
