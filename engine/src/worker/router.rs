@@ -10,8 +10,13 @@
 //! ending in `.example.com` (any depth, as nginx does; the longest matching suffix wins) but not
 //! `example.com` itself; the port of the Host header is ignored; the longest path prefix wins;
 //! among equal routes the newest (highest sequence number) wins.
+//!
+//! The maps hash with foldhash rather than std's SipHash: SipHash cost more per request than
+//! the rest of routing. Flooding a map with colliding keys needs control of its keys, and here
+//! only the operator's configuration adds any; requests only look up. foldhash is still seeded
+//! per process.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 
 use weir_schema::state::FrontendSeq;
