@@ -371,6 +371,20 @@ fn check_line_endings(head: &[u8]) -> Result<(), HeadError> {
     Ok(())
 }
 
+/// `field == lower` ignoring ASCII case, for a `lower` of lowercase letters, digits and `-`:
+/// one OR and one compare per byte without early exit, which vectorises (this runs for every
+/// field of every head, several times). Exact for all bytes httparse lets into a name or a
+/// value: only control characters, which it refuses, could pass for a digit or a `-`.
+#[inline]
+fn is(field: &[u8], lower: &[u8]) -> bool {
+    field.len() == lower.len()
+        && field
+            .iter()
+            .zip(lower)
+            .fold(0u8, |diff, (&f, &l)| diff | ((f | 0x20) ^ l))
+            == 0
+}
+
 /// Comma-separated list elements of a field value, trimmed, empty ones skipped (RFC 9110 5.6.1).
 fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
@@ -408,13 +422,13 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
     // 0x20 but HTAB, and DEL, in a field value (the smuggling test pins that down).
     for h in headers {
         let name = h.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if is(name, b"content-length") {
             let n = parse_content_length(h.value)?;
             if s.content_length.is_some_and(|c| c != n) {
                 return Err(HeadError::Malformed("differing Content-Length values"));
             }
             s.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if is(name, b"transfer-encoding") {
             let mut any = false;
             for coding in list(h.value) {
                 any = true;
@@ -423,29 +437,29 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
                         "chunked is not the final transfer coding",
                     ));
                 }
-                s.chunked = coding.eq_ignore_ascii_case(b"chunked");
+                s.chunked = is(coding, b"chunked");
             }
             if !any {
                 return Err(HeadError::Malformed("empty Transfer-Encoding"));
             }
             s.transfer_encoding = true;
-        } else if name.eq_ignore_ascii_case(b"host") {
+        } else if is(name, b"host") {
             s.hosts += 1;
             s.host = Some(h.value.trim_ascii());
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if is(name, b"connection") {
             for token in list(h.value) {
-                if token.eq_ignore_ascii_case(b"close") {
+                if is(token, b"close") {
                     s.connection.close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                } else if is(token, b"keep-alive") {
                     s.connection.keep_alive = true;
-                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                } else if is(token, b"upgrade") {
                     s.connection.upgrade = true;
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"upgrade") {
+        } else if is(name, b"upgrade") {
             s.upgrade = true;
-        } else if name.eq_ignore_ascii_case(b"expect") {
-            s.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+        } else if is(name, b"expect") {
+            s.expect_continue = is(h.value.trim_ascii(), b"100-continue");
         }
     }
     if s.transfer_encoding && s.content_length.is_some() {
@@ -462,13 +476,9 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
 fn connection_names_fields(headers: &[httparse::Header<'_>]) -> bool {
     headers
         .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+        .filter(|h| is(h.name.as_bytes(), b"connection"))
         .flat_map(|h| list(h.value))
-        .any(|token| {
-            !token.eq_ignore_ascii_case(b"close")
-                && !token.eq_ignore_ascii_case(b"keep-alive")
-                && !token.eq_ignore_ascii_case(b"upgrade")
-        })
+        .any(|token| !is(token, b"close") && !is(token, b"keep-alive") && !is(token, b"upgrade"))
 }
 
 /// Whether a field is hop-by-hop: never forwarded as is (RFC 9110 7.6.1). `Upgrade` passes
@@ -481,28 +491,28 @@ fn is_hop_by_hop(
     upgrading: bool,
 ) -> bool {
     let n = name.as_bytes();
-    if n.eq_ignore_ascii_case(b"connection")
-        || n.eq_ignore_ascii_case(b"keep-alive")
-        || n.eq_ignore_ascii_case(b"proxy-connection")
-        || n.eq_ignore_ascii_case(b"te")
-        || n.eq_ignore_ascii_case(b"trailer")
+    if is(n, b"connection")
+        || is(n, b"keep-alive")
+        || is(n, b"proxy-connection")
+        || is(n, b"te")
+        || is(n, b"trailer")
     {
         return true;
     }
-    if n.eq_ignore_ascii_case(b"upgrade") {
+    if is(n, b"upgrade") {
         return !upgrading;
     }
     named
         && headers
             .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .filter(|h| is(h.name.as_bytes(), b"connection"))
             .flat_map(|h| list(h.value))
             .any(|token| {
                 token.eq_ignore_ascii_case(n)
-                    && !token.eq_ignore_ascii_case(b"upgrade")
-                    && !n.eq_ignore_ascii_case(b"host")
-                    && !n.eq_ignore_ascii_case(b"content-length")
-                    && !n.eq_ignore_ascii_case(b"transfer-encoding")
+                    && !is(token, b"upgrade")
+                    && !is(n, b"host")
+                    && !is(n, b"content-length")
+                    && !is(n, b"transfer-encoding")
             })
 }
 
@@ -606,37 +616,6 @@ impl<'a, 'b> HeadWriter<'a, 'b> {
         self.bytes(&digits[at..]);
     }
 
-    /// Writes an address as `Display` would; IPv4, the common case, without `fmt`.
-    fn ip(&mut self, ip: IpAddr) {
-        match ip {
-            IpAddr::V4(v4) => {
-                // Built on the stack and written once: this runs twice per request.
-                let mut text = [0u8; 15];
-                let mut at = 0;
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        text[at] = b'.';
-                        at += 1;
-                    }
-                    if octet >= 100 {
-                        text[at] = b'0' + octet / 100;
-                        at += 1;
-                    }
-                    if octet >= 10 {
-                        text[at] = b'0' + octet / 10 % 10;
-                        at += 1;
-                    }
-                    text[at] = b'0' + octet % 10;
-                    at += 1;
-                }
-                self.bytes(&text[..at]);
-            }
-            IpAddr::V6(v6) => {
-                let _ = write!(self, "{v6}");
-            }
-        }
-    }
-
     /// How many bytes the head took, if everything fit; the caller commits them.
     fn finish(mut self) -> Result<usize, HeadError> {
         self.flush_run();
@@ -660,9 +639,62 @@ fn span_in(raw: &[u8], h: &httparse::Header<'_>) -> Option<(usize, usize)> {
     (start < end && end <= raw.len()).then_some((start, end))
 }
 
-impl fmt::Write for HeadWriter<'_, '_> {
+/// A client address as `Display` writes it, rendered once per request for the two fields that
+/// carry it; IPv4, the common case, without `fmt`.
+#[derive(Debug)]
+struct AddrText {
+    /// The longest IPv6 text (`ffff:…:255.255.255.255`) is 45 bytes.
+    text: [u8; 45],
+    len: usize,
+}
+
+impl AddrText {
+    fn new(ip: IpAddr) -> AddrText {
+        let mut a = AddrText {
+            text: [0; 45],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        a.push(b'.');
+                    }
+                    if octet >= 100 {
+                        a.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        a.push(b'0' + octet / 10 % 10);
+                    }
+                    a.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                // Cannot fail: every IPv6 text fits.
+                let _ = write!(a, "{v6}");
+            }
+        }
+        a
+    }
+
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.text.get_mut(self.len) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len]
+    }
+}
+
+impl fmt::Write for AddrText {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.bytes(s.as_bytes());
+        let end = self.len + s.len();
+        let dst = self.text.get_mut(self.len..end).ok_or(fmt::Error)?;
+        dst.copy_from_slice(s.as_bytes());
+        self.len = end;
         Ok(())
     }
 }
@@ -706,6 +738,7 @@ pub fn write_request_head(
     if let (true, Some(host)) = (req.absolute, req.host) {
         w.field("Host", host);
     }
+    let addr = AddrText::new(client.peer.ip());
     let named = connection_names_fields(req.headers);
     let mut xff_seen = false;
     let mut via_seen = false;
@@ -713,28 +746,28 @@ pub fn write_request_head(
     let mut length_written = false;
     for h in req.headers {
         let name = h.name;
-        if name.eq_ignore_ascii_case("x-forwarded-proto")
-            || name.eq_ignore_ascii_case("x-forwarded-port")
-            || (req.absolute && name.eq_ignore_ascii_case("host"))
+        if is(name.as_bytes(), b"x-forwarded-proto")
+            || is(name.as_bytes(), b"x-forwarded-port")
+            || (req.absolute && is(name.as_bytes(), b"host"))
             || is_hop_by_hop(name, req.headers, named, req.upgrade)
         {
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
+        if is(name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, req.content_length, &mut length_written);
             continue;
         }
-        if name.eq_ignore_ascii_case("x-forwarded-for") {
+        if is(name.as_bytes(), b"x-forwarded-for") {
             if !xff_seen {
                 xff_seen = true;
                 w.bytes(b"X-Forwarded-For: ");
                 write_earlier_values(&mut w, req.headers, "x-forwarded-for");
-                w.ip(client.peer.ip());
+                w.bytes(addr.as_bytes());
                 w.bytes(b"\r\n");
             }
             continue;
         }
-        if name.eq_ignore_ascii_case("via") {
+        if is(name.as_bytes(), b"via") {
             if !via_seen {
                 via_seen = true;
                 w.bytes(b"Via: ");
@@ -743,12 +776,12 @@ pub fn write_request_head(
             }
             continue;
         }
-        if name.eq_ignore_ascii_case("forwarded") {
+        if is(name.as_bytes(), b"forwarded") {
             if !fwd_seen {
                 fwd_seen = true;
                 w.bytes(b"Forwarded: ");
                 write_earlier_values(&mut w, req.headers, "forwarded");
-                write_forwarded_element(&mut w, req, client);
+                write_forwarded_element(&mut w, req, client, &addr);
             }
             continue;
         }
@@ -756,7 +789,7 @@ pub fn write_request_head(
     }
     if !xff_seen {
         w.bytes(b"X-Forwarded-For: ");
-        w.ip(client.peer.ip());
+        w.bytes(addr.as_bytes());
         w.bytes(b"\r\n");
     }
     if !via_seen {
@@ -765,7 +798,7 @@ pub fn write_request_head(
     }
     if !fwd_seen {
         w.bytes(b"Forwarded: ");
-        write_forwarded_element(&mut w, req, client);
+        write_forwarded_element(&mut w, req, client, &addr);
     }
     w.bytes(b"X-Forwarded-Proto: ");
     w.bytes(client.proto.as_bytes());
@@ -783,10 +816,13 @@ pub fn write_request_head(
     Ok(())
 }
 
-/// Writes every value of the fields called `name`, each followed by `, `: the list our own
+/// Writes every value of the fields called `name` (lowercase), each followed by `, `: the list our own
 /// element is appended to (RFC 9110 5.3: repeated fields combine into one list, in order).
 fn write_earlier_values(w: &mut HeadWriter<'_, '_>, headers: &[httparse::Header<'_>], name: &str) {
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)) {
+    for h in headers
+        .iter()
+        .filter(|h| is(h.name.as_bytes(), name.as_bytes()))
+    {
         w.bytes(h.value.trim_ascii());
         w.bytes(b", ");
     }
@@ -828,17 +864,15 @@ fn write_forwarded_element(
     w: &mut HeadWriter<'_, '_>,
     req: &RequestHead<'_, '_>,
     client: ClientInfo,
+    addr: &AddrText,
 ) {
-    match client.peer.ip() {
-        ip @ IpAddr::V4(_) => {
-            w.bytes(b"for=");
-            w.ip(ip);
-        }
-        ip @ IpAddr::V6(_) => {
-            w.bytes(b"for=\"[");
-            w.ip(ip);
-            w.bytes(b"]\"");
-        }
+    if client.peer.is_ipv4() {
+        w.bytes(b"for=");
+        w.bytes(addr.as_bytes());
+    } else {
+        w.bytes(b"for=\"[");
+        w.bytes(addr.as_bytes());
+        w.bytes(b"]\"");
     }
     if let Some(host) = req.host {
         w.bytes(b";host=\"");
@@ -870,15 +904,21 @@ pub fn write_response_head(
 ) -> Result<(), HeadError> {
     let mut w = HeadWriter::new(out, res.raw);
     w.bytes(b"HTTP/1.1 ");
-    w.decimal(u64::from(res.code));
-    w.bytes(b" ");
+    // httparse takes exactly three digits for a status code.
+    let code = res.code % 1000;
+    w.bytes(&[
+        b'0' + (code / 100) as u8,
+        b'0' + (code / 10 % 10) as u8,
+        b'0' + (code % 10) as u8,
+        b' ',
+    ]);
     w.bytes(res.reason.as_bytes());
     w.bytes(b"\r\n");
     let upgrading = connection == ClientConnection::Upgrade;
     let named = connection_names_fields(res.headers);
     let mut length_written = false;
     for h in res.headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if is(h.name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, res.content_length, &mut length_written);
         } else if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
             w.keep(h);
@@ -1087,11 +1127,39 @@ mod tests {
     }
 
     #[test]
+    fn field_names_compare_as_eq_ignore_ascii_case_does_for_every_byte_httparse_allows() {
+        let allowed = (0..=255u8).filter(|&b| b == b'\t' || b >= 0x20 && b != 0x7f);
+        for lower in [
+            &b"content-length"[..],
+            b"te",
+            b"100-continue",
+            b"x-forwarded-for",
+        ] {
+            assert!(is(lower, lower));
+            assert!(is(&lower.to_ascii_uppercase(), lower));
+            assert!(!is(&lower[1..], lower));
+            for at in 0..lower.len() {
+                for b in allowed.clone() {
+                    let mut field = lower.to_vec();
+                    field[at] = b;
+                    assert_eq!(
+                        is(&field, lower),
+                        field.eq_ignore_ascii_case(lower),
+                        "{:?}",
+                        String::from_utf8_lossy(&field)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn numbers_and_addresses_are_written_as_display_writes_them() {
         let mut pool = BufferPool::new(4096, 1);
         let mut out = pool.get().unwrap();
         let numbers = [0, 1, 9, 10, 99, 100, 255, 8080, 65535, 1 << 32, u64::MAX];
-        let ips: [IpAddr; 5] = [
+        let ips: [IpAddr; 6] = [
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
             "0.0.0.0".parse().unwrap(),
             "10.200.3.45".parse().unwrap(),
             "255.255.255.255".parse().unwrap(),
@@ -1107,7 +1175,7 @@ mod tests {
             expected.push_str(&format!("{n} "));
         }
         for ip in ips.into_iter().chain(every_octet) {
-            w.ip(ip);
+            w.bytes(AddrText::new(ip).as_bytes());
             w.bytes(b" ");
             expected.push_str(&format!("{ip} "));
         }
