@@ -228,15 +228,32 @@ pub fn normalize_host<'a>(raw: &[u8], out: &'a mut [u8; 256]) -> Option<&'a str>
     if host.is_empty() || host.len() > out.len() {
         return None;
     }
+    // Through a table and without early exit: this runs for every request.
+    let mut bad = false;
     for (o, &b) in out.iter_mut().zip(host) {
-        let ok = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':');
-        if !ok {
-            return None;
-        }
-        *o = b.to_ascii_lowercase();
+        let lower = HOST_BYTES[usize::from(b)];
+        bad |= lower == 0;
+        *o = lower;
+    }
+    if bad {
+        return None;
     }
     std::str::from_utf8(&out[..host.len()]).ok()
 }
+
+/// Each byte a Host value may hold, lowercased; 0 for the others.
+const HOST_BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':') {
+            table[i] = b.to_ascii_lowercase();
+        }
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
@@ -312,6 +329,15 @@ mod tests {
         assert_eq!(normalize_host(b"a test", &mut out), None);
         assert_eq!(normalize_host(b"a.test:x", &mut out), None);
         assert_eq!(normalize_host(b"", &mut out), None);
+        for b in (0..=255u8).filter(|&b| b != b':') {
+            let allowed = b.is_ascii_alphanumeric() || b"-._[]".contains(&b);
+            let lower = String::from_utf8(vec![b'x', b.to_ascii_lowercase(), b'y']).ok();
+            assert_eq!(
+                normalize_host(&[b'X', b, b'Y'], &mut out).map(str::to_owned),
+                lower.filter(|_| allowed),
+                "byte {b:#x}"
+            );
+        }
     }
 
     fn time_lookups(r: &Router<usize>, host: &str, n: usize) -> Duration {
