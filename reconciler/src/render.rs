@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};
+use weir_schema::cert::utc_date as date;
 use weir_schema::model::{Resource, TlsVersion};
 use weir_schema::{proto, BackendId, BackendKey, Change, ClusterId, Fingerprint};
 
@@ -736,32 +737,10 @@ struct FrontendJson<'a> {
     path: &'a str,
 }
 
-/// A Unix time as a UTC date, `YYYY-MM-DD` (Howard Hinnant's civil-from-days).
-fn date(unix: i64) -> String {
-    let days = unix.div_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(1_700_000_000), "2023-11-14");
-        assert_eq!(date(951_782_400), "2000-02-29");
-    }
 
     /// A live and a desired state between them using every resource kind and every optional
     /// attribute, so that plans between them hold every JSON object the format has.

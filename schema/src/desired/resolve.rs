@@ -14,7 +14,7 @@ use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::cert::{CertError, Certificate};
+use crate::cert::{utc_date as date, CertError, Certificate};
 use crate::command::Change;
 use crate::model::{
     normalize_hostname, normalize_path, Backend, BackendId, BackendKey, Cluster, ClusterId,
@@ -780,32 +780,9 @@ fn state_message(e: &StateError) -> String {
     }
 }
 
-/// `2026-03-01` for a Unix time (proleptic Gregorian, UTC).
-fn date(unix: i64) -> String {
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_calendar_days() {
-        assert_eq!(date(0), "1970-01-01");
-        assert_eq!(date(951_782_400), "2000-02-29");
-        assert_eq!(date(1_767_225_599), "2025-12-31");
-        assert_eq!(date(1_767_225_600), "2026-01-01");
-    }
 
     #[test]
     fn unknown_names_list_the_known_ones() {
