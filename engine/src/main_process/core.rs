@@ -1091,30 +1091,21 @@ impl Core {
     }
 
     fn hard_stop(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(w) = slot.worker.take() {
-                w.kill();
-                w.reap();
-            }
-        }
-        for w in self.retiring.drain(..) {
-            w.kill();
-            w.reap();
-        }
+        self.kill_workers();
         self.exit = true;
     }
 
-    fn shutdown(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(w) = slot.worker.take() {
-                w.kill();
-                w.reap();
-            }
-        }
-        for w in self.retiring.drain(..) {
+    /// Kills and reaps every worker, serving and retiring.
+    fn kill_workers(&mut self) {
+        let serving = self.slots.iter_mut().filter_map(|slot| slot.worker.take());
+        for w in serving.chain(self.retiring.drain(..)) {
             w.kill();
             w.reap();
         }
+    }
+
+    fn shutdown(&mut self) {
+        self.kill_workers();
         self.autosave();
         if !matches!(self.phase, Phase::HandedOver { .. }) {
             let _ = std::fs::remove_file(&self.socket_path);

@@ -734,13 +734,22 @@ impl HttpSession {
     /// Ends the current exchange, if any: the backend connection is pooled when `reusable`,
     /// else closed; its buffers go back.
     fn end_exchange(&mut self, cx: &mut Context, reusable: bool) {
-        if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) {
-            let mut ex = *ex;
-            cx.upstream.release(ex.link, reusable, cx.now, &cx.registry);
-            cx.pool.release(&mut ex.head_out);
-            cx.pool.release(&mut ex.resp_in);
-            cx.pool.release(&mut ex.resp_out);
+        if let Some(link) = self.drop_exchange(cx) {
+            cx.upstream.release(link, reusable, cx.now, &cx.registry);
         }
+    }
+
+    /// Drops the current exchange, if any, giving its buffers back; returns its backend link,
+    /// which the caller releases unless the upstream already has.
+    fn drop_exchange(&mut self, cx: &mut Context) -> Option<Link> {
+        let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) else {
+            return None;
+        };
+        let mut ex = *ex;
+        cx.pool.release(&mut ex.head_out);
+        cx.pool.release(&mut ex.resp_in);
+        cx.pool.release(&mut ex.resp_out);
+        Some(ex.link)
     }
 
     /// Ends the exchange with one of our answers if the client has not had a response head
@@ -790,12 +799,7 @@ impl HttpSession {
             }
             Err(no) => {
                 // The link is already released; do not release it twice.
-                if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) {
-                    let mut ex = *ex;
-                    cx.pool.release(&mut ex.head_out);
-                    cx.pool.release(&mut ex.resp_in);
-                    cx.pool.release(&mut ex.resp_out);
-                }
+                self.drop_exchange(cx);
                 self.answer(no_backend(no, io), io, cx);
                 Step::Progress
             }
@@ -832,12 +836,8 @@ impl HttpSession {
                 Ok(())
             }
             Err(no) => {
-                if let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) {
-                    let mut ex = *ex;
-                    cx.pool.release(&mut ex.head_out);
-                    cx.pool.release(&mut ex.resp_in);
-                    cx.pool.release(&mut ex.resp_out);
-                }
+                // As above: the link is already released.
+                self.drop_exchange(cx);
                 Err(no_backend(no, io))
             }
         }
