@@ -6,14 +6,14 @@
 
 mod util;
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use util::control::*;
-use util::{free_port, http_get, wait_until, Proxy};
+use util::Proxy;
 use weir_schema::proto::{response::Content, ResponseStatus};
 use weir_schema::{Change, Command, Request};
+use weir_testkit::{free_addr, wait_until};
 
 /// The deadline the tests configure: small, so a hang is detected quickly.
 const ANSWER_MS: u64 = 500;
@@ -160,12 +160,11 @@ fn a_drain_longer_than_the_answer_deadline_is_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let proxy = start(dir.path(), 1);
     let gate = Gate::start();
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = free_addr();
     let mut c = client(&proxy);
     route(&mut c, addr, "app.test", &[gate.addr]);
     let worker = status(&mut c).workers[0].pid;
-    let request = std::thread::spawn(move || http_get(addr, "app.test", "/"));
-    assert!(wait_until(Duration::from_secs(10), || gate.arrived() == 1));
+    let request = gate.hold(addr, "app.test");
     let remove = Request::change(
         "rm",
         Change::RemoveBackend {

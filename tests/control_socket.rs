@@ -10,9 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use util::control::*;
-use util::{wait_until, Proxy};
+use util::Proxy;
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::{Command, Request};
+use weir_testkit::{free_addr, wait_until};
 
 #[test]
 fn socket_is_private_to_its_user() {
@@ -350,7 +351,7 @@ fn upgrade_hands_the_socket_and_state_to_a_new_main_process() {
 fn apply_30000_changes() {
     let proxy = Proxy::start(&["--workers", "2"]);
     let mut c = client(&proxy);
-    let listener: std::net::SocketAddr = ([127, 0, 0, 1], util::free_port()).into();
+    let listener = free_addr();
     assert!(is_ok(&apply(&mut c, add_http_listener(listener))));
     let mut requests = Vec::new();
     for i in 0..10_000 {

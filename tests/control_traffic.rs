@@ -11,14 +11,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use util::backend::Backend;
 use util::control::*;
-use util::{free_port, http_get, wait_until, Proxy};
+use util::Proxy;
+use weir_reconciler::client::Client;
 use weir_schema::proto::{response::Content, ResponseStatus};
 use weir_schema::{Change, Command, Request};
+use weir_testkit::{connect, free_addr, read_answer, wait_until, Backend};
 
-fn listener() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+/// A proxy with `workers` workers, a command client on it, and a listener (its address last)
+/// routing `app.test` to `backend`.
+fn routed_proxy(workers: &str, backend: SocketAddr) -> (Proxy, Client, SocketAddr) {
+    let proxy = Proxy::start(&["--workers", workers]);
+    let addr = free_addr();
+    let mut c = client(&proxy);
+    route(&mut c, addr, "app.test", &[backend]);
+    (proxy, c, addr)
 }
 
 fn remove_backend(id: &str, timeout_ms: u64) -> Request {
@@ -33,13 +40,9 @@ fn remove_backend(id: &str, timeout_ms: u64) -> Request {
 
 #[test]
 fn drain_reports_live_connections_then_ok_when_they_close() {
-    let proxy = Proxy::start(&["--workers", "2"]);
     let gate = Gate::start();
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[gate.addr]);
-    let request = std::thread::spawn(move || http_get(addr, "app.test", "/"));
-    assert!(wait_until(Duration::from_secs(10), || gate.arrived() == 1));
+    let (_proxy, mut c, addr) = routed_proxy("2", gate.addr);
+    let request = gate.hold(addr, "app.test");
     let mut progress = Vec::new();
     let mut released = false;
     let answer = c
@@ -62,13 +65,9 @@ fn drain_reports_live_connections_then_ok_when_they_close() {
 
 #[test]
 fn drain_times_out_with_a_failure_naming_the_count() {
-    let proxy = Proxy::start(&["--workers", "1"]);
     let gate = Gate::start();
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[gate.addr]);
-    let request = std::thread::spawn(move || http_get(addr, "app.test", "/"));
-    assert!(wait_until(Duration::from_secs(10), || gate.arrived() == 1));
+    let (_proxy, mut c, addr) = routed_proxy("1", gate.addr);
+    let request = gate.hold(addr, "app.test");
     let answer = c.call_with(&remove_backend("b0", 300), |_| {}).unwrap();
     assert_eq!(answer.status(), ResponseStatus::Failure);
     assert!(
@@ -88,11 +87,8 @@ fn drain_times_out_with_a_failure_naming_the_count() {
 
 #[test]
 fn a_worker_killed_under_load_is_replaced_and_only_in_flight_requests_fail() {
-    let proxy = Proxy::start(&["--workers", "2"]);
     let backend = Backend::start("one");
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[backend.addr]);
+    let (_proxy, mut c, addr) = routed_proxy("2", backend.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let load = request_loop(addr, "app.test", stop.clone(), 20_000);
     assert!(wait_until(Duration::from_secs(10), || backend
@@ -123,20 +119,16 @@ fn a_worker_killed_under_load_is_replaced_and_only_in_flight_requests_fail() {
 
 #[test]
 fn two_workers_share_the_load() {
-    let proxy = Proxy::start(&["--workers", "2"]);
     let backend = Backend::start("one");
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[backend.addr]);
+    let (_proxy, mut c, addr) = routed_proxy("2", backend.addr);
     // Keep-alive connections held open, each after one answered request.
     let mut held = Vec::new();
     for _ in 0..32 {
         use std::io::Write;
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut s = connect(addr);
         s.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
             .unwrap();
-        assert_eq!(util::read_answer(&mut s).unwrap().status, 200);
+        assert_eq!(read_answer(&mut s).unwrap().status, 200);
         held.push(s);
     }
     let s = status(&mut c);
@@ -149,13 +141,9 @@ fn two_workers_share_the_load() {
 
 #[test]
 fn soft_stop_lets_a_slow_request_finish() {
-    let mut proxy = Proxy::start(&["--workers", "1"]);
     let gate = Gate::start();
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[gate.addr]);
-    let request = std::thread::spawn(move || http_get(addr, "app.test", "/"));
-    assert!(wait_until(Duration::from_secs(10), || gate.arrived() == 1));
+    let (mut proxy, mut c, addr) = routed_proxy("1", gate.addr);
+    let request = gate.hold(addr, "app.test");
     c.send(&Request::new("stop", Command::SoftStop)).unwrap();
     // Still running while the request is in flight.
     std::thread::sleep(Duration::from_millis(200));
@@ -168,11 +156,8 @@ fn soft_stop_lets_a_slow_request_finish() {
 
 #[test]
 fn upgrade_under_a_request_loop_has_no_failures() {
-    let mut proxy = Proxy::start(&["--workers", "2"]);
     let backend = Backend::start("one");
-    let addr = listener();
-    let mut c = client(&proxy);
-    route(&mut c, addr, "app.test", &[backend.addr]);
+    let (mut proxy, _c, addr) = routed_proxy("2", backend.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let loops: Vec<_> = (0..4)
         .map(|_| request_loop(addr, "app.test", stop.clone(), 20_000))

@@ -6,18 +6,14 @@
 mod util;
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use util::servers::{fixed_handler, HttpServer};
-use util::{free_port, http_get, wait_until, Desired, Proxy};
+use util::{proxy_on_yaml, Desired, Proxy};
+use weir_testkit::{dead_addr, http_get, wait_until, Backend};
 
 fn start(yaml: &str) -> (Desired, Proxy, SocketAddr) {
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write("weir.yaml", &yaml.replace("{port}", &port.to_string()));
-    let proxy = Proxy::with_desired(desired.path(), 1);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (desired, proxy, addr) = proxy_on_yaml(yaml, None);
     assert!(wait_until(Duration::from_secs(20), || http_get(
         addr, "lb.test", "/"
     )
@@ -52,14 +48,14 @@ fn spread(addr: SocketAddr, n: usize) -> HashMap<String, usize> {
     for _ in 0..n {
         let answer = http_get(addr, "lb.test", "/").unwrap();
         assert_eq!(answer.status, 200, "{answer:?}");
-        *counts.entry(answer.body_str()).or_insert(0) += 1;
+        *counts.entry(answer.text()).or_insert(0) += 1;
     }
     counts
 }
 
 #[test]
 fn weighted_round_robin_is_exact() {
-    let (a, b) = (HttpServer::fixed("a"), HttpServer::fixed("b"));
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
     let (_d, _p, addr) = start(&yaml(
         "round_robin",
         &[("a", a.addr, 200, false), ("b", b.addr, 100, false)],
@@ -73,9 +69,9 @@ fn weighted_round_robin_is_exact() {
 fn random_least_connections_and_power_of_two_use_every_backend() {
     for lb in ["random", "least_connections", "power_of_two"] {
         let servers = [
-            HttpServer::fixed("a"),
-            HttpServer::fixed("b"),
-            HttpServer::fixed("c"),
+            Backend::start("a"),
+            Backend::start("b"),
+            Backend::start("c"),
         ];
         let backends: Vec<(&str, SocketAddr, u32, bool)> = ["a", "b", "c"]
             .into_iter()
@@ -93,7 +89,7 @@ fn random_least_connections_and_power_of_two_use_every_backend() {
 
 #[test]
 fn weighted_random_follows_weights() {
-    let (a, b) = (HttpServer::fixed("a"), HttpServer::fixed("b"));
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
     let (_d, _p, addr) = start(&yaml(
         "random",
         &[("a", a.addr, 400, false), ("b", b.addr, 100, false)],
@@ -105,11 +101,8 @@ fn weighted_random_follows_weights() {
 
 #[test]
 fn failover_to_other_backends_then_recovery() {
-    let good = HttpServer::fixed("good");
-    let down_addr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let good = Backend::start("good");
+    let down_addr = dead_addr();
     let (_d, _p, addr) = start(&yaml(
         "round_robin",
         &[
@@ -121,20 +114,17 @@ fn failover_to_other_backends_then_recovery() {
     let counts = spread(addr, 20);
     assert_eq!(counts.get("good"), Some(&20), "{counts:?}");
     // The backend comes back; after its backoff it gets traffic again.
-    let back = HttpServer::start_at(down_addr, fixed_handler("down"));
+    let back = Backend::start_at(down_addr, "down");
     assert!(wait_until(Duration::from_secs(15), || {
-        http_get(addr, "lb.test", "/").is_ok_and(|a| a.body_str() == "down")
+        http_get(addr, "lb.test", "/").is_ok_and(|a| a.text() == "down")
     }));
     drop(back);
 }
 
 #[test]
 fn backup_serves_only_while_no_primary_is_up() {
-    let backup = HttpServer::fixed("backup");
-    let primary_addr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let backup = Backend::start("backup");
+    let primary_addr = dead_addr();
     // The primary refuses: the backup takes every request, and none fails.
     let (_d, _p, addr) = start(&yaml(
         "round_robin",
@@ -145,9 +135,9 @@ fn backup_serves_only_while_no_primary_is_up() {
     ));
     assert_eq!(spread(addr, 10).get("backup"), Some(&10));
     // The primary comes back: once it is up again the backup gets nothing.
-    let _primary = HttpServer::start_at(primary_addr, fixed_handler("primary"));
+    let _primary = Backend::start_at(primary_addr, "primary");
     assert!(wait_until(Duration::from_secs(15), || {
-        http_get(addr, "lb.test", "/").is_ok_and(|a| a.body_str() == "primary")
+        http_get(addr, "lb.test", "/").is_ok_and(|a| a.text() == "primary")
     }));
     assert_eq!(spread(addr, 10).get("primary"), Some(&10));
 }

@@ -11,14 +11,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use util::servers::{Handler, HttpServer};
-use util::{free_port, http_get, http_raw, read_answer, wait_until, Desired, Proxy};
+use util::{proxy_on_yaml, Desired, Proxy};
+use weir_testkit::{connect, http_get, http_raw, read_answer, wait_until, Backend, Handler};
 
 /// An origin answering every request with its head and body as the answer's body, so a test
 /// sees exactly what the proxy forwarded. `/early` first sends a `103 Early Hints`;
 /// `/until-close` answers without a length and closes; `/cut` promises 100 bytes, sends 5
 /// and closes.
-fn origin() -> HttpServer {
+fn origin() -> Backend {
     let handler: Handler = Arc::new(|req, stream| {
         let answer: Vec<u8> = match req.path() {
             "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
@@ -37,20 +37,16 @@ fn origin() -> HttpServer {
         let keep = !matches!(req.path(), "/until-close" | "/cut");
         stream.write_all(&answer).is_ok() && keep
     });
-    HttpServer::start(handler)
+    Backend::with_handler("origin", handler)
 }
 
 /// A proxy routing `app.test` and `*.wild.test` to `origin`, with a short request timeout.
 fn start(origin: SocketAddr) -> (Desired, Proxy, SocketAddr) {
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write(
-        "routes/weir.yaml",
-        &format!(
-            r#"
+    let yaml = format!(
+        r#"
 listeners:
   - name: web
-    address: 127.0.0.1:{port}
+    address: 127.0.0.1:{{port}}
     protocol: http
     request_timeout: 500ms
 clusters:
@@ -70,21 +66,13 @@ frontends:
     hostname: empty.test
     cluster: empty
 "#
-        ),
     );
-    let proxy = Proxy::with_desired(&desired.path().join("routes"), 1);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (desired, proxy, addr) = proxy_on_yaml(&yaml, None);
     // `empty.test` is routed last, to a cluster without backends: a 503 means every route is in.
     assert!(wait_until(Duration::from_secs(20), || {
         http_get(addr, "empty.test", "/").is_ok_and(|a| a.status == 503)
     }));
     (desired, proxy, addr)
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
 }
 
 /// Reads until the proxy closes (bounded by the read timeout). `true` if it closed.
@@ -153,20 +141,20 @@ fn absolute_form_target_is_forwarded_in_origin_form_with_its_host() {
     )
     .unwrap();
     assert_eq!(answer.status, 200);
-    let seen = origin.last();
+    let seen = origin.last_seen();
     assert!(
         seen.head.starts_with("GET /p?q=1 HTTP/1.1\r\n"),
         "{}",
         seen.head
     );
-    assert_eq!(seen.header("host").as_deref(), Some("APP.test:8080"));
+    assert_eq!(seen.header("host"), Some("APP.test:8080"));
     assert_eq!(seen.head.matches("Host:").count(), 1, "{}", seen.head);
     // HTTP/1.0 has no Host field to replace: it is added. An empty path becomes `/`.
     let answer = http_raw(addr, b"GET http://x.wild.test HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(answer.status, 200);
-    let seen = origin.last();
+    let seen = origin.last_seen();
     assert!(seen.head.starts_with("GET / HTTP/1.0\r\n"), "{}", seen.head);
-    assert_eq!(seen.header("host").as_deref(), Some("x.wild.test"));
+    assert_eq!(seen.header("host"), Some("x.wild.test"));
 }
 
 #[test]
@@ -181,8 +169,8 @@ fn content_length_list_is_forwarded_as_one_value() {
     )
     .unwrap();
     assert_eq!(answer.status, 200);
-    let seen = origin.last();
-    assert_eq!(seen.header("content-length").as_deref(), Some("5"));
+    let seen = origin.last_seen();
+    assert_eq!(seen.header("content-length"), Some("5"));
     assert_eq!(
         seen.head
             .to_ascii_lowercase()
@@ -227,12 +215,9 @@ fn interim_103_is_forwarded_then_the_final_answer() {
         .unwrap();
     let interim = read_answer(&mut s).unwrap();
     assert_eq!(interim.status, 103);
-    assert_eq!(
-        interim.header("link").as_deref(),
-        Some("</s.css>; rel=preload")
-    );
+    assert_eq!(interim.header("link"), Some("</s.css>; rel=preload"));
     let last = read_answer(&mut s).unwrap();
-    assert_eq!((last.status, last.body_str().as_str()), (200, "ok"));
+    assert_eq!((last.status, last.text().as_str()), (200, "ok"));
     // The connection is still usable.
     s.write_all(b"GET /again HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .unwrap();
@@ -271,13 +256,13 @@ fn refused_upgrade_keeps_http_semantics() {
     )
     .unwrap();
     let answer = read_answer(&mut s).unwrap();
-    assert_eq!((answer.status, answer.body_str().as_str()), (200, "no"));
+    assert_eq!((answer.status, answer.text().as_str()), (200, "no"));
     // Not a pipe: the next bytes are parsed as the next request.
     s.write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
         .unwrap();
     let answer = read_answer(&mut s).unwrap();
     assert_eq!(answer.status, 200);
-    assert!(answer.body_str().starts_with("GET /next HTTP/1.1\r\n"));
+    assert!(answer.text().starts_with("GET /next HTTP/1.1\r\n"));
 }
 
 #[test]
@@ -330,7 +315,7 @@ fn host_forms_route_alike_and_odd_targets_are_handled() {
             String::from_utf8_lossy(request)
         );
     }
-    assert!(origin.last().head.starts_with("GET / HTTP/1.1\r\n"));
+    assert!(origin.last_seen().head.starts_with("GET / HTTP/1.1\r\n"));
 }
 
 #[test]
@@ -349,7 +334,7 @@ fn http10_closes_unless_asked_and_http11_keeps_unless_asked() {
         s.write_all(b"GET / HTTP/1.0\r\nHost: app.test\r\nConnection: keep-alive\r\n\r\n")
             .unwrap();
         let answer = read_answer(&mut s).unwrap();
-        assert_eq!(answer.header("connection").as_deref(), Some("keep-alive"));
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
     }
 
     let mut s = connect(addr);
@@ -371,17 +356,17 @@ fn forwarded_fields_are_appended_to_the_clients() {
     )
     .unwrap();
     assert_eq!(answer.status, 200);
-    let seen = origin.last();
+    let seen = origin.last_seen();
     assert_eq!(
-        seen.header("x-forwarded-for").as_deref(),
+        seen.header("x-forwarded-for"),
         Some("192.0.2.1, 192.0.2.2, 127.0.0.1")
     );
     assert_eq!(
-        seen.header("forwarded").as_deref(),
+        seen.header("forwarded"),
         Some("for=192.0.2.3, for=127.0.0.1;host=\"app.test\";proto=http")
     );
     // Set by the proxy, never trusted from the client.
-    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
 }
 
 #[test]
@@ -394,11 +379,8 @@ fn requests_carry_a_via_element_after_the_clients() {
     )
     .unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(
-        origin.last().header("via").as_deref(),
-        Some("1.1 edge, 1.1 weir")
-    );
+    assert_eq!(origin.last_seen().header("via"), Some("1.1 edge, 1.1 weir"));
     let answer = http_raw(addr, b"GET / HTTP/1.0\r\nHost: app.test\r\n\r\n").unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(origin.last().header("via").as_deref(), Some("1.0 weir"));
+    assert_eq!(origin.last_seen().header("via"), Some("1.0 weir"));
 }

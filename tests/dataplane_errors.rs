@@ -6,37 +6,18 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use util::servers::{HttpServer, Request};
-use util::{free_port, http_get, http_raw, read_answer, wait_until, Desired, Proxy};
+use util::{proxy_on_yaml, Desired, Proxy};
+use weir_testkit::{
+    connect, dead_addr, http_get, http_raw, read_answer, wait_until, Backend, Seen, StuckListener,
+};
 
 /// Starts a proxy on `yaml` (`{port}` is the listener's port) with optional daemon settings.
 fn start(yaml: &str, daemon_toml: Option<&str>) -> (Desired, Proxy, SocketAddr) {
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write(
-        "routes/weir.yaml",
-        &yaml.replace("{port}", &port.to_string()),
-    );
-    let routes = desired.path().join("routes");
-    let proxy = match daemon_toml {
-        None => Proxy::with_desired(&routes, 1),
-        Some(toml) => {
-            let config = desired.write("weir.toml", toml);
-            Proxy::start(&[
-                "--config",
-                config.to_str().unwrap(),
-                "--desired",
-                routes.to_str().unwrap(),
-                "--workers",
-                "1",
-            ])
-        }
-    };
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (desired, proxy, addr) = proxy_on_yaml(yaml, daemon_toml);
     // Every file routes `empty.test`, last, to a cluster without backends: once it answers
     // 503 rather than 404, all routes are in (the listener accepts a moment before).
     assert!(wait_until(Duration::from_secs(20), || {
@@ -71,15 +52,9 @@ frontends:
     )
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
 #[test]
 fn every_smuggling_shape_is_a_400_and_never_reaches_the_origin() {
-    let origin = HttpServer::fixed("origin");
+    let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), None);
     assert!(wait_until(Duration::from_secs(10), || http_get(
         addr, "app.test", "/"
@@ -112,11 +87,7 @@ fn every_smuggling_shape_is_a_400_and_never_reaches_the_origin() {
     for (name, request) in shapes {
         let answer = http_raw(addr, request).unwrap();
         assert_eq!(answer.status, 400, "{name}: {answer:?}");
-        assert_eq!(
-            answer.header("connection").as_deref(),
-            Some("close"),
-            "{name}"
-        );
+        assert_eq!(answer.header("connection"), Some("close"), "{name}");
     }
     assert_eq!(
         origin.request_count(),
@@ -127,7 +98,7 @@ fn every_smuggling_shape_is_a_400_and_never_reaches_the_origin() {
 
 #[test]
 fn no_route_is_404_and_no_backend_is_503() {
-    let origin = HttpServer::fixed("origin");
+    let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(
         &yaml(origin.addr, "    answer_503: \"come back later\"", ""),
         None,
@@ -140,12 +111,12 @@ fn no_route_is_404_and_no_backend_is_503() {
     .is_ok_and(|a| a.status == 404)));
     let answer = http_get(addr, "empty.test", "/").unwrap();
     assert_eq!(answer.status, 503);
-    assert_eq!(answer.body_str(), "come back later");
+    assert_eq!(answer.text(), "come back later");
 }
 
 #[test]
 fn request_head_timeout_is_408_and_idle_keep_alive_closes() {
-    let origin = HttpServer::fixed("origin");
+    let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(
         &yaml(
             origin.addr,
@@ -175,7 +146,7 @@ fn request_head_timeout_is_408_and_idle_keep_alive_closes() {
 
 #[test]
 fn body_over_the_limit_is_413_and_a_head_over_a_buffer_is_431() {
-    let origin = HttpServer::fixed("origin");
+    let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(&yaml(origin.addr, "    max_request_body: 1024", ""), None);
     assert!(wait_until(Duration::from_secs(10), || http_get(
         addr, "app.test", "/"
@@ -196,15 +167,9 @@ fn body_over_the_limit_is_413_and_a_head_over_a_buffer_is_431() {
 
 #[test]
 fn refused_closed_or_garbage_backends_are_502() {
-    let garbage = HttpServer::start(Arc::new(|_: &Request, stream: &mut TcpStream| {
-        let _ = stream.write_all(b"this is not HTTP\r\n\r\n");
-        false
-    }));
-    let closer = HttpServer::start(Arc::new(|_: &Request, _: &mut TcpStream| false));
-    let refused = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let garbage = Backend::answer_then_close("garbage", b"this is not HTTP\r\n\r\n");
+    let closer = Backend::with_handler("closer", Arc::new(|_: &Seen, _: &mut TcpStream| false));
+    let refused = dead_addr();
     for (name, backend) in [
         ("garbage", garbage.addr),
         ("closer", closer.addr),
@@ -218,10 +183,13 @@ fn refused_closed_or_garbage_backends_are_502() {
 
 #[test]
 fn slow_backend_is_504() {
-    let slow = HttpServer::start(Arc::new(|_: &Request, _: &mut TcpStream| {
-        std::thread::sleep(Duration::from_secs(3));
-        false
-    }));
+    let slow = Backend::with_handler(
+        "slow",
+        Arc::new(|_: &Seen, _: &mut TcpStream| {
+            std::thread::sleep(Duration::from_secs(3));
+            false
+        }),
+    );
     let (_d, _proxy, addr) = start(&yaml(slow.addr, "", "    response_timeout: 300ms"), None);
     let started = Instant::now();
     assert_eq!(http_get(addr, "app.test", "/").unwrap().status, 504);
@@ -230,14 +198,8 @@ fn slow_backend_is_504() {
 
 #[test]
 fn connect_timeout_tries_the_next_backend() {
-    // A listener whose accept queue is full lets SYNs go unanswered: connects hang.
-    let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
-    nix::sys::socket::listen(&stuck, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
-    let stuck_addr = stuck.local_addr().unwrap();
-    let _fill: Vec<TcpStream> = (0..4)
-        .filter_map(|_| TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(100)).ok())
-        .collect();
-    let good = HttpServer::fixed("good");
+    let stuck = StuckListener::start();
+    let good = Backend::start("good");
     let yaml = format!(
         r#"
 listeners:
@@ -248,26 +210,27 @@ clusters:
   - id: app
     connect_timeout: 200ms
     backends:
-      - {{ id: a-stuck, address: "{stuck_addr}" }}
-      - {{ id: b-good, address: "{}" }}
+      - {{ id: a-stuck, address: "{stuck}" }}
+      - {{ id: b-good, address: "{good}" }}
   - id: empty
 frontends:
   - {{ listener: web, hostname: app.test, cluster: app }}
   - {{ listener: web, hostname: empty.test, cluster: empty }}
 "#,
-        good.addr
+        stuck = stuck.addr,
+        good = good.addr
     );
     let (_d, _proxy, addr) = start(&yaml, None);
     for _ in 0..4 {
         let answer = http_get(addr, "app.test", "/").unwrap();
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.body_str(), "good");
+        assert_eq!(answer.text(), "good");
     }
 }
 
 #[test]
 fn over_the_connection_cap_is_a_fast_503() {
-    let origin = HttpServer::fixed("origin");
+    let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_connections = 1\n"));
     // The readiness probe's connection may still hold the only slot for a moment: retry until
     // this connection holds it.

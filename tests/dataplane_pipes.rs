@@ -5,34 +5,30 @@
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
-use util::servers::{tcp_echo, websocket_echo};
-use util::{free_port, read_answer, wait_until, Desired, Proxy};
+use util::proxy_on_yaml;
+use weir_testkit::{
+    connect, read_answer, send_and_read_to_end, tcp_echo, wait_until, websocket_echo,
+};
 
 #[test]
 fn websocket_echo_through_the_proxy() {
     let origin = websocket_echo();
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write(
-        "weir.yaml",
-        &format!(
-            r#"
+    let yaml = format!(
+        r#"
 listeners:
-  - {{ name: web, address: "127.0.0.1:{port}", protocol: http }}
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http }}
 clusters:
   - id: ws
     backends: [{{ id: ws-1, address: "{}" }}]
 frontends:
   - {{ listener: web, hostname: ws.test, cluster: ws }}
 "#,
-            origin.addr
-        ),
+        origin.addr
     );
-    let _proxy = Proxy::with_desired(desired.path(), 1);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_desired, _proxy, addr) = proxy_on_yaml(&yaml, None);
     // The listener accepts a moment before its routes are in (404 meanwhile): retry the
     // upgrade until it is answered 101.
     let mut upgraded = None;
@@ -47,7 +43,7 @@ frontends:
         );
         match read_answer(&mut conn) {
             Ok(answer) if sent.is_ok() && answer.status == 101 => {
-                assert_eq!(answer.header("upgrade").as_deref(), Some("websocket"));
+                assert_eq!(answer.header("upgrade"), Some("websocket"));
                 upgraded = Some(conn);
                 true
             }
@@ -73,24 +69,18 @@ frontends:
 #[test]
 fn tcp_listener_echo() {
     let echo = tcp_echo();
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write(
-        "weir.yaml",
-        &format!(
-            r#"
+    let yaml = format!(
+        r#"
 listeners:
-  - {{ name: raw, address: "127.0.0.1:{port}", protocol: tcp }}
+  - {{ name: raw, address: "127.0.0.1:{{port}}", protocol: tcp }}
 clusters:
   - id: echo
     backends: [{{ id: echo-1, address: "{echo}" }}]
 frontends:
   - {{ listener: raw, cluster: echo }}
 "#
-        ),
     );
-    let _proxy = Proxy::with_desired(desired.path(), 1);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (_desired, _proxy, addr) = proxy_on_yaml(&yaml, None);
     // Ready once a byte comes back (the listener accepts a moment before its route is in).
     assert!(wait_until(Duration::from_secs(20), || {
         let Ok(mut probe) = TcpStream::connect(addr) else {
@@ -102,19 +92,9 @@ frontends:
         let mut byte = [0u8; 1];
         probe.write_all(b"?").is_ok() && probe.read_exact(&mut byte).is_ok() && byte == *b"?"
     }));
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut conn = connect(addr);
     let payload: Vec<u8> = (0..4_000_000).map(|i| (i * 7 % 256) as u8).collect();
-    let mut writer = conn.try_clone().unwrap();
-    let sent = payload.clone();
-    let t = std::thread::spawn(move || {
-        writer.write_all(&sent).unwrap();
-        writer.shutdown(std::net::Shutdown::Write).unwrap();
-    });
-    let mut got = Vec::new();
-    conn.read_to_end(&mut got).unwrap();
-    t.join().unwrap();
+    let got = send_and_read_to_end(&mut conn, &payload);
     assert_eq!(got.len(), payload.len());
     assert!(got == payload);
 }

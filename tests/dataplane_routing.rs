@@ -14,19 +14,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use util::control::{add_backend, add_cluster, apply, client, is_ok};
-use util::servers::{HttpServer, Request};
-use util::{curl, free_port, http_get, read_answer, wait_until, Desired, Proxy};
+use util::{curl, proxy_on_yaml, Desired, Proxy};
 use weir_schema::{Change, ClusterId, Frontend};
+use weir_testkit::{connect, http_get, read_answer, wait_until, Backend, Seen};
 
 /// Starts a proxy on `yaml` (with `{port}` replaced by a free port) and waits until
 /// `host` answers `200` through it (the listener may accept a moment before its routes are
 /// in, and answer 404 meanwhile).
 fn start(yaml: &str, host: &str) -> (Desired, Proxy, SocketAddr) {
-    let port = free_port();
-    let desired = Desired::new();
-    desired.write("weir.yaml", &yaml.replace("{port}", &port.to_string()));
-    let proxy = Proxy::with_desired(desired.path(), 1);
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let (desired, proxy, addr) = proxy_on_yaml(yaml, None);
     assert!(
         wait_until(Duration::from_secs(20), || http_get(addr, host, "/")
             .is_ok_and(|a| a.status == 200)),
@@ -55,18 +51,12 @@ frontends:
     )
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
 #[test]
 fn routes_by_exact_host_wildcard_and_longest_prefix() {
     let (a, b, c) = (
-        HttpServer::fixed("exact"),
-        HttpServer::fixed("api"),
-        HttpServer::fixed("wildcard"),
+        Backend::start("exact"),
+        Backend::start("api"),
+        Backend::start("wildcard"),
     );
     let yaml = format!(
         r#"
@@ -89,7 +79,7 @@ frontends:
         a.addr, b.addr, c.addr
     );
     let (_d, _proxy, addr) = start(&yaml, "shop.test");
-    let body = |host: &str, path: &str| http_get(addr, host, path).unwrap().body_str();
+    let body = |host: &str, path: &str| http_get(addr, host, path).unwrap().text();
     assert_eq!(body("shop.test", "/"), "exact");
     assert_eq!(body("Shop.Test:80", "/cart"), "exact");
     assert_eq!(body("shop.test", "/api/v1/items"), "api");
@@ -98,12 +88,12 @@ frontends:
     let missing = http_get(addr, "shop.example", "/").unwrap();
     assert_eq!(missing.status, 404);
     // The origin saw the forwarding headers.
-    let seen = b.last();
-    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    let seen = b.last_seen();
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(
         seen.header("x-forwarded-port"),
-        Some(addr.port().to_string())
+        Some(addr.port().to_string().as_str())
     );
     assert!(seen
         .header("forwarded")
@@ -112,7 +102,7 @@ frontends:
 
 #[test]
 fn keep_alive_reuses_connections_on_both_sides() {
-    let origin = HttpServer::fixed("hello");
+    let origin = Backend::start("hello");
     let (_d, proxy, addr) = start(&one_origin_yaml(origin.addr), "app.test");
     let before = origin.connection_count();
     let mut conn = connect(addr);
@@ -121,7 +111,7 @@ fn keep_alive_reuses_connections_on_both_sides() {
             .unwrap();
         let answer = read_answer(&mut conn).unwrap();
         assert_eq!(answer.status, 200);
-        assert_eq!(answer.body_str(), "hello");
+        assert_eq!(answer.text(), "hello");
     }
     assert!(
         origin.connection_count() - before <= 1,
@@ -139,14 +129,17 @@ fn keep_alive_reuses_connections_on_both_sides() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let origin = HttpServer::start(Arc::new(|req: &Request, stream: &mut TcpStream| {
-        let path = req.path().to_owned();
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
-            path.len()
-        );
-        stream.write_all(answer.as_bytes()).is_ok()
-    }));
+    let origin = Backend::with_handler(
+        "echo-path",
+        Arc::new(|req: &Seen, stream: &mut TcpStream| {
+            let path = req.path().to_owned();
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
+                path.len()
+            );
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
     let (_d, _proxy, addr) = start(&one_origin_yaml(origin.addr), "app.test");
     let mut conn = connect(addr);
     let batch: String = (0..10)
@@ -154,25 +147,28 @@ fn pipelined_requests_are_answered_in_order() {
         .collect();
     conn.write_all(batch.as_bytes()).unwrap();
     for i in 0..10 {
-        assert_eq!(read_answer(&mut conn).unwrap().body_str(), format!("/{i}"));
+        assert_eq!(read_answer(&mut conn).unwrap().text(), format!("/{i}"));
     }
 }
 
 #[test]
 fn chunked_bodies_in_both_directions() {
-    let origin = HttpServer::start(Arc::new(|req: &Request, stream: &mut TcpStream| {
-        let body = String::from_utf8_lossy(&req.body).to_uppercase();
-        let mut answer = String::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
-        for piece in body.as_bytes().chunks(7) {
-            answer.push_str(&format!(
-                "{:x}\r\n{}\r\n",
-                piece.len(),
-                String::from_utf8_lossy(piece)
-            ));
-        }
-        answer.push_str("0\r\n\r\n");
-        stream.write_all(answer.as_bytes()).is_ok()
-    }));
+    let origin = Backend::with_handler(
+        "upper",
+        Arc::new(|req: &Seen, stream: &mut TcpStream| {
+            let body = String::from_utf8_lossy(&req.body).to_uppercase();
+            let mut answer = String::from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for piece in body.as_bytes().chunks(7) {
+                answer.push_str(&format!(
+                    "{:x}\r\n{}\r\n",
+                    piece.len(),
+                    String::from_utf8_lossy(piece)
+                ));
+            }
+            answer.push_str("0\r\n\r\n");
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
     let (_d, _proxy, addr) = start(&one_origin_yaml(origin.addr), "app.test");
     // curl sends the body chunked and decodes the chunked answer.
     let out = curl(&[
@@ -189,16 +185,16 @@ fn chunked_bodies_in_both_directions() {
         String::from_utf8_lossy(&out.stdout),
         "STREAMED THROUGH WEIR"
     );
-    assert_eq!(origin.last().body, b"streamed through weir");
+    assert_eq!(origin.last_seen().body, b"streamed through weir");
     assert_eq!(
-        origin.last().header("transfer-encoding").as_deref(),
+        origin.last_seen().header("transfer-encoding"),
         Some("chunked")
     );
 }
 
 #[test]
 fn expect_100_continue() {
-    let origin = HttpServer::fixed("accepted");
+    let origin = Backend::start("accepted");
     let (_d, _proxy, addr) = start(&one_origin_yaml(origin.addr), "app.test");
     let mut conn = connect(addr);
     conn.write_all(
@@ -209,7 +205,7 @@ fn expect_100_continue() {
     conn.write_all(b"data").unwrap();
     let answer = read_answer(&mut conn).unwrap();
     assert_eq!(answer.status, 200);
-    assert_eq!(origin.last().body, b"data");
+    assert_eq!(origin.last_seen().body, b"data");
     // curl does the same dance on its own.
     let out = curl(&[
         "-H",
@@ -248,28 +244,31 @@ fn workers_rss_kib(proxy: &Proxy) -> u64 {
 fn large_bodies_stream_without_growing_memory() {
     const SIZE: usize = 256 * 1024 * 1024;
     // The origin answers a GET with SIZE bytes and counts the bytes of a PUT.
-    let origin = HttpServer::start(Arc::new(|req: &Request, stream: &mut TcpStream| {
-        if req.head.starts_with("GET") {
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
-            if stream.write_all(head.as_bytes()).is_err() {
-                return false;
-            }
-            let block = vec![b'w'; 1 << 20];
-            for _ in 0..SIZE >> 20 {
-                if stream.write_all(&block).is_err() {
+    let origin = Backend::with_handler(
+        "big",
+        Arc::new(|req: &Seen, stream: &mut TcpStream| {
+            if req.head.starts_with("GET") {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+                if stream.write_all(head.as_bytes()).is_err() {
                     return false;
                 }
+                let block = vec![b'w'; 1 << 20];
+                for _ in 0..SIZE >> 20 {
+                    if stream.write_all(&block).is_err() {
+                        return false;
+                    }
+                }
+                true
+            } else {
+                let body = req.body.len().to_string();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(answer.as_bytes()).is_ok()
             }
-            true
-        } else {
-            let body = req.body.len().to_string();
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            stream.write_all(answer.as_bytes()).is_ok()
-        }
-    }));
+        }),
+    );
     let (_d, proxy, addr) = start(&one_origin_yaml(origin.addr), "app.test");
     let rss_before = workers_rss_kib(&proxy);
     // Download: read it all, counting.
@@ -305,7 +304,7 @@ fn large_bodies_stream_without_growing_memory() {
         up.write_all(&block).unwrap();
     }
     let answer = read_answer(&mut up).unwrap();
-    assert_eq!(answer.body_str(), (64usize << 20).to_string());
+    assert_eq!(answer.text(), (64usize << 20).to_string());
     let growth = workers_rss_kib(&proxy).saturating_sub(rss_before);
     assert!(
         growth < 16 * 1024,
@@ -315,7 +314,7 @@ fn large_bodies_stream_without_growing_memory() {
 
 #[test]
 fn routes_change_under_a_running_request_loop_without_failures() {
-    let (blue, green) = (HttpServer::fixed("blue"), HttpServer::fixed("green"));
+    let (blue, green) = (Backend::start("blue"), Backend::start("green"));
     let (_d, proxy, addr) = start(&one_origin_yaml(blue.addr), "app.test");
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -331,7 +330,7 @@ fn routes_change_under_a_running_request_loop_without_failures() {
                 .unwrap();
             let answer = read_answer(&mut conn).unwrap();
             statuses.push(answer.status);
-            bodies.insert(answer.body_str());
+            bodies.insert(answer.text());
         }
         (statuses, bodies)
     });

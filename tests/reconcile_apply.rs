@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use util::backend::Backend;
 use util::control::{self, Gate};
-use util::{free_port, http_get, wait_until, weir_bin, Desired, Proxy};
+use util::{weir_bin, Desired, Proxy};
+use weir_testkit::{free_addr, http_get, wait_until, Answer, Backend};
 
 /// One http listener routing `shop.test` to `cluster`'s backends.
 fn app(listener: SocketAddr, cluster: &str, backends: &[(&str, SocketAddr)]) -> String {
@@ -52,6 +52,33 @@ fn proxy() -> Proxy {
 fn apply_ok(proxy: &Proxy, dir: &Path) {
     let out = proxy.weir(&["apply", dir.to_str().unwrap(), "--auto-approve"]);
     assert_eq!(code(&out), 0, "{}", show(&out));
+}
+
+/// A proxy with `live` applied, routing `shop.test` on `listener` to a blue backend, and a
+/// desired state `next` that switches it to a green one.
+struct BlueGreen {
+    proxy: Proxy,
+    listener: SocketAddr,
+    live: Desired,
+    next: Desired,
+}
+
+impl BlueGreen {
+    fn start(blue: SocketAddr, green: SocketAddr) -> BlueGreen {
+        let listener = free_addr();
+        let live = Desired::new();
+        live.write("app.yaml", &app(listener, "blue", &[("blue-1", blue)]));
+        let next = Desired::new();
+        next.write("app.yaml", &app(listener, "green", &[("green-1", green)]));
+        let proxy = proxy();
+        apply_ok(&proxy, live.path());
+        BlueGreen {
+            proxy,
+            listener,
+            live,
+            next,
+        }
+    }
 }
 
 // ---- golden cases ---------------------------------------------------------------------------
@@ -94,7 +121,7 @@ fn golden_case(case: &str) {
     let dir = tempfile::tempdir().unwrap();
     let ports: Vec<(String, String)> = GOLDEN_PORTS
         .iter()
-        .map(|p| (p.to_string(), format!("127.0.0.1:{}", free_port())))
+        .map(|p| (p.to_string(), free_addr().to_string()))
         .collect();
     copy_with_ports(&source, dir.path(), &ports);
     let live = dir.path().join("live");
@@ -181,19 +208,14 @@ fn golden_cases_plan_and_apply_against_a_real_proxy() {
 fn blue_green_switch_under_load_fails_no_request() {
     let blue = Backend::start("blue");
     let green = Backend::start("green");
-    let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let live = Desired::new();
-    live.write("app.yaml", &app(listener, "blue", &[("blue-1", blue.addr)]));
-    let next = Desired::new();
-    next.write(
-        "app.yaml",
-        &app(listener, "green", &[("green-1", green.addr)]),
-    );
-
-    let proxy = proxy();
-    apply_ok(&proxy, live.path());
+    let BlueGreen {
+        proxy,
+        listener,
+        live: _live,
+        next,
+    } = BlueGreen::start(blue.addr, green.addr);
     assert!(wait_until(Duration::from_secs(10), || {
-        http_get(listener, "shop.test", "/").is_ok_and(|a| a.body_str() == "blue")
+        http_get(listener, "shop.test", "/").is_ok_and(|a| a.text() == "blue")
     }));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -209,7 +231,7 @@ fn blue_green_switch_under_load_fails_no_request() {
     assert!(ok > 40, "only {ok} requests went through");
     assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
     assert_eq!(
-        http_get(listener, "shop.test", "/").unwrap().body_str(),
+        http_get(listener, "shop.test", "/").unwrap().text(),
         "green"
     );
 }
@@ -225,27 +247,20 @@ struct HeldDrain {
     _live: Desired,
     next: Desired,
     proxy: Proxy,
-    held: Option<std::thread::JoinHandle<()>>,
+    held: Option<std::thread::JoinHandle<std::io::Result<Answer>>>,
 }
 
 impl HeldDrain {
     fn start() -> HeldDrain {
         let gate = Gate::start();
         let green = Backend::start("green");
-        let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let live = Desired::new();
-        live.write("app.yaml", &app(listener, "blue", &[("blue-1", gate.addr)]));
-        let next = Desired::new();
-        next.write(
-            "app.yaml",
-            &app(listener, "green", &[("green-1", green.addr)]),
-        );
-        let proxy = proxy();
-        apply_ok(&proxy, live.path());
-        let held = std::thread::spawn(move || {
-            let _ = http_get(listener, "shop.test", "/");
-        });
-        assert!(wait_until(Duration::from_secs(10), || gate.arrived() == 1));
+        let BlueGreen {
+            proxy,
+            listener,
+            live,
+            next,
+        } = BlueGreen::start(gate.addr, green.addr);
+        let held = gate.hold(listener, "shop.test");
         HeldDrain {
             gate,
             _green: green,
@@ -339,16 +354,12 @@ fn a_concurrent_writer_during_apply_rolls_everything_back_with_exit_5() {
 fn a_stale_saved_plan_is_refused_with_exit_3() {
     let blue = Backend::start("blue");
     let green = Backend::start("green");
-    let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let live = Desired::new();
-    live.write("app.yaml", &app(listener, "blue", &[("blue-1", blue.addr)]));
-    let next = Desired::new();
-    next.write(
-        "app.yaml",
-        &app(listener, "green", &[("green-1", green.addr)]),
-    );
-    let proxy = proxy();
-    apply_ok(&proxy, live.path());
+    let BlueGreen {
+        proxy,
+        live: _live,
+        next,
+        ..
+    } = BlueGreen::start(blue.addr, green.addr);
 
     let plan_dir = tempfile::tempdir().unwrap();
     let plan_file = plan_dir.path().join("plan.json");
@@ -411,7 +422,7 @@ fn a_drain_outliving_its_deadline_stops_with_exit_4() {
 
 #[test]
 fn apply_without_a_terminal_needs_auto_approve() {
-    let listener: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listener = free_addr();
     let blue = Backend::start("blue");
     let live = Desired::new();
     live.write("app.yaml", &app(listener, "blue", &[("blue-1", blue.addr)]));

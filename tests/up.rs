@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use util::{free_port, http_get, wait_until, weir_bin};
+use util::weir_bin;
+use weir_testkit::{free_port, http_get, wait_until};
 
 /// Copies `from` into `to`, giving every `127.0.0.1:PORT` a free port (the same one wherever
 /// the same port appears), so the test never collides with a real quickstart.
@@ -146,7 +147,7 @@ fn start_quickstart() -> Started {
     let answer = wait_until(Duration::from_secs(10), || {
         http_get(addr, &host, &path).is_ok_and(|a| a.status == 200)
     });
-    let body = http_get(addr, &host, &path).map(|a| a.body_str());
+    let body = http_get(addr, &host, &path).map(|a| a.text());
     if !answer {
         panic!(
             "no 200 from {addr} Host {host}: {body:?} {:?}",

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use util::backend::Backend;
-use util::{free_port, http_get, wait_until, weir_bin, Desired, Proxy};
+use util::{weir_bin, Desired, Proxy};
+use weir_testkit::{free_port, http_get, wait_until, Backend};
 
 /// A running `weir watch`, its output collected line by line; killed when dropped.
 struct Watch {
@@ -108,7 +108,7 @@ fn body(addr: SocketAddr, host: &str) -> Option<String> {
     http_get(addr, host, "/")
         .ok()
         .filter(|a| a.status == 200)
-        .map(|a| a.body_str())
+        .map(|a| a.text())
 }
 
 fn answers(addr: SocketAddr, host: &str, expected: &str) -> bool {
@@ -347,7 +347,7 @@ fn a_blue_green_edit_under_load_fails_zero_requests() {
                     match http_get(listener, "shop.test", "/") {
                         Ok(a) if a.status == 200 => {
                             ok.fetch_add(1, Ordering::SeqCst);
-                            if a.body_str() == "green" {
+                            if a.text() == "green" {
                                 greens.fetch_add(1, Ordering::SeqCst);
                             }
                         }

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{connect, dead_addr, get, read_answer, wait_until, Backend, TestWorker};
+use support::TestWorker;
 use weir_schema::proto::{self, request::Kind, ResponseStatus};
+use weir_testkit::{connect, dead_addr, http_get, read_answer, wait_until, Backend};
 
 fn cluster(id: &str, lb: proto::LoadBalancing) -> proto::Cluster {
     proto::Cluster {
@@ -23,7 +24,7 @@ fn cluster(id: &str, lb: proto::LoadBalancing) -> proto::Cluster {
 fn spread(listener: std::net::SocketAddr, n: usize) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
     for _ in 0..n {
-        let answer = get(listener, "a.test", "/");
+        let answer = http_get(listener, "a.test", "/").unwrap();
         assert_eq!(answer.status, 200);
         *counts.entry(answer.text()).or_insert(0) += 1;
     }
@@ -83,7 +84,7 @@ fn failover_then_recovery() {
     w.add_frontend(listener, "a.test", "/", "c");
     // Every request succeeds: the failed connect is retried on the good backend.
     for _ in 0..10 {
-        assert_eq!(get(listener, "a.test", "/").text(), "good");
+        assert_eq!(http_get(listener, "a.test", "/").unwrap().text(), "good");
     }
     // The main process heard the backend go down.
     let down = w.metrics();
@@ -93,10 +94,11 @@ fn failover_then_recovery() {
         "{down:?}"
     );
     // It comes back: after its backoff a request tries it again and it is up.
-    let flaky = Backend::at(flaky_addr, "flaky", Backend::name_handler("flaky"));
-    assert!(wait_until(Duration::from_secs(10), || get(
+    let flaky = Backend::start_at(flaky_addr, "flaky");
+    assert!(wait_until(Duration::from_secs(10), || http_get(
         listener, "a.test", "/"
     )
+    .unwrap()
     .text()
         == "flaky"));
     w.call(Kind::Status(proto::Status {}));
@@ -178,8 +180,9 @@ fn active_health_check_takes_a_backend_out_and_back() {
     assert!(spread(listener, 10).contains_key("checked"));
 }
 
-#[test]
-fn removed_backend_drains_its_in_flight_request() {
+/// A backend named `slow` that holds every request until the flag is set, then answers `slow`
+/// (keeping the connection, so a `Connection: close` the client sees comes from the worker).
+fn slow_backend() -> (Backend, Arc<AtomicBool>) {
     let release = Arc::new(AtomicBool::new(false));
     let gate = release.clone();
     let slow = Backend::with_handler(
@@ -193,6 +196,12 @@ fn removed_backend_drains_its_in_flight_request() {
                 .is_ok()
         }),
     );
+    (slow, release)
+}
+
+#[test]
+fn removed_backend_drains_its_in_flight_request() {
+    let (slow, release) = slow_backend();
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&slow]);
     let mut client = connect(listener);
@@ -206,7 +215,7 @@ fn removed_backend_drains_its_in_flight_request() {
         drain_timeout_ms: 0,
     }));
     release.store(true, Ordering::SeqCst);
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     assert_eq!(answer.text(), "slow", "the in-flight request finished");
     let answers = w.answers_for(&id);
     let live: Vec<(ResponseStatus, u64)> = answers
@@ -221,7 +230,7 @@ fn removed_backend_drains_its_in_flight_request() {
         vec![(ResponseStatus::Processing, 1), (ResponseStatus::Ok, 0)]
     );
     // No new request reaches it.
-    assert_eq!(get(listener, "a.test", "/").status, 503);
+    assert_eq!(http_get(listener, "a.test", "/").unwrap().status, 503);
 }
 
 #[test]
@@ -242,7 +251,7 @@ fn routes_change_under_a_running_request_loop_without_failures() {
             n += 1;
             conn.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
                 .unwrap();
-            let answer = read_answer(&mut conn, false).unwrap();
+            let answer = read_answer(&mut conn).unwrap();
             *results.entry((answer.status, answer.text())).or_insert(0) += 1;
         }
         results
@@ -276,19 +285,7 @@ fn routes_change_under_a_running_request_loop_without_failures() {
 
 #[test]
 fn soft_stop_finishes_in_flight_requests_then_exits() {
-    let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
-    let slow = Backend::with_handler(
-        "slow",
-        Arc::new(move |_, stream| {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-                .is_ok()
-        }),
-    );
+    let (slow, release) = slow_backend();
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&slow]);
     let idle = connect(listener);
@@ -302,9 +299,9 @@ fn soft_stop_finishes_in_flight_requests_then_exits() {
         std::net::TcpStream::connect(listener).is_err()
     }));
     release.store(true, Ordering::SeqCst);
-    let answer = read_answer(&mut busy, false).unwrap();
+    let answer = read_answer(&mut busy).unwrap();
     assert_eq!(answer.text(), "slow");
-    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert_eq!(answer.header("connection"), Some("close"));
     let answers = w.answers_for(&id);
     assert_eq!(answers.last().map(|a| a.status()), Some(ResponseStatus::Ok));
     drop(idle);

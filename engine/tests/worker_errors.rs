@@ -5,36 +5,30 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{connect, dead_addr, get, raw, read_answer, Backend, TestWorker};
+use support::TestWorker;
 use weir_engine::channel::WorkerConfig;
 use weir_schema::proto;
-
-fn listener_with(w: &mut TestWorker, settings: proto::ListenerSettings) -> std::net::SocketAddr {
-    w.add_listener_with(proto::ListenerProtocol::Http, settings)
-}
+use weir_testkit::{connect, dead_addr, http_get, http_raw, read_answer, Backend, StuckListener};
 
 #[test]
 fn request_head_timeout_is_408() {
     let backend = Backend::start("a");
     let mut w = TestWorker::with_defaults();
-    let listener = listener_with(
-        &mut w,
+    let listener = w.simple_with(
         proto::ListenerSettings {
             request_timeout_ms: 200,
             ..Default::default()
         },
+        "a.test",
+        &[&backend],
     );
-    w.add_cluster(TestWorker::cluster("c"));
-    w.add_backend("c", "a", backend.addr);
-    w.add_frontend(listener, "a.test", "/", "c");
     let mut client = connect(listener);
     client.write_all(b"GET / HTTP/1.1\r\nHost: a.te").unwrap();
     let started = Instant::now();
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     assert_eq!(answer.status, 408);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -43,21 +37,19 @@ fn request_head_timeout_is_408() {
 fn idle_keep_alive_connection_is_closed_after_front_timeout() {
     let backend = Backend::start("a");
     let mut w = TestWorker::with_defaults();
-    let listener = listener_with(
-        &mut w,
+    let listener = w.simple_with(
         proto::ListenerSettings {
             front_timeout_ms: 200,
             ..Default::default()
         },
+        "a.test",
+        &[&backend],
     );
-    w.add_cluster(TestWorker::cluster("c"));
-    w.add_backend("c", "a", backend.addr);
-    w.add_frontend(listener, "a.test", "/", "c");
     let mut client = connect(listener);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+    assert_eq!(read_answer(&mut client).unwrap().status, 200);
     let started = Instant::now();
     let mut rest = Vec::new();
     client.read_to_end(&mut rest).unwrap();
@@ -70,30 +62,31 @@ fn idle_keep_alive_connection_is_closed_after_front_timeout() {
 fn body_over_the_limit_is_413() {
     let backend = Backend::start("a");
     let mut w = TestWorker::with_defaults();
-    let listener = listener_with(
-        &mut w,
+    let listener = w.simple_with(
         proto::ListenerSettings {
             max_request_body: 10,
             ..Default::default()
         },
+        "a.test",
+        &[&backend],
     );
-    w.add_cluster(TestWorker::cluster("c"));
-    w.add_backend("c", "a", backend.addr);
-    w.add_frontend(listener, "a.test", "/", "c");
-    let answer = raw(
+    let answer = http_raw(
         listener,
         b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n",
-    );
+    )
+    .unwrap();
     assert_eq!(answer.status, 413);
-    let chunked = raw(
+    let chunked = http_raw(
         listener,
         b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n01234567890123456789012345678901\r\n0\r\n\r\n",
-    );
+    )
+    .unwrap();
     assert_eq!(chunked.status, 413);
-    let small = raw(
+    let small = http_raw(
         listener,
         b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
-    );
+    )
+    .unwrap();
     assert_eq!(small.status, 200);
 }
 
@@ -105,17 +98,14 @@ fn lowered_body_limit_applies_to_an_open_keep_alive_connection() {
         max_request_body: 1000,
         ..Default::default()
     };
-    let listener = listener_with(&mut w, settings.clone());
-    w.add_cluster(TestWorker::cluster("c"));
-    w.add_backend("c", "a", backend.addr);
-    w.add_frontend(listener, "a.test", "/", "c");
+    let listener = w.simple_with(settings.clone(), "a.test", &[&backend]);
     let post = format!(
         "POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n{}",
         "x".repeat(100)
     );
     let mut client = connect(listener);
     client.write_all(post.as_bytes()).unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+    assert_eq!(read_answer(&mut client).unwrap().status, 200);
 
     w.call(proto::request::Kind::UpdateListener(proto::Listener {
         address: listener.to_string(),
@@ -128,7 +118,7 @@ fn lowered_body_limit_applies_to_an_open_keep_alive_connection() {
     }));
     // The same connection, accepted under the old limit, gets the new one.
     client.write_all(post.as_bytes()).unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 413);
+    assert_eq!(read_answer(&mut client).unwrap().status, 413);
     assert_eq!(backend.request_count(), 1);
 }
 
@@ -144,7 +134,7 @@ fn head_larger_than_a_buffer_is_431() {
         "GET / HTTP/1.1\r\nHost: a.test\r\nX-Big: {}\r\n\r\n",
         "x".repeat(5000)
     );
-    assert_eq!(raw(listener, big.as_bytes()).status, 431);
+    assert_eq!(http_raw(listener, big.as_bytes()).unwrap().status, 431);
 }
 
 #[test]
@@ -156,29 +146,24 @@ fn refused_backend_is_502_and_no_backend_is_503() {
     w.add_frontend(listener, "dead.test", "/", "dead");
     w.add_cluster(TestWorker::cluster("empty"));
     w.add_frontend(listener, "empty.test", "/", "empty");
-    let answer = get(listener, "dead.test", "/");
+    let answer = http_get(listener, "dead.test", "/").unwrap();
     assert_eq!(answer.status, 502, "{answer:?}");
     assert!(answer.text().contains("Bad Gateway"));
     // The backend is now down and in backoff: no healthy backend.
-    assert_eq!(get(listener, "dead.test", "/").status, 503);
-    assert_eq!(get(listener, "empty.test", "/").status, 503);
+    assert_eq!(http_get(listener, "dead.test", "/").unwrap().status, 503);
+    assert_eq!(http_get(listener, "empty.test", "/").unwrap().status, 503);
     assert!(w.counter("backend.connect_errors") >= 1);
 }
 
 #[test]
 fn garbage_from_the_backend_is_502() {
-    let backend = Backend::with_handler(
+    let backend = Backend::answer_then_close(
         "garbage",
-        Arc::new(|_, stream| {
-            let _ = stream.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-            );
-            false
-        }),
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
-    assert_eq!(get(listener, "a.test", "/").status, 502);
+    assert_eq!(http_get(listener, "a.test", "/").unwrap().status, 502);
 }
 
 #[test]
@@ -200,21 +185,13 @@ fn silent_backend_is_504() {
     w.add_backend("c", "s", backend.addr);
     w.add_frontend(listener, "a.test", "/", "c");
     let started = Instant::now();
-    assert_eq!(get(listener, "a.test", "/").status, 504);
+    assert_eq!(http_get(listener, "a.test", "/").unwrap().status, 504);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
 #[test]
 fn connect_timeout_moves_on_to_another_backend() {
-    // A listener whose accept queue is full drops further SYNs: connects hang.
-    let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
-    nix::sys::socket::listen(&stuck, nix::sys::socket::Backlog::new(0).unwrap()).unwrap();
-    let stuck_addr = stuck.local_addr().unwrap();
-    let _fillers: Vec<_> = (0..4)
-        .filter_map(|_| {
-            std::net::TcpStream::connect_timeout(&stuck_addr, Duration::from_millis(100)).ok()
-        })
-        .collect();
+    let stuck = StuckListener::start();
     let good = Backend::start("good");
     let mut w = TestWorker::with_defaults();
     let listener = w.add_http_listener();
@@ -223,11 +200,11 @@ fn connect_timeout_moves_on_to_another_backend() {
         connect_timeout_ms: 150,
         ..Default::default()
     });
-    w.add_backend("c", "a-stuck", stuck_addr);
+    w.add_backend("c", "a-stuck", stuck.addr);
     w.add_backend("c", "b-good", good.addr);
     w.add_frontend(listener, "a.test", "/", "c");
     for _ in 0..4 {
-        let answer = get(listener, "a.test", "/");
+        let answer = http_get(listener, "a.test", "/").unwrap();
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "good");
     }
@@ -245,8 +222,8 @@ fn over_the_connection_cap_is_a_fast_503() {
     first
         .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut first, false).unwrap().status, 200);
-    let second = get(listener, "a.test", "/");
+    assert_eq!(read_answer(&mut first).unwrap().status, 200);
+    let second = http_get(listener, "a.test", "/").unwrap();
     assert_eq!(second.status, 503);
     assert_eq!(w.counter("connections.refused"), 1);
 }
@@ -254,8 +231,8 @@ fn over_the_connection_cap_is_a_fast_503() {
 #[test]
 fn custom_404_body() {
     let mut w = TestWorker::with_defaults();
-    let listener = listener_with(
-        &mut w,
+    let listener = w.add_listener_with(
+        proto::ListenerProtocol::Http,
         proto::ListenerSettings {
             answer_404: Some("nothing here".into()),
             ..Default::default()
@@ -264,7 +241,7 @@ fn custom_404_body() {
     // A listener accepts once it has a route.
     w.add_cluster(TestWorker::cluster("c"));
     w.add_frontend(listener, "a.test", "/", "c");
-    let answer = get(listener, "x.test", "/");
+    let answer = http_get(listener, "x.test", "/").unwrap();
     assert_eq!(answer.status, 404);
     assert_eq!(answer.text(), "nothing here");
 }
@@ -278,7 +255,7 @@ fn empty_buffer_pool_is_a_503_not_a_queue() {
         ..WorkerConfig::default()
     });
     let listener = w.simple("a.test", &[&backend]);
-    let answer = get(listener, "a.test", "/");
+    let answer = http_get(listener, "a.test", "/").unwrap();
     assert_eq!(answer.status, 503);
     assert_eq!(backend.request_count(), 0);
 }

@@ -6,14 +6,17 @@ mod support;
 use std::io::Write;
 use std::sync::Arc;
 
-use support::{connect, get, raw, read_answer, Backend, TestWorker};
+use support::TestWorker;
+use weir_testkit::{
+    connect, http_get, http_raw, read_answer, read_answer_to_head, wait_until, Backend,
+};
 
 #[test]
 fn proxies_a_get_and_adds_forwarding_headers() {
     let backend = Backend::start("alpha");
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("shop.test", &[&backend]);
-    let answer = get(listener, "shop.test", "/hello");
+    let answer = http_get(listener, "shop.test", "/hello").unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.text(), "alpha");
     let seen = backend.last_seen();
@@ -22,11 +25,11 @@ fn proxies_a_get_and_adds_forwarding_headers() {
         "{}",
         seen.head
     );
-    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
-    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
     assert_eq!(
         seen.header("x-forwarded-port"),
-        Some(listener.port().to_string())
+        Some(listener.port().to_string().as_str())
     );
     assert!(seen
         .header("forwarded")
@@ -45,7 +48,7 @@ fn keep_alive_on_both_sides() {
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .unwrap();
-        let answer = read_answer(&mut client, false).unwrap();
+        let answer = read_answer(&mut client).unwrap();
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "alpha");
     }
@@ -67,12 +70,12 @@ fn unknown_host_is_404_and_keeps_the_connection() {
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: nope.test\r\n\r\n")
         .unwrap();
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     assert_eq!(answer.status, 404);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+    assert_eq!(read_answer(&mut client).unwrap().status, 200);
 }
 
 #[test]
@@ -80,12 +83,13 @@ fn smuggling_is_rejected() {
     let backend = Backend::start("alpha");
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
-    let answer = raw(
+    let answer = http_raw(
         listener,
         b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    );
+    )
+    .unwrap();
     assert_eq!(answer.status, 400);
-    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert_eq!(answer.header("connection"), Some("close"));
     assert_eq!(backend.request_count(), 0);
 }
 
@@ -108,7 +112,7 @@ fn chunked_request_and_response() {
     client
         .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
         .unwrap();
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), "HELLO WORLD");
     assert_eq!(backend.last_seen().body, b"hello world");
@@ -119,7 +123,7 @@ fn pipelined_requests_are_answered_in_order() {
     let backend = Backend::with_handler(
         "echo-path",
         Arc::new(|seen, stream| {
-            let path = seen.head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let path = seen.path().to_owned();
             let answer = format!(
                 "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}",
                 path.len()
@@ -136,7 +140,7 @@ fn pipelined_requests_are_answered_in_order() {
     }
     client.write_all(&batch).unwrap();
     for i in 0..5 {
-        let answer = read_answer(&mut client, false).unwrap();
+        let answer = read_answer(&mut client).unwrap();
         assert_eq!(answer.text(), format!("/{i}"));
     }
 }
@@ -152,10 +156,10 @@ fn expect_100_continue_is_relayed() {
             b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
         )
         .unwrap();
-    let interim = read_answer(&mut client, false).unwrap();
+    let interim = read_answer(&mut client).unwrap();
     assert_eq!(interim.status, 100);
     client.write_all(b"hello").unwrap();
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(backend.last_seen().body, b"hello");
 }
@@ -179,16 +183,16 @@ fn head_and_204_have_no_body() {
     client
         .write_all(b"HEAD / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    let head = read_answer(&mut client, true).unwrap();
-    assert_eq!(head.header("content-length").as_deref(), Some("1000"));
+    let head = read_answer_to_head(&mut client).unwrap();
+    assert_eq!(head.header("content-length"), Some("1000"));
     client
         .write_all(b"DELETE / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 204);
+    assert_eq!(read_answer(&mut client).unwrap().status, 204);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 204);
+    assert_eq!(read_answer(&mut client).unwrap().status, 204);
 }
 
 #[test]
@@ -220,32 +224,25 @@ fn large_bodies_stream_both_ways() {
             c.write_all(&body).unwrap();
         })
     };
-    let answer = read_answer(&mut client, false).unwrap();
+    let answer = read_answer(&mut client).unwrap();
     writer.join().unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body.len(), SIZE * 2);
     assert!(answer.body[..SIZE] == body[..] && answer.body[SIZE..] == body[..]);
     // Nothing is left in flight: every buffer went back.
-    assert!(support::wait_until(
-        std::time::Duration::from_secs(5),
-        || w.counter("buffers.in_use") == 0
-    ));
+    assert!(wait_until(std::time::Duration::from_secs(5), || w
+        .counter("buffers.in_use")
+        == 0));
 }
 
 #[test]
 fn read_until_close_response_closes_the_client() {
-    let backend = Backend::with_handler(
-        "eof",
-        Arc::new(|_, stream| {
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil close");
-            false
-        }),
-    );
+    let backend = Backend::answer_then_close("eof", b"HTTP/1.1 200 OK\r\n\r\nuntil close");
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
-    let answer = raw(listener, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    let answer = http_raw(listener, b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
     assert_eq!(answer.text(), "until close");
-    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert_eq!(answer.header("connection"), Some("close"));
 }
 
 #[test]
@@ -265,28 +262,28 @@ fn routing_exact_wildcard_prefix_and_newest() {
     w.add_frontend(listener, "shop.test", "/", "ca");
     w.add_frontend(listener, "shop.test", "/api", "cb");
     w.add_frontend(listener, "*.shop.test", "/", "cc");
-    assert_eq!(get(listener, "shop.test", "/x").text(), "a");
-    assert_eq!(get(listener, "SHOP.test:8080", "/api/v1").text(), "b");
-    assert_eq!(get(listener, "eu.shop.test", "/").text(), "c");
+    assert_eq!(http_get(listener, "shop.test", "/x").unwrap().text(), "a");
+    assert_eq!(
+        http_get(listener, "SHOP.test:8080", "/api/v1")
+            .unwrap()
+            .text(),
+        "b"
+    );
+    assert_eq!(http_get(listener, "eu.shop.test", "/").unwrap().text(), "c");
     // Newest wins among equal routes.
     w.add_frontend(listener, "shop.test", "/", "cd");
-    assert_eq!(get(listener, "shop.test", "/x").text(), "d");
+    assert_eq!(http_get(listener, "shop.test", "/x").unwrap().text(), "d");
     w.call(weir_schema::proto::request::Kind::RemoveFrontend(
         TestWorker::frontend(listener, "shop.test", "/", "cd"),
     ));
-    assert_eq!(get(listener, "shop.test", "/x").text(), "a");
+    assert_eq!(http_get(listener, "shop.test", "/x").unwrap().text(), "a");
 }
 
 #[test]
 fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
     // The backend closes every connection after answering without saying so.
-    let backend = Backend::with_handler(
-        "rude",
-        Arc::new(|_, stream| {
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
-            false
-        }),
-    );
+    let backend =
+        Backend::answer_then_close("rude", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
     let mut client = connect(listener);
@@ -294,7 +291,7 @@ fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .unwrap();
-        let answer = read_answer(&mut client, false).unwrap();
+        let answer = read_answer(&mut client).unwrap();
         assert_eq!(answer.status, 200);
     }
 }
@@ -310,7 +307,7 @@ fn idle_keep_alive_connections_hold_no_buffer() {
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .unwrap();
-        assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+        assert_eq!(read_answer(&mut client).unwrap().status, 200);
         clients.push(client);
     }
     assert_eq!(w.counter("connections.active"), 50);
@@ -322,10 +319,10 @@ fn http10_clients_are_served_and_closed() {
     let backend = Backend::start("alpha");
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
-    let answer = raw(listener, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    let answer = http_raw(listener, b"GET /old HTTP/1.0\r\nHost: a.test\r\n\r\n").unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), "alpha");
-    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert_eq!(answer.header("connection"), Some("close"));
     assert!(backend
         .last_seen()
         .head
@@ -336,8 +333,8 @@ fn http10_clients_are_served_and_closed() {
         client
             .write_all(b"GET / HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n")
             .unwrap();
-        let answer = read_answer(&mut client, false).unwrap();
-        assert_eq!(answer.header("connection").as_deref(), Some("keep-alive"));
+        let answer = read_answer(&mut client).unwrap();
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
     }
 }
 
@@ -389,7 +386,7 @@ fn listener_accepts_only_once_it_has_a_route() {
     w.call(Kind::AddFrontend(TestWorker::frontend(
         listener, "a.test", "/", "c",
     )));
-    let answer = read_answer(&mut early, false).unwrap();
+    let answer = read_answer(&mut early).unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), "alpha");
 }

@@ -11,8 +11,9 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{connect, read_answer, wait_until, TestWorker};
+use support::TestWorker;
 use weir_engine::channel::WorkerConfig;
+use weir_testkit::{connect, read_answer, wait_until};
 
 /// What the scripted backend reports about one of its connections.
 #[derive(Debug)]
@@ -103,6 +104,20 @@ fn serve(conn: usize, stream: TcpStream, report: &Sender<Report>) {
     }
 }
 
+/// Sends `GET /` on the client's connection, expects `200`, and that the backend answered it on
+/// its `conn`-th connection.
+fn get_answered_on(client: &mut TcpStream, backend: &ScriptedBackend, conn: usize) {
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(client).unwrap().status, 200);
+    let report = backend.next_report();
+    assert!(
+        matches!(report, Report::Answered { conn: c } if c == conn),
+        "expected an answer on connection {conn}, got {report:?}"
+    );
+}
+
 fn idle_count(w: &mut TestWorker) -> u64 {
     w.counter("backend.c/b.idle")
 }
@@ -127,14 +142,7 @@ fn idle_pooled_connection_is_closed_after_the_idle_timeout() {
     let mut client = connect(listener);
     // Two requests in a row share one backend connection: the pool works within the timeout.
     for _ in 0..2 {
-        client
-            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            .unwrap();
-        assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
-        assert!(matches!(
-            backend.next_report(),
-            Report::Answered { conn: 0 }
-        ));
+        get_answered_on(&mut client, &backend, 0);
     }
     // Then, left idle, the proxy closes it: the backend sees its end of stream.
     match backend.next_report() {
@@ -153,28 +161,14 @@ fn idle_pooled_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle_count(&mut w), 0);
     // The client's own keep-alive connection is untouched; the next request opens a fresh
     // backend connection.
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
-    assert!(matches!(
-        backend.next_report(),
-        Report::Answered { conn: 1 }
-    ));
+    get_answered_on(&mut client, &backend, 1);
 }
 
 #[test]
 fn pooled_connection_closed_by_the_backend_is_never_picked() {
     let (backend, mut w, listener) = setup(Duration::from_secs(30));
     let mut client = connect(listener);
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
-    assert!(matches!(
-        backend.next_report(),
-        Report::Answered { conn: 0 }
-    ));
+    get_answered_on(&mut client, &backend, 0);
     assert!(wait_until(Duration::from_secs(5), || idle_count(&mut w) == 1));
 
     // The backend closes the pooled connection while it is idle: the worker drops it.
@@ -188,7 +182,7 @@ fn pooled_connection_closed_by_the_backend_is_never_picked() {
     client
         .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n")
         .unwrap();
-    assert_eq!(read_answer(&mut client, false).unwrap().status, 200);
+    assert_eq!(read_answer(&mut client).unwrap().status, 200);
     assert!(matches!(
         backend.next_report(),
         Report::ClosedByPeer { conn: 0, .. }

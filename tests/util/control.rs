@@ -13,7 +13,9 @@ use weir_schema::{
     ListenerSettings, Protocol, Request,
 };
 
-use super::{wait_until, Proxy};
+use weir_testkit::{http_get, wait_until, Answer};
+
+use super::Proxy;
 
 /// A command client connected to `proxy`, with a read timeout so a hung proxy fails the test.
 pub fn client(proxy: &Proxy) -> Client {
@@ -195,6 +197,19 @@ impl Gate {
     pub fn arrived(&self) -> usize {
         self.arrived.load(std::sync::atomic::Ordering::SeqCst)
     }
+
+    /// Sends `GET /` for `host` to the listener at `addr` on its own thread, and returns once
+    /// that request is the one the gate holds (the first to arrive). Join the handle after
+    /// [`Gate::release`] for its answer.
+    pub fn hold(
+        &self,
+        addr: SocketAddr,
+        host: &'static str,
+    ) -> std::thread::JoinHandle<std::io::Result<Answer>> {
+        let request = std::thread::spawn(move || http_get(addr, host, "/"));
+        assert!(wait_until(Duration::from_secs(10), || self.arrived() == 1));
+        request
+    }
 }
 
 /// Runs GETs on fresh connections until `stop` is set (bounded by `max` requests); returns
@@ -211,7 +226,7 @@ pub fn request_loop(
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 break;
             }
-            match super::http_get(addr, host, "/") {
+            match http_get(addr, host, "/") {
                 Ok(a) if a.status == 200 => ok += 1,
                 _ => failed += 1,
             }

@@ -1,19 +1,19 @@
 //! In-process harness for worker tests: a real worker on a thread, driven over a real
-//! socketpair exactly as the main process drives it, plus tiny backends on 127.0.0.1.
-#![allow(dead_code)]
+//! socketpair exactly as the main process drives it. The backends and the HTTP client the
+//! tests point at it come from `weir_testkit`, shared with the end-to-end tests.
+#![allow(dead_code)] // Each test file includes this module; not every file uses every helper.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_engine::channel::{send_with_fd, WorkerConfig};
 use weir_schema::framing::{encode_frame, read_frame, DEFAULT_MAX_FRAME};
 use weir_schema::proto::{self, request::Kind, ResponseStatus};
+use weir_testkit::Backend;
 
 /// A worker running on a thread.
 pub struct TestWorker {
@@ -181,7 +181,17 @@ impl TestWorker {
 
     /// A listener, a cluster `c` with these backends, and a route for `host` `/`.
     pub fn simple(&mut self, host: &str, backends: &[&Backend]) -> SocketAddr {
-        let listener = self.add_http_listener();
+        self.simple_with(proto::ListenerSettings::default(), host, backends)
+    }
+
+    /// [`TestWorker::simple`] with these listener settings.
+    pub fn simple_with(
+        &mut self,
+        settings: proto::ListenerSettings,
+        host: &str,
+        backends: &[&Backend],
+    ) -> SocketAddr {
+        let listener = self.add_listener_with(proto::ListenerProtocol::Http, settings);
         self.add_cluster(TestWorker::cluster("c"));
         for b in backends {
             self.add_backend("c", &b.name, b.addr);
@@ -223,301 +233,4 @@ impl Drop for TestWorker {
             let _ = t.join();
         }
     }
-}
-
-/// What a backend saw of one request.
-#[derive(Debug, Clone)]
-pub struct Seen {
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-impl Seen {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-}
-
-/// What a backend does with a request.
-pub type Handler = Arc<dyn Fn(&Seen, &mut TcpStream) -> bool + Send + Sync>;
-
-/// A tiny HTTP/1.1 backend: one thread per connection, reads heads and bodies (Content-Length
-/// or chunked), answers through its handler (which returns whether to keep the connection).
-pub struct Backend {
-    pub name: String,
-    pub addr: SocketAddr,
-    pub requests: Arc<AtomicUsize>,
-    pub connections: Arc<AtomicUsize>,
-    pub seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Backend {
-    /// Answers `200` with its name as the body.
-    pub fn start(name: &str) -> Backend {
-        Backend::with_handler(name, Backend::name_handler(name))
-    }
-
-    /// The handler of [`Backend::start`].
-    pub fn name_handler(name: &str) -> Handler {
-        let body = name.to_owned();
-        {
-            Arc::new(move |seen, stream| {
-                let close = seen
-                    .header("connection")
-                    .is_some_and(|c| c.eq_ignore_ascii_case("close"));
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{}\r\n{}",
-                    body.len(),
-                    if close { "Connection: close\r\n" } else { "" },
-                    body
-                );
-                stream.write_all(answer.as_bytes()).is_ok() && !close
-            })
-        }
-    }
-
-    pub fn with_handler(name: &str, handler: Handler) -> Backend {
-        Backend::at("127.0.0.1:0".parse().expect("addr"), name, handler)
-    }
-
-    /// Starts on a given address (to bring a "dead" backend back).
-    pub fn at(addr: SocketAddr, name: &str, handler: Handler) -> Backend {
-        let listener = TcpListener::bind(addr).expect("bind backend");
-        let addr = listener.local_addr().expect("addr");
-        let requests = Arc::new(AtomicUsize::new(0));
-        let connections = Arc::new(AtomicUsize::new(0));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let (r, c, s) = (requests.clone(), connections.clone(), seen.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                c.fetch_add(1, Ordering::SeqCst);
-                let (r, s, h) = (r.clone(), s.clone(), handler.clone());
-                thread::spawn(move || serve(stream, &r, &s, &h));
-            }
-        });
-        Backend {
-            name: name.to_owned(),
-            addr,
-            requests,
-            connections,
-            seen,
-        }
-    }
-
-    pub fn request_count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-
-    pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::SeqCst)
-    }
-
-    pub fn last_seen(&self) -> Seen {
-        self.seen
-            .lock()
-            .expect("lock")
-            .last()
-            .cloned()
-            .expect("a request")
-    }
-}
-
-fn serve(stream: TcpStream, requests: &AtomicUsize, seen: &Mutex<Vec<Seen>>, handler: &Handler) {
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut head = String::new();
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            head.push_str(&line);
-            if line == "\r\n" {
-                break;
-            }
-        }
-        let mut s = Seen {
-            head,
-            body: Vec::new(),
-        };
-        if let Some(len) = s
-            .header("content-length")
-            .and_then(|l| l.parse::<usize>().ok())
-        {
-            if s.header("expect")
-                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
-            {
-                let _ = writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-            s.body.resize(len, 0);
-            if reader.read_exact(&mut s.body).is_err() {
-                return;
-            }
-        } else if s
-            .header("transfer-encoding")
-            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
-        {
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    return;
-                }
-                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                    .unwrap_or(0);
-                if size == 0 {
-                    loop {
-                        let mut t = String::new();
-                        if reader.read_line(&mut t).unwrap_or(0) == 0 || t == "\r\n" {
-                            break;
-                        }
-                    }
-                    break;
-                }
-                let mut chunk = vec![0u8; size + 2];
-                if reader.read_exact(&mut chunk).is_err() {
-                    return;
-                }
-                s.body.extend_from_slice(&chunk[..size]);
-            }
-        }
-        requests.fetch_add(1, Ordering::SeqCst);
-        if let Ok(mut all) = seen.lock() {
-            all.push(s.clone());
-        }
-        if !handler(&s, &mut writer) {
-            return;
-        }
-    }
-}
-
-/// One HTTP answer as a client reads it.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-pub fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    s
-}
-
-/// Reads one answer (Content-Length, chunked, or until close; none for HEAD when `head`).
-pub fn read_answer(stream: &mut TcpStream, head_request: bool) -> std::io::Result<Answer> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut answer = Answer {
-        status,
-        head,
-        body: Vec::new(),
-    };
-    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
-        return Ok(answer);
-    }
-    if let Some(len) = answer.header("content-length") {
-        let mut body = vec![0u8; len.parse().unwrap_or(0)];
-        stream.read_exact(&mut body)?;
-        answer.body = body;
-    } else if answer
-        .header("transfer-encoding")
-        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
-    {
-        let mut reader = BufReader::new(stream.try_clone()?);
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(std::io::Error::other)?;
-            if size == 0 {
-                loop {
-                    let mut t = String::new();
-                    reader.read_line(&mut t)?;
-                    if t == "\r\n" || t.is_empty() {
-                        break;
-                    }
-                }
-                break;
-            }
-            let mut chunk = vec![0u8; size + 2];
-            reader.read_exact(&mut chunk)?;
-            answer.body.extend_from_slice(&chunk[..size]);
-        }
-    } else {
-        stream.read_to_end(&mut answer.body)?;
-    }
-    Ok(answer)
-}
-
-/// Sends raw bytes on a fresh connection and reads one answer.
-pub fn raw(addr: SocketAddr, request: &[u8]) -> Answer {
-    let mut s = connect(addr);
-    s.write_all(request).expect("write");
-    read_answer(&mut s, false).expect("answer")
-}
-
-pub fn get(addr: SocketAddr, host: &str, path: &str) -> Answer {
-    raw(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
-
-/// Polls `check` until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// An address nothing listens on (bound then closed).
-pub fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
 }
