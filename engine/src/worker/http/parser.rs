@@ -1230,6 +1230,13 @@ mod tests {
             ),
             "{text:?}"
         );
+        // Empty values, with and without whitespace, at the start, middle and end of a run.
+        let text =
+            forwarded(b"GET / HTTP/1.1\r\nX-A:\r\nHost: a\r\nX-B:   \r\nX-C: 3\r\nX-D:\r\n\r\n");
+        assert!(
+            text.starts_with("GET / HTTP/1.1\r\nX-A:\r\nHost: a\r\nX-B:   \r\nX-C: 3\r\nX-D:\r\nX-Forwarded-For: "),
+            "{text:?}"
+        );
     }
 
     #[test]
