@@ -210,7 +210,9 @@ EOF
 }
 
 # start_nginx_proxy PORT ORIGIN_PORT: nginx as a reverse proxy with an upstream
-# keep-alive pool, adding X-Forwarded-For like the other two do.
+# keep-alive pool. Like HAProxy below, it adds the forwarding fields Weir must add
+# (X-Forwarded-For/-Proto/-Port, Forwarded, Via), so all three do the same work per
+# request and the origin parses the same heads.
 start_nginx_proxy() {
 	local port=$1 oport=$2 dir="$BENCH_TMP/nginx"
 	mkdir -p "$dir"
@@ -231,6 +233,10 @@ start_nginx_proxy() {
             proxy_set_header Connection "";
             proxy_set_header Host \$host;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header Via "1.1 nginx";
+            proxy_set_header Forwarded "for=\$remote_addr;host=\\"\$host\\";proto=\$scheme";
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Port \$server_port;
         }
     }
 }
@@ -241,7 +247,8 @@ EOF
 }
 
 # start_haproxy PORT ORIGIN_PORT: HAProxy in http mode, one thread, server
-# connections kept alive and shared between client connections.
+# connections kept alive and shared between client connections, adding the same
+# forwarding fields as the other two.
 start_haproxy() {
 	local port=$1 oport=$2 dir="$BENCH_TMP/haproxy"
 	mkdir -p "$dir"
@@ -263,6 +270,11 @@ frontend fe
     bind 127.0.0.1:$port
     default_backend origin
 backend origin
+    # HAProxy 2.6 has no "option forwarded" yet (2.7 does).
+    http-request add-header Via "1.1 haproxy"
+    http-request add-header Forwarded "for=%[src];host=\"%[req.hdr(host)]\";proto=http"
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Port %[dst_port]
     server o1 127.0.0.1:$oport
 EOF
 	start_bg haproxy haproxy -db -f "$dir/haproxy.cfg"
