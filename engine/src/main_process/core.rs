@@ -33,13 +33,18 @@ use super::events::{event, EventLog, DEFAULT_CAPACITY};
 use super::listeners::Listeners;
 use super::supervisor::{Slot, Spawner, Worker};
 use super::upgrade::{self, Handover};
-use super::{log_error, log_info, log_warn, persist, Input, MainError};
+use super::{heap, log_error, log_info, log_warn, persist, Input, MainError};
 
 /// How often the core wakes with nothing to do, to check deadlines and restarts.
 const TICK: Duration = Duration::from_millis(20);
 
 /// Inputs handled before queued writes to workers are flushed.
 const BATCH: usize = 1024;
+
+/// Inputs (commands, worker answers) after which the next idle tick hands freed heap pages back
+/// to the OS: a burst that large (a big desired state loaded and synced to workers, a large
+/// apply) leaves its peak behind otherwise.
+const TRIM_AFTER_INPUTS: u64 = 10_000;
 
 /// Prefix of ids the main process sends to workers without a client waiting: replays, loads,
 /// stops. A FAILURE answer to one of them still means the worker diverged.
@@ -95,6 +100,8 @@ pub struct Core {
     /// Set on a main process started by an upgrade: where to report readiness.
     ready: Option<std::os::unix::net::UnixStream>,
     exit: bool,
+    /// Inputs handled since the heap was last trimmed ([`TRIM_AFTER_INPUTS`]).
+    inputs_since_trim: u64,
 }
 
 impl Core {
@@ -171,6 +178,7 @@ impl Core {
             phase: Phase::Running,
             ready,
             exit: false,
+            inputs_since_trim: 0,
         };
         if core.saved_version == u64::MAX {
             core.saved_version = 0;
@@ -200,14 +208,22 @@ impl Core {
             match self.inputs.recv_timeout(TICK) {
                 Ok(input) => {
                     self.handle(input);
+                    let mut handled = 1;
                     for _ in 0..BATCH {
                         match self.inputs.try_recv() {
                             Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
+                        handled += 1;
+                    }
+                    self.inputs_since_trim += handled;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.inputs_since_trim >= TRIM_AFTER_INPUTS {
+                        heap::release_free_pages();
+                        self.inputs_since_trim = 0;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.flush_workers();

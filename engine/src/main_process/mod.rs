@@ -15,6 +15,7 @@ mod core;
 mod dispatch;
 mod events;
 pub mod fd;
+mod heap;
 mod listeners;
 mod persist;
 mod supervisor;
