@@ -82,11 +82,9 @@ pub struct RequestHead<'h, 'b> {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub headers: &'h [httparse::Header<'b>],
-    /// The head as received, including the blank line: fields forwarded unchanged are copied
-    /// from here.
+    /// The head as received, including the blank line: its length is what the head took of
+    /// the input, and fields forwarded unchanged are copied from it.
     pub raw: &'b [u8],
-    /// Bytes of the head (`raw.len()`).
-    pub len: usize,
     /// The host to route on (from an absolute-form target, else the Host field).
     pub host: Option<&'b [u8]>,
     /// The path to route on.
@@ -220,7 +218,6 @@ pub fn parse_request<'h, 'b>(
         minor,
         headers,
         raw: &buf[..len],
-        len,
         host,
         path,
         empty_path_query,
@@ -242,7 +239,6 @@ pub struct ResponseHead<'h, 'b> {
     pub headers: &'h [httparse::Header<'b>],
     /// The head as received (see [`RequestHead::raw`]).
     pub raw: &'b [u8],
-    pub len: usize,
     /// The one Content-Length value, forwarded as a single value.
     pub content_length: Option<u64>,
     pub framing: Framing,
@@ -308,7 +304,6 @@ pub fn parse_response<'h, 'b>(
         minor,
         headers,
         raw: &buf[..len],
-        len,
         content_length: fields.content_length,
         framing,
         keep_alive,

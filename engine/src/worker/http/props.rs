@@ -56,14 +56,14 @@ proptest! {
         let mut pool = BufferPool::new(16 * 1024, 2);
         let mut headers = header_slots();
         if let Ok(Some(req)) = parse_request(&bytes, &mut headers) {
-            prop_assert!(req.len <= bytes.len());
+            prop_assert!(req.raw.len() <= bytes.len());
             let mut out = pool.get().unwrap();
             let _ = write_request_head(&mut out, &req, client());
             pool.put(out);
         }
         let mut headers = header_slots();
         if let Ok(Some(res)) = parse_response(&bytes, &mut headers, is_head) {
-            prop_assert!(res.len <= bytes.len());
+            prop_assert!(res.raw.len() <= bytes.len());
             let mut out = pool.get().unwrap();
             let _ = write_response_head(&mut out, &res, ClientConnection::Close);
             pool.put(out);
@@ -91,7 +91,7 @@ proptest! {
         raw.push_str("\r\n");
         let mut headers = header_slots();
         let head = parse_request(raw.as_bytes(), &mut headers).unwrap().unwrap();
-        prop_assert_eq!(head.len, raw.len());
+        prop_assert_eq!(head.raw.len(), raw.len());
         prop_assert_eq!(head.method, method);
         prop_assert_eq!(head.path, path.as_str());
         let framing = match length {

@@ -291,7 +291,7 @@ impl HttpSession {
         }
         let mut headers = header_slots();
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
-            Ok(Some(head)) => (head.len, begin(&head, io, cx)),
+            Ok(Some(head)) => (head.raw.len(), begin(&head, io, cx)),
             Ok(None) if !buf.is_full() => {
                 self.front_in = Some(buf);
                 return None;
@@ -627,7 +627,7 @@ impl HttpSession {
                 return Err(self.fail(Status::Unavailable, io, cx));
             };
             let code = res.code;
-            let len = res.len;
+            let len = res.raw.len();
             if code == 101 {
                 if !ex.upgrade {
                     return Err(self.fail(Status::BadGateway, io, cx));
