@@ -17,10 +17,15 @@ use weir_testkit::{connect, http_get, http_raw, read_answer, wait_until, Backend
 /// An origin answering every request with its head and body as the answer's body, so a test
 /// sees exactly what the proxy forwarded. `/early` first sends a `103 Early Hints`;
 /// `/until-close` answers without a length and closes; `/cut` promises 100 bytes, sends 5
-/// and closes.
+/// and closes; `/switch` answers `101` to any request that reaches it with an `Upgrade`
+/// field, as an origin that speaks every protocol offered would.
 fn origin() -> Backend {
     let handler: Handler = Arc::new(|req, stream| {
         let answer: Vec<u8> = match req.path() {
+            "/switch" if req.header("upgrade").is_some() => {
+                let _ = stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+                return false;
+            }
             "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
             "/until-close" => b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
             "/cut" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec(),
@@ -263,6 +268,34 @@ fn refused_upgrade_keeps_http_semantics() {
     let answer = read_answer(&mut s).unwrap();
     assert_eq!(answer.status, 200);
     assert!(answer.text().starts_with("GET /next HTTP/1.1\r\n"));
+}
+
+/// h2c smuggling: after a `101` to `h2c` the client could send HTTP/2 requests straight to
+/// the backend, past every route. The offer is dropped and the request served as plain
+/// HTTP/1.1; an Upgrade in an HTTP/1.0 request is ignored too (RFC 9110 7.8).
+#[test]
+fn h2c_and_http10_upgrades_are_not_passed_on() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    for request in [
+        &b"GET /switch HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"[..],
+        b"GET /switch HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket, h2c\r\n\r\n",
+        b"GET /switch HTTP/1.0\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    ] {
+        let answer = http_raw(addr, request).unwrap();
+        let shown = String::from_utf8_lossy(request);
+        assert_eq!(answer.status, 200, "{shown}");
+        let seen = answer.text().to_ascii_lowercase();
+        assert!(!seen.contains("upgrade"), "{shown} reached the origin as:\n{seen}");
+        assert!(!seen.contains("http2-settings"), "{shown} reached the origin as:\n{seen}");
+    }
+    // A WebSocket offer in HTTP/1.1 still switches.
+    let answer = http_raw(
+        addr,
+        b"GET /switch HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 101);
 }
 
 #[test]

@@ -71,6 +71,8 @@ struct FieldSummary<'b> {
     hosts: usize,
     host: Option<&'b [u8]>,
     upgrade: bool,
+    /// An `Upgrade` field offers `h2c` (see [`parse_request`]).
+    upgrade_h2c: bool,
     expect_continue: bool,
 }
 
@@ -225,7 +227,12 @@ pub fn parse_request<'h, 'b>(
         content_length: fields.content_length,
         framing,
         keep_alive,
-        upgrade: fields.connection.upgrade && fields.upgrade,
+        // Upgrade is ignored in an HTTP/1.0 request (RFC 9110 7.8). An offer of `h2c` is
+        // ignored too: once the backend switched, the client could send it HTTP/2 requests
+        // the proxy never routes or checks ("h2c smuggling"); Envoy and Traefik drop it the
+        // same way. The request goes on as a plain one, its Upgrade and HTTP2-Settings fields
+        // dropped as hop-by-hop.
+        upgrade: fields.connection.upgrade && fields.upgrade && minor >= 1 && !fields.upgrade_h2c,
         expect_continue: fields.expect_continue,
     }))
 }
@@ -453,6 +460,7 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
             }
         } else if is(name, b"upgrade") {
             s.upgrade = true;
+            s.upgrade_h2c |= list(h.value).any(|p| is(p, b"h2c"));
         } else if is(name, b"expect") {
             s.expect_continue = is(h.value.trim_ascii(), b"100-continue");
         }
@@ -980,6 +988,22 @@ mod tests {
             .unwrap(),
             Some((Framing::Empty, true, true))
         );
+        // Ignored in HTTP/1.0, and never to h2c (alone or in a list).
+        assert_eq!(
+            req(b"GET /ws HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n").unwrap(),
+            Some((Framing::Empty, false, false))
+        );
+        for offer in ["h2c", "H2C", "websocket, h2c"] {
+            let raw = format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                 Upgrade: {offer}\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n"
+            );
+            assert_eq!(
+                req(raw.as_bytes()).unwrap(),
+                Some((Framing::Empty, true, false)),
+                "{offer}"
+            );
+        }
         // Equal duplicates merge.
         assert_eq!(
             req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\n")
@@ -1268,6 +1292,19 @@ mod tests {
         };
         write_request_head(&mut out, &head, client).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_h2c_offer_goes_out_as_a_plain_request() {
+        let out = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\nAccept: */*\r\n\r\n",
+        );
+        let lower = out.to_ascii_lowercase();
+        for gone in ["upgrade", "http2-settings", "connection"] {
+            assert!(!lower.contains(gone), "{gone} forwarded:\n{out}");
+        }
+        assert!(out.contains("Accept: */*\r\n"), "{out}");
     }
 
     #[test]
