@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use util::{proxy_on_yaml, Desired, Proxy};
-use weir_testkit::{connect, http_get, http_raw, read_answer, wait_until, Backend, Handler};
+use weir_testkit::{
+    connect, http_get, http_raw, read_answer, read_answer_to_head, wait_until, Backend, Handler,
+};
 
 /// An origin answering every request with its head and body as the answer's body, so a test
 /// sees exactly what the proxy forwarded. `/early` first sends a `103 Early Hints`;
@@ -30,6 +32,7 @@ fn origin() -> Backend {
             "/until-close" => b"HTTP/1.1 200 OK\r\n\r\nuntil close".to_vec(),
             "/cut" => b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort".to_vec(),
             "/no-upgrade" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno".to_vec(),
+            "/dated" => b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n".to_vec(),
             _ => {
                 let mut echo = req.head.clone().into_bytes();
                 echo.extend_from_slice(&req.body);
@@ -296,6 +299,72 @@ fn h2c_and_http10_upgrades_are_not_passed_on() {
     )
     .unwrap();
     assert_eq!(answer.status, 101);
+}
+
+/// A HEAD request the proxy answers itself gets the head a GET would get and no body (RFC
+/// 9110 9.3.2): a body there would be read as the start of the next answer on the connection.
+#[test]
+fn the_proxys_own_answers_to_head_have_no_body() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    let mut s = connect(addr);
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: nowhere.test\r\n\r\n")
+        .unwrap();
+    let head = read_answer_to_head(&mut s).unwrap();
+    assert_eq!(head.status, 404);
+    assert!(head.header("content-length").is_some_and(|l| l != "0"));
+    // The connection is kept, and the next bytes on it are the next answer's.
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    let next = read_answer(&mut s).unwrap();
+    assert_eq!(next.status, 200, "{}", next.head);
+    assert!(next.text().starts_with("GET /next HTTP/1.1\r\n"));
+    // A closing answer to HEAD (503: no backend) ends right after its head.
+    let mut s = connect(addr);
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: empty.test\r\n\r\n")
+        .unwrap();
+    let (all, closed) = read_to_close(&mut s);
+    let text = String::from_utf8_lossy(&all);
+    assert!(closed);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "a body follows the head: {text}"
+    );
+}
+
+/// Every answer carries a `Date` (RFC 9110 6.6.1): the proxy's own, and a backend's that came
+/// without one (the test backends send none); a backend's own `Date` is kept as it is.
+#[test]
+fn answers_carry_a_date() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    let is_imf_fixdate = |v: Option<&str>| {
+        v.is_some_and(|v| v.len() == 29 && v.ends_with(" GMT") && v.as_bytes()[3] == b',')
+    };
+    let not_found = http_get(addr, "nowhere.test", "/").unwrap();
+    assert_eq!(not_found.status, 404);
+    assert!(
+        is_imf_fixdate(not_found.header("date")),
+        "{}",
+        not_found.head
+    );
+    let forwarded = http_get(addr, "app.test", "/").unwrap();
+    assert_eq!(forwarded.status, 200);
+    assert!(
+        is_imf_fixdate(forwarded.header("date")),
+        "{}",
+        forwarded.head
+    );
+    assert_eq!(
+        forwarded.head.matches("Date:").count(),
+        1,
+        "{}",
+        forwarded.head
+    );
+    let dated = http_get(addr, "app.test", "/dated").unwrap();
+    assert_eq!(dated.header("date"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
+    assert_eq!(dated.head.to_ascii_lowercase().matches("date:").count(), 1);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use std::time::Instant;
 use mio::Registry;
 
 use super::buffer::BufferPool;
+use super::http::date::HttpDate;
 use super::metrics::Metrics;
 use super::router::Router;
 use super::upstream::Upstream;
@@ -16,6 +17,8 @@ use crate::channel::WorkerConfig;
 pub struct Context {
     /// The time of the current loop turn (one clock read per turn, not per operation).
     pub now: Instant,
+    /// The `Date` field of the current second, brought up to date with `now`.
+    pub date: HttpDate,
     pub registry: Registry,
     pub pool: BufferPool,
     pub upstream: Upstream,

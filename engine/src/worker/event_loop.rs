@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
@@ -19,6 +19,7 @@ use slab::Slab;
 
 use super::context::Context;
 use super::control::Control;
+use super::http::answers::{Answer, Status};
 use super::http::session::{Drive, HttpSession};
 use super::pipe::Pipe;
 use super::probe::Probes;
@@ -101,6 +102,7 @@ impl Worker {
                 Err(e) => return Err(WorkerError::Poll(e)),
             }
             self.cx.now = Instant::now();
+            self.cx.date.update(SystemTime::now());
             for event in events.iter() {
                 let closed = event.is_read_closed() || event.is_error();
                 let readable = event.is_readable() || closed;
@@ -197,8 +199,14 @@ impl Worker {
                 self.cx.metrics.connections_refused += 1;
                 if info.protocol.is_http() && !self.cx.stopping {
                     // Best effort, non-blocking: a fresh socket has room for 200 bytes.
-                    let answer = super::http::answers::Status::Unavailable.bytes(false);
-                    let _ = std::io::Write::write(&mut &stream, answer);
+                    let answer = Answer {
+                        status: Status::Unavailable,
+                        custom_body: info.answer_503.as_deref(),
+                        close: true,
+                        head_only: false,
+                    }
+                    .render(&self.cx.date);
+                    let _ = std::io::Write::write(&mut &stream, &answer);
                     self.cx.metrics.count_status(503);
                 }
                 continue;

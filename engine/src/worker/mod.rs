@@ -28,7 +28,7 @@ pub mod upstream;
 
 use std::io;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mio::{Interest, Poll, Token};
 use rand::rngs::SmallRng;
@@ -67,6 +67,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         .map_err(WorkerError::Channel)?;
     let cx = Context {
         now: Instant::now(),
+        date: http::date::HttpDate::new(SystemTime::now()),
         registry,
         pool: buffer::BufferPool::new(config.buffer_size, config.max_buffers),
         upstream: upstream::Upstream::new(SmallRng::from_os_rng(), config.backend_idle_timeout),

@@ -59,14 +59,7 @@ pub fn decode_token(token: usize) -> TokenKind {
     }
 }
 
-/// One custom answer in its two forms: keeping the connection, and closing it.
-#[derive(Debug, Clone)]
-pub struct KeepOrClose {
-    pub keep: Rc<[u8]>,
-    pub close: Rc<[u8]>,
-}
-
-/// A listener's settings as sessions use them, with its custom answers prebuilt.
+/// A listener's settings as sessions use them.
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
     /// The listener's address, which routes are keyed by.
@@ -76,9 +69,9 @@ pub struct ListenerInfo {
     pub front_timeout: Duration,
     pub request_timeout: Duration,
     pub max_request_body: Option<u64>,
-    /// Full 404 responses with the listener's body.
-    pub answer_404: Option<KeepOrClose>,
-    pub answer_503: Option<Rc<[u8]>>,
+    /// The listener's own bodies for the 404 and 503 answers.
+    pub answer_404: Option<Rc<str>>,
+    pub answer_503: Option<Rc<str>>,
 }
 
 impl ListenerInfo {
@@ -91,13 +84,8 @@ impl ListenerInfo {
             front_timeout: s.front_timeout.unwrap_or(defaults.0),
             request_timeout: s.request_timeout.unwrap_or(defaults.1),
             max_request_body: s.max_request_body,
-            answer_404: s.answer_404.as_ref().map(|body| KeepOrClose {
-                keep: super::http::answers::custom(404, "Not Found", body, false).into(),
-                close: super::http::answers::custom(404, "Not Found", body, true).into(),
-            }),
-            answer_503: s.answer_503.as_ref().map(|body| {
-                super::http::answers::custom(503, "Service Unavailable", body, true).into()
-            }),
+            answer_404: s.answer_404.as_deref().map(Rc::from),
+            answer_503: s.answer_503.as_deref().map(Rc::from),
         }
     }
 }

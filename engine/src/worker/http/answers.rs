@@ -1,9 +1,13 @@
 //! The answers the proxy writes itself, each with a short body saying what went wrong.
 //!
-//! They are static bytes (no buffer is needed to send them, so even an exhausted buffer pool
-//! can answer `503`); listeners may replace the 404 and 503 bodies.
+//! An answer is rendered when it is given (status line, `Date`, its fields, and the body
+//! unless the request was `HEAD`) into an allocation of its own rather than a pool buffer, so
+//! even an exhausted buffer pool can answer `503`. Listeners may replace the 404 and 503
+//! bodies.
 
-use std::rc::Rc;
+use std::io::Write as _;
+
+use super::date::HttpDate;
 
 /// One of the proxy's own answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,20 +27,6 @@ pub enum Status {
     VersionNotSupported,
 }
 
-// Content-Length values are written out by hand (const string lengths cannot be spliced
-// into `concat!`); the unit test `lengths_match_bodies` keeps them honest.
-const BAD_REQUEST: &str = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 35\r\nConnection: close\r\n\r\n400 Bad Request: malformed request\n";
-const NOT_FOUND_KEEP: &str = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 47\r\n\r\n404 Not Found: no route for this host and path\n";
-const NOT_FOUND_CLOSE: &str = "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 47\r\nConnection: close\r\n\r\n404 Not Found: no route for this host and path\n";
-const REQUEST_TIMEOUT: &str = "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 61\r\nConnection: close\r\n\r\n408 Request Timeout: the request head did not arrive in time\n";
-const PAYLOAD_TOO_LARGE: &str = "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 62\r\nConnection: close\r\n\r\n413 Content Too Large: the body is over this listener's limit\n";
-const URI_TOO_LONG: &str = "HTTP/1.1 414 URI Too Long\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 57\r\nConnection: close\r\n\r\n414 URI Too Long: the request line does not fit a buffer\n";
-const HEAD_TOO_LARGE: &str = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 68\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large: the head does not fit a buffer\n";
-const BAD_GATEWAY: &str = "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 65\r\nConnection: close\r\n\r\n502 Bad Gateway: the backend refused, closed or answered garbage\n";
-const UNAVAILABLE: &str = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 62\r\nConnection: close\r\n\r\n503 Service Unavailable: no healthy backend, or over capacity\n";
-const GATEWAY_TIMEOUT: &str = "HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 56\r\nConnection: close\r\n\r\n504 Gateway Timeout: the backend did not answer in time\n";
-const VERSION_NOT_SUPPORTED: &str = "HTTP/1.1 505 HTTP Version Not Supported\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: 75\r\nConnection: close\r\n\r\n505 HTTP Version Not Supported: this listener speaks HTTP/1.0 and HTTP/1.1\n";
-
 impl Status {
     pub fn code(self) -> u16 {
         match self {
@@ -53,83 +43,177 @@ impl Status {
         }
     }
 
-    /// The full response. Every answer closes the connection except a 404 to a client that
-    /// keeps it (`keep_alive`) and sent no body.
-    pub fn bytes(self, keep_alive: bool) -> &'static [u8] {
-        let text = match self {
-            Status::BadRequest => BAD_REQUEST,
-            Status::NotFound if keep_alive => NOT_FOUND_KEEP,
-            Status::NotFound => NOT_FOUND_CLOSE,
-            Status::RequestTimeout => REQUEST_TIMEOUT,
-            Status::PayloadTooLarge => PAYLOAD_TOO_LARGE,
-            Status::UriTooLong => URI_TOO_LONG,
-            Status::HeadTooLarge => HEAD_TOO_LARGE,
-            Status::BadGateway => BAD_GATEWAY,
-            Status::Unavailable => UNAVAILABLE,
-            Status::GatewayTimeout => GATEWAY_TIMEOUT,
-            Status::VersionNotSupported => VERSION_NOT_SUPPORTED,
-        };
-        text.as_bytes()
-    }
-}
-
-/// An answer's bytes: static, or a listener's custom one.
-#[derive(Debug, Clone)]
-pub enum AnswerBytes {
-    Static(&'static [u8]),
-    Shared(Rc<[u8]>),
-}
-
-impl AnswerBytes {
-    pub fn as_slice(&self) -> &[u8] {
+    /// The status line, through its CRLF.
+    fn status_line(self) -> &'static str {
         match self {
-            AnswerBytes::Static(b) => b,
-            AnswerBytes::Shared(b) => b,
+            Status::BadRequest => "HTTP/1.1 400 Bad Request\r\n",
+            Status::NotFound => "HTTP/1.1 404 Not Found\r\n",
+            Status::RequestTimeout => "HTTP/1.1 408 Request Timeout\r\n",
+            Status::PayloadTooLarge => "HTTP/1.1 413 Content Too Large\r\n",
+            Status::UriTooLong => "HTTP/1.1 414 URI Too Long\r\n",
+            Status::HeadTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::BadGateway => "HTTP/1.1 502 Bad Gateway\r\n",
+            Status::Unavailable => "HTTP/1.1 503 Service Unavailable\r\n",
+            Status::GatewayTimeout => "HTTP/1.1 504 Gateway Timeout\r\n",
+            Status::VersionNotSupported => "HTTP/1.1 505 HTTP Version Not Supported\r\n",
+        }
+    }
+
+    /// The default body: the status and what it means here.
+    fn body(self) -> &'static str {
+        match self {
+            Status::BadRequest => "400 Bad Request: malformed request\n",
+            Status::NotFound => "404 Not Found: no route for this host and path\n",
+            Status::RequestTimeout => {
+                "408 Request Timeout: the request head did not arrive in time\n"
+            }
+            Status::PayloadTooLarge => {
+                "413 Content Too Large: the body is over this listener's limit\n"
+            }
+            Status::UriTooLong => "414 URI Too Long: the request line does not fit a buffer\n",
+            Status::HeadTooLarge => {
+                "431 Request Header Fields Too Large: the head does not fit a buffer\n"
+            }
+            Status::BadGateway => {
+                "502 Bad Gateway: the backend refused, closed or answered garbage\n"
+            }
+            Status::Unavailable => {
+                "503 Service Unavailable: no healthy backend, or over capacity\n"
+            }
+            Status::GatewayTimeout => "504 Gateway Timeout: the backend did not answer in time\n",
+            Status::VersionNotSupported => {
+                "505 HTTP Version Not Supported: this listener speaks HTTP/1.0 and HTTP/1.1\n"
+            }
         }
     }
 }
 
-/// A full response with a listener's own body.
-pub fn custom(code: u16, reason: &str, body: &str, close: bool) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nContent-Length: {}\r\n{}\r\n{body}",
-        body.len(),
-        if close { "Connection: close\r\n" } else { "" },
-    )
-    .into_bytes()
+/// How one answer is to be written.
+#[derive(Debug, Clone, Copy)]
+pub struct Answer<'a> {
+    pub status: Status,
+    /// A listener's own body in place of the default one.
+    pub custom_body: Option<&'a str>,
+    /// `Connection: close`: the proxy closes after it.
+    pub close: bool,
+    /// The request was `HEAD`: the fields a `GET` would get, no body (RFC 9110 9.3.2).
+    pub head_only: bool,
+}
+
+impl Answer<'_> {
+    /// The whole response.
+    pub fn render(&self, date: &HttpDate) -> Vec<u8> {
+        let body = self.custom_body.unwrap_or(self.status.body());
+        let mut out = Vec::with_capacity(200 + body.len());
+        out.extend_from_slice(self.status.status_line().as_bytes());
+        out.extend_from_slice(date.field());
+        out.extend_from_slice(
+            b"Content-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\n",
+        );
+        // Cannot fail: writing to a Vec.
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
+        if self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !self.head_only {
+            out.extend_from_slice(body.as_bytes());
+        }
+        out
+    }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const ALL: [Status; 10] = [
+        Status::BadRequest,
+        Status::NotFound,
+        Status::RequestTimeout,
+        Status::PayloadTooLarge,
+        Status::UriTooLong,
+        Status::HeadTooLarge,
+        Status::BadGateway,
+        Status::Unavailable,
+        Status::GatewayTimeout,
+        Status::VersionNotSupported,
+    ];
+
+    fn parse(bytes: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut res = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(len) = res.parse(bytes).unwrap() else {
+            panic!("incomplete answer");
+        };
+        let fields = res
+            .headers
+            .iter()
+            .map(|h| {
+                (
+                    h.name.to_owned(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
+            .collect();
+        (res.code.unwrap(), fields, bytes[len..].to_vec())
+    }
+
+    fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 
     #[test]
-    fn lengths_match_bodies() {
-        for status in [
-            Status::BadRequest,
-            Status::NotFound,
-            Status::RequestTimeout,
-            Status::PayloadTooLarge,
-            Status::UriTooLong,
-            Status::HeadTooLarge,
-            Status::BadGateway,
-            Status::Unavailable,
-            Status::GatewayTimeout,
-            Status::VersionNotSupported,
-        ] {
-            for keep in [false, true] {
-                let text = std::str::from_utf8(status.bytes(keep)).unwrap();
-                let (head, body) = text.split_once("\r\n\r\n").unwrap();
-                assert!(head.starts_with(&format!("HTTP/1.1 {} ", status.code())));
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Content-Length: "))
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                assert_eq!(len, body.len(), "{status:?}");
+    fn every_answer_is_a_well_framed_dated_response() {
+        let date = HttpDate::new(UNIX_EPOCH + Duration::from_secs(784_111_777));
+        for status in ALL {
+            for close in [false, true] {
+                for custom_body in [None, Some("custom\n")] {
+                    let answer = Answer {
+                        status,
+                        custom_body,
+                        close,
+                        head_only: false,
+                    };
+                    let (code, fields, body) = parse(&answer.render(&date));
+                    assert_eq!(code, status.code());
+                    let expected = custom_body.unwrap_or(status.body());
+                    assert_eq!(body, expected.as_bytes(), "{status:?}");
+                    let len = field(&fields, "Content-Length").unwrap();
+                    assert_eq!(len.parse::<usize>().unwrap(), body.len(), "{status:?}");
+                    assert_eq!(
+                        field(&fields, "Date"),
+                        Some("Sun, 06 Nov 1994 08:49:37 GMT")
+                    );
+                    assert_eq!(field(&fields, "Connection"), close.then_some("close"));
+                }
             }
+        }
+    }
+
+    #[test]
+    fn a_head_request_gets_the_fields_without_the_body() {
+        let date = HttpDate::new(UNIX_EPOCH);
+        for status in ALL {
+            let get = Answer {
+                status,
+                custom_body: None,
+                close: false,
+                head_only: false,
+            };
+            let head = Answer {
+                head_only: true,
+                ..get
+            };
+            let (_, get_fields, _) = parse(&get.render(&date));
+            let (_, head_fields, head_body) = parse(&head.render(&date));
+            assert!(head_body.is_empty(), "{status:?}");
+            assert_eq!(get_fields, head_fields, "{status:?}");
         }
     }
 }

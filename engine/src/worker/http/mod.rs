@@ -1,8 +1,10 @@
 //! HTTP/1.1: message heads ([`parser`]), body framing ([`body`]), the proxy's own answers
-//! ([`answers`]) and the per-connection state machine ([`session`]).
+//! ([`answers`]), the `Date` field ([`date`]) and the per-connection state machine
+//! ([`session`]).
 
 pub mod answers;
 pub mod body;
+pub mod date;
 pub mod parser;
 pub mod session;
 

@@ -899,11 +899,14 @@ pub enum ClientConnection {
 }
 
 /// Writes the head forwarded to a client: HTTP/1.1 status line, the fields minus the
-/// hop-by-hop ones, and our own `Connection` field.
+/// hop-by-hop ones, and our own `Connection` field. A final response that came without a
+/// `Date` gets `date` (the whole field line), as RFC 9110 6.6.1 asks of a recipient with a
+/// clock that forwards it.
 pub fn write_response_head(
     out: &mut Buf,
     res: &ResponseHead<'_, '_>,
     connection: ClientConnection,
+    date: &[u8],
 ) -> Result<(), HeadError> {
     let mut w = HeadWriter::new(out, res.raw);
     w.bytes(b"HTTP/1.1 ");
@@ -920,12 +923,17 @@ pub fn write_response_head(
     let upgrading = connection == ClientConnection::Upgrade;
     let named = connection_names_fields(res.headers);
     let mut length_written = false;
+    let mut dated = res.code < 200;
     for h in res.headers {
         if is(h.name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, res.content_length, &mut length_written);
         } else if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
+            dated |= is(h.name.as_bytes(), b"date");
             w.keep(h);
         }
+    }
+    if !dated {
+        w.bytes(date);
     }
     match connection {
         ClientConnection::KeepAlive { http10: true } => w.bytes(b"Connection: keep-alive\r\n"),
@@ -1395,15 +1403,49 @@ mod tests {
         let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
         let mut pool = BufferPool::new(4096, 1);
         let mut out = pool.get().unwrap();
+        let date = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
         write_response_head(
             &mut out,
             &head,
             ClientConnection::KeepAlive { http10: true },
+            date,
         )
         .unwrap();
         assert_eq!(
             out.pending(),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+              Connection: keep-alive\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_response_keeps_its_own_date_and_interim_ones_get_none() {
+        let ours = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+        for (raw, expected) in [
+            (
+                &b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n"[..],
+                &b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n"[..],
+            ),
+            (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+            ),
+        ] {
+            let mut headers = header_slots();
+            let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+            let mut pool = BufferPool::new(4096, 1);
+            let mut out = pool.get().unwrap();
+            write_response_head(
+                &mut out,
+                &head,
+                ClientConnection::KeepAlive { http10: false },
+                ours,
+            )
+            .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(out.pending()),
+                String::from_utf8_lossy(expected)
+            );
+        }
     }
 }

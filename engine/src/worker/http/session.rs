@@ -17,9 +17,10 @@
 //! plain `send`, which costs the kernel less than a `writev`.
 
 use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
 use std::time::Duration;
 
-use super::answers::{AnswerBytes, Status};
+use super::answers::{Answer, Status};
 use super::body::BodyFramer;
 use super::parser::{
     header_slots, parse_request, parse_response, write_request_head, write_response_head,
@@ -60,7 +61,7 @@ enum Phase {
     Head,
     Exchange(Box<Exchange>),
     Answer {
-        bytes: AnswerBytes,
+        bytes: Vec<u8>,
         written: usize,
         close: bool,
     },
@@ -126,7 +127,10 @@ impl Exchange {
 struct Refusal {
     status: Status,
     keep_alive: bool,
-    custom: Option<AnswerBytes>,
+    /// The listener's own body for this answer.
+    custom: Option<Rc<str>>,
+    /// The refused request was `HEAD` (known once its head parsed): no body in the answer.
+    head_only: bool,
 }
 
 impl Refusal {
@@ -135,6 +139,7 @@ impl Refusal {
             status,
             keep_alive: false,
             custom: None,
+            head_only: false,
         }
     }
 }
@@ -291,7 +296,13 @@ impl HttpSession {
         }
         let mut headers = header_slots();
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
-            Ok(Some(head)) => (head.raw.len(), begin(&head, io, cx)),
+            Ok(Some(head)) => (
+                head.raw.len(),
+                begin(&head, io, cx).map_err(|refusal| Refusal {
+                    head_only: head.is_head(),
+                    ..refusal
+                }),
+            ),
             Ok(None) if !buf.is_full() => {
                 self.front_in = Some(buf);
                 return None;
@@ -352,15 +363,21 @@ impl HttpSession {
     // ---- the proxy's own answers ----------------------------------------------------------
 
     fn answer(&mut self, refusal: Refusal, io: &mut FrontIo, cx: &mut Context) {
+        let head_only =
+            refusal.head_only || matches!(&self.phase, Phase::Exchange(ex) if ex.is_head);
         self.end_exchange(cx, false);
         let close = !refusal.keep_alive || cx.stopping;
         if close {
             cx.pool.release(&mut self.front_in);
         }
         cx.metrics.count_status(refusal.status.code());
-        let bytes = refusal
-            .custom
-            .unwrap_or(AnswerBytes::Static(refusal.status.bytes(!close)));
+        let bytes = Answer {
+            status: refusal.status,
+            custom_body: refusal.custom.as_deref(),
+            close,
+            head_only,
+        }
+        .render(&cx.date);
         io.deadline.at = cx.now + io.info.front_timeout;
         self.phase = Phase::Answer {
             bytes,
@@ -378,7 +395,7 @@ impl HttpSession {
         else {
             return Step::Close;
         };
-        let rest = &bytes.as_slice()[*written..];
+        let rest = bytes.get(*written..).unwrap_or_default();
         if !rest.is_empty() {
             return match io.stream.write(rest) {
                 Ok(n) => {
@@ -632,7 +649,9 @@ impl HttpSession {
                 if !ex.upgrade {
                     return Err(self.fail(Status::BadGateway, io, cx));
                 }
-                if write_response_head(out, &res, ClientConnection::Upgrade).is_err() {
+                if write_response_head(out, &res, ClientConnection::Upgrade, cx.date.field())
+                    .is_err()
+                {
                     return Err(self.fail(Status::BadGateway, io, cx));
                 }
                 buf.consume(len);
@@ -652,8 +671,13 @@ impl HttpSession {
                 // Interim answers (100 Continue, 103 Early Hints) go through, except to
                 // HTTP/1.0 clients, which do not know them.
                 if !ex.client_http10
-                    && write_response_head(out, &res, ClientConnection::KeepAlive { http10: false })
-                        .is_err()
+                    && write_response_head(
+                        out,
+                        &res,
+                        ClientConnection::KeepAlive { http10: false },
+                        cx.date.field(),
+                    )
+                    .is_err()
                 {
                     return Err(self.fail(Status::BadGateway, io, cx));
                 }
@@ -676,7 +700,7 @@ impl HttpSession {
                     http10: ex.client_http10,
                 }
             };
-            if write_response_head(out, &res, connection).is_err() {
+            if write_response_head(out, &res, connection, cx.date.field()).is_err() {
                 return Err(self.fail(Status::BadGateway, io, cx));
             }
             ex.backend_keep_alive = res.keep_alive;
@@ -849,7 +873,8 @@ fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
         NoBackend::NoneHealthy => Refusal {
             status: Status::Unavailable,
             keep_alive: false,
-            custom: io.info.answer_503.clone().map(AnswerBytes::Shared),
+            custom: io.info.answer_503.clone(),
+            head_only: false,
         },
         NoBackend::ConnectFailed => Refusal::close(Status::BadGateway),
     }
@@ -885,13 +910,8 @@ fn begin(
     let not_found = || Refusal {
         status: Status::NotFound,
         keep_alive: keep_404,
-        custom: io.info.answer_404.as_ref().map(|answer| {
-            AnswerBytes::Shared(if keep_404 {
-                answer.keep.clone()
-            } else {
-                answer.close.clone()
-            })
-        }),
+        custom: io.info.answer_404.clone(),
+        head_only: head.is_head(),
     };
     let mut host_buf = [0u8; 256];
     let cluster = match head.host {
