@@ -20,12 +20,37 @@ use weir_testkit::{
 /// sees exactly what the proxy forwarded. `/early` first sends a `103 Early Hints`;
 /// `/until-close` answers without a length and closes; `/cut` promises 100 bytes, sends 5
 /// and closes; `/switch` answers `101` to any request that reaches it with an `Upgrade`
-/// field, as an origin that speaks every protocol offered would.
+/// field, as an origin that speaks every protocol offered would. The rest answer what a
+/// broken origin might: `/chunked` a chunked body whatever the request's version,
+/// `/bad-chunks` a chunk size that is not hex, `/switch-bare` a 101 without `Upgrade`,
+/// `/switch-h2c` a 101 to h2c, `/no-content` a 204 announcing a length.
 fn origin() -> Backend {
     let handler: Handler = Arc::new(|req, stream| {
+        let broken: Option<&[u8]> = match req.path() {
+            "/chunked" => {
+                Some(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+            }
+            "/bad-chunks" => {
+                Some(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n")
+            }
+            "/switch-bare" => {
+                Some(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\r\n")
+            }
+            "/switch-h2c" => Some(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            ),
+            "/no-content" => {
+                Some(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-Kept: yes\r\n\r\n")
+            }
+            _ => None,
+        };
+        if let Some(answer) = broken {
+            return stream.write_all(answer).is_ok() && req.path() == "/no-content";
+        }
         let answer: Vec<u8> = match req.path() {
             "/switch" if req.header("upgrade").is_some() => {
-                let _ = stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n");
+                let offer = req.header("upgrade").unwrap_or_default();
+                let _ = write!(stream, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: {offer}\r\n\r\n");
                 return false;
             }
             "/early" => b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
@@ -365,6 +390,73 @@ fn answers_carry_a_date() {
     let dated = http_get(addr, "app.test", "/dated").unwrap();
     assert_eq!(dated.header("date"), Some("Sun, 06 Nov 1994 08:49:37 GMT"));
     assert_eq!(dated.head.to_ascii_lowercase().matches("date:").count(), 1);
+}
+
+/// What a broken origin answers never reaches the client as it came: a chunked body for an
+/// HTTP/1.0 client (which cannot read one), a body whose framing breaks at once, or a 101
+/// that switches to nothing or to what was not offered, are each a clean 502.
+#[test]
+fn broken_origin_answers_become_502() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    let ws = "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    for (request, status) in [
+        (
+            "GET /chunked HTTP/1.1\r\nHost: app.test\r\n\r\n".to_owned(),
+            200,
+        ),
+        (
+            "GET /chunked HTTP/1.0\r\nHost: app.test\r\n\r\n".to_owned(),
+            502,
+        ),
+        (
+            "GET /bad-chunks HTTP/1.1\r\nHost: app.test\r\n\r\n".to_owned(),
+            502,
+        ),
+        (
+            format!("GET /switch-bare HTTP/1.1\r\nHost: app.test\r\n{ws}\r\n"),
+            502,
+        ),
+        (
+            format!("GET /switch-h2c HTTP/1.1\r\nHost: app.test\r\n{ws}\r\n"),
+            502,
+        ),
+    ] {
+        let answer = http_raw(addr, request.as_bytes()).unwrap();
+        assert_eq!(answer.status, status, "{request}");
+        if status == 200 {
+            assert_eq!(answer.text(), "ok");
+        }
+    }
+}
+
+/// A 204 has no body, so the client is told no length (RFC 9110 8.6), and the connection
+/// goes on; a request body in a coding other than chunked is a 501 (RFC 9112 6.1).
+#[test]
+fn bodiless_answers_lose_their_length_and_other_codings_are_501() {
+    let origin = origin();
+    let (_d, _proxy, addr) = start(origin.addr);
+    let mut s = connect(addr);
+    s.write_all(b"GET /no-content HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut s).unwrap();
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.header("content-length"), None, "{}", answer.head);
+    assert_eq!(answer.header("x-kept"), Some("yes"));
+    s.write_all(b"GET /next HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut s).unwrap().status, 200);
+    let answer = http_raw(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 501);
+    assert_eq!(
+        origin.request_count(),
+        2,
+        "only the two GETs reached the origin"
+    );
 }
 
 #[test]

@@ -19,6 +19,8 @@ pub enum Status {
     /// The request line alone does not fit a buffer (RFC 9112 3: 414, not 431).
     UriTooLong,
     HeadTooLarge,
+    /// A transfer coding other than `chunked` (RFC 9112 6.1).
+    NotImplemented,
     BadGateway,
     Unavailable,
     GatewayTimeout,
@@ -36,6 +38,7 @@ impl Status {
             Status::PayloadTooLarge => 413,
             Status::UriTooLong => 414,
             Status::HeadTooLarge => 431,
+            Status::NotImplemented => 501,
             Status::BadGateway => 502,
             Status::Unavailable => 503,
             Status::GatewayTimeout => 504,
@@ -52,6 +55,7 @@ impl Status {
             Status::PayloadTooLarge => "HTTP/1.1 413 Content Too Large\r\n",
             Status::UriTooLong => "HTTP/1.1 414 URI Too Long\r\n",
             Status::HeadTooLarge => "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::NotImplemented => "HTTP/1.1 501 Not Implemented\r\n",
             Status::BadGateway => "HTTP/1.1 502 Bad Gateway\r\n",
             Status::Unavailable => "HTTP/1.1 503 Service Unavailable\r\n",
             Status::GatewayTimeout => "HTTP/1.1 504 Gateway Timeout\r\n",
@@ -73,6 +77,9 @@ impl Status {
             Status::UriTooLong => "414 URI Too Long: the request line does not fit a buffer\n",
             Status::HeadTooLarge => {
                 "431 Request Header Fields Too Large: the head does not fit a buffer\n"
+            }
+            Status::NotImplemented => {
+                "501 Not Implemented: no transfer coding but chunked is supported\n"
             }
             Status::BadGateway => {
                 "502 Bad Gateway: the backend refused, closed or answered garbage\n"
@@ -129,13 +136,14 @@ mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
 
-    const ALL: [Status; 10] = [
+    const ALL: [Status; 11] = [
         Status::BadRequest,
         Status::NotFound,
         Status::RequestTimeout,
         Status::PayloadTooLarge,
         Status::UriTooLong,
         Status::HeadTooLarge,
+        Status::NotImplemented,
         Status::BadGateway,
         Status::Unavailable,
         Status::GatewayTimeout,

@@ -50,6 +50,11 @@ pub enum HeadError {
     /// the clear among them): 505 for a request, 502 for a response.
     #[error("unsupported HTTP version")]
     VersionNotSupported,
+    /// A transfer coding other than `chunked` (`gzip, chunked`): the body would reach the
+    /// other side still coded, which it never asked for. 501 for a request (RFC 9112 6.1),
+    /// 502 for a response.
+    #[error("unsupported transfer coding")]
+    UnsupportedCoding,
 }
 
 /// What the `Connection` header (and the version) say about the connection.
@@ -67,10 +72,12 @@ struct FieldSummary<'b> {
     transfer_encoding: bool,
     /// The final transfer coding is `chunked` (and no earlier one is).
     chunked: bool,
+    /// Transfer codings named, over every Transfer-Encoding field (empty elements skipped).
+    codings: usize,
     connection: ConnectionTokens,
     hosts: usize,
     host: Option<&'b [u8]>,
-    upgrade: bool,
+    upgrade: Option<&'b [u8]>,
     /// An `Upgrade` field offers `h2c` (see [`parse_request`]).
     upgrade_h2c: bool,
     expect_continue: bool,
@@ -106,6 +113,9 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// An `Upgrade` request (`Connection: upgrade` with an `Upgrade` field).
     pub upgrade: bool,
+    /// The protocols an upgrade request offers (its `Upgrade` value), which a `101` must
+    /// choose from.
+    pub upgrade_offer: &'b [u8],
     pub expect_continue: bool,
 }
 
@@ -169,6 +179,11 @@ pub fn parse_request<'h, 'b>(
     if target.contains('#') {
         return Err(HeadError::Malformed("fragment in the request target"));
     }
+    // A target is ASCII (RFC 3986: other characters are percent-encoded); raw UTF-8 is
+    // refused rather than guessed at (RFC 9112 3.2: no autocorrection), as HAProxy does.
+    if !target.is_ascii() {
+        return Err(HeadError::Malformed("non-ASCII byte in the request target"));
+    }
     let absolute = target
         .get(..7)
         .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
@@ -197,11 +212,7 @@ pub fn parse_request<'h, 'b>(
         None => return Err(HeadError::Malformed("request target is not a path")),
     };
     let framing = if fields.transfer_encoding {
-        if !fields.chunked {
-            return Err(HeadError::Malformed(
-                "Transfer-Encoding whose final coding is not chunked",
-            ));
-        }
+        chunked_only(&fields)?;
         Framing::Chunked
     } else {
         match fields.content_length {
@@ -232,7 +243,11 @@ pub fn parse_request<'h, 'b>(
         // the proxy never routes or checks ("h2c smuggling"); Envoy and Traefik drop it the
         // same way. The request goes on as a plain one, its Upgrade and HTTP2-Settings fields
         // dropped as hop-by-hop.
-        upgrade: fields.connection.upgrade && fields.upgrade && minor >= 1 && !fields.upgrade_h2c,
+        upgrade: fields.connection.upgrade
+            && fields.upgrade.is_some()
+            && minor >= 1
+            && !fields.upgrade_h2c,
+        upgrade_offer: fields.upgrade.unwrap_or_default(),
         expect_continue: fields.expect_continue,
     }))
 }
@@ -251,7 +266,8 @@ pub struct ResponseHead<'h, 'b> {
     pub framing: Framing,
     /// The backend keeps the connection open after this response.
     pub keep_alive: bool,
-    pub upgrade: bool,
+    /// The protocols a `101` switches to (its `Upgrade` value), empty if it has none.
+    pub upgrade: &'b [u8],
 }
 
 /// Parses a response head; `request_is_head` because a HEAD answer has no body whatever its
@@ -280,17 +296,24 @@ pub fn parse_response<'h, 'b>(
     let (Some(code), Some(minor)) = (res.code, res.version) else {
         return Err(HeadError::Malformed("incomplete status line"));
     };
+    // RFC 9110 15: other codes are invalid, to be handled as a 5xx; passing one on would
+    // leave each client to guess (`000` is a library's error code, `099` an interim answer?).
+    if !(100..=599).contains(&code) {
+        return Err(HeadError::Malformed("status code outside 100..599"));
+    }
     let reason = res.reason.unwrap_or("");
     let headers: &'h [httparse::Header<'b>] = res.headers;
     let fields = summarize(headers)?;
+    // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing.
+    if fields.transfer_encoding && minor == 0 {
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 response",
+        ));
+    }
     let framing = if (100..200).contains(&code) || code == 204 || code == 304 || request_is_head {
         Framing::Empty
     } else if fields.transfer_encoding {
-        if !fields.chunked {
-            return Err(HeadError::Malformed(
-                "Transfer-Encoding whose final coding is not chunked",
-            ));
-        }
+        chunked_only(&fields)?;
         Framing::Chunked
     } else {
         match fields.content_length {
@@ -314,8 +337,32 @@ pub fn parse_response<'h, 'b>(
         content_length: fields.content_length,
         framing,
         keep_alive,
-        upgrade: fields.upgrade,
+        upgrade: fields.upgrade.unwrap_or_default(),
     }))
+}
+
+/// Checks that a message with Transfer-Encoding is framed by `chunked` alone. A final coding
+/// other than chunked leaves the end of the message to the connection's close, which two
+/// parsers could see differently (400/502); other codings before it are well framed but
+/// unsupported, since the body is forwarded as it came.
+fn chunked_only(fields: &FieldSummary<'_>) -> Result<(), HeadError> {
+    if !fields.chunked {
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding whose final coding is not chunked",
+        ));
+    }
+    if fields.codings > 1 {
+        return Err(HeadError::UnsupportedCoding);
+    }
+    Ok(())
+}
+
+/// Whether a `101`'s `Upgrade` value (`answer`) switches only to protocols the request
+/// offered (RFC 9110 7.8: a server MUST send Upgrade with a 101, and MUST NOT switch to a
+/// protocol the client did not offer). Protocol names compare without regard to case.
+pub fn upgrade_accepted(offer: &[u8], answer: &[u8]) -> bool {
+    let mut chosen = list(answer).peekable();
+    chosen.peek().is_some() && chosen.all(|p| list(offer).any(|o| o.eq_ignore_ascii_case(p)))
 }
 
 /// Whether the request line httparse refused for its version ends in a well-formed
@@ -324,10 +371,18 @@ pub fn parse_response<'h, 'b>(
 fn has_other_version(buf: &[u8]) -> bool {
     let line_end = buf.iter().position(|&b| b == b'\r' || b == b'\n');
     let line = &buf[..line_end.unwrap_or(buf.len())];
-    let Some(space) = line.iter().rposition(|&b| b == b' ') else {
+    // Only a request line of three parts (method SP target SP version) has a version to
+    // judge: `GET /a b HTTP/1.1` is malformed (400), whatever its last word.
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return false;
     };
-    match line[space + 1..].strip_prefix(b"HTTP/") {
+    if method.is_empty() || target.is_empty() {
+        return false;
+    }
+    match version.strip_prefix(b"HTTP/") {
         Some([major]) => major.is_ascii_digit(),
         Some([major, b'.', minor]) => major.is_ascii_digit() && minor.is_ascii_digit(),
         _ => false,
@@ -434,6 +489,7 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
             let mut any = false;
             for coding in list(h.value) {
                 any = true;
+                s.codings += 1;
                 if s.chunked {
                     return Err(HeadError::Malformed(
                         "chunked is not the final transfer coding",
@@ -459,7 +515,9 @@ fn summarize<'b>(headers: &[httparse::Header<'b>]) -> Result<FieldSummary<'b>, H
                 }
             }
         } else if is(name, b"upgrade") {
-            s.upgrade = true;
+            // One Upgrade field is what clients and servers send; of several, the first
+            // one's protocols are the ones checked against the answer.
+            s.upgrade = s.upgrade.or(Some(h.value));
             s.upgrade_h2c |= list(h.value).any(|p| is(p, b"h2c"));
         } else if is(name, b"expect") {
             s.expect_continue = is(h.value.trim_ascii(), b"100-continue");
@@ -494,12 +552,8 @@ fn is_hop_by_hop(
     upgrading: bool,
 ) -> bool {
     let n = name.as_bytes();
-    if is(n, b"connection")
-        || is(n, b"keep-alive")
-        || is(n, b"proxy-connection")
-        || is(n, b"te")
-        || is(n, b"trailer")
-    {
+    // `Trailer` is end-to-end (RFC 9110 6.6.2): it announces the trailers that follow.
+    if is(n, b"connection") || is(n, b"keep-alive") || is(n, b"proxy-connection") || is(n, b"te") {
         return true;
     }
     if is(n, b"upgrade") {
@@ -747,17 +801,23 @@ pub fn write_request_head(
     let mut via_seen = false;
     let mut fwd_seen = false;
     let mut length_written = false;
+    let mut coding_written = false;
     for h in req.headers {
         let name = h.name;
         if is(name.as_bytes(), b"x-forwarded-proto")
             || is(name.as_bytes(), b"x-forwarded-port")
             || (req.absolute && is(name.as_bytes(), b"host"))
             || is_hop_by_hop(name, req.headers, named, req.upgrade)
+            || spells_ours_with_underscores(name.as_bytes())
         {
             continue;
         }
         if is(name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, req.content_length, &mut length_written);
+            continue;
+        }
+        if is(name.as_bytes(), b"transfer-encoding") {
+            write_transfer_encoding(&mut w, h, &mut coding_written);
             continue;
         }
         if is(name.as_bytes(), b"x-forwarded-for") {
@@ -841,6 +901,47 @@ fn write_via_element(w: &mut HeadWriter<'_, '_>, minor: u8) {
     });
 }
 
+/// Whether a field name is one of the fields Weir sets itself, spelt with `_` for `-`
+/// (`X_Forwarded_For`). CGI-style servers (WSGI, PHP, Rack) read `-` and `_` alike, so such
+/// a field would reach the application next to ours, and could win; nginx drops every name
+/// with an underscore, this drops only the twins of ours.
+fn spells_ours_with_underscores(name: &[u8]) -> bool {
+    // Only names of the right lengths are looked at: the common field pays one compare.
+    matches!(name.len(), 15..=17)
+        && name.contains(&b'_')
+        && [
+            &b"x-forwarded-for"[..],
+            b"x-forwarded-port",
+            b"x-forwarded-proto",
+        ]
+        .iter()
+        .any(|ours| {
+            ours.len() == name.len()
+                && name
+                    .iter()
+                    .zip(*ours)
+                    .all(|(&n, &o)| n.to_ascii_lowercase() == o || (n == b'_' && o == b'-'))
+        })
+}
+
+/// Writes `Transfer-Encoding: chunked` once, in place of the first field: the parser let
+/// through only messages framed by `chunked` alone, however spelt (`CHUNKED`, `, chunked`,
+/// a second field), and a parser downstream need not agree with us on the odd spellings.
+fn write_transfer_encoding<'b>(
+    w: &mut HeadWriter<'_, 'b>,
+    field: &httparse::Header<'b>,
+    written: &mut bool,
+) {
+    if !*written {
+        if field.value == b"chunked" {
+            w.keep(field);
+        } else {
+            w.bytes(b"Transfer-Encoding: chunked\r\n");
+        }
+        *written = true;
+    }
+}
+
 /// Writes the checked Content-Length once, in place of the first field. Equal duplicates and
 /// lists (`5, 5`) are valid for us (RFC 9110 8.6) but not for every parser behind or in front
 /// of us: forwarding them as they came would let two parsers frame the message differently.
@@ -922,11 +1023,17 @@ pub fn write_response_head(
     w.bytes(b"\r\n");
     let upgrading = connection == ClientConnection::Upgrade;
     let named = connection_names_fields(res.headers);
-    let mut length_written = false;
+    // RFC 9110 8.6 and RFC 9112 6.1: no Content-Length or Transfer-Encoding in a 1xx or 204
+    // (there is no body, whatever the backend announced).
+    let bodiless = res.code < 200 || res.code == 204;
+    let mut length_written = bodiless;
+    let mut coding_written = bodiless;
     let mut dated = res.code < 200;
     for h in res.headers {
         if is(h.name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, res.content_length, &mut length_written);
+        } else if is(h.name.as_bytes(), b"transfer-encoding") {
+            write_transfer_encoding(&mut w, h, &mut coding_written);
         } else if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
             dated |= is(h.name.as_bytes(), b"date");
             w.keep(h);
@@ -973,10 +1080,28 @@ mod tests {
             req(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n").unwrap(),
             Some((Framing::Length(5), true, false))
         );
-        assert_eq!(
-            req(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").unwrap(),
-            Some((Framing::Chunked, true, false))
-        );
+        // Chunked alone, however spelt (empty list elements are allowed, RFC 9110 5.6.1).
+        for te in ["chunked", "CHUNKED", ", chunked,", "\tchunked"] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(
+                req(raw.as_bytes()),
+                Ok(Some((Framing::Chunked, true, false))),
+                "{te}"
+            );
+        }
+        // Other codings are well framed but not supported: 501, not 400.
+        for te in [
+            "gzip, chunked",
+            "identity, chunked",
+            "gzip\r\nTransfer-Encoding: chunked",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {te}\r\n\r\n");
+            assert_eq!(
+                req(raw.as_bytes()),
+                Err(HeadError::UnsupportedCoding),
+                "{te}"
+            );
+        }
         assert_eq!(
             req(b"GET / HTTP/1.0\r\n\r\n").unwrap(),
             Some((Framing::Empty, false, false))
@@ -1300,6 +1425,120 @@ mod tests {
         };
         write_request_head(&mut out, &head, client).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn odd_spellings_of_chunked_go_out_as_one_plain_field() {
+        let out = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , CHUNKED\r\nAccept: */*\r\n\r\n",
+        );
+        assert_eq!(out.matches("Transfer-Encoding").count(), 1, "{out}");
+        assert!(
+            out.contains("Transfer-Encoding: chunked\r\nAccept: */*\r\n"),
+            "{out}"
+        );
+        let plain = forwarded(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(
+            plain.contains("\r\nTransfer-Encoding: chunked\r\n"),
+            "{plain}"
+        );
+    }
+
+    #[test]
+    fn underscore_twins_of_our_fields_are_dropped_and_others_kept() {
+        let out = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_Proto: https\r\nx-forwarded_for: 6.6.6.6\r\n\
+              X_FORWARDED_PORT: 1\r\nX_Custom_Field: kept\r\nX_Forwarded_Host: kept\r\n\r\n",
+        );
+        let lower = out.to_ascii_lowercase();
+        assert!(!lower.contains("https"), "{out}");
+        assert!(!lower.contains("6.6.6.6"), "{out}");
+        assert!(!lower.contains("x_forwarded_port"), "{out}");
+        assert!(out.contains("X_Custom_Field: kept\r\n"), "{out}");
+        assert!(out.contains("X_Forwarded_Host: kept\r\n"), "{out}");
+        assert!(out.contains("X-Forwarded-Proto: http\r\n"), "{out}");
+    }
+
+    #[test]
+    fn trailer_announcements_are_end_to_end() {
+        let out = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert!(out.contains("Trailer: X-Sum\r\n"), "{out}");
+    }
+
+    #[test]
+    fn request_targets_are_ascii_and_malformed_lines_are_400_not_505() {
+        assert!(rejected(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n"));
+        for line in [
+            &b"GET /a b HTTP/1.1"[..],
+            b"GET /x  HTTP/1.1",
+            b" / HTTP/1.1",
+        ] {
+            let mut raw = line.to_vec();
+            raw.extend_from_slice(b"\r\nHost: a\r\n\r\n");
+            assert!(rejected(&raw), "{:?}", String::from_utf8_lossy(line));
+        }
+        assert_eq!(
+            req(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"),
+            Err(HeadError::VersionNotSupported)
+        );
+    }
+
+    #[test]
+    fn responses_out_of_range_or_with_faulty_framing_are_refused() {
+        for raw in [
+            &b"HTTP/1.1 000 Weird\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 099 Early\r\n\r\n",
+            b"HTTP/1.1 600 Custom\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                matches!(res(raw, false), Err(HeadError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(
+            res(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false
+            ),
+            Err(HeadError::UnsupportedCoding)
+        );
+        assert_eq!(
+            res(b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n", false),
+            Ok(Some((599, Framing::Empty, true)))
+        );
+    }
+
+    #[test]
+    fn bodiless_answers_go_out_without_length_or_coding() {
+        for raw in [
+            &b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"[..],
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+        ] {
+            let mut headers = header_slots();
+            let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+            let mut pool = BufferPool::new(4096, 1);
+            let mut out = pool.get().unwrap();
+            let keep = ClientConnection::KeepAlive { http10: false };
+            write_response_head(&mut out, &head, keep, b"Date: x\r\n").unwrap();
+            let text = String::from_utf8_lossy(out.pending()).to_ascii_lowercase();
+            assert!(!text.contains("content-length"), "{text}");
+            assert!(!text.contains("transfer-encoding"), "{text}");
+            assert!(text.contains("x-a: 1\r\n"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_101_must_switch_to_a_protocol_offered() {
+        assert!(upgrade_accepted(b"websocket", b"WebSocket"));
+        assert!(upgrade_accepted(b"foo/2, websocket", b"websocket"));
+        assert!(!upgrade_accepted(b"websocket", b""));
+        assert!(!upgrade_accepted(b"websocket", b"h2c"));
+        assert!(!upgrade_accepted(b"websocket", b"websocket, h2c"));
     }
 
     #[test]

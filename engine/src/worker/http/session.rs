@@ -23,8 +23,8 @@ use std::time::Duration;
 use super::answers::{Answer, Status};
 use super::body::BodyFramer;
 use super::parser::{
-    header_slots, parse_request, parse_response, write_request_head, write_response_head,
-    ClientConnection, ClientInfo, Framing, HeadError, RequestHead,
+    header_slots, parse_request, parse_response, upgrade_accepted, write_request_head,
+    write_response_head, ClientConnection, ClientInfo, Framing, HeadError, RequestHead,
 };
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
@@ -104,7 +104,8 @@ struct Exchange {
     backend_eof: bool,
     backend_keep_alive: bool,
     is_head: bool,
-    upgrade: bool,
+    /// The protocols an upgrade request offered (`None`: not an upgrade request).
+    upgrade: Option<Box<[u8]>>,
     client_keep_alive: bool,
     client_http10: bool,
     close_client: bool,
@@ -318,6 +319,7 @@ impl HttpSession {
             Err(HeadError::VersionNotSupported) => {
                 (0, Err(Refusal::close(Status::VersionNotSupported)))
             }
+            Err(HeadError::UnsupportedCoding) => (0, Err(Refusal::close(Status::NotImplemented))),
             Err(HeadError::Malformed(_)) => (0, Err(Refusal::close(Status::BadRequest))),
         };
         let mut ex = match started {
@@ -646,7 +648,11 @@ impl HttpSession {
             let code = res.code;
             let len = res.raw.len();
             if code == 101 {
-                if !ex.upgrade {
+                let offered = ex
+                    .upgrade
+                    .as_deref()
+                    .is_some_and(|offer| upgrade_accepted(offer, res.upgrade));
+                if !offered {
                     return Err(self.fail(Status::BadGateway, io, cx));
                 }
                 if write_response_head(out, &res, ClientConnection::Upgrade, cx.date.field())
@@ -689,6 +695,11 @@ impl HttpSession {
             // ends with the backend's close (the client needs our close to see its end); or
             // the backend answered before the whole request was sent (the rest of the request
             // would be read as a new one).
+            // An HTTP/1.0 request went out as HTTP/1.0, so a chunked answer is the backend's
+            // fault (RFC 9112 6.1), and its client could not read one.
+            if ex.client_http10 && res.framing == Framing::Chunked {
+                return Err(self.fail(Status::BadGateway, io, cx));
+            }
             ex.close_client = !ex.client_keep_alive
                 || cx.stopping
                 || res.framing == Framing::UntilClose
@@ -700,6 +711,8 @@ impl HttpSession {
                     http10: ex.client_http10,
                 }
             };
+            // Nothing else waits for the client: no interim head is left half sent.
+            let alone = out.is_empty();
             if write_response_head(out, &res, connection, cx.date.field()).is_err() {
                 return Err(self.fail(Status::BadGateway, io, cx));
             }
@@ -707,8 +720,6 @@ impl HttpSession {
             ex.resp_body = BodyFramer::new(res.framing);
             buf.consume(len);
             ex.resp = Resp::Body;
-            ex.resp_forwarded = true;
-            cx.metrics.count_status(code);
             match ex.resp_body.advance(buf.pending()) {
                 Ok(m) => {
                     ex.resp_fwd = m;
@@ -716,8 +727,13 @@ impl HttpSession {
                         ex.backend_keep_alive = false;
                     }
                 }
+                // The body broke before any of this answer left: a clean 502 can still take
+                // its place. Otherwise only the close tells the client.
+                Err(_) if alone => return Err(self.fail(Status::BadGateway, io, cx)),
                 Err(_) => return Err(Step::Close),
             }
+            ex.resp_forwarded = true;
+            cx.metrics.count_status(code);
             return Ok(Step::Progress);
         }
     }
@@ -977,7 +993,7 @@ fn begin(
         backend_eof: false,
         backend_keep_alive: false,
         is_head: head.is_head(),
-        upgrade: head.upgrade,
+        upgrade: head.upgrade.then(|| head.upgrade_offer.into()),
         client_keep_alive: head.keep_alive,
         client_http10: head.minor == 0,
         close_client: false,
