@@ -259,3 +259,99 @@ fn empty_buffer_pool_is_a_503_not_a_queue() {
     assert_eq!(answer.status, 503);
     assert_eq!(backend.request_count(), 0);
 }
+
+/// A session the pool refused a buffer in the middle of an exchange is driven again as soon
+/// as one comes back, not left to its timeout: with edge-triggered readiness, the answer it
+/// left unread brings no new event.
+#[test]
+fn a_session_short_of_a_buffer_resumes_when_one_is_free() {
+    // A backend that answers only when told to.
+    let (go, wait) = std::sync::mpsc::channel::<()>();
+    let wait = std::sync::Mutex::new(wait);
+    let backend = Backend::with_handler(
+        "held",
+        Arc::new(move |_req, stream| {
+            let _ = wait.lock().unwrap().recv();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_ok()
+        }),
+    );
+    let mut w = TestWorker::start(WorkerConfig {
+        max_buffers: 3,
+        ..WorkerConfig::default()
+    });
+    let listener = w.simple("a.test", &[&backend]);
+    // The request reaches the backend and holds one buffer (its head, kept for a replay).
+    let mut client = connect(listener);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert!(weir_testkit::wait_until(Duration::from_secs(10), || {
+        backend.request_count() == 1
+    }));
+    // Two clients each hold a buffer with half a head.
+    let mut hogs: Vec<_> = (0..2).map(|_| connect(listener)).collect();
+    for hog in &mut hogs {
+        hog.write_all(b"GET / HTTP/1.1\r\nHost: a.te").unwrap();
+    }
+    assert!(weir_testkit::wait_until(Duration::from_secs(10), || {
+        w.counter("buffers.in_use") == 3
+    }));
+    // The answer comes, and finds no buffer to be read into.
+    go.send(()).unwrap();
+    assert!(weir_testkit::wait_until(Duration::from_secs(10), || {
+        w.counter("buffers.exhausted") > 0
+    }));
+    // A hog leaves; its buffer goes back, and the request is answered at once (the response
+    // timeout, 30 s, is beyond the client's read timeout).
+    drop(hogs.pop());
+    let started = Instant::now();
+    let answer = read_answer(&mut client).unwrap();
+    assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A client that leaves (FIN or RST) while its request is at a slow backend is noticed at
+/// once: the backend connection and the buffers are let go, not held to the response timeout.
+#[test]
+fn a_client_that_leaves_while_the_backend_thinks_is_let_go() {
+    // A backend that never answers, and counts the connections the proxy closed on it.
+    let let_go = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = let_go.clone();
+    let backend = Backend::with_handler(
+        "slow",
+        Arc::new(move |_req, stream| {
+            let mut rest = [0u8; 64];
+            if matches!(stream.read(&mut rest), Ok(0)) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            false
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    for (round, reset) in [false, true].into_iter().enumerate() {
+        let client = connect(listener);
+        (&client)
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        assert!(weir_testkit::wait_until(Duration::from_secs(10), || {
+            backend.request_count() == round + 1
+        }));
+        if reset {
+            socket2::SockRef::from(&client)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+        drop(client);
+        assert!(
+            weir_testkit::wait_until(Duration::from_secs(5), || {
+                let_go.load(std::sync::atomic::Ordering::SeqCst) == round + 1
+            }),
+            "reset: {reset}"
+        );
+        assert_eq!(w.counter("http.client_aborts"), round as u64 + 1);
+        assert_eq!(w.counter("buffers.in_use"), 0);
+    }
+}

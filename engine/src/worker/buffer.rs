@@ -188,6 +188,11 @@ impl BufferPool {
         self.in_use
     }
 
+    /// Whether [`BufferPool::get`] would give a buffer now.
+    pub fn has_free(&self) -> bool {
+        self.in_use < self.max
+    }
+
     pub fn buffer_size(&self) -> usize {
         self.size
     }

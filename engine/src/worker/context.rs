@@ -9,6 +9,7 @@ use super::buffer::BufferPool;
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
 use super::router::Router;
+use super::sessions::FrontIo;
 use super::upstream::Upstream;
 use crate::channel::WorkerConfig;
 
@@ -28,4 +29,31 @@ pub struct Context {
     pub config: WorkerConfig,
     /// Soft stop: finish what is in flight, keep nothing alive.
     pub stopping: bool,
+    /// Sessions that stopped for want of a buffer, to drive again once one is free.
+    pub buffer_waiters: BufferWaiters,
+}
+
+/// Sessions (key, serial) the pool refused a buffer. With edge-triggered readiness the bytes
+/// such a session left unread bring no new event, so the worker drives it again once a
+/// buffer comes back, rather than leaving it to its timeout.
+#[derive(Debug, Default)]
+pub struct BufferWaiters(Vec<(usize, u64)>);
+
+impl BufferWaiters {
+    /// Records that `io`'s session stopped because the pool refused it a buffer.
+    pub fn wait(&mut self, io: &mut FrontIo) {
+        if !io.waiting_for_buffer {
+            io.waiting_for_buffer = true;
+            self.0.push((io.key, io.serial));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every waiter so far; the caller clears each one's `waiting_for_buffer` as it drives it.
+    pub fn take(&mut self) -> Vec<(usize, u64)> {
+        std::mem::take(&mut self.0)
+    }
 }

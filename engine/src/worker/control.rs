@@ -386,7 +386,7 @@ impl Worker {
         let mut counters = Vec::new();
         self.cx.metrics.report(
             self.live_connections(),
-            self.cx.pool.in_use(),
+            &self.cx.pool,
             self.cx.upstream.stats,
             &mut counters,
         );

@@ -139,6 +139,7 @@ impl Worker {
                 }
             }
             self.fire_timers();
+            self.wake_buffer_waiters();
             self.cx.upstream.expire_idle(self.cx.now, &self.cx.registry);
             if self.cx.now >= self.next_tick {
                 self.next_tick = self.cx.now + TICK;
@@ -252,6 +253,7 @@ impl Worker {
             info,
             readable: false,
             read_closed: false,
+            waiting_for_buffer: false,
         };
         let protocol = if io.info.protocol == ListenerProtocol::Tcp {
             let pipe = self
@@ -329,6 +331,22 @@ impl Worker {
         match next {
             Next::Wait => self.arm(key),
             Next::Close => self.close(key),
+        }
+    }
+
+    /// Drives the sessions that stopped for want of a buffer, while buffers are free. Ends: a
+    /// session lists itself again only when the pool refused it, that is when none is free.
+    fn wake_buffer_waiters(&mut self) {
+        while self.cx.pool.has_free() && !self.cx.buffer_waiters.is_empty() {
+            for (key, serial) in self.cx.buffer_waiters.take() {
+                let Some(session) = self.sessions.get_mut(key) else {
+                    continue;
+                };
+                if session.io.serial == serial {
+                    session.io.waiting_for_buffer = false;
+                    self.drive(key);
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 
 use weir_schema::proto;
 
+use super::buffer::BufferPool;
 use super::upstream::UpstreamStats;
 
 /// Worker-wide counters.
@@ -22,6 +23,8 @@ pub struct Metrics {
     pub websocket_upgrades: u64,
     pub tcp_sessions: u64,
     pub retries: u64,
+    /// Clients that left while their request was at a backend (which was then let go).
+    pub client_aborts: u64,
     /// https connections closed at accept (TLS is not served yet).
     pub tls_refused: u64,
 }
@@ -36,7 +39,7 @@ impl Metrics {
     pub fn report(
         &self,
         active_connections: usize,
-        buffers_in_use: usize,
+        buffers: &BufferPool,
         upstream: UpstreamStats,
         out: &mut Vec<proto::Counter>,
     ) {
@@ -69,7 +72,9 @@ impl Metrics {
         add("websocket.upgrades", self.websocket_upgrades);
         add("tcp.sessions", self.tcp_sessions);
         add("http.retries", self.retries);
+        add("http.client_aborts", self.client_aborts);
         add("tls.refused", self.tls_refused);
-        add("buffers.in_use", buffers_in_use as u64);
+        add("buffers.in_use", buffers.in_use() as u64);
+        add("buffers.exhausted", buffers.exhausted);
     }
 }

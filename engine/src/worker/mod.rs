@@ -75,6 +75,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         metrics: metrics::Metrics::default(),
         config,
         stopping: false,
+        buffer_waiters: context::BufferWaiters::default(),
     };
     match Worker::new(poll, cx, control).run() {
         // The main process went away while we wrote to it: same as the channel closing.

@@ -121,6 +121,9 @@ impl Pipe {
         if !self.front_eof && io.readable {
             if self.up.is_none() {
                 self.up = cx.pool.get();
+                if self.up.is_none() {
+                    cx.buffer_waiters.wait(io);
+                }
             }
             if let Some(buf) = self.up.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut io.stream) {
@@ -154,6 +157,9 @@ impl Pipe {
         if !self.back_eof && conn.readable {
             if self.down.is_none() {
                 self.down = cx.pool.get();
+                if self.down.is_none() {
+                    cx.buffer_waiters.wait(io);
+                }
             }
             if let Some(buf) = self.down.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut conn.stream) {

@@ -104,6 +104,8 @@ pub struct FrontIo {
     pub readable: bool,
     /// The peer closed its side (or the socket failed): keep reading until 0 or an error.
     pub read_closed: bool,
+    /// Listed in [`Context::buffer_waiters`](super::context::Context::buffer_waiters).
+    pub waiting_for_buffer: bool,
     pub deadline: Deadline,
 }
 

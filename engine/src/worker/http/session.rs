@@ -99,6 +99,8 @@ struct Exchange {
     resp_fwd: usize,
     /// The backend sent at least one byte.
     resp_started: bool,
+    /// A response head waits in `resp_in` for a buffer to be rewritten into.
+    head_parked: bool,
     /// A final response head went to the client (after that, errors can only close).
     resp_forwarded: bool,
     backend_eof: bool,
@@ -338,6 +340,10 @@ impl HttpSession {
         // Body bytes that arrived with the head.
         let early = ex.req.advance(buf.pending());
         self.front_in = Some(buf);
+        // Nothing more to read for now: the buffer goes back while the backend answers (one
+        // is taken again when body bytes or a pipelined request arrive), so an exchange in
+        // flight holds only the buffers it fills.
+        cx.pool.release_if_empty(&mut self.front_in);
         let refused = match early {
             Err(_) => Some(Status::BadRequest),
             Ok(_) if ex.max_body.is_some_and(|max| ex.req.data_bytes() > max) => {
@@ -480,6 +486,9 @@ impl HttpSession {
         if !ex.req.is_done() && !ex.req_abandoned && io.readable {
             if self.front_in.is_none() {
                 self.front_in = cx.pool.get();
+                if self.front_in.is_none() {
+                    cx.buffer_waiters.wait(io);
+                }
             }
             if let Some(buf) = self.front_in.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_some(&mut io.stream) {
@@ -503,6 +512,16 @@ impl HttpSession {
                     Err(_) => return Step::Close,
                 }
             }
+        }
+
+        // The client is not read once its request is whole, so a client that went away while
+        // the backend thinks would be noticed only at the response timeout, its backend
+        // connection and buffers held for nobody. Its close is seen as a read-closed event:
+        // nothing left to read means it left (nginx's 499); bytes left are a pipelined
+        // request, from a client that half-closed and still waits for its answers.
+        if io.read_closed && ex.req.is_done() && !ex.resp_forwarded && client_left(io) {
+            cx.metrics.client_aborts += 1;
+            return Step::Close;
         }
 
         // Backend → proxy.
@@ -546,6 +565,11 @@ impl HttpSession {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(Step::Blocked);
         };
+        if ex.head_parked {
+            // Its bytes were read already: no readiness will come for them.
+            ex.head_parked = false;
+            return self.parse_response_head(io, cx);
+        }
         if !ex.connected || ex.backend_eof {
             return Ok(Step::Blocked);
         }
@@ -559,7 +583,8 @@ impl HttpSession {
             ex.resp_in = cx.pool.get();
         }
         let Some(buf) = ex.resp_in.as_mut() else {
-            // Pool exhausted: try again on the next event.
+            // Pool exhausted: driven again once a buffer is back.
+            cx.buffer_waiters.wait(io);
             return Ok(Step::Blocked);
         };
         if buf.is_full() {
@@ -639,11 +664,24 @@ impl HttpSession {
                 Ok(None) if !buf.is_full() => return Ok(Step::Progress),
                 Ok(None) | Err(_) => return Err(self.fail(Status::BadGateway, io, cx)),
             };
+            // The backend answered, so the request can no longer be replayed: its head's
+            // buffer can be the one this answer needs.
+            if ex
+                .head_out
+                .as_ref()
+                .is_some_and(|h| ex.head_sent >= h.len())
+            {
+                cx.pool.release(&mut ex.head_out);
+            }
             if ex.resp_out.is_none() {
                 ex.resp_out = cx.pool.get();
             }
             let Some(out) = ex.resp_out.as_mut() else {
-                return Err(self.fail(Status::Unavailable, io, cx));
+                // Parked, not refused: the request is at the backend already, and its answer
+                // goes on as soon as a buffer comes back.
+                ex.head_parked = true;
+                cx.buffer_waiters.wait(io);
+                return Ok(Step::Blocked);
             };
             let code = res.code;
             let len = res.raw.len();
@@ -896,6 +934,15 @@ fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
     }
 }
 
+/// Whether a client whose side closed has nothing left to read (or its socket failed).
+fn client_left(io: &FrontIo) -> bool {
+    match io.stream.peek(&mut [0u8; 1]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+    }
+}
+
 /// Reads and drops what a client sends after a closing answer, until it closes or the
 /// linger deadline passes.
 fn step_linger(io: &mut FrontIo) -> Step {
@@ -989,6 +1036,7 @@ fn begin(
         resp_body: BodyFramer::new(Framing::Empty),
         resp_fwd: 0,
         resp_started: false,
+        head_parked: false,
         resp_forwarded: false,
         backend_eof: false,
         backend_keep_alive: false,
