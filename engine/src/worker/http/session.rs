@@ -26,6 +26,7 @@ use super::parser::{
     header_slots, parse_request, parse_response, upgrade_accepted, write_request_head,
     write_response_head, ClientConnection, ClientInfo, Framing, HeadError, RequestHead,
 };
+use super::path::routing_path;
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::router::normalize_host;
@@ -981,8 +982,10 @@ fn begin(
         Some(raw) => {
             let host =
                 normalize_host(raw, &mut host_buf).ok_or(Refusal::close(Status::BadRequest))?;
+            // Routed on the normalised path; forwarded as received.
+            let path = routing_path(head.path);
             cx.router
-                .lookup(io.info.address, host, head.path)
+                .lookup(io.info.address, host, &path)
                 .ok_or_else(not_found)?
         }
         None => return Err(not_found()),
