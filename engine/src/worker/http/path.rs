@@ -351,6 +351,7 @@ mod tests {
         // A decoded hex digit would complete a triplet with a stray `%` before it.
         assert_eq!(n("/%%34%31"), "/%%341");
         assert_eq!(n("/%4%31"), "/%4%31");
+        assert_eq!(n("%3%30"), "%3%30");
         assert_eq!(n("/%%7e"), "/%~");
         assert_eq!(n("/%x%41"), "/%xA");
     }
