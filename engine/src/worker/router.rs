@@ -175,7 +175,9 @@ impl<T: Copy + PartialEq> Router<T> {
         }
     }
 
-    /// The target for an HTTP request. `host` must already be normalised by [`normalize_host`].
+    /// The target for an HTTP request. `host` must already be normalised by [`normalize_host`],
+    /// and `path` by [`routing_path`](crate::worker::http::path::routing_path): prefixes are
+    /// matched against the whole string given.
     pub fn lookup(&self, listener: SocketAddr, host: &str, path: &str) -> Option<T> {
         let routes = self.listeners.get(&listener)?;
         if let Some(found) = routes.exact.get(host).and_then(|t| t.lookup(path)) {
