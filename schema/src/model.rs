@@ -260,6 +260,12 @@ pub enum RouteError {
     BadHostname(String),
     #[error("path {0:?} must start with '/' and hold no spaces or control characters")]
     BadPath(String),
+    /// Requests are routed on their normalised path (no query, no dot segments, no `//`,
+    /// unreserved characters decoded), which a route like this could never equal.
+    #[error(
+        "path {0:?} can never match: requests are routed on their normalised path, which has {1}"
+    )]
+    UnmatchablePath(String, &'static str),
 }
 
 /// Normalises a route hostname: lowercase, no trailing dot, no port. `*.` is allowed only as
@@ -295,6 +301,47 @@ pub fn normalize_path(raw: &str) -> Result<String, RouteError> {
         return Err(RouteError::BadPath(raw.to_owned()));
     }
     Ok(raw.to_owned())
+}
+
+/// [`normalize_path`] for a frontend's path prefix, which must also be one a request can
+/// match (a health check's path, sent as it is, may hold a query).
+pub fn normalize_route_path(raw: &str) -> Result<String, RouteError> {
+    let path = normalize_path(raw)?;
+    match unmatchable(&path) {
+        Some(reason) => Err(RouteError::UnmatchablePath(path, reason)),
+        None => Ok(path),
+    }
+}
+
+/// What a normalised request path never holds that `path` does (see the engine's
+/// `routing_path`).
+fn unmatchable(path: &str) -> Option<&'static str> {
+    if path.contains(['?', '#']) {
+        return Some("no query or fragment");
+    }
+    if !path.is_ascii() {
+        return Some("only ASCII (percent-encode other characters)");
+    }
+    if path.contains("//") {
+        return Some("no empty segment ('//')");
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Some("no '.' or '..' segment");
+    }
+    let bytes = path.as_bytes();
+    let encoded_unreserved = bytes.windows(3).any(|w| {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        w[0] == b'%'
+            && matches!((hex(w[1]), hex(w[2])), (Some(h), Some(l))
+                if { let c = (h * 16 + l) as u8; c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') })
+    });
+    if encoded_unreserved {
+        return Some("letters, digits and '-._~' decoded (write them plainly)");
+    }
+    None
 }
 
 /// Anything a state holds, named the way plans and errors name it.
@@ -340,4 +387,46 @@ pub enum Resource {
     Backend(Backend),
     Certificate(Box<Certificate>),
     Frontend(Frontend),
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_paths_must_be_ones_a_normalised_request_can_match() {
+        for ok in [
+            "",
+            "/",
+            "/api",
+            "/api/",
+            "/.well-known/",
+            "/a%2Fb",
+            "/a..b/",
+            "/~u",
+        ] {
+            assert!(normalize_route_path(ok).is_ok(), "{ok}");
+        }
+        for never in [
+            "/a//b",
+            "/a/./b",
+            "/a/..",
+            "/a?b",
+            "/a#b",
+            "/caf\u{e9}",
+            "/%7e",
+            "/%41",
+        ] {
+            assert!(
+                matches!(
+                    normalize_route_path(never),
+                    Err(RouteError::UnmatchablePath(..))
+                ),
+                "{never}"
+            );
+        }
+        // A health check's path is sent as it is, query included.
+        assert!(normalize_path("/healthz?full=1").is_ok());
+    }
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 use crate::cert::{CertError, Certificate};
 use crate::command::{Change, Command, Request};
 use crate::model::{
-    normalize_hostname, normalize_path, Backend, BackendId, BackendKey, Cluster, ClusterId,
-    Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings, LoadBalancing, Protocol,
-    RouteError, TlsVersion, DEFAULT_WEIGHT,
+    normalize_hostname, normalize_path, normalize_route_path, Backend, BackendId, BackendKey,
+    Cluster, ClusterId, Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings,
+    LoadBalancing, Protocol, RouteError, TlsVersion, DEFAULT_WEIGHT,
 };
 use crate::proto;
 
@@ -272,7 +272,7 @@ impl TryFrom<&proto::Frontend> for Frontend {
             } else {
                 Some(normalize_hostname(&f.hostname)?)
             },
-            path: normalize_path(&f.path)?,
+            path: normalize_route_path(&f.path)?,
             cluster: ClusterId(non_empty("cluster_id", &f.cluster_id)?),
             certificate: if f.certificate.is_empty() {
                 None

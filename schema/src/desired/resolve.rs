@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use crate::cert::{utc_date as date, CertError, Certificate};
 use crate::command::Change;
 use crate::model::{
-    normalize_hostname, normalize_path, Backend, BackendId, BackendKey, Cluster, ClusterId,
-    Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings, Protocol, DEFAULT_WEIGHT,
+    normalize_hostname, normalize_path, normalize_route_path, Backend, BackendId, BackendKey,
+    Cluster, ClusterId, Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings, Protocol,
+    DEFAULT_WEIGHT,
 };
 use crate::state::{State, StateError};
 
@@ -654,7 +655,7 @@ impl Resolver<'_> {
                 }
             },
         };
-        let route_path = match normalize_path(doc.path.as_deref().unwrap_or("/")) {
+        let route_path = match normalize_route_path(doc.path.as_deref().unwrap_or("/")) {
             Ok(p) => Some(p),
             Err(e) => {
                 self.error(f, path.field("path"), e.to_string());

@@ -96,7 +96,8 @@ pub struct RequestHead<'h, 'b> {
     pub raw: &'b [u8],
     /// The host to route on (from an absolute-form target, else the Host field).
     pub host: Option<&'b [u8]>,
-    /// The path to route on.
+    /// The target's path (origin form: the whole target, query included), from which
+    /// [`routing_path`](super::path::routing_path) makes the path routed on.
     pub path: &'b str,
     /// What followed an absolute target's empty path (`?q` of `http://a?q`): forwarded
     /// after the `/` that stands for that path. Empty otherwise.
