@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     #[serde(with = "millis")]
     pub front_timeout: Duration,
     #[serde(with = "millis")]
+    pub tunnel_timeout: Duration,
+    #[serde(with = "millis")]
     pub request_timeout: Duration,
     #[serde(with = "millis")]
     pub connect_timeout: Duration,
@@ -64,6 +66,8 @@ impl Default for WorkerConfig {
             max_buffers: 16 * 1024,
             max_connections: 10_000,
             front_timeout: Duration::from_secs(60),
+            // HAProxy's recommended `timeout tunnel`: long enough for a quiet WebSocket.
+            tunnel_timeout: Duration::from_secs(3600),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             response_timeout: Duration::from_secs(30),

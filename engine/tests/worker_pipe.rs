@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use support::TestWorker;
 use weir_schema::proto;
@@ -58,4 +59,59 @@ fn websocket_upgrade_becomes_a_pipe() {
         assert_eq!(back, frame.as_bytes());
     }
     assert_eq!(w.counter("websocket.upgrades"), 1);
+}
+
+/// A pipe idles by the listener's tunnel timeout, not by its keep-alive timeout (nor, on a TCP
+/// listener, by the connect timeout it started with): quiet WebSockets and TCP sessions live
+/// on, and an idle one still ends.
+#[test]
+fn pipes_idle_by_the_tunnel_timeout_not_the_keep_alive_one() {
+    let settings = proto::ListenerSettings {
+        front_timeout_ms: 200,
+        tunnel_timeout_ms: 1_500,
+        ..Default::default()
+    };
+    let mut w = TestWorker::start(weir_engine::channel::WorkerConfig {
+        connect_timeout: Duration::from_millis(200),
+        ..Default::default()
+    });
+    let echo = tcp_echo();
+    let tcp = w.add_listener_with(proto::ListenerProtocol::Tcp, settings.clone());
+    w.add_cluster(TestWorker::cluster("tcp"));
+    w.add_backend("tcp", "echo", echo);
+    w.call(proto::request::Kind::AddFrontend(TestWorker::frontend(
+        tcp, "", "", "tcp",
+    )));
+    let ws_backend = websocket_echo();
+    let http = w.add_listener_with(proto::ListenerProtocol::Http, settings);
+    w.add_cluster(TestWorker::cluster("ws"));
+    w.add_backend("ws", "ws-1", ws_backend.addr);
+    w.add_frontend(http, "ws.test", "/", "ws");
+
+    let mut tcp_client = connect(tcp);
+    let mut ws_client = connect(http);
+    ws_client
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut ws_client).unwrap().status, 101);
+    // Idle well past the keep-alive and connect timeouts (the behaviour under test is time).
+    std::thread::sleep(Duration::from_millis(700));
+    for client in [&mut tcp_client, &mut ws_client] {
+        client.write_all(b"still here").unwrap();
+        let mut back = [0u8; 10];
+        client.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"still here");
+    }
+    // Then idle past the tunnel timeout: the proxy closes both.
+    let quiet = Instant::now();
+    for client in [&mut tcp_client, &mut ws_client] {
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+    let idle = quiet.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1_400) && idle < Duration::from_secs(8),
+        "{idle:?}"
+    );
 }

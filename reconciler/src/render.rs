@@ -325,6 +325,7 @@ pub fn attributes(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
             ("protocol", json!(l.protocol.as_str())),
             ("name", json!(l.name)),
             ("front_timeout", duration(l.settings.front_timeout)),
+            ("tunnel_timeout", duration(l.settings.tunnel_timeout)),
             ("request_timeout", duration(l.settings.request_timeout)),
             ("max_request_body", json!(l.settings.max_request_body)),
             ("answer_404", json!(l.settings.answer_404)),
@@ -625,6 +626,7 @@ impl Serialize for AttributesJson<'_> {
                 protocol: l.protocol.as_str(),
                 request_timeout: DurationJson(l.settings.request_timeout),
                 tls_versions: TlsVersions(&l.settings.tls_versions),
+                tunnel_timeout: DurationJson(l.settings.tunnel_timeout),
             }
             .serialize(serializer),
             Resource::Cluster(c) => ClusterJson {
@@ -681,6 +683,7 @@ struct ListenerJson<'a> {
     protocol: &'static str,
     request_timeout: DurationJson,
     tls_versions: TlsVersions<'a>,
+    tunnel_timeout: DurationJson,
 }
 
 struct TlsVersions<'a>(&'a [TlsVersion]);

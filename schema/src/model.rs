@@ -133,8 +133,11 @@ impl TlsVersion {
 /// Settings of a listener that can change in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListenerSettings {
-    /// Idle time allowed between requests on a keep-alive connection (or on an idle TCP pipe).
+    /// Idle time allowed between requests on a keep-alive connection.
     pub front_timeout: Option<Duration>,
+    /// Idle time allowed on a byte pipe (a WebSocket after its `101`, a TCP listener's
+    /// connection), apart from the keep-alive timeout: tunnels are often quiet for minutes.
+    pub tunnel_timeout: Option<Duration>,
     /// Time allowed for a whole request head to arrive (408 after it).
     pub request_timeout: Option<Duration>,
     /// Largest request body accepted (413 over it); `None` is unlimited.

@@ -114,6 +114,7 @@ impl TryFrom<&proto::Listener> for Listener {
             },
             settings: ListenerSettings {
                 front_timeout: ms(settings.front_timeout_ms),
+                tunnel_timeout: ms(settings.tunnel_timeout_ms),
                 request_timeout: ms(settings.request_timeout_ms),
                 max_request_body: (settings.max_request_body > 0)
                     .then_some(settings.max_request_body),
@@ -134,6 +135,7 @@ impl From<&Listener> for proto::Listener {
             name: l.name.clone(),
             settings: Some(proto::ListenerSettings {
                 front_timeout_ms: to_ms(s.front_timeout),
+                tunnel_timeout_ms: to_ms(s.tunnel_timeout),
                 request_timeout_ms: to_ms(s.request_timeout),
                 max_request_body: s.max_request_body.unwrap_or(0),
                 answer_404: s.answer_404.clone(),

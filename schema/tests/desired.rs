@@ -100,6 +100,7 @@ fn optional_settings_become_the_state_s_settings() {
 address = "127.0.0.1:8443"
 protocol = "https"
 front_timeout = "2m"
+tunnel_timeout = "2h"
 request_timeout = "1500ms"
 max_request_body = "1MiB"
 answer_404 = "none"
@@ -125,6 +126,7 @@ demo = true
     let l = d.state.listeners.values().next().unwrap();
     assert_eq!(l.name, "127.0.0.1:8443", "the name defaults to the address");
     assert_eq!(l.settings.front_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(l.settings.tunnel_timeout, Some(Duration::from_secs(7200)));
     assert_eq!(
         l.settings.request_timeout,
         Some(Duration::from_millis(1500))

@@ -14,7 +14,8 @@
 //! desired = "routes/"         # a desired-state directory applied at start
 //!
 //! [timeouts]                  # milliseconds
-//! front_ms = 60000
+//! front_ms = 60000            # idle keep-alive connection
+//! tunnel_ms = 3600000         # idle WebSocket or TCP connection
 //! request_ms = 10000
 //! connect_ms = 3000
 //! response_ms = 30000
@@ -70,6 +71,7 @@ pub enum LogLevel {
 #[serde(default, deny_unknown_fields)]
 pub struct Timeouts {
     pub front_ms: u64,
+    pub tunnel_ms: u64,
     pub request_ms: u64,
     pub connect_ms: u64,
     pub response_ms: u64,
@@ -83,6 +85,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             front_ms: 60_000,
+            tunnel_ms: 3_600_000,
             request_ms: 10_000,
             connect_ms: 3_000,
             response_ms: 30_000,
@@ -221,6 +224,7 @@ impl Config {
         let t = &self.timeouts;
         for (key, value) in [
             ("timeouts.front_ms", t.front_ms),
+            ("timeouts.tunnel_ms", t.tunnel_ms),
             ("timeouts.request_ms", t.request_ms),
             ("timeouts.connect_ms", t.connect_ms),
             ("timeouts.response_ms", t.response_ms),
@@ -263,6 +267,7 @@ impl Config {
             max_buffers: self.max_buffers,
             max_connections: self.max_connections,
             front_timeout: Duration::from_millis(self.timeouts.front_ms),
+            tunnel_timeout: Duration::from_millis(self.timeouts.tunnel_ms),
             request_timeout: Duration::from_millis(self.timeouts.request_ms),
             connect_timeout: Duration::from_millis(self.timeouts.connect_ms),
             response_timeout: Duration::from_millis(self.timeouts.response_ms),

@@ -236,7 +236,7 @@ impl Worker {
         }
         let version = self.control.state.version;
         let now = self.cx.now;
-        let defaults = (self.cx.config.front_timeout, self.cx.config.request_timeout);
+        let defaults = &self.cx.config;
         match change {
             Change::AddListener(l) => {
                 let listener = std::net::TcpListener::from(fd.ok_or(WorkerError::MissingFd)?);

@@ -310,7 +310,7 @@ impl Worker {
                         match http.into_pipe_parts() {
                             Some((link, up, down)) => {
                                 let mut pipe = Box::new(Pipe::upgraded(link, up, down));
-                                session.io.deadline.at = cx.now + session.io.info.front_timeout;
+                                session.io.deadline.at = cx.now + session.io.info.tunnel_timeout;
                                 let next = pipe.drive(&mut session.io, cx);
                                 session.protocol = Protocol::Pipe(pipe);
                                 next

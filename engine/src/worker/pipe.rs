@@ -4,7 +4,8 @@
 //! Each direction has its own buffer, taken when bytes arrive and given back when drained, so
 //! an idle pipe holds no buffer. An end of stream from one side is passed on as a half-close
 //! (`shutdown(Write)`) once its bytes are written; the pipe ends when both sides have closed
-//! and both buffers are empty, on any error, or after the listener's idle timeout.
+//! and both buffers are empty, on any error, or after the listener's `tunnel_timeout` without
+//! a byte either way (not its keep-alive `front_timeout`: a WebSocket may be quiet for long).
 
 use std::io;
 use std::net::Shutdown;
@@ -90,6 +91,8 @@ impl Pipe {
                 Some(Ok(())) => {
                     self.connected = true;
                     cx.upstream.record_success(self.link.backend);
+                    // From now on the deadline is the idle one, not the connect one.
+                    io.deadline.at = cx.now + io.info.tunnel_timeout;
                 }
                 Some(Err(_)) => return self.connect_failed(io, cx),
             }
@@ -108,7 +111,7 @@ impl Pipe {
             if !progress {
                 return Next::Wait;
             }
-            io.deadline.at = cx.now + io.info.front_timeout;
+            io.deadline.at = cx.now + io.info.tunnel_timeout;
         }
     }
 

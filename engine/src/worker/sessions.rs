@@ -16,6 +16,8 @@ use std::time::Duration;
 use mio::net::TcpStream;
 use weir_schema::{Listener, Protocol as ListenerProtocol};
 
+use crate::channel::WorkerConfig;
+
 use super::http::session::HttpSession;
 use super::pipe::Pipe;
 use super::timer::Deadline;
@@ -67,6 +69,7 @@ pub struct ListenerInfo {
     pub protocol: ListenerProtocol,
     pub port: u16,
     pub front_timeout: Duration,
+    pub tunnel_timeout: Duration,
     pub request_timeout: Duration,
     pub max_request_body: Option<u64>,
     /// The listener's own bodies for the 404 and 503 answers.
@@ -75,14 +78,16 @@ pub struct ListenerInfo {
 }
 
 impl ListenerInfo {
-    pub fn new(listener: &Listener, defaults: (Duration, Duration)) -> ListenerInfo {
+    /// The listener's settings, with the worker's defaults where it sets none.
+    pub fn new(listener: &Listener, defaults: &WorkerConfig) -> ListenerInfo {
         let s = &listener.settings;
         ListenerInfo {
             address: listener.address,
             protocol: listener.protocol,
             port: listener.address.port(),
-            front_timeout: s.front_timeout.unwrap_or(defaults.0),
-            request_timeout: s.request_timeout.unwrap_or(defaults.1),
+            front_timeout: s.front_timeout.unwrap_or(defaults.front_timeout),
+            tunnel_timeout: s.tunnel_timeout.unwrap_or(defaults.tunnel_timeout),
+            request_timeout: s.request_timeout.unwrap_or(defaults.request_timeout),
             max_request_body: s.max_request_body,
             answer_404: s.answer_404.as_deref().map(Rc::from),
             answer_503: s.answer_503.as_deref().map(Rc::from),

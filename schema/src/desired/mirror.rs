@@ -33,6 +33,7 @@ pub(crate) struct ListenerDoc {
     pub address: String,
     pub protocol: ProtocolDoc,
     pub front_timeout: Option<DurationValue>,
+    pub tunnel_timeout: Option<DurationValue>,
     pub request_timeout: Option<DurationValue>,
     pub max_request_body: Option<ByteSize>,
     pub answer_404: Option<String>,

@@ -345,6 +345,7 @@ impl Resolver<'_> {
             name: name.clone(),
             settings: ListenerSettings {
                 front_timeout: doc.front_timeout.map(|d| d.0),
+                tunnel_timeout: doc.tunnel_timeout.map(|d| d.0),
                 request_timeout: doc.request_timeout.map(|d| d.0),
                 max_request_body: doc.max_request_body.map(|s| s.0),
                 answer_404: doc.answer_404.clone(),

@@ -48,6 +48,7 @@ pub fn tuned_listener() -> Listener {
         name: "tls".to_owned(),
         settings: ListenerSettings {
             front_timeout: Some(Duration::from_secs(30)),
+            tunnel_timeout: None,
             request_timeout: Some(Duration::from_millis(2500)),
             max_request_body: Some(1 << 20),
             answer_404: Some("nothing here\n".to_owned()),
