@@ -3,11 +3,19 @@
 //! The proxy forwards body bytes as they are (chunk framing included) and never holds a whole
 //! body: [`BodyFramer::advance`] looks at newly received bytes and says how many of them belong
 //! to the current message, so the rest (a pipelined request, say) stays in the buffer. Chunk
-//! framing is checked strictly (RFC 9112 7.1): hex sizes without sign or prefix, extensions of
-//! visible characters only, CRLF everywhere, bounded extension and trailer sizes.
+//! framing is checked strictly (RFC 9112 7.1): hex sizes without sign or prefix (zero padding
+//! allowed, the value bounded), extensions of visible characters only, CRLF everywhere, bounded
+//! extension and trailer sizes.
 
 use super::parser::Framing;
 
+/// A chunk size has at most 15 significant hex digits (below 2^60, far above any real body),
+/// so shifting in a digit never overflows. Checked before each digit: a size that already
+/// needs more than 56 bits has its 15 digits and refuses another.
+const MAX_SIZE_BITS: u32 = 56;
+/// Most hex digits in a chunk size, leading zeros included. Only the value is bounded by
+/// [`MAX_SIZE_BITS`]; this keeps a line of zeros from growing without end.
+const MAX_SIZE_DIGITS: u8 = 64;
 /// Longest chunk extension (after the size) accepted on one chunk line.
 const MAX_EXTENSION: usize = 4096;
 /// Longest trailer section accepted.
@@ -20,7 +28,7 @@ pub struct BodyError(pub &'static str);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Chunk {
-    /// Reading hex digits; `digits` so far.
+    /// Reading hex digits; `digits` so far, leading zeros included.
     Size {
         digits: u8,
     },
@@ -167,8 +175,13 @@ fn advance_chunked(
             }
             Chunk::Size { digits } => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                    if digits >= 15 {
+                    // The bound is on the value, not the spelling: zero-padded sizes
+                    // (`0000000000000005`) are accepted, as nginx and HAProxy accept them.
+                    if *size >> MAX_SIZE_BITS != 0 {
                         return Err(BodyError("chunk size too large"));
+                    }
+                    if digits >= MAX_SIZE_DIGITS {
+                        return Err(BodyError("chunk size too long"));
                     }
                     let v = (b as char).to_digit(16).unwrap_or(0);
                     *size = *size * 16 + u64::from(v);
@@ -281,6 +294,20 @@ mod tests {
     }
 
     #[test]
+    fn leading_zeros_do_not_count_toward_the_size_bound() {
+        let padded = b"0000000000000005\r\nhello\r\n0000\r\n\r\n";
+        assert_eq!(whole(padded).unwrap(), (padded.len(), true));
+        // Fifteen significant digits is the most a size may have, however it is padded.
+        let mut f = BodyFramer::new(Framing::Chunked);
+        assert_eq!(f.advance(b"000fffffffffffffff\r\n").unwrap(), 20);
+        assert!(!f.is_done());
+        // A line of zeros does not grow without end.
+        let zeros = [b'0'; 65];
+        assert!(whole(&zeros).is_err());
+        assert!(whole(&zeros[..64]).is_ok());
+    }
+
+    #[test]
     fn chunked_survives_any_split() {
         let body = b"a\r\n0123456789\r\n3;x\r\nabc\r\n0\r\nT: v\r\n\r\n";
         for split in 0..body.len() {
@@ -305,6 +332,8 @@ mod tests {
             b"1\r\nab\r\n",
             b"1\r\na\n",
             b"ffffffffffffffff\r\n",
+            b"1000000000000000\r\n",
+            b"0001000000000000000\r\n",
             b"1;\x01\r\n",
             b"0\r\nX: a\rb\r\n\r\n",
             b"0\r\nX: a\n\r\n",
