@@ -2,10 +2,16 @@
 //!
 //! The proxy forwards body bytes as they are (chunk framing included) and never holds a whole
 //! body: [`BodyFramer::advance`] looks at newly received bytes and says how many of them belong
-//! to the current message, so the rest (a pipelined request, say) stays in the buffer. Chunk
-//! framing is checked strictly (RFC 9112 7.1): hex sizes without sign or prefix (zero padding
-//! allowed, the value bounded), extensions of visible characters only, CRLF everywhere, bounded
-//! extension and trailer sizes.
+//! to the current message, so the rest (a pipelined request, say) stays in the buffer.
+//!
+//! Whatever passes here reaches the other side exactly as it was sent, so this is the only
+//! check a chunked body gets. Chunk framing is checked strictly (RFC 9112 7.1):
+//!
+//! - sizes: hex digits without sign or prefix; zero padding is allowed, the value is bounded;
+//! - extensions: to the letter of their grammar, names and values tokens or quoted strings,
+//!   whitespace only where BWS allows it, the whole bounded;
+//! - CRLF everywhere, no bare CR or LF;
+//! - trailers: bounded as a whole.
 
 use super::parser::Framing;
 
@@ -16,7 +22,7 @@ const MAX_SIZE_BITS: u32 = 56;
 /// Most hex digits in a chunk size, leading zeros included. Only the value is bounded by
 /// [`MAX_SIZE_BITS`]; this keeps a line of zeros from growing without end.
 const MAX_SIZE_DIGITS: u8 = 64;
-/// Longest chunk extension (after the size) accepted on one chunk line.
+/// Longest chunk extension (after the size, before the CR) accepted on one chunk line.
 const MAX_EXTENSION: usize = 4096;
 /// Longest trailer section accepted.
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -32,12 +38,24 @@ enum Chunk {
     Size {
         digits: u8,
     },
-    /// Whitespace after the size: only an extension may follow.
-    SizeSpace,
-    /// In an extension.
-    Extension {
-        len: usize,
+    /// Whitespace (BWS) after the size or an extension's value: a `;` must follow.
+    ExtSpace,
+    /// After a `;`: optional whitespace, then a name.
+    ExtNameStart,
+    /// In an extension's name (a token).
+    ExtName,
+    /// Whitespace after a name: a `=` or another `;` must follow.
+    ExtNameSpace,
+    /// After a `=`: optional whitespace, then a token or a quoted string.
+    ExtValueStart,
+    /// In a token value.
+    ExtToken,
+    /// In a quoted-string value; `escaped` just after a backslash.
+    ExtQuoted {
+        escaped: bool,
     },
+    /// Just after a quoted string's closing quote.
+    ExtQuotedEnd,
     /// Got CR after the size line.
     SizeLf,
     Data,
@@ -69,7 +87,9 @@ enum Kind {
         state: Chunk,
         /// Size of the chunk being read, then data bytes left in it.
         size: u64,
-        trailer_bytes: usize,
+        /// Framing bytes counted against a bound: the current chunk line's extensions
+        /// ([`MAX_EXTENSION`]), then the whole trailer section ([`MAX_TRAILERS`]).
+        counted: usize,
     },
     UntilClose,
     Done,
@@ -83,7 +103,7 @@ impl BodyFramer {
             Framing::Chunked => Kind::Chunked {
                 state: Chunk::Size { digits: 0 },
                 size: 0,
-                trailer_bytes: 0,
+                counted: 0,
             },
             Framing::UntilClose => Kind::UntilClose,
         };
@@ -136,9 +156,9 @@ impl BodyFramer {
             Kind::Chunked {
                 state,
                 size,
-                trailer_bytes,
+                counted,
             } => {
-                let n = advance_chunked(state, size, trailer_bytes, &mut self.data, bytes)?;
+                let n = advance_chunked(state, size, counted, &mut self.data, bytes)?;
                 if *state == Chunk::Done {
                     self.kind = Kind::Done;
                 }
@@ -151,7 +171,7 @@ impl BodyFramer {
 fn advance_chunked(
     state: &mut Chunk,
     size: &mut u64,
-    trailer_bytes: &mut usize,
+    counted: &mut usize,
     data: &mut u64,
     bytes: &[u8],
 ) -> Result<usize, BodyError> {
@@ -188,30 +208,36 @@ fn advance_chunked(
                     *state = Chunk::Size { digits: digits + 1 };
                 }
                 b'\r' if digits > 0 => *state = Chunk::SizeLf,
-                b';' if digits > 0 => *state = Chunk::Extension { len: 0 },
-                b' ' | b'\t' if digits > 0 => *state = Chunk::SizeSpace,
+                b';' | b' ' | b'\t' if digits > 0 => {
+                    // The extension's first byte, counted against MAX_EXTENSION. Read as
+                    // if after whitespace: a `;` opens a name, whitespace waits for one.
+                    *counted = 1;
+                    *state = extension(Chunk::ExtSpace, b)?;
+                }
                 _ => return Err(BodyError("bad chunk size")),
             },
-            Chunk::SizeSpace => match b {
-                b' ' | b'\t' => {}
-                b';' => *state = Chunk::Extension { len: 0 },
-                _ => return Err(BodyError("bad chunk size")),
-            },
-            Chunk::Extension { len } => match b {
-                b'\r' => *state = Chunk::SizeLf,
-                b'\t' | b' '..=b'~' | 0x80..=0xff => {
-                    if len >= MAX_EXTENSION {
+            Chunk::ExtSpace
+            | Chunk::ExtNameStart
+            | Chunk::ExtName
+            | Chunk::ExtNameSpace
+            | Chunk::ExtValueStart
+            | Chunk::ExtToken
+            | Chunk::ExtQuoted { .. }
+            | Chunk::ExtQuotedEnd => {
+                if b != b'\r' {
+                    *counted += 1;
+                    if *counted > MAX_EXTENSION {
                         return Err(BodyError("chunk extension too long"));
                     }
-                    *state = Chunk::Extension { len: len + 1 };
                 }
-                _ => return Err(BodyError("bad chunk extension")),
-            },
+                *state = extension(*state, b)?;
+            }
             Chunk::SizeLf => {
                 if b != b'\n' {
                     return Err(BodyError("bare CR in a chunk line"));
                 }
                 *state = if *size == 0 {
+                    *counted = 0;
                     Chunk::TrailerStart
                 } else {
                     Chunk::Data
@@ -231,8 +257,8 @@ fn advance_chunked(
                 *size = 0;
             }
             Chunk::TrailerStart | Chunk::TrailerLine => {
-                *trailer_bytes += 1;
-                if *trailer_bytes > MAX_TRAILERS {
+                *counted += 1;
+                if *counted > MAX_TRAILERS {
                     return Err(BodyError("trailers too long"));
                 }
                 let empty = *state == Chunk::TrailerStart;
@@ -259,6 +285,55 @@ fn advance_chunked(
     Ok(i)
 }
 
+/// The state after byte `b` of a chunk extension (RFC 9112 7.1.1):
+///
+/// ```text
+/// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// The framing is forwarded as received, so whatever passes here reaches the other side: a
+/// name-less `;`, a value of separators or an unterminated quote is refused rather than left
+/// to a downstream parser to read its own way. The CR ending the line may follow a name or a
+/// value, never whitespace (BWS only comes before `;` or `=`).
+fn extension(state: Chunk, b: u8) -> Result<Chunk, BodyError> {
+    Ok(match (state, b) {
+        (Chunk::ExtSpace, b' ' | b'\t') => Chunk::ExtSpace,
+        (Chunk::ExtSpace, b';') => Chunk::ExtNameStart,
+        (Chunk::ExtNameStart, b' ' | b'\t') => Chunk::ExtNameStart,
+        (Chunk::ExtNameStart | Chunk::ExtName, _) if is_tchar(b) => Chunk::ExtName,
+        (Chunk::ExtName | Chunk::ExtNameSpace, b' ' | b'\t') => Chunk::ExtNameSpace,
+        (Chunk::ExtName | Chunk::ExtNameSpace, b'=') => Chunk::ExtValueStart,
+        (Chunk::ExtName | Chunk::ExtNameSpace, b';') => Chunk::ExtNameStart,
+        (Chunk::ExtValueStart, b' ' | b'\t') => Chunk::ExtValueStart,
+        (Chunk::ExtValueStart, b'"') => Chunk::ExtQuoted { escaped: false },
+        (Chunk::ExtValueStart | Chunk::ExtToken, _) if is_tchar(b) => Chunk::ExtToken,
+        (Chunk::ExtToken | Chunk::ExtQuotedEnd, b' ' | b'\t') => Chunk::ExtSpace,
+        (Chunk::ExtToken | Chunk::ExtQuotedEnd, b';') => Chunk::ExtNameStart,
+        (Chunk::ExtName | Chunk::ExtToken | Chunk::ExtQuotedEnd, b'\r') => Chunk::SizeLf,
+        // RFC 9110 5.6.4: qdtext, or after a backslash any of HTAB / SP / VCHAR / obs-text.
+        (Chunk::ExtQuoted { escaped: false }, b'"') => Chunk::ExtQuotedEnd,
+        (Chunk::ExtQuoted { escaped: false }, b'\\') => Chunk::ExtQuoted { escaped: true },
+        (Chunk::ExtQuoted { .. }, b'\t' | b' '..=b'~' | 0x80..=0xff) => {
+            Chunk::ExtQuoted { escaped: false }
+        }
+        (Chunk::ExtQuoted { .. }, _) => {
+            return Err(BodyError(
+                "bad or unterminated quoted string in a chunk extension",
+            ))
+        }
+        (Chunk::ExtNameStart, _) => return Err(BodyError("chunk extension without a name")),
+        (Chunk::ExtValueStart, _) => return Err(BodyError("chunk extension without a value")),
+        _ => return Err(BodyError("bad chunk extension")),
+    })
+}
+
+/// A token character (RFC 9110 5.6.2): the characters of field names and extension names.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
@@ -268,6 +343,31 @@ mod tests {
         let mut f = BodyFramer::new(Framing::Chunked);
         let n = f.advance(input)?;
         Ok((n, f.is_done()))
+    }
+
+    /// What the framer makes of `input` given in two reads split at `at`: bytes taken, whether
+    /// the body ended, payload bytes, or the error.
+    fn in_two(input: &[u8], at: usize) -> Result<(usize, bool, u64), BodyError> {
+        let mut f = BodyFramer::new(Framing::Chunked);
+        let mut n = f.advance(&input[..at])?;
+        // Bytes after the end are left for the next message, never offered again.
+        if n == at {
+            n += f.advance(&input[at..])?;
+        }
+        Ok((n, f.is_done(), f.data_bytes()))
+    }
+
+    /// Every split point gives `input` the outcome it has in one read.
+    fn assert_split_invariant(input: &[u8]) {
+        let once = in_two(input, input.len());
+        for at in 0..input.len() {
+            assert_eq!(in_two(input, at), once, "{} at {at}", input.escape_ascii());
+        }
+    }
+
+    /// A one-chunk body whose size line is `line`, then a pipelined request.
+    fn after_line(line: &[u8]) -> Vec<u8> {
+        [line, &b"\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n"[..]].concat()
     }
 
     #[test]
@@ -307,6 +407,74 @@ mod tests {
         assert!(whole(&zeros[..64]).is_ok());
     }
 
+    /// Chunk lines whose extensions follow RFC 9112 7.1.1, each before the same data.
+    const GOOD_EXTENSIONS: &[&[u8]] = &[
+        b"5;a",
+        b"5;a=b",
+        b"5 ; a = b",
+        b"5\t;\ta\t=\tb",
+        b"5;a;b=c",
+        b"5;a=\"b;c\"",
+        b"5;a=\"\"",
+        b"5;a=\"q\\\"d\\\\ \\\t\xff\"",
+        b"5;a=\"\t !#[]~\x80\"",
+        b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz",
+        b"5;a=\"x\" ; b ;c=d",
+    ];
+
+    /// Chunk lines whose extensions break RFC 9112 7.1.1.
+    const BAD_EXTENSIONS: &[&[u8]] = &[
+        b"5;",
+        b"5;;a",
+        b"5;=x",
+        b"5; =x",
+        b"5;a=",
+        b"5;a= ",
+        b"5;a=<b>",
+        b"5;a=<b>{c}",
+        b"5;a=b=c",
+        b"5;a b",
+        b"5;a=b c",
+        b"5;a=\"x\"y",
+        b"5;a=\"unterminated",
+        b"5;a=\"x\\",
+        b"5;a=\"x\x7f\"",
+        b"5;a=\"\\\x01\"",
+        b"5;\xff\xfe",
+        b"5;a\xff",
+        b"5;a=b\xff",
+        b"5;a ",
+        b"5;a=b ",
+        b"5 ",
+        b"5 a",
+        b"5;a\x01",
+        b"5;a=b;",
+    ];
+
+    #[test]
+    fn chunk_extensions_follow_their_grammar() {
+        for line in GOOD_EXTENSIONS {
+            let body = after_line(line);
+            let got = whole(&body);
+            assert_eq!(got, Ok((body.len() - 16, true)), "{}", line.escape_ascii());
+        }
+        for line in BAD_EXTENSIONS {
+            assert!(whole(&after_line(line)).is_err(), "{}", line.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn chunk_extensions_are_bounded() {
+        let mut line = b"1;a=".to_vec();
+        line.resize(MAX_EXTENSION + 1, b'b');
+        line.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(whole(&line).unwrap(), (line.len(), true));
+        let mut long = b"1;a=".to_vec();
+        long.resize(MAX_EXTENSION + 2, b'b');
+        long.extend_from_slice(b"\r\nx\r\n0\r\n\r\n");
+        assert_eq!(whole(&long), Err(BodyError("chunk extension too long")));
+    }
+
     #[test]
     fn chunked_survives_any_split() {
         let body = b"a\r\n0123456789\r\n3;x\r\nabc\r\n0\r\nT: v\r\n\r\n";
@@ -316,6 +484,18 @@ mod tests {
             let b = f.advance(&body[split..]).unwrap();
             assert_eq!(a + b, body.len());
             assert!(f.is_done(), "split at {split}");
+        }
+        for line in GOOD_EXTENSIONS {
+            let body = after_line(line);
+            assert_eq!(in_two(&body, 0), Ok((body.len() - 16, true, 5)));
+            assert_split_invariant(&body);
+        }
+    }
+
+    #[test]
+    fn refusals_do_not_depend_on_the_split() {
+        for line in BAD_EXTENSIONS {
+            assert_split_invariant(&after_line(line));
         }
     }
 
