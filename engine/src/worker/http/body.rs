@@ -11,7 +11,8 @@
 //! - extensions: to the letter of their grammar, names and values tokens or quoted strings,
 //!   whitespace only where BWS allows it, the whole bounded;
 //! - CRLF everywhere, no bare CR or LF;
-//! - trailers: bounded as a whole.
+//! - trailers: field lines (a token name, a colon right after it, a value of visible
+//!   characters and whitespace), no obs-fold, bounded as a whole.
 
 use super::parser::Framing;
 
@@ -24,7 +25,7 @@ const MAX_SIZE_BITS: u32 = 56;
 const MAX_SIZE_DIGITS: u8 = 64;
 /// Longest chunk extension (after the size, before the CR) accepted on one chunk line.
 const MAX_EXTENSION: usize = 4096;
-/// Longest trailer section accepted.
+/// Longest trailer section accepted, its final empty line included.
 const MAX_TRAILERS: usize = 16 * 1024;
 
 /// Why a body's framing was refused.
@@ -63,7 +64,10 @@ enum Chunk {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    TrailerLine,
+    /// In a trailer's field name.
+    TrailerName,
+    /// After the colon: the field value with its surrounding whitespace.
+    TrailerValue,
     /// CR seen; `empty` if it ends the empty (final) line.
     TrailerLf {
         empty: bool,
@@ -256,28 +260,15 @@ fn advance_chunked(
                 *state = Chunk::Size { digits: 0 };
                 *size = 0;
             }
-            Chunk::TrailerStart | Chunk::TrailerLine => {
+            Chunk::TrailerStart
+            | Chunk::TrailerName
+            | Chunk::TrailerValue
+            | Chunk::TrailerLf { .. } => {
                 *counted += 1;
                 if *counted > MAX_TRAILERS {
                     return Err(BodyError("trailers too long"));
                 }
-                let empty = *state == Chunk::TrailerStart;
-                match b {
-                    b'\r' => *state = Chunk::TrailerLf { empty },
-                    b'\n' => return Err(BodyError("bare LF in trailers")),
-                    b'\t' | b' '..=b'~' | 0x80..=0xff => *state = Chunk::TrailerLine,
-                    _ => return Err(BodyError("control character in trailers")),
-                }
-            }
-            Chunk::TrailerLf { empty } => {
-                if b != b'\n' {
-                    return Err(BodyError("bare CR in trailers"));
-                }
-                *state = if empty {
-                    Chunk::Done
-                } else {
-                    Chunk::TrailerStart
-                };
+                *state = trailer(*state, b)?;
             }
         }
         i += 1;
@@ -326,6 +317,42 @@ fn extension(state: Chunk, b: u8) -> Result<Chunk, BodyError> {
         (Chunk::ExtNameStart, _) => return Err(BodyError("chunk extension without a name")),
         (Chunk::ExtValueStart, _) => return Err(BodyError("chunk extension without a value")),
         _ => return Err(BodyError("bad chunk extension")),
+    })
+}
+
+/// The state after byte `b` of a trailer line (RFC 9112 7.1.2, RFC 9110 5.5):
+///
+/// ```text
+/// trailer-section = *( field-line CRLF )
+/// field-line      = field-name ":" OWS field-value OWS
+/// ```
+///
+/// Each line must be a field line, with no whitespace before the colon and none at the start
+/// (obs-fold, which RFC 9112 5.2 says to reject or replace; replacing would mean rewriting
+/// forwarded bytes). Anything else would be forwarded as received: a request line after
+/// `0\r\n`, say, which an origin that ends the body there would run as a second request.
+fn trailer(state: Chunk, b: u8) -> Result<Chunk, BodyError> {
+    Ok(match (state, b) {
+        (Chunk::TrailerStart, b'\r') => Chunk::TrailerLf { empty: true },
+        (Chunk::TrailerStart, b' ' | b'\t') => {
+            return Err(BodyError(
+                "trailer line starting with whitespace (obs-fold)",
+            ))
+        }
+        (Chunk::TrailerStart | Chunk::TrailerName, _) if is_tchar(b) => Chunk::TrailerName,
+        (Chunk::TrailerName, b':') => Chunk::TrailerValue,
+        (Chunk::TrailerName, b' ' | b'\t') => {
+            return Err(BodyError("whitespace before a colon in trailers"))
+        }
+        // field-vchar (VCHAR / obs-text), and SP / HTAB around and between them.
+        (Chunk::TrailerValue, b'\t' | b' '..=b'~' | 0x80..=0xff) => Chunk::TrailerValue,
+        (Chunk::TrailerValue, b'\r') => Chunk::TrailerLf { empty: false },
+        (Chunk::TrailerLf { empty: true }, b'\n') => Chunk::Done,
+        (Chunk::TrailerLf { empty: false }, b'\n') => Chunk::TrailerStart,
+        (Chunk::TrailerLf { .. }, _) => return Err(BodyError("bare CR in trailers")),
+        (_, b'\n') => return Err(BodyError("bare LF in trailers")),
+        (Chunk::TrailerValue, _) => return Err(BodyError("control character in trailers")),
+        _ => return Err(BodyError("trailer line not a field line")),
     })
 }
 
@@ -463,6 +490,88 @@ mod tests {
         }
     }
 
+    /// Trailer sections (after the last chunk, final empty line included) that are field lines.
+    const GOOD_TRAILERS: &[&[u8]] = &[
+        b"\r\n",
+        b"X-A: 1\r\n\r\n",
+        b"X-A:1\r\n\r\n",
+        b"X-A:\r\n\r\n",
+        b"X-A: \t \r\n\r\n",
+        b"X-A:\t1 \t\r\n\r\n",
+        b"X-A: a b\tc \"d\" \xff\x80\r\n\r\n",
+        b"X-A: 1\r\nX-B: 2\r\nx-c: 3\r\n\r\n",
+        b"!#$%&'*+-.^_`|~09AZaz: v\r\n\r\n",
+        b"Checksum: sha-256=:abc=:\r\n\r\n",
+        b"X-A: GET /smug HTTP/1.1\r\n\r\n",
+    ];
+
+    /// Trailer sections that are not field lines.
+    const BAD_TRAILERS: &[&[u8]] = &[
+        b"X-A: 1\r\n folded\r\n\r\n",
+        b"X-A: 1\r\n\tfolded\r\n\r\n",
+        b" X-A: 1\r\n\r\n",
+        b"garbage line\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"X-A : 1\r\n\r\n",
+        b"X-A\t: 1\r\n\r\n",
+        b": 1\r\n\r\n",
+        b"X(A): 1\r\n\r\n",
+        b"X-\xffA: 1\r\n\r\n",
+        b"X-A: 1\x00\r\n\r\n",
+        b"X-A: 1\x7f\r\n\r\n",
+        b"X-A: a\rb\r\n\r\n",
+        b"X-A: a\n\r\n",
+        b"X-A\r\n\r\n",
+        b"X-A: 1\r\n\n",
+        b"\n",
+        b"GET /smug HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    ];
+
+    /// A body of one chunk and the trailer section `trailers`, then a pipelined request.
+    fn with_trailers(trailers: &[u8]) -> Vec<u8> {
+        [&b"5\r\nhello\r\n0\r\n"[..], trailers, b"GET / HTTP/1.1\r\n"].concat()
+    }
+
+    #[test]
+    fn trailers_are_field_lines() {
+        for trailers in GOOD_TRAILERS {
+            let body = with_trailers(trailers);
+            let got = whole(&body);
+            assert_eq!(
+                got,
+                Ok((body.len() - 16, true)),
+                "{}",
+                trailers.escape_ascii()
+            );
+        }
+        for trailers in BAD_TRAILERS {
+            let body = with_trailers(trailers);
+            assert!(whole(&body).is_err(), "{}", trailers.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn a_request_after_the_last_chunk_is_not_a_trailer() {
+        // An origin that ends the body at `0\r\n` would run /smug as a second request.
+        let body = b"5\r\nhello\r\n0\r\nGET /smug HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        assert_eq!(
+            whole(body),
+            Err(BodyError("whitespace before a colon in trailers"))
+        );
+    }
+
+    #[test]
+    fn trailers_are_bounded() {
+        let mut fits = b"0\r\nX-A: ".to_vec();
+        fits.resize(3 + MAX_TRAILERS - 4, b'v');
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(whole(&fits).unwrap(), (fits.len(), true));
+        let mut long = b"0\r\nX-A: ".to_vec();
+        long.resize(3 + MAX_TRAILERS - 3, b'v');
+        long.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(whole(&long), Err(BodyError("trailers too long")));
+    }
+
     #[test]
     fn chunk_extensions_are_bounded() {
         let mut line = b"1;a=".to_vec();
@@ -490,12 +599,20 @@ mod tests {
             assert_eq!(in_two(&body, 0), Ok((body.len() - 16, true, 5)));
             assert_split_invariant(&body);
         }
+        for trailers in GOOD_TRAILERS {
+            let body = with_trailers(trailers);
+            assert_eq!(in_two(&body, 0), Ok((body.len() - 16, true, 5)));
+            assert_split_invariant(&body);
+        }
     }
 
     #[test]
     fn refusals_do_not_depend_on_the_split() {
         for line in BAD_EXTENSIONS {
             assert_split_invariant(&after_line(line));
+        }
+        for trailers in BAD_TRAILERS {
+            assert_split_invariant(&with_trailers(trailers));
         }
     }
 
