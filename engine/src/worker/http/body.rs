@@ -12,7 +12,8 @@
 //!   whitespace only where BWS allows it, the whole bounded;
 //! - CRLF everywhere, no bare CR or LF;
 //! - trailers: field lines (a token name, a colon right after it, a value of visible
-//!   characters and whitespace), no obs-fold, bounded as a whole.
+//!   characters and whitespace), no obs-fold, none of the framing, routing and connection
+//!   fields in [`FORBIDDEN_TRAILERS`], bounded as a whole.
 
 use super::parser::Framing;
 
@@ -27,6 +28,24 @@ const MAX_SIZE_DIGITS: u8 = 64;
 const MAX_EXTENSION: usize = 4096;
 /// Longest trailer section accepted, its final empty line included.
 const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Trailer fields refused (RFC 9110 6.5.1: a sender must not put fields needed for framing,
+/// routing or connection handling in trailers): a recipient that merges trailers into the
+/// head would take them as the message's own. Lowercase; names are compared without case.
+const FORBIDDEN_TRAILERS: [&[u8]; 9] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"proxy-connection",
+];
+
+/// Every name of [`FORBIDDEN_TRAILERS`], one bit each.
+const ALL_FORBIDDEN: u16 = (1 << FORBIDDEN_TRAILERS.len()) - 1;
 
 /// Why a body's framing was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -64,8 +83,13 @@ enum Chunk {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// In a trailer's field name.
-    TrailerName,
+    /// In a trailer's field name, `len` bytes so far (saturating). Names are matched as they
+    /// stream in, without keeping them: `candidates` has a bit set for each forbidden name
+    /// that the bytes so far could still be.
+    TrailerName {
+        candidates: u16,
+        len: u8,
+    },
     /// After the colon: the field value with its surrounding whitespace.
     TrailerValue,
     /// CR seen; `empty` if it ends the empty (final) line.
@@ -261,7 +285,7 @@ fn advance_chunked(
                 *size = 0;
             }
             Chunk::TrailerStart
-            | Chunk::TrailerName
+            | Chunk::TrailerName { .. }
             | Chunk::TrailerValue
             | Chunk::TrailerLf { .. } => {
                 *counted += 1;
@@ -339,9 +363,21 @@ fn trailer(state: Chunk, b: u8) -> Result<Chunk, BodyError> {
                 "trailer line starting with whitespace (obs-fold)",
             ))
         }
-        (Chunk::TrailerStart | Chunk::TrailerName, _) if is_tchar(b) => Chunk::TrailerName,
-        (Chunk::TrailerName, b':') => Chunk::TrailerValue,
-        (Chunk::TrailerName, b' ' | b'\t') => {
+        (Chunk::TrailerStart, _) if is_tchar(b) => Chunk::TrailerName {
+            candidates: narrow(ALL_FORBIDDEN, 0, b),
+            len: 1,
+        },
+        (Chunk::TrailerName { candidates, len }, _) if is_tchar(b) => Chunk::TrailerName {
+            candidates: narrow(candidates, len, b),
+            len: len.saturating_add(1),
+        },
+        (Chunk::TrailerName { candidates, len }, b':') => {
+            if is_forbidden(candidates, len) {
+                return Err(BodyError("framing or routing field in trailers"));
+            }
+            Chunk::TrailerValue
+        }
+        (Chunk::TrailerName { .. }, b' ' | b'\t') => {
             return Err(BodyError("whitespace before a colon in trailers"))
         }
         // field-vchar (VCHAR / obs-text), and SP / HTAB around and between them.
@@ -354,6 +390,26 @@ fn trailer(state: Chunk, b: u8) -> Result<Chunk, BodyError> {
         (Chunk::TrailerValue, _) => return Err(BodyError("control character in trailers")),
         _ => return Err(BodyError("trailer line not a field line")),
     })
+}
+
+/// The forbidden names among `candidates` that have byte `b` (any case) at `pos`.
+fn narrow(candidates: u16, pos: u8, b: u8) -> u16 {
+    let b = b.to_ascii_lowercase();
+    let mut left = candidates;
+    for (bit, name) in FORBIDDEN_TRAILERS.iter().enumerate() {
+        if name.get(usize::from(pos)) != Some(&b) {
+            left &= !(1 << bit);
+        }
+    }
+    left
+}
+
+/// Whether a name of `len` bytes that matched `candidates` all along is a forbidden one.
+fn is_forbidden(candidates: u16, len: u8) -> bool {
+    FORBIDDEN_TRAILERS
+        .iter()
+        .enumerate()
+        .any(|(bit, name)| candidates & (1 << bit) != 0 && name.len() == usize::from(len))
 }
 
 /// A token character (RFC 9110 5.6.2): the characters of field names and extension names.
@@ -503,6 +559,11 @@ mod tests {
         b"!#$%&'*+-.^_`|~09AZaz: v\r\n\r\n",
         b"Checksum: sha-256=:abc=:\r\n\r\n",
         b"X-A: GET /smug HTTP/1.1\r\n\r\n",
+        // Names that share a start with a forbidden one, or contain one, are not it.
+        b"Hos: a\r\nHosts: a\r\nX-Host: a\r\nT: a\r\nTE-X: a\r\nTrailers: a\r\n\r\n",
+        b"Content-Length2: 1\r\nContent-Lengt: 1\r\nTransfer-Encodings: x\r\n\r\n",
+        b"Proxy-Connections: x\r\nConnectio: x\r\nKeep-Alive-X: 1\r\nUpgrade1: x\r\n\r\n",
+        b"X-Checksum: 1\r\nServer-Timing: a;dur=1\r\n\r\n",
     ];
 
     /// Trailer sections that are not field lines.
@@ -525,6 +586,8 @@ mod tests {
         b"X-A: 1\r\n\n",
         b"\n",
         b"GET /smug HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        b"Content-Length: 50\r\nTransfer-Encoding: chunked\r\nHost: evil.test\r\n\r\n",
+        b"X-A: 1\r\nhOsT:evil.test\r\n\r\n",
     ];
 
     /// A body of one chunk and the trailer section `trailers`, then a pipelined request.
@@ -558,6 +621,46 @@ mod tests {
             whole(body),
             Err(BodyError("whitespace before a colon in trailers"))
         );
+    }
+
+    #[test]
+    fn framing_routing_and_connection_fields_are_refused_in_trailers() {
+        for name in FORBIDDEN_TRAILERS {
+            let upper = name.to_ascii_uppercase();
+            let mixed: Vec<u8> = name
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    if i % 2 == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            for spelling in [name, &upper[..], &mixed[..]] {
+                let trailers = [b"X-A: 1\r\n", spelling, b": 1\r\n\r\n"].concat();
+                let body = with_trailers(&trailers);
+                assert_eq!(
+                    whole(&body),
+                    Err(BodyError("framing or routing field in trailers")),
+                    "{}",
+                    spelling.escape_ascii()
+                );
+                assert_split_invariant(&body);
+            }
+        }
+    }
+
+    #[test]
+    fn long_trailer_names_are_not_mistaken_for_forbidden_ones() {
+        // The name's length saturates at 255: a longer one starting like a forbidden name
+        // is still not it.
+        let mut name = b"host".to_vec();
+        name.resize(300, b'x');
+        let trailers = [&name[..], b": 1\r\n\r\n"].concat();
+        let body = with_trailers(&trailers);
+        assert_eq!(whole(&body), Ok((body.len() - 16, true)));
     }
 
     #[test]
