@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 
 use support::TestWorker;
@@ -116,6 +116,61 @@ fn chunked_request_and_response() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.text(), "HELLO WORLD");
     assert_eq!(backend.last_seen().body, b"hello world");
+}
+
+#[test]
+fn chunk_extensions_and_trailers_pass_both_ways() {
+    // Padded sizes, extensions with BWS and quoted strings, and trailers: all valid, so all
+    // forwarded as sent, in both directions.
+    const BODY: &[u8] = b"00005 ; a = \"x;\\\"y\"\r\nHELLO\r\n0;last\r\n\
+        X-Checksum: abc\r\nServer-Timing: db;dur=5 \r\n\r\n";
+    let backend = Backend::with_handler(
+        "trailers",
+        Arc::new(|_, stream| {
+            let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+            stream.write_all(&[&head[..], BODY].concat()).is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n0000000000000005;a=\"b;c\";d\r\nhello\r\n0\r\nX-T: 1\r\n\r\n")
+        .unwrap();
+    let answer = read_answer(&mut client).unwrap();
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.text(), "HELLO");
+    assert_eq!(backend.last_seen().body, b"hello");
+    // Both bodies ended where they end: the connection goes on.
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    client.read_to_end(&mut raw).unwrap();
+    let body_at = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert_eq!(&raw[body_at..], BODY, "{}", raw.escape_ascii());
+    assert_eq!(backend.request_count(), 2);
+}
+
+#[test]
+fn a_response_smuggling_an_answer_in_its_trailers_is_cut_off() {
+    // A client that ends the body at `0\r\n` would take the "trailers" for a second answer.
+    let backend = Backend::answer_then_close(
+        "smuggler",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\
+          HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    client.read_to_end(&mut raw).unwrap();
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(!raw.contains("Content-Length: 4"), "{raw}");
+    assert!(!raw.contains("evil"), "{raw}");
 }
 
 #[test]
