@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     pub backend_idle_timeout: Duration,
     /// How many backends a request may try to connect to before it gets a 503.
     pub max_connect_attempts: u32,
+    /// Most idle keep-alive connections this worker keeps to one backend (0: none, every
+    /// request opens its own).
+    pub max_idle_per_backend: usize,
 }
 
 impl Default for WorkerConfig {
@@ -73,6 +76,7 @@ impl Default for WorkerConfig {
             response_timeout: Duration::from_secs(30),
             backend_idle_timeout: Duration::from_secs(30),
             max_connect_attempts: 3,
+            max_idle_per_backend: 512,
         }
     }
 }

@@ -193,3 +193,34 @@ fn pooled_connection_closed_by_the_backend_is_never_picked() {
     ));
     assert_eq!(w.counter("http.retries"), 0);
 }
+
+/// `max_idle_per_backend` bounds the pool: with 0 no connection is kept, so every request
+/// opens its own; with the default the second request reuses the first one's.
+#[test]
+fn max_idle_per_backend_bounds_the_pool() {
+    for (max_idle, reused) in [(0, 0), (512, 1)] {
+        let backend = weir_testkit::Backend::start("a");
+        let mut w = TestWorker::start(WorkerConfig {
+            max_idle_per_backend: max_idle,
+            ..WorkerConfig::default()
+        });
+        let listener = w.simple("a.test", &[&backend]);
+        for _ in 0..2 {
+            let mut client = connect(listener);
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            assert_eq!(read_answer(&mut client).unwrap().status, 200);
+        }
+        assert_eq!(
+            w.counter("backend.connections_reused"),
+            reused,
+            "{max_idle}"
+        );
+        assert_eq!(
+            w.counter("backend.connections_opened"),
+            2 - reused,
+            "{max_idle}"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 //! buffer_size = 16384
 //! max_buffers = 16384
 //! max_connections = 10000
+//! max_idle_per_backend = 512 # idle keep-alive connections kept to each backend (0: none)
 //! log_level = "info"          # error | warn | info | debug
 //! desired = "routes/"         # a desired-state directory applied at start
 //!
@@ -117,6 +118,8 @@ pub struct Config {
     pub max_buffers: usize,
     pub max_connections: usize,
     pub max_connect_attempts: u32,
+    /// Idle keep-alive connections kept per backend, per worker.
+    pub max_idle_per_backend: usize,
     pub log_level: LogLevel,
     /// A desired-state directory (or file) applied at start, after the saved state.
     pub desired: Option<PathBuf>,
@@ -134,6 +137,7 @@ impl Default for Config {
             max_buffers: worker.max_buffers,
             max_connections: worker.max_connections,
             max_connect_attempts: worker.max_connect_attempts,
+            max_idle_per_backend: worker.max_idle_per_backend,
             log_level: LogLevel::Info,
             desired: None,
             timeouts: Timeouts::default(),
@@ -272,6 +276,7 @@ impl Config {
             connect_timeout: Duration::from_millis(self.timeouts.connect_ms),
             response_timeout: Duration::from_millis(self.timeouts.response_ms),
             max_connect_attempts: self.max_connect_attempts,
+            max_idle_per_backend: self.max_idle_per_backend,
             backend_idle_timeout: Duration::from_millis(self.timeouts.backend_idle_ms),
         }
     }

@@ -70,7 +70,11 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         date: http::date::HttpDate::new(SystemTime::now()),
         registry,
         pool: buffer::BufferPool::new(config.buffer_size, config.max_buffers),
-        upstream: upstream::Upstream::new(SmallRng::from_os_rng(), config.backend_idle_timeout),
+        upstream: upstream::Upstream::new(
+            SmallRng::from_os_rng(),
+            config.backend_idle_timeout,
+            config.max_idle_per_backend,
+        ),
         router: router::Router::new(),
         metrics: metrics::Metrics::default(),
         config,

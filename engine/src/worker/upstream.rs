@@ -30,8 +30,6 @@ use super::health::{Health, Transition};
 use super::sessions::token_back;
 use super::timer::{Deadline, TimerKey, Timers};
 
-/// Most idle connections kept per backend.
-const MAX_IDLE_PER_BACKEND: usize = 512;
 /// Most backends one request tries before giving up (bounded further by the config).
 pub const MAX_TRIED: usize = 8;
 
@@ -180,11 +178,13 @@ pub struct Upstream {
     /// Idle deadlines of pooled connections.
     idle_timers: Timers,
     idle_timeout: Duration,
+    /// Most idle connections kept per backend (0: none are pooled).
+    max_idle: usize,
     next_serial: u64,
 }
 
 impl Upstream {
-    pub fn new(rng: SmallRng, idle_timeout: Duration) -> Upstream {
+    pub fn new(rng: SmallRng, idle_timeout: Duration, max_idle: usize) -> Upstream {
         Upstream {
             clusters: Slab::new(),
             cluster_by_id: HashMap::new(),
@@ -197,6 +197,7 @@ impl Upstream {
             candidates: Vec::new(),
             idle_timers: Timers::new(),
             idle_timeout,
+            max_idle,
             next_serial: 0,
         }
     }
@@ -486,7 +487,7 @@ impl Upstream {
             && self
                 .backends
                 .get(link.backend)
-                .is_some_and(|b| !b.removed && b.idle.len() < MAX_IDLE_PER_BACKEND)
+                .is_some_and(|b| !b.removed && b.idle.len() < self.max_idle)
             && self
                 .conns
                 .get(link.conn)
