@@ -29,6 +29,7 @@ clusters:
 frontends:
   - {{ listener: front, hostname: app.test, path: /, cluster: web }}
   - {{ listener: front, hostname: app.test, path: /api, cluster: api }}
+  - {{ listener: front, hostname: app.test, path: "/caf%C3%A9", cluster: api }}
 "#,
         web.addr, api.addr
     );
@@ -69,6 +70,10 @@ fn routes_on_the_normalised_path_and_forwards_the_target_unchanged() {
 
     check(addr, "/api/x", &api);
     check(addr, "/x", &web);
+    // Percent-encoding is compared without regard to the case of its hex digits.
+    for target in ["/caf%C3%A9", "/caf%c3%a9", "/caf%C3%a9/menu"] {
+        check(addr, target, &api);
+    }
     // Out of /api once resolved: the api backend must not see them.
     for target in [
         "/api/../secret",

@@ -344,6 +344,12 @@ fn unmatchable(path: &str) -> Option<&'static str> {
     if encoded_unreserved {
         return Some("letters, digits and '-._~' decoded (write them plainly)");
     }
+    let lowercase_hex = bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1..].iter().any(|&b| matches!(b, b'a'..=b'f')));
+    if lowercase_hex {
+        return Some("percent-encoding in uppercase (write %C3%A9, not %c3%a9)");
+    }
     None
 }
 
@@ -412,6 +418,7 @@ mod tests {
             assert!(normalize_route_path(ok).is_ok(), "{ok}");
         }
         for never in [
+            "/%c3%a9",
             "/a//b",
             "/a/./b",
             "/a/..",

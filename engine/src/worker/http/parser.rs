@@ -554,7 +554,14 @@ fn is_hop_by_hop(
 ) -> bool {
     let n = name.as_bytes();
     // `Trailer` is end-to-end (RFC 9110 6.6.2): it announces the trailers that follow.
-    if is(n, b"connection") || is(n, b"keep-alive") || is(n, b"proxy-connection") || is(n, b"te") {
+    // `HTTP2-Settings` belongs to an h2c upgrade, which is never passed on (RFC 9113 3.1
+    // makes it hop-by-hop even when a client forgot to list it in Connection).
+    if is(n, b"connection")
+        || is(n, b"keep-alive")
+        || is(n, b"proxy-connection")
+        || is(n, b"te")
+        || is(n, b"http2-settings")
+    {
         return true;
     }
     if is(n, b"upgrade") {
@@ -1540,6 +1547,17 @@ mod tests {
         assert!(!upgrade_accepted(b"websocket", b""));
         assert!(!upgrade_accepted(b"websocket", b"h2c"));
         assert!(!upgrade_accepted(b"websocket", b"websocket, h2c"));
+    }
+
+    #[test]
+    fn http2_settings_never_goes_out_even_unlisted() {
+        let out = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
+        );
+        assert!(
+            !out.to_ascii_lowercase().contains("http2-settings"),
+            "{out}"
+        );
     }
 
     #[test]

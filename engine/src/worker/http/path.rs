@@ -17,8 +17,9 @@
 //!    a query, and the schema's paths are prefixes of paths, so the query is out.
 //! 2. Decodes percent-encoded unreserved characters (`ALPHA / DIGIT / - . _ ~`, RFC 3986 2.3
 //!    and 6.2.2.2), in either case of hex digit: `%2e` and `%2E` are `.`, `%7E` is `~`. Every
-//!    other triplet stays as it came (`%2F` is not a separator, `%00` is not decoded, and the
-//!    case of its hex digits is kept), and so does a `%` that does not start a triplet. A
+//!    other triplet stays encoded (`%2F` is not a separator, `%00` is not decoded), its hex
+//!    digits in uppercase (RFC 3986 6.2.2.1: `%c3%a9` and `%C3%A9` are the same, and backends
+//!    decode them alike), and so does a `%` that does not start a triplet. A
 //!    triplet whose character is a hex digit is not decoded right after such a stray `%` or
 //!    `%` and one hex digit (`%%34`, `%4%31`): decoding it would make a new triplet, which a
 //!    second pass would decode again.
@@ -140,9 +141,10 @@ fn decode_into(out: &mut String, segment: &str) {
                 out.push(char::from(c));
                 copied = at + 3;
             }
-            // Kept as it came: three ASCII bytes.
+            // Kept encoded, in uppercase: three ASCII bytes.
             Some(_) => {
-                out.push_str(&segment[at..at + 3]);
+                out.push('%');
+                out.push_str(&segment[at + 1..at + 3].to_ascii_uppercase());
                 copied = at + 3;
             }
             None => {
@@ -294,8 +296,10 @@ mod tests {
     fn only_unreserved_characters_are_decoded() {
         assert_eq!(n("/%41%62%7e%5F%2D%30"), "/Ab~_-0");
         assert_eq!(n("/%7E%7euser"), "/~~user");
-        // Mixed: decoded ones next to kept ones, which keep their case.
-        assert_eq!(n("/a%2Fb%2fc%41"), "/a%2Fb%2fcA");
+        // Mixed: decoded ones next to kept ones, which are uppercased.
+        assert_eq!(n("/a%2Fb%2fc%41"), "/a%2Fb%2FcA");
+        assert_eq!(n("/caf%c3%a9"), "/caf%C3%A9");
+        assert_eq!(n("/caf%C3%a9/x"), "/caf%C3%A9/x");
         assert_eq!(n("/%00%20%25%3F%23%2e"), "/%00%20%25%3F%23.");
         assert_eq!(n("/%C3%A9t%C3%A9"), "/%C3%A9t%C3%A9");
     }

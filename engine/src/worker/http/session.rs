@@ -517,10 +517,11 @@ impl HttpSession {
 
         // The client is not read once its request is whole, so a client that went away while
         // the backend thinks would be noticed only at the response timeout, its backend
-        // connection and buffers held for nobody. Its close is seen as a read-closed event:
-        // nothing left to read means it left (nginx's 499); bytes left are a pipelined
-        // request, from a client that half-closed and still waits for its answers.
-        if io.read_closed && ex.req.is_done() && !ex.resp_forwarded && client_left(io) {
+        // connection and buffers held for nobody. A reset is seen as a read-closed event with
+        // a socket error. A FIN alone is not taken for leaving: clients half-close after
+        // their request and still read the answer (`nc -N`, scripts), as HAProxy assumes by
+        // default; a client that closed for good is found when the answer is written.
+        if io.read_closed && ex.req.is_done() && !ex.resp_forwarded && client_reset(io) {
             cx.metrics.client_aborts += 1;
             return Step::Close;
         }
@@ -935,10 +936,10 @@ fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
     }
 }
 
-/// Whether a client whose side closed has nothing left to read (or its socket failed).
-fn client_left(io: &FrontIo) -> bool {
+/// Whether a client whose side closed reset the connection (its socket has an error), as
+/// opposed to half-closing it.
+fn client_reset(io: &FrontIo) -> bool {
     match io.stream.peek(&mut [0u8; 1]) {
-        Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
     }
