@@ -145,7 +145,8 @@ fn an_edit_is_applied() {
     let s = setup();
     let watch = Watch::start(s.desired.path(), &s.proxy, &[]);
     assert!(answers(s.listener, "a.test", "a"), "initial apply");
-    assert_eq!(watch.applied(), 1);
+    // Its report may still be on the way from the watch's stdout.
+    assert!(wait_until(Duration::from_secs(5), || watch.applied() == 1));
 
     let b = Backend::start("b");
     s.desired.write("b.yaml", &app_yaml("b", "b.test", b.addr));
@@ -266,8 +267,17 @@ fn a_hand_made_change_is_detected_and_corrected() {
         "drift not corrected: {:?}",
         watch.stdout()
     );
+    // The report is read from the watch's stdout by another thread, which may not have got
+    // to it when the route is already gone: wait for it too.
+    assert!(
+        wait_until(Duration::from_secs(10), || watch
+            .stdout()
+            .join("\n")
+            .contains("drift: the live state differs")),
+        "{:?}",
+        watch.stdout()
+    );
     let stdout = watch.stdout().join("\n");
-    assert!(stdout.contains("drift: the live state differs"), "{stdout}");
     assert!(
         stdout.contains("rogue.test"),
         "the plan names the route: {stdout}"
