@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use mio::Registry;
 
-use super::buffer::BufferPool;
+use super::buffer::{Buf, BufferPool};
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
 use super::router::Router;
@@ -40,8 +40,17 @@ pub struct Context {
 pub struct BufferWaiters(Vec<(usize, u64)>);
 
 impl BufferWaiters {
-    /// Records that `io`'s session stopped because the pool refused it a buffer.
-    pub fn wait(&mut self, io: &mut FrontIo) {
+    /// A buffer from `pool` for `io`'s session, or `None` with the session listed to be
+    /// driven again once one is free.
+    pub fn get(&mut self, pool: &mut BufferPool, io: &mut FrontIo) -> Option<Buf> {
+        let buf = pool.get();
+        if buf.is_none() {
+            self.wait(io);
+        }
+        buf
+    }
+
+    fn wait(&mut self, io: &mut FrontIo) {
         if !io.waiting_for_buffer {
             io.waiting_for_buffer = true;
             self.0.push((io.key, io.serial));

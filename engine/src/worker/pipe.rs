@@ -123,10 +123,7 @@ impl Pipe {
         // Client → up.
         if !self.front_eof && io.readable {
             if self.up.is_none() {
-                self.up = cx.pool.get();
-                if self.up.is_none() {
-                    cx.buffer_waiters.wait(io);
-                }
+                self.up = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.up.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut io.stream) {
@@ -159,10 +156,7 @@ impl Pipe {
         // Backend → down.
         if !self.back_eof && conn.readable {
             if self.down.is_none() {
-                self.down = cx.pool.get();
-                if self.down.is_none() {
-                    cx.buffer_waiters.wait(io);
-                }
+                self.down = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.down.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut conn.stream) {

@@ -1527,13 +1527,8 @@ mod tests {
             b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
             b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
         ] {
-            let mut headers = header_slots();
-            let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
-            let mut pool = BufferPool::new(4096, 1);
-            let mut out = pool.get().unwrap();
             let keep = ClientConnection::KeepAlive { http10: false };
-            write_response_head(&mut out, &head, keep, b"Date: x\r\n").unwrap();
-            let text = String::from_utf8_lossy(out.pending()).to_ascii_lowercase();
+            let text = forwarded_response(raw, keep).to_ascii_lowercase();
             assert!(!text.contains("content-length"), "{text}");
             assert!(!text.contains("transfer-encoding"), "{text}");
             assert!(text.contains("x-a: 1\r\n"), "{text}");
@@ -1571,6 +1566,19 @@ mod tests {
             assert!(!lower.contains(gone), "{gone} forwarded:\n{out}");
         }
         assert!(out.contains("Accept: */*\r\n"), "{out}");
+    }
+
+    /// The `Date` field the response tests hand the writer.
+    const DATE: &[u8] = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
+
+    /// The head written for the response `raw` sent on with `connection`.
+    fn forwarded_response(raw: &[u8], connection: ClientConnection) -> String {
+        let mut headers = header_slots();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        write_response_head(&mut out, &head, connection, DATE).unwrap();
+        String::from_utf8(out.pending().to_vec()).unwrap()
     }
 
     #[test]
@@ -1657,28 +1665,15 @@ mod tests {
     fn forwarded_response_head() {
         let raw =
             b"HTTP/1.1 200 OK\r\nConnection: close\r\nKeep-Alive: 1\r\nContent-Length: 2\r\n\r\n";
-        let mut headers = header_slots();
-        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
-        let mut pool = BufferPool::new(4096, 1);
-        let mut out = pool.get().unwrap();
-        let date = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
-        write_response_head(
-            &mut out,
-            &head,
-            ClientConnection::KeepAlive { http10: true },
-            date,
-        )
-        .unwrap();
         assert_eq!(
-            out.pending(),
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
-              Connection: keep-alive\r\n\r\n"
+            forwarded_response(raw, ClientConnection::KeepAlive { http10: true }),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Connection: keep-alive\r\n\r\n"
         );
     }
 
     #[test]
     fn a_response_keeps_its_own_date_and_interim_ones_get_none() {
-        let ours = b"Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n";
         for (raw, expected) in [
             (
                 &b"HTTP/1.1 200 OK\r\ndate: Mon, 07 Nov 1994 00:00:00 GMT\r\nContent-Length: 0\r\n\r\n"[..],
@@ -1689,19 +1684,9 @@ mod tests {
                 b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
             ),
         ] {
-            let mut headers = header_slots();
-            let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
-            let mut pool = BufferPool::new(4096, 1);
-            let mut out = pool.get().unwrap();
-            write_response_head(
-                &mut out,
-                &head,
-                ClientConnection::KeepAlive { http10: false },
-                ours,
-            )
-            .unwrap();
+            let keep = ClientConnection::KeepAlive { http10: false };
             assert_eq!(
-                String::from_utf8_lossy(out.pending()),
+                forwarded_response(raw, keep),
                 String::from_utf8_lossy(expected)
             );
         }

@@ -124,6 +124,20 @@ impl Exchange {
             && self.req.is_done()
             && self.req_fwd == 0
     }
+
+    /// Gives back the rewritten request head once it can no longer be needed: sent whole,
+    /// and either not replayable or answered (a replayable request on a pooled connection is
+    /// kept until its first answer byte, since a stale pooled connection fails exactly there).
+    fn release_sent_head(&mut self, cx: &mut Context) {
+        if self
+            .head_out
+            .as_ref()
+            .is_some_and(|h| self.head_sent >= h.len())
+            && (!self.replayable || self.resp_started)
+        {
+            cx.pool.release(&mut self.head_out);
+        }
+    }
 }
 
 /// Why a request was answered by the proxy itself.
@@ -469,27 +483,14 @@ impl HttpSession {
                 ex.req_abandoned = true;
             }
         }
-        // The rewritten head is kept until it can no longer be replayed: that is, once sent,
-        // unless this is a replayable request on a pooled connection still waiting for its
-        // first answer byte (a stale pooled connection fails exactly there).
-        if ex
-            .head_out
-            .as_ref()
-            .is_some_and(|h| ex.head_sent >= h.len())
-            && (!ex.replayable || ex.resp_started)
-        {
-            cx.pool.release(&mut ex.head_out);
-        }
+        ex.release_sent_head(cx);
 
         // More request body from the client. Once the body is complete the client is not read
         // any more: bytes of a pipelined request wait in the kernel (or in `front_in`) until
         // this exchange is over, which keeps answers in request order.
         if !ex.req.is_done() && !ex.req_abandoned && io.readable {
             if self.front_in.is_none() {
-                self.front_in = cx.pool.get();
-                if self.front_in.is_none() {
-                    cx.buffer_waiters.wait(io);
-                }
+                self.front_in = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.front_in.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_some(&mut io.stream) {
@@ -582,11 +583,10 @@ impl HttpSession {
             return Ok(Step::Blocked);
         }
         if ex.resp_in.is_none() {
-            ex.resp_in = cx.pool.get();
+            ex.resp_in = cx.buffer_waiters.get(&mut cx.pool, io);
         }
         let Some(buf) = ex.resp_in.as_mut() else {
             // Pool exhausted: driven again once a buffer is back.
-            cx.buffer_waiters.wait(io);
             return Ok(Step::Blocked);
         };
         if buf.is_full() {
@@ -652,6 +652,9 @@ impl HttpSession {
         let Phase::Exchange(ex) = &mut self.phase else {
             return Ok(Step::Blocked);
         };
+        // The backend answered, so the request can no longer be replayed: its head's buffer
+        // can be the one the answer needs.
+        ex.release_sent_head(cx);
         loop {
             let request_sent = ex.request_sent();
             let Some(buf) = ex.resp_in.as_mut() else {
@@ -666,23 +669,13 @@ impl HttpSession {
                 Ok(None) if !buf.is_full() => return Ok(Step::Progress),
                 Ok(None) | Err(_) => return Err(self.fail(Status::BadGateway, io, cx)),
             };
-            // The backend answered, so the request can no longer be replayed: its head's
-            // buffer can be the one this answer needs.
-            if ex
-                .head_out
-                .as_ref()
-                .is_some_and(|h| ex.head_sent >= h.len())
-            {
-                cx.pool.release(&mut ex.head_out);
-            }
             if ex.resp_out.is_none() {
-                ex.resp_out = cx.pool.get();
+                ex.resp_out = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             let Some(out) = ex.resp_out.as_mut() else {
                 // Parked, not refused: the request is at the backend already, and its answer
                 // goes on as soon as a buffer comes back.
                 ex.head_parked = true;
-                cx.buffer_waiters.wait(io);
                 return Ok(Step::Blocked);
             };
             let code = res.code;
@@ -731,15 +724,15 @@ impl HttpSession {
                 cx.metrics.count_status(code);
                 continue;
             }
-            // The client connection cannot be kept when: it asked so; we are stopping; the body
-            // ends with the backend's close (the client needs our close to see its end); or
-            // the backend answered before the whole request was sent (the rest of the request
-            // would be read as a new one).
             // An HTTP/1.0 request went out as HTTP/1.0, so a chunked answer is the backend's
             // fault (RFC 9112 6.1), and its client could not read one.
             if ex.client_http10 && res.framing == Framing::Chunked {
                 return Err(self.fail(Status::BadGateway, io, cx));
             }
+            // The client connection cannot be kept when: it asked so; we are stopping; the body
+            // ends with the backend's close (the client needs our close to see its end); or
+            // the backend answered before the whole request was sent (the rest of the request
+            // would be read as a new one).
             ex.close_client = !ex.client_keep_alive
                 || cx.stopping
                 || res.framing == Framing::UntilClose
@@ -976,7 +969,8 @@ fn begin(
         status: Status::NotFound,
         keep_alive: keep_404,
         custom: io.info.answer_404.clone(),
-        head_only: head.is_head(),
+        // Set for every refusal of `begin` by its caller.
+        head_only: false,
     };
     let mut host_buf = [0u8; 256];
     let cluster = match head.host {
