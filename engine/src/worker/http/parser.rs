@@ -112,11 +112,9 @@ pub struct RequestHead<'h, 'b> {
     pub framing: Framing,
     /// The client wants the connection kept after this exchange.
     pub keep_alive: bool,
-    /// An `Upgrade` request (`Connection: upgrade` with an `Upgrade` field).
-    pub upgrade: bool,
-    /// The protocols an upgrade request offers (its `Upgrade` value), which a `101` must
-    /// choose from.
-    pub upgrade_offer: &'b [u8],
+    /// For an `Upgrade` request (`Connection: upgrade` with an `Upgrade` field), the
+    /// protocols it offers (its `Upgrade` value), which a `101` must choose from.
+    pub upgrade: Option<&'b [u8]>,
     pub expect_continue: bool,
 }
 
@@ -244,11 +242,9 @@ pub fn parse_request<'h, 'b>(
         // the proxy never routes or checks ("h2c smuggling"); Envoy and Traefik drop it the
         // same way. The request goes on as a plain one, its Upgrade and HTTP2-Settings fields
         // dropped as hop-by-hop.
-        upgrade: fields.connection.upgrade
-            && fields.upgrade.is_some()
-            && minor >= 1
-            && !fields.upgrade_h2c,
-        upgrade_offer: fields.upgrade.unwrap_or_default(),
+        upgrade: fields
+            .upgrade
+            .filter(|_| fields.connection.upgrade && minor >= 1 && !fields.upgrade_h2c),
         expect_continue: fields.expect_continue,
     }))
 }
@@ -815,7 +811,7 @@ pub fn write_request_head(
         if is(name.as_bytes(), b"x-forwarded-proto")
             || is(name.as_bytes(), b"x-forwarded-port")
             || (req.absolute && is(name.as_bytes(), b"host"))
-            || is_hop_by_hop(name, req.headers, named, req.upgrade)
+            || is_hop_by_hop(name, req.headers, named, req.upgrade.is_some())
             || spells_ours_with_underscores(name.as_bytes())
         {
             continue;
@@ -876,7 +872,7 @@ pub fn write_request_head(
     w.bytes(b"\r\nX-Forwarded-Port: ");
     w.decimal(u64::from(client.port));
     w.bytes(b"\r\n");
-    if req.upgrade {
+    if req.upgrade.is_some() {
         w.bytes(b"Connection: upgrade\r\n");
     } else if req.minor == 0 {
         w.bytes(b"Connection: keep-alive\r\n");
@@ -1070,7 +1066,8 @@ mod tests {
 
     fn req(raw: &[u8]) -> Result<Option<(Framing, bool, bool)>, HeadError> {
         let mut headers = header_slots();
-        parse_request(raw, &mut headers).map(|o| o.map(|r| (r.framing, r.keep_alive, r.upgrade)))
+        parse_request(raw, &mut headers)
+            .map(|o| o.map(|r| (r.framing, r.keep_alive, r.upgrade.is_some())))
     }
 
     fn rejected(raw: &[u8]) -> bool {

@@ -1039,7 +1039,7 @@ fn begin(
         backend_eof: false,
         backend_keep_alive: false,
         is_head: head.is_head(),
-        upgrade: head.upgrade.then(|| head.upgrade_offer.into()),
+        upgrade: head.upgrade.map(Box::from),
         client_keep_alive: head.keep_alive,
         client_http10: head.minor == 0,
         close_client: false,
