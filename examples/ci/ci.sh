@@ -4,9 +4,12 @@
 #   ci.sh plan DIR    # on a pull request: validate, show the plan; exit 0 with or without changes
 #   ci.sh apply DIR   # on merge: validate, apply without a prompt; non-zero if it did not apply
 #
-# The proxy's command socket comes from $WEIR_SOCKET (or weir's per-user default), so the job
-# must run where it can reach it: on the proxy's host, or a runner with the socket mounted.
-# $WEIR names the weir binary (default: weir on PATH).
+# With $WEIR_FROM_STATE set (a saved state, or the desired-state files of the branch the pull
+# request targets), `plan` compares with that instead of the live proxy, and needs no socket:
+# pull requests run code nobody reviewed yet, so their jobs should not reach the proxy (see
+# README.md). Otherwise, and for `apply`, the proxy's command socket comes from $WEIR_SOCKET
+# (or weir's per-user default), so the job must run where it can reach it: on the proxy's host,
+# or a runner with the socket mounted. $WEIR names the weir binary (default: weir on PATH).
 #
 # Exit codes follow weir's contract: plan --detailed-exitcode answers 0 (no changes),
 # 2 (changes) or 1 (error); apply answers 0, 1 (error), 3 (stale), 4 (drain deadline reached)
@@ -35,7 +38,11 @@ plan)
 	plan_file="$(mktemp)"
 	trap 'rm -f "$plan_file"' EXIT
 	status=0
-	"$WEIR" plan "$dir" --detailed-exitcode >"$plan_file" || status=$?
+	from_state=()
+	if [[ -n "${WEIR_FROM_STATE:-}" ]]; then
+		from_state=(--from-state "$WEIR_FROM_STATE")
+	fi
+	"$WEIR" plan "$dir" --detailed-exitcode ${from_state[@]+"${from_state[@]}"} >"$plan_file" || status=$?
 	cat "$plan_file"
 	case "$status" in
 	0)

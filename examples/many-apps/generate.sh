@@ -4,7 +4,8 @@
 #   examples/many-apps/generate.sh N OUT_DIR
 #
 # Each app `app-<i>` gets a cluster with two backends and a route for
-# app-<i>.example.com on one HTTP listener, so N apps are 3N+1 resources plus 2N backends.
+# app-<i>.example.com on one HTTP listener, so N apps are 4N+1 resources: N clusters, 2N
+# backends, N frontends and the listener (`weir validate OUT_DIR` counts them).
 # Apps are written PER_FILE to a file (apps/apps-0000.yaml, ...), the way a team splits a
 # large repository. Every backend of every app points at the same two addresses, which
 # `weir up` serves with its built-in demo origins (DEMO=0 leaves them to you):

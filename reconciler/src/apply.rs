@@ -107,7 +107,7 @@ pub enum ApplyError {
         planned: Fingerprint,
         actual: Fingerprint,
     },
-    #[error("step {step} ({address}): drain deadline reached: {message}. The backend stays removed; {applied} step(s) were applied, {remaining} were not (run apply again to finish)")]
+    #[error("step {step} ({address}): {}; {applied} step(s) were applied, {remaining} were not (run apply again to finish)", drain_reason(.message))]
     DrainDeadline {
         step: usize,
         address: String,
@@ -134,6 +134,19 @@ pub enum ApplyError {
     },
     #[error(transparent)]
     Client(#[from] ClientError),
+}
+
+/// Why a drain stopped, said once: the proxy's own answer already names the deadline (Weir's
+/// says `drain deadline reached: backend ... still has N live connection(s); it stays
+/// removed`); another proxy's answer is put in those words.
+fn drain_reason(message: &str) -> String {
+    if message.contains("drain deadline reached") {
+        message.to_owned()
+    } else if message.is_empty() {
+        "drain deadline reached; the backend stays removed".to_owned()
+    } else {
+        format!("drain deadline reached: {message}; the backend stays removed")
+    }
 }
 
 fn short(fp: &Fingerprint) -> String {
@@ -570,6 +583,34 @@ mod tests {
             part_of: Action::Add,
             note: None,
         }
+    }
+
+    #[test]
+    fn a_drain_deadline_is_named_once() {
+        let error = |message: &str| ApplyError::DrainDeadline {
+            step: 3,
+            address: "backend.shop/blue-1".into(),
+            message: message.into(),
+            applied: 2,
+            remaining: 1,
+        };
+        // The engine's answer at a drain deadline (main_process::core), word for word.
+        let text = error(
+            "drain deadline reached: backend shop/blue-1 still has 2 live connection(s); \
+             it stays removed",
+        )
+        .to_string();
+        assert_eq!(text.matches("drain deadline reached").count(), 1, "{text}");
+        assert_eq!(text.matches("stays removed").count(), 1, "{text}");
+        assert!(text.starts_with("step 3 (backend.shop/blue-1): "), "{text}");
+        assert!(
+            text.contains("2 step(s) were applied, 1 were not"),
+            "{text}"
+        );
+        // Any other proxy's wording still says what happened.
+        let text = error("2 connections left").to_string();
+        assert_eq!(text.matches("drain deadline reached").count(), 1, "{text}");
+        assert!(text.contains("2 connections left"), "{text}");
     }
 
     #[test]

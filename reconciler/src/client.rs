@@ -15,6 +15,8 @@ use weir_schema::{Command, Request, State, StateError};
 pub enum ClientError {
     #[error("cannot connect to the command socket {path}: {error} (is `weir proxy` running? see --socket)")]
     Connect { path: PathBuf, error: io::Error },
+    #[error("cannot connect to the command socket {path}: it is not a socket but a {kind} (see --socket)")]
+    NotASocket { path: PathBuf, kind: &'static str },
     #[error("command socket: {0}")]
     Frame(#[from] FrameError),
     #[error("the proxy closed the command socket before answering")]
@@ -168,10 +170,34 @@ fn open(path: &Path) -> Result<(BufReader<UnixStream>, BufWriter<UnixStream>), C
         path: path.to_owned(),
         error,
     };
-    let stream = UnixStream::connect(path).map_err(connect_error)?;
+    let stream = UnixStream::connect(path).map_err(|error| {
+        // connect(2) says "Connection refused" for a regular file: name what is there instead.
+        match not_a_socket(path) {
+            Some(kind) => ClientError::NotASocket {
+                path: path.to_owned(),
+                kind,
+            },
+            None => connect_error(error),
+        }
+    })?;
     let writer = stream.try_clone().map_err(connect_error)?;
     Ok((
         BufReader::with_capacity(64 * 1024, stream),
         BufWriter::with_capacity(64 * 1024, writer),
     ))
+}
+
+/// What is at `path` when it exists but is not a socket.
+fn not_a_socket(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    if kind.is_socket() {
+        None
+    } else if kind.is_dir() {
+        Some("directory")
+    } else if kind.is_file() {
+        Some("regular file")
+    } else {
+        Some("file of another kind")
+    }
 }

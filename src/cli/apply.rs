@@ -2,9 +2,9 @@
 //!
 //! `PATH` is a desired-state directory or file, a saved state, or a plan saved by `weir plan
 //! --out` (applied without asking, since it was reviewed; refused with exit 3 if the proxy's
-//! state moved since). Exit codes: 0 applied or nothing to do, 1 error (or cancelled), 3 saved
-//! plan stale, 4 a drain reached its deadline (the run stops there, without rollback), 5 a step
-//! failed and everything applied was undone.
+//! state moved since). Exit codes: 0 applied or nothing to do, 1 error (or cancelled, or a
+//! `--target` naming no resource), 3 saved plan stale, 4 a drain reached its deadline (the run
+//! stops there, without rollback), 5 a step failed and everything applied was undone.
 //!
 //! `--json` streams one JSON object per line: `{"type":"plan",...}` first, then one
 //! `{"type":"step",...}` per step with its request id and every answer, `{"type":"undo",...}`
@@ -21,7 +21,7 @@ use weir_reconciler::render::{self, TextOptions};
 use weir_reconciler::{saved_plan, ApplyError, ApplyEvent, ApplyObserver, Plan};
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 
-use super::plan::{color_wanted, load_desired, parse_targets};
+use super::plan::{color_wanted, load_desired, parse_targets, refuse_unknown_targets};
 use super::{exit, SocketArg};
 
 #[derive(Debug, clap::Args)]
@@ -99,6 +99,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         let targets = parse_targets(&args.targets)?;
         let desired = load_desired(&args.path)?;
         let live = client.query_state()?;
+        refuse_unknown_targets(&targets, &live, &desired)?;
         let mut plan = weir_reconciler::plan(&live, &desired, &targets);
         plan.set_drain_timeout(args.drain_timeout);
         plan

@@ -60,7 +60,7 @@ enum Command {
     /// Internal: one worker process, started by `weir proxy`
     #[command(hide = true)]
     Worker(proxy::WorkerArgs),
-    /// Check desired-state files and print a summary, or every error found
+    /// Check desired-state files and print a summary, or the errors found
     Validate(validate::ValidateArgs),
     /// Show the ordered changes that would make the proxy match desired state
     Plan(plan::PlanArgs),

@@ -5,12 +5,13 @@
 //! Exit codes: 0 no changes (or changes without `--detailed-exitcode`), 1 error, 2 changes.
 
 use std::io::{BufWriter, IsTerminal, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use weir_reconciler::client::Client;
 use weir_reconciler::render::{self, TextOptions};
-use weir_reconciler::{saved_plan, Address, Plan};
+use weir_reconciler::{saved_plan, Address, Kind, Names, Plan};
 use weir_schema::State;
 
 use super::{exit, SocketArg};
@@ -54,6 +55,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             .insert(Client::connect(&args.socket.path())?)
             .query_state()?,
     };
+    refuse_unknown_targets(&targets, &live, &desired)?;
     let plan = weir_reconciler::plan(&live, &desired, &targets);
     // Connection counts are a courtesy shown next to backends that will drain: asked for only
     // when there is one (every worker reports every backend's counters, which is not free),
@@ -66,7 +68,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
         }
     }
     if !targets.is_empty() && plan.changes().is_empty() {
-        eprintln!("warning: the targets match no change");
+        eprintln!("warning: the targets name resources that do not change");
     }
 
     // One buffer for the whole plan: a big plan is many small writes, and stdout alone would
@@ -112,7 +114,52 @@ pub(super) fn parse_targets(targets: &[String]) -> anyhow::Result<Vec<Address>> 
         .collect()
 }
 
-/// Loads desired-state files (or a saved state), printing warnings; every error is reported.
+/// Refuses targets that name no resource of either state: a typo would otherwise plan
+/// nothing and look like "No changes".
+pub(super) fn refuse_unknown_targets(
+    targets: &[Address],
+    live: &State,
+    desired: &State,
+) -> anyhow::Result<()> {
+    let names = Names::of(live, desired);
+    let mut known: Vec<(Address, Option<SocketAddr>)> = Vec::new();
+    for state in [live, desired] {
+        for (address, l) in &state.listeners {
+            known.push((Address::new(Kind::Listener, l.name.clone()), Some(*address)));
+        }
+        for id in state.clusters.keys() {
+            known.push((Address::new(Kind::Cluster, id.0.clone()), None));
+        }
+        for key in state.backends.keys() {
+            known.push((Address::new(Kind::Backend, key.to_string()), None));
+        }
+        for fp in state.certificates.keys() {
+            known.push((
+                Address::new(Kind::Certificate, names.certificate(*fp)),
+                None,
+            ));
+        }
+        for f in state.frontends.keys() {
+            known.push((names.frontend(f), None));
+        }
+    }
+    let unknown: Vec<String> = targets
+        .iter()
+        .filter(|t| !known.iter().any(|(a, socket)| t.selects(a, *socket)))
+        .map(|t| t.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        anyhow::bail!(
+            "--target {} names no resource in the desired state or the proxy's (see `weir plan` \
+             for the addresses)",
+            unknown.join(", --target ")
+        );
+    }
+    Ok(())
+}
+
+/// Loads desired-state files (or a saved state), printing warnings; every error found is
+/// reported.
 pub(super) fn load_desired(path: &Path) -> anyhow::Result<State> {
     match weir_schema::desired::load(path) {
         Ok(desired) => {

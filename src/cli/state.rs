@@ -1,5 +1,5 @@
 //! `weir state`, `weir status`, `weir metrics`, `weir upgrade`: queries and control over the
-//! command socket.
+//! command socket, and restoring a saved state (`weir state load`, an apply of the backup).
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use weir_reconciler::client::Client;
 use weir_schema::{Command, State};
 
+use super::apply::ApplyArgs;
 use super::{exit, SocketArg};
 
 #[derive(Debug, clap::Args)]
@@ -30,7 +31,8 @@ enum StateAction {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Ask the proxy to load a saved state from FILE (refused whole if it does not fit)
+    /// Restore a saved state from FILE: apply it as `weir apply FILE --auto-approve` does,
+    /// removing what it lacks (exit codes as apply's)
     Load {
         file: PathBuf,
         #[command(flatten)]
@@ -93,16 +95,7 @@ pub fn run_state(args: StateArgs) -> anyhow::Result<u8> {
             } else {
                 args.socket
             };
-            let answer = connect(&socket)?.call(Command::LoadState(absolute(&file)?))?;
-            if answer.message.is_empty() {
-                println!(
-                    "loaded {}; state version {}",
-                    file.display(),
-                    answer.state_version
-                );
-            } else {
-                println!("{}", answer.message);
-            }
+            return restore(file, socket);
         }
         None => {
             let state = connect(&args.socket)?.query_state()?;
@@ -114,6 +107,30 @@ pub fn run_state(args: StateArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(exit::OK)
+}
+
+/// `weir state load FILE`: makes the live state the saved one, as `weir apply FILE
+/// --auto-approve` does: an ordered plan that also removes what the backup lacks, rolled back
+/// if a step fails. (The protocol's `LoadState` only adds and updates, so loading a backup
+/// through it would leave a listener added since the backup live.)
+fn restore(file: PathBuf, socket: SocketArg) -> anyhow::Result<u8> {
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    if !weir_schema::saved::is_saved_state(&bytes) {
+        anyhow::bail!(
+            "{} is not a saved state (`weir state save` writes one); to apply desired-state \
+             files, use `weir apply`",
+            file.display()
+        );
+    }
+    super::apply::run(ApplyArgs {
+        path: file,
+        socket,
+        auto_approve: true,
+        json: false,
+        targets: Vec::new(),
+        drain_timeout: None,
+        no_color: false,
+    })
 }
 
 fn state_json(state: &State) -> Value {

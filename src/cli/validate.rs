@@ -1,9 +1,10 @@
 //! `weir validate PATH`: loads desired-state files exactly as `plan` and `apply` will, and says
 //! whether they are good, without talking to any proxy.
 //!
-//! Success prints the counts and any warnings and exits 0. Failure prints every problem found,
+//! Success prints the counts and any warnings and exits 0. Failure prints the problems found,
 //! one per line as `file:line:col: field: message` (the shape editors and CI annotations
-//! understand), and exits 1.
+//! understand), and exits 1: every problem of the files that parse, and the first error of each
+//! file that does not (its parser stops there).
 
 use std::path::PathBuf;
 

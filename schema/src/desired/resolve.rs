@@ -313,6 +313,26 @@ impl Resolver<'_> {
                 format!("only https listeners take tls_versions (this one is {protocol})"),
             );
         }
+        if protocol == Protocol::Tcp {
+            // A tcp listener pipes bytes: it never reads a request, so these would be ignored.
+            let http_only = [
+                ("front_timeout", doc.front_timeout.is_some()),
+                ("request_timeout", doc.request_timeout.is_some()),
+                ("max_request_body", doc.max_request_body.is_some()),
+                ("answer_404", doc.answer_404.is_some()),
+                ("answer_503", doc.answer_503.is_some()),
+            ];
+            for (field, _) in http_only.into_iter().filter(|(_, set)| *set) {
+                self.error(
+                    f,
+                    path.field(field),
+                    format!(
+                        "only http and https listeners take {field} (a tcp listener never reads \
+                         a request)"
+                    ),
+                );
+            }
+        }
         let here = Place {
             file: f,
             field: path,
