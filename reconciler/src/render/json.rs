@@ -3,13 +3,14 @@
 //! JSON is the documented, stable format of docs/plan-json.md: fields are only ever added,
 //! and `format_version` changes if one ever changes meaning. It holds no private key.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use weir_schema::model::{Resource, TlsVersion};
-use weir_schema::{Change, Fingerprint};
+use weir_schema::{BackendKey, Change, Fingerprint};
 
 use super::date;
 use crate::address::Names;
@@ -62,7 +63,7 @@ pub fn json_to_writer<W: std::io::Write>(writer: W, plan: &Plan) -> serde_json::
 
 /// The plan as something to serialize in the JSON format of [`json`], borrowing the plan.
 pub fn json_view(plan: &Plan) -> PlanJson<'_> {
-    PlanJson(plan)
+    PlanJson { plan, live: None }
 }
 
 /// A plan that serializes in the JSON format of [`json`]; made by [`json_view`].
@@ -71,11 +72,27 @@ pub fn json_view(plan: &Plan) -> PlanJson<'_> {
 /// the sorted order a `Value` tree has, so both give the same bytes: every struct below lists
 /// its fields alphabetically for that reason.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanJson<'a>(&'a Plan);
+pub struct PlanJson<'a> {
+    plan: &'a Plan,
+    live: Option<&'a BTreeMap<BackendKey, u64>>,
+}
+
+impl<'a> PlanJson<'a> {
+    /// Gives each step that removes a backend whose live connection count `live` holds a
+    /// `live_connections` field with it, as `weir plan` shows the count next to the drain in
+    /// text. Only a plan printed for review has them: a count holds for a moment, so saved
+    /// plans (and [`json`]) carry none.
+    pub fn with_live_connections(self, live: &'a BTreeMap<BackendKey, u64>) -> PlanJson<'a> {
+        PlanJson {
+            live: Some(live),
+            ..self
+        }
+    }
+}
 
 impl Serialize for PlanJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let plan = self.0;
+        let plan = self.plan;
         let summary = plan.summary();
         PlanFields {
             changes: Changes(plan),
@@ -89,7 +106,7 @@ impl Serialize for PlanJson<'_> {
                 version: plan.from_version(),
             },
             notes: plan.notes(),
-            steps: Steps(plan.steps()),
+            steps: Steps(plan.steps(), self.live),
             summary: SummaryJson {
                 add: summary.add,
                 change: summary.change,
@@ -168,16 +185,17 @@ impl Serialize for Targets<'_> {
     }
 }
 
-struct Steps<'a>(&'a [Step]);
+struct Steps<'a>(&'a [Step], Option<&'a BTreeMap<BackendKey, u64>>);
 
 impl Serialize for Steps<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .enumerate()
-                .map(|(i, step)| StepJson::new(i + 1, step)),
-        )
+        serializer.collect_seq(self.0.iter().enumerate().map(|(i, step)| {
+            let mut json = StepJson::new(i + 1, step);
+            if let (Change::RemoveBackend { key, .. }, Some(live)) = (&step.change, self.1) {
+                json.live_connections = live.get(key).copied();
+            }
+            json
+        }))
     }
 }
 
@@ -186,6 +204,9 @@ struct StepJson<'a> {
     address: Shown<&'a crate::Address>,
     drain: bool,
     kind: &'static str,
+    /// Only when known: see [`PlanJson::with_live_connections`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_connections: Option<u64>,
     note: Option<&'a str>,
     number: usize,
     op: &'static str,
@@ -201,6 +222,7 @@ impl<'a> StepJson<'a> {
             address: Shown(&step.address),
             drain: step.is_drain(),
             kind: step.address.kind.as_str(),
+            live_connections: None,
             note: step.note.as_deref(),
             number,
             op: step.op.as_str(),
@@ -373,7 +395,7 @@ struct FrontendJson<'a> {
 mod tests {
     use super::*;
     use crate::render::attributes;
-    use weir_schema::{BackendId, BackendKey, ClusterId};
+    use weir_schema::{BackendId, ClusterId};
 
     /// A live and a desired state between them using every resource kind and every optional
     /// attribute, so that plans between them hold every JSON object the format has.
@@ -523,5 +545,33 @@ mod tests {
             assert_eq!(compact, json(p).to_string());
         }
         assert!(plans[1].steps().iter().any(|s| s.is_drain()));
+    }
+
+    /// The drain of a backend whose live count is known carries it; no other step does, and
+    /// without counts the JSON is [`json`]'s.
+    #[test]
+    fn live_connections_go_next_to_the_drain_they_concern() {
+        let (live, desired) = states();
+        let p = crate::plan(&desired, &live, &[]);
+        let drained = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("green".into()),
+        };
+        let other = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("blue".into()),
+        };
+        let counts = BTreeMap::from([(drained, 4), (other, 9)]);
+        let with = serde_json::to_value(json_view(&p).with_live_connections(&counts)).unwrap();
+        let steps = with["steps"].as_array().unwrap();
+        let carrying: Vec<&Value> = steps
+            .iter()
+            .filter(|s| s.get("live_connections").is_some())
+            .collect();
+        assert_eq!(carrying.len(), 1, "{steps:#?}");
+        assert_eq!(carrying[0]["address"], "backend.shop/green");
+        assert_eq!(carrying[0]["drain"], true);
+        assert_eq!(carrying[0]["live_connections"], 4);
+        assert_eq!(serde_json::to_value(json_view(&p)).unwrap(), json(&p));
     }
 }

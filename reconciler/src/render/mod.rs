@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use weir_schema::cert::utc_date as date;
+use weir_schema::metric_names::BackendCounter;
 use weir_schema::model::Resource;
-use weir_schema::{proto, BackendId, BackendKey, ClusterId};
+use weir_schema::{proto, BackendKey};
 
 use crate::address::Names;
 
@@ -20,25 +21,13 @@ pub use json::{
 };
 pub use text::{text, TextOptions};
 
-/// Reads the `backend.<cluster>/<id>.connections` counters of a metrics answer.
+/// Live connections per backend, as a proxy's metrics give them: each backend's
+/// [`BackendCounter::Active`] (`backend.<cluster>/<id>.active`), summed over its workers.
 pub fn connections_from_metrics(metrics: &proto::Metrics) -> BTreeMap<BackendKey, u64> {
     metrics
         .counters
         .iter()
-        .filter_map(|c| {
-            let name = c
-                .name
-                .strip_prefix("backend.")?
-                .strip_suffix(".connections")?;
-            let (cluster, id) = name.split_once('/')?;
-            Some((
-                BackendKey {
-                    cluster: ClusterId(cluster.to_owned()),
-                    id: BackendId(id.to_owned()),
-                },
-                c.value,
-            ))
-        })
+        .filter_map(|c| Some((BackendCounter::Active.backend_of(&c.name)?, c.value)))
         .collect()
 }
 
@@ -128,22 +117,33 @@ pub fn attributes(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
 mod tests {
     use super::*;
 
+    /// Counters as a worker names them (`weir_schema::metric_names`), not as a test would
+    /// guess: only each backend's live count is read, whatever else is reported.
     #[test]
-    fn metrics_connections() {
-        let metrics = proto::Metrics {
-            counters: vec![
-                proto::Counter {
-                    name: "backend.shop/blue-1.connections".into(),
-                    value: 3,
-                },
-                proto::Counter {
-                    name: "http.requests".into(),
-                    value: 9,
-                },
-            ],
+    fn live_connections_are_read_from_the_names_workers_publish() {
+        let key = |cluster: &str, id: &str| BackendKey {
+            cluster: weir_schema::ClusterId(cluster.into()),
+            id: weir_schema::BackendId(id.into()),
         };
-        let got = connections_from_metrics(&metrics);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got.values().next(), Some(&3));
+        let mut counters = vec![proto::Counter {
+            name: weir_schema::metric_names::HTTP_REQUESTS.into(),
+            value: 9,
+        }];
+        for (backend, live) in [(key("shop", "blue-1"), 3), (key("shop", "blue-2"), 0)] {
+            for counter in BackendCounter::ALL {
+                let value = if counter == BackendCounter::Active {
+                    live
+                } else {
+                    7
+                };
+                counters.push(proto::Counter {
+                    name: counter.name(&backend),
+                    value,
+                });
+            }
+        }
+        let got = connections_from_metrics(&proto::Metrics { counters });
+        let expected = BTreeMap::from([(key("shop", "blue-1"), 3), (key("shop", "blue-2"), 0)]);
+        assert_eq!(got, expected);
     }
 }
