@@ -5,8 +5,8 @@
 //! changes the wire shows up as a diff to review), and the committed bytes still decode to the
 //! same message and, for requests, to the same domain request (so an old tool's messages keep
 //! meaning what they meant). The `.proto` evolution rules say these files only ever gain
-//! entries. `UPDATE_GOLDEN=1 cargo test --test wire_golden` writes missing or changed files;
-//! review that diff like code.
+//! entries, so `UPDATE_GOLDEN=1 cargo test --test wire_golden` writes only missing files; a
+//! changed one must be deleted by hand first. Review that diff like code.
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
 #[path = "../schema/tests/common/mod.rs"]
@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use weir_schema::framing::{FrameDecoder, DEFAULT_MAX_FRAME};
+use weir_schema::metric_names::{self, BackendCounter};
 use weir_schema::proto::{self, response::Content};
-use weir_schema::Request;
+use weir_schema::{BackendId, BackendKey, ClusterId, Request};
 
 fn wire_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/wire")
@@ -60,13 +61,18 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
         (
             "response-metrics",
             proto::Response::ok("command-1", 1).with_content(Content::Metrics(proto::Metrics {
+                // Named as workers name them: a made-up name here once hid that the plan
+                // read a counter no worker publishes.
                 counters: vec![
                     proto::Counter {
-                        name: "http.requests".into(),
+                        name: metric_names::HTTP_REQUESTS.into(),
                         value: 1234,
                     },
                     proto::Counter {
-                        name: "backend.shop/blue.connections".into(),
+                        name: BackendCounter::Active.name(&BackendKey {
+                            cluster: ClusterId("shop".into()),
+                            id: BackendId("blue".into()),
+                        }),
                         value: 7,
                     },
                 ],
@@ -108,12 +114,19 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
     ]
 }
 
-/// Compares (or, when blessing, writes) one message's framed encoding; returns the committed
-/// bytes.
+/// `UPDATE_GOLDEN=1`: write the files of new messages.
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1")
+}
+
+/// Compares one message's framed encoding with its committed file (writing the file first if
+/// it is new and [`updating`]); returns the committed bytes. A committed file is never
+/// rewritten: the wire only gains messages, so a changed encoding fails until a reviewer
+/// deletes the file on purpose.
 fn check(name: &str, framed: &[u8], failures: &mut Vec<String>) -> Vec<u8> {
     let path = wire_dir().join(format!("{name}.hex"));
     let actual = hex::encode(framed);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if updating() && !path.exists() {
         fs::write(&path, format!("{actual}\n")).unwrap();
         return framed.to_vec();
     }
@@ -168,8 +181,8 @@ fn responses_match_their_committed_encodings() {
 
 #[test]
 fn every_committed_file_is_still_checked() {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        return; // the other tests are writing the files right now
+    if updating() {
+        return; // the other tests may be writing new files right now
     }
     // A golden file whose message was dropped from the lists above would silently stop
     // guarding the wire: the lists may only grow.

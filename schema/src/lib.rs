@@ -2,14 +2,17 @@
 //!
 //! It holds the command protocol (the `.proto` compiled by prost, and its framing), the domain
 //! model of a proxy's State with the resource identities a diff compares, the single set of
-//! rules a change must pass ([`State::apply`]), and the loader of desired-state files. It does
+//! rules a change must pass ([`State::apply`]), the loader of desired-state files, and what more
+//! than one process or crate must spell alike: [`duration`]s and [`metric_names`]. It does
 //! no network I/O and pulls in no event loop, so any tool can link it.
 #![forbid(unsafe_code)]
 
 pub mod cert;
 pub mod command;
 pub mod desired;
+pub mod duration;
 pub mod framing;
+pub mod metric_names;
 pub mod model;
 pub mod paths;
 pub mod saved;

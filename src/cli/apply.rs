@@ -39,27 +39,24 @@ pub struct ApplyArgs {
     /// Apply only this resource and what it depends on; repeatable
     #[arg(long = "target", value_name = "ADDRESS")]
     pub targets: Vec<String>,
-    /// How long each backend removal may drain (e.g. 30s, 500ms) [default: the proxy's]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// How long each backend removal may drain (e.g. 30s, 500ms, 2m) [default: the proxy's]
+    #[arg(long, value_name = "DURATION", value_parser = parse_drain_timeout)]
     pub drain_timeout: Option<Duration>,
     /// No colours, even on a terminal
     #[arg(long)]
     pub no_color: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (number, unit) = s
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((s, "s"), |i| s.split_at(i));
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+/// A drain deadline, in the one duration syntax (`weir_schema::duration`). Zero is refused:
+/// on the wire it would mean "the proxy's default", not "do not wait".
+fn parse_drain_timeout(s: &str) -> Result<Duration, String> {
+    match weir_schema::duration::parse(s) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "`{}` is zero: give a deadline, or leave the flag out for the proxy's default",
+            s.trim()
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -423,16 +420,19 @@ impl Progress {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests may unwrap
 mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3h").is_err());
+    fn drain_timeouts_take_the_shared_duration_syntax_but_not_zero() {
+        assert_eq!(parse_drain_timeout("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_drain_timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_drain_timeout("1h"), Ok(Duration::from_secs(3600)));
+        let no_unit = parse_drain_timeout("7").unwrap_err();
+        assert!(no_unit.contains("needs a unit"), "{no_unit}");
+        assert!(parse_drain_timeout("fast").is_err());
+        let zero = parse_drain_timeout("0s").unwrap_err();
+        assert!(zero.contains("zero"), "{zero}");
     }
 }

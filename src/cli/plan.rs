@@ -75,7 +75,8 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     // make a system call per line.
     let mut stdout = BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
-        render::json_to_writer(&mut stdout, &plan)?;
+        let view = render::json_view(&plan).with_live_connections(&live_connections);
+        serde_json::to_writer_pretty(&mut stdout, &view)?;
         writeln!(stdout)?;
     } else {
         let opts = TextOptions {

@@ -33,13 +33,13 @@ pub struct WatchArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatchOptions {
     /// Quiet period that ends a burst of file changes (e.g. 200ms, 1s)
-    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "200ms", value_parser = weir_schema::duration::parse)]
     pub debounce: Duration,
     /// Longest a constant trickle of changes may delay a reload, from its first change
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = weir_schema::duration::parse)]
     pub max_delay: Duration,
     /// How often to compare the live state with the last apply; 0 turns drift checks off
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = weir_schema::duration::parse)]
     pub drift_interval: Duration,
     /// On drift, re-apply the desired state (correct) or only print what differs (report)
     #[arg(long, value_enum, default_value = "correct")]
@@ -53,22 +53,6 @@ pub struct WatchOptions {
 pub enum DriftMode {
     Correct,
     Report,
-}
-
-/// Parses `250ms`, `2s`, `1m` (a bare number is seconds).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 200ms, 2s, 1m)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("`{s}`: unknown unit `{unit}` (use ms, s or m)")),
-    }
 }
 
 pub fn run(args: WatchArgs) -> anyhow::Result<u8> {
@@ -352,13 +336,27 @@ fn report_json(report: &Report) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    #[derive(Debug, clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: WatchOptions,
+    }
+
+    fn flags(args: &[&str]) -> Result<WatchOptions, clap::Error> {
+        use clap::Parser as _;
+        Flags::try_parse_from(std::iter::once("watch").chain(args.iter().copied()))
+            .map(|f| f.options)
+    }
+
     #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("2h").is_err());
+    fn duration_flags_take_the_shared_syntax_and_zero_turns_drift_checks_off() {
+        let o = flags(&["--debounce", "1h", "--max-delay", "500ms"]).unwrap();
+        assert_eq!(o.debounce, Duration::from_secs(3600));
+        assert_eq!(o.max_delay, Duration::from_millis(500));
+        assert_eq!(o.drift_interval, Duration::from_secs(10));
+        let o = flags(&["--drift-interval", "0"]).unwrap();
+        assert!(o.drift_interval.is_zero());
+        let e = flags(&["--debounce", "10"]).unwrap_err().to_string();
+        assert!(e.contains("needs a unit"), "{e}");
     }
 }

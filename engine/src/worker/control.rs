@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
 use weir_schema::framing::{FrameDecoder, FrameEncoder, DEFAULT_MAX_FRAME};
+use weir_schema::metric_names::BackendCounter;
 use weir_schema::proto::{self, response::Content};
 use weir_schema::{BackendKey, Change, Command, Request, State};
 
@@ -391,17 +392,16 @@ impl Worker {
             &mut counters,
         );
         for (_, b) in self.cx.upstream.backends.iter() {
-            let name = format!("backend.{}", b.config.key);
-            for (suffix, value) in [
-                ("active", u64::from(b.active)),
-                ("requests", b.requests),
-                ("connect_errors", b.connect_errors),
-                ("connections_opened", b.connections_opened),
-                ("idle", b.idle.len() as u64),
-                ("up", u64::from(b.health.is_up())),
+            for (counter, value) in [
+                (BackendCounter::Active, u64::from(b.active)),
+                (BackendCounter::Requests, b.requests),
+                (BackendCounter::ConnectErrors, b.connect_errors),
+                (BackendCounter::ConnectionsOpened, b.connections_opened),
+                (BackendCounter::Idle, b.idle.len() as u64),
+                (BackendCounter::Up, u64::from(b.health.is_up())),
             ] {
                 counters.push(proto::Counter {
-                    name: format!("{name}.{suffix}"),
+                    name: counter.name(&b.config.key),
                     value,
                 });
             }

@@ -4,7 +4,7 @@
 //! Per-backend counters live with each backend (see [`super::upstream`]) and are added to the
 //! report there.
 
-use weir_schema::proto;
+use weir_schema::{metric_names as names, proto};
 
 use super::buffer::BufferPool;
 use super::upstream::UpstreamStats;
@@ -35,7 +35,7 @@ impl Metrics {
         self.responses[class] += 1;
     }
 
-    /// Appends the counters, named as the command protocol documents them.
+    /// Appends the counters, named as `weir_schema::metric_names` defines them.
     pub fn report(
         &self,
         active_connections: usize,
@@ -49,32 +49,32 @@ impl Metrics {
                 value,
             })
         };
-        add("connections.accepted", self.connections_accepted);
-        add("connections.active", active_connections as u64);
-        add("connections.refused", self.connections_refused);
-        add("http.requests", self.http_requests);
+        add(names::CONNECTIONS_ACCEPTED, self.connections_accepted);
+        add(names::CONNECTIONS_ACTIVE, active_connections as u64);
+        add(names::CONNECTIONS_REFUSED, self.connections_refused);
+        add(names::HTTP_REQUESTS, self.http_requests);
         for (class, name) in [
-            (1, "http.responses.1xx"),
-            (2, "http.responses.2xx"),
-            (3, "http.responses.3xx"),
-            (4, "http.responses.4xx"),
-            (5, "http.responses.5xx"),
+            (1, names::HTTP_RESPONSES_1XX),
+            (2, names::HTTP_RESPONSES_2XX),
+            (3, names::HTTP_RESPONSES_3XX),
+            (4, names::HTTP_RESPONSES_4XX),
+            (5, names::HTTP_RESPONSES_5XX),
         ] {
             add(name, self.responses[class]);
         }
-        add("backend.connect_errors", upstream.connect_errors);
-        add("backend.connections_opened", upstream.opened);
-        add("backend.connections_reused", upstream.reused);
-        add("backend.idle_expired", upstream.idle_expired);
-        add("backend.idle_closed_by_backend", upstream.idle_lost);
-        add("bytes.in", self.bytes_in);
-        add("bytes.out", self.bytes_out);
-        add("websocket.upgrades", self.websocket_upgrades);
-        add("tcp.sessions", self.tcp_sessions);
-        add("http.retries", self.retries);
-        add("http.client_aborts", self.client_aborts);
-        add("tls.refused", self.tls_refused);
-        add("buffers.in_use", buffers.in_use() as u64);
-        add("buffers.exhausted", buffers.exhausted);
+        add(names::BACKEND_CONNECT_ERRORS, upstream.connect_errors);
+        add(names::BACKEND_CONNECTIONS_OPENED, upstream.opened);
+        add(names::BACKEND_CONNECTIONS_REUSED, upstream.reused);
+        add(names::BACKEND_IDLE_EXPIRED, upstream.idle_expired);
+        add(names::BACKEND_IDLE_CLOSED_BY_BACKEND, upstream.idle_lost);
+        add(names::BYTES_IN, self.bytes_in);
+        add(names::BYTES_OUT, self.bytes_out);
+        add(names::WEBSOCKET_UPGRADES, self.websocket_upgrades);
+        add(names::TCP_SESSIONS, self.tcp_sessions);
+        add(names::HTTP_RETRIES, self.retries);
+        add(names::HTTP_CLIENT_ABORTS, self.client_aborts);
+        add(names::TLS_REFUSED, self.tls_refused);
+        add(names::BUFFERS_IN_USE, buffers.in_use() as u64);
+        add(names::BUFFERS_EXHAUSTED, buffers.exhausted);
     }
 }

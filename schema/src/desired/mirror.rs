@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
+use crate::duration;
 use crate::model::{LoadBalancing, Protocol, TlsVersion};
 
 /// One file: any of the five lists, each optional.
@@ -136,29 +137,13 @@ pub(crate) struct CertificateDoc {
     pub key: String,
 }
 
-/// A duration written with a unit: `500ms`, `30s`, `2m`, `1h`. Zero is refused because the
-/// wire uses 0 for "the proxy's default": leave the setting out for that.
+/// A duration written with a unit (`500ms`, `30s`, `2m`, `1h`: the rule of [`crate::duration`]).
+/// Zero is refused because the wire uses 0 for "the proxy's default": leave the setting out
+/// for that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DurationValue(pub Duration);
 
 const DURATION_EXPECTED: &str = "a duration such as \"500ms\", \"30s\", \"2m\" or \"1h\"";
-
-/// Parses `500ms`, `30s`, `2m`, `1h` (a whole number and a unit).
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let ms_per_unit: u64 = match unit.trim() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    let ms = n.checked_mul(ms_per_unit)?;
-    (ms > 0).then(|| Duration::from_millis(ms))
-}
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -169,12 +154,26 @@ impl<'de> Deserialize<'de> for DurationValue {
                 f.write_str(DURATION_EXPECTED)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationValue, E> {
-                parse_duration(v)
-                    .map(DurationValue)
-                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+                match duration::parse(v) {
+                    Ok(d) if d.is_zero() => Err(E::custom(format_args!(
+                        "`{}` is zero, which is refused: leave the setting out for the \
+                         proxy's default",
+                        v.trim()
+                    ))),
+                    Ok(d) => Ok(DurationValue(d)),
+                    Err(e) => Err(E::custom(e)),
+                }
+            }
+            // `front_timeout: 30` (YAML) or `= 30` (TOML) is a number: told it needs a unit,
+            // as the same text quoted would be.
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationValue, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationValue, E> {
+                self.visit_str(&v.to_string())
             }
         }
-        deserializer.deserialize_str(V)
+        deserializer.deserialize_any(V)
     }
 }
 
@@ -265,18 +264,50 @@ impl<'de> Deserialize<'de> for TlsVersionValue {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
+    /// What `load` says of a directory holding `text` as its one file `name`.
+    fn load_errors(name: &str, text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(name), text).unwrap();
+        let errors = crate::desired::load_at(dir.path(), 0).unwrap_err();
+        errors
+            .to_string()
+            .replace(&format!("{}/", dir.path().display()), "")
+    }
+
     #[test]
-    fn durations_need_a_unit_and_a_positive_value() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        for bad in ["30", "0s", "s", "1.5s", "-1s", "10 days", ""] {
-            assert_eq!(parse_duration(bad), None, "{bad}");
+    fn a_duration_without_a_unit_is_placed_and_told_it_needs_one() {
+        let listener = "listeners:\n  - address: 127.0.0.1:8080\n    protocol: http\n";
+        for (setting, expected) in [
+            (
+                "front_timeout: 30",
+                "weir.yaml:4:20: listeners[0].front_timeout: `30` needs a unit: ms, s, m or h \
+                 (for example `30s`)",
+            ),
+            (
+                "tunnel_timeout: \"45\"",
+                "weir.yaml:4:21: listeners[0].tunnel_timeout: `45` needs a unit: ms, s, m or h \
+                 (for example `45s`)",
+            ),
+            (
+                "request_timeout: 0s",
+                "weir.yaml:4:22: listeners[0].request_timeout: `0s` is zero, which is refused: \
+                 leave the setting out for the proxy's default",
+            ),
+        ] {
+            let yaml = format!("{listener}    {setting}\n");
+            assert_eq!(load_errors("weir.yaml", &yaml), expected);
         }
+        let toml = "[[listeners]]\naddress = \"127.0.0.1:8080\"\nprotocol = \"http\"\n\
+                    front_timeout = 30\n";
+        assert_eq!(
+            load_errors("weir.toml", toml),
+            "weir.toml:4:17: listeners[0].front_timeout: `30` needs a unit: ms, s, m or h \
+             (for example `30s`)"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! HTTP/1.1: message heads ([`parser`]), the path a request is routed on ([`path`]), body
-//! framing ([`body`]), the proxy's own answers ([`answers`]), the `Date` field ([`date`]) and
-//! the per-connection state machine ([`session`]).
+//! HTTP/1.1: message heads, parsed ([`parser`]) and written ([`writer`]), the path a request
+//! is routed on ([`path`]), body framing ([`body`]), the proxy's own answers ([`answers`]), the
+//! `Date` field ([`date`]) and the per-connection state machine ([`session`]).
 
 pub mod answers;
 pub mod body;
@@ -8,6 +8,7 @@ pub mod date;
 pub mod parser;
 pub mod path;
 pub mod session;
+pub mod writer;
 
 #[cfg(test)]
 mod props;

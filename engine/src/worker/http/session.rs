@@ -23,10 +23,10 @@ use std::time::Duration;
 use super::answers::{Answer, Status};
 use super::body::BodyFramer;
 use super::parser::{
-    header_slots, parse_request, parse_response, upgrade_accepted, write_request_head,
-    write_response_head, ClientConnection, ClientInfo, Framing, HeadError, RequestHead,
+    header_slots, parse_request, parse_response, upgrade_accepted, Framing, HeadError, RequestHead,
 };
 use super::path::routing_path;
+use super::writer::{write_request_head, write_response_head, ClientConnection, ClientInfo};
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::router::normalize_host;

@@ -1,394 +1,23 @@
-//! Plans for people (Terraform-like text) and for programs (JSON, format version 1).
-//!
-//! Text lists the steps in the order they run, grouped by phase: `+` add, `~` update (with
-//! each changed attribute `before → after`, long values as a line diff), `-/+` each step of a
-//! re-creation, `-` remove; backends about to be drained show their live connection count when
-//! the caller knows it. The last line is the summary (`Plan: 3 to add, 1 to change, 2 to
-//! remove.`) or `No changes.`. Colour is the caller's choice (the CLI enables it on a TTY).
+//! Plans for programs: JSON, format version 1.
 //!
 //! JSON is the documented, stable format of docs/plan-json.md: fields are only ever added,
 //! and `format_version` changes if one ever changes meaning. It holds no private key.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::time::Duration;
 
 use serde::{Serialize, Serializer};
-use serde_json::{json, Value};
-use weir_schema::cert::utc_date as date;
+use serde_json::Value;
 use weir_schema::model::{Resource, TlsVersion};
-use weir_schema::{proto, BackendId, BackendKey, Change, ClusterId, Fingerprint};
+use weir_schema::{BackendKey, Change, Fingerprint};
 
+use super::date;
 use crate::address::Names;
-use crate::diff::{Action, ResourceChange};
 use crate::plan::{Plan, Step};
 
 /// The version of the JSON format [`json`] writes.
 pub const JSON_FORMAT_VERSION: u64 = 1;
-
-/// How [`text`] renders.
-#[derive(Debug, Clone, Default)]
-pub struct TextOptions {
-    /// ANSI colours (the CLI sets this only on a TTY, and never with `--no-color`).
-    pub color: bool,
-    /// Live connections per backend, shown next to the backends a plan drains.
-    pub live_connections: BTreeMap<BackendKey, u64>,
-}
-
-/// Reads the `backend.<cluster>/<id>.connections` counters of a metrics answer.
-pub fn connections_from_metrics(metrics: &proto::Metrics) -> BTreeMap<BackendKey, u64> {
-    metrics
-        .counters
-        .iter()
-        .filter_map(|c| {
-            let name = c
-                .name
-                .strip_prefix("backend.")?
-                .strip_suffix(".connections")?;
-            let (cluster, id) = name.split_once('/')?;
-            Some((
-                BackendKey {
-                    cluster: ClusterId(cluster.to_owned()),
-                    id: BackendId(id.to_owned()),
-                },
-                c.value,
-            ))
-        })
-        .collect()
-}
-
-const RESET: &str = "\x1b[0m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const RED: &str = "\x1b[31m";
-const MAGENTA: &str = "\x1b[35m";
-const BOLD: &str = "\x1b[1m";
-const DIM: &str = "\x1b[2m";
-
-struct Paint(bool);
-
-impl Paint {
-    fn wrap(&self, code: &str, text: &str) -> String {
-        if self.0 {
-            format!("{code}{text}{RESET}")
-        } else {
-            text.to_owned()
-        }
-    }
-
-    fn symbol(&self, action: Action) -> String {
-        let code = match action {
-            Action::Add => GREEN,
-            Action::Update => YELLOW,
-            Action::Replace => MAGENTA,
-            Action::Remove => RED,
-        };
-        self.wrap(code, action.symbol())
-    }
-}
-
-/// The plan as Terraform-like text, ending with a newline.
-pub fn text(plan: &Plan, opts: &TextOptions) -> String {
-    let paint = Paint(opts.color);
-    let mut out = String::new();
-    if plan.is_empty() {
-        let _ = writeln!(
-            out,
-            "No changes. The proxy already matches the desired state (version {}, fingerprint {}).",
-            plan.from_version(),
-            short(&plan.from_fingerprint().to_hex())
-        );
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "Weir will make these changes, in this order, to the state at version {} (fingerprint {}):",
-        plan.from_version(),
-        short(&plan.from_fingerprint().to_hex())
-    );
-    if !plan.targets().is_empty() {
-        let targets: Vec<String> = plan.targets().iter().map(|t| t.to_string()).collect();
-        let _ = writeln!(
-            out,
-            "Only the targets {} and what they depend on.",
-            targets.join(", ")
-        );
-    }
-    // Each resource's change, to show attribute changes next to its steps.
-    let by_address: BTreeMap<&crate::Address, &ResourceChange> =
-        plan.changes().iter().map(|c| (&c.address, c)).collect();
-    let width = plan.steps().len().to_string().len();
-    let mut phase = None;
-    for (i, step) in plan.steps().iter().enumerate() {
-        if phase != Some(step.phase) {
-            phase = Some(step.phase);
-            let _ = writeln!(out);
-            let title = format!("Phase {}: {}", step.phase.number(), step.phase.title());
-            let _ = writeln!(out, "{}", paint.wrap(BOLD, &title));
-        }
-        let action = match step.part_of {
-            Action::Replace => Action::Replace,
-            _ => match step.op {
-                crate::Op::Add => Action::Add,
-                crate::Op::Update => Action::Update,
-                crate::Op::Remove => Action::Remove,
-            },
-        };
-        let _ = write!(
-            out,
-            "  {:>width$}  {} {}",
-            i + 1,
-            paint.symbol(action),
-            step.address,
-        );
-        if step.part_of == Action::Replace {
-            let _ = write!(out, " ({})", step.op.as_str());
-        }
-        let change = by_address.get(&step.address);
-        let before = change.and_then(|c| c.before.as_ref());
-        let brief = brief_of_step(step, before, plan.names());
-        if !brief.is_empty() {
-            let _ = write!(out, "  {brief}");
-        }
-        if let Change::RemoveBackend { key, .. } = &step.change {
-            if let Some(n) = opts.live_connections.get(key) {
-                let _ = write!(
-                    out,
-                    "  {}",
-                    paint.wrap(YELLOW, &format!("[drains {n} live connection(s)]"))
-                );
-            }
-        }
-        if let Some(note) = &step.note {
-            let _ = write!(out, "  {}", paint.wrap(DIM, &format!("# {note}")));
-        }
-        let _ = writeln!(out);
-        // Attribute changes: on an update, and on the add step of a replacement.
-        let shows_attrs = matches!(step.change, Change::UpdateListener(_))
-            || matches!(step.change, Change::UpdateCluster(_))
-            || matches!(step.change, Change::UpdateBackend(_))
-            || (step.part_of == Action::Replace && step.op == crate::Op::Add);
-        if shows_attrs {
-            if let Some(change) = change {
-                if let (Some(before), Some(after)) = (&change.before, &change.after) {
-                    attribute_diff(&mut out, before, after, plan.names(), width, &paint);
-                }
-            }
-        }
-    }
-    if !plan.notes().is_empty() {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "Notes:");
-        for note in plan.notes() {
-            let _ = writeln!(out, "  - {note}");
-        }
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(out, "{}", paint.wrap(BOLD, &plan.summary().to_string()));
-    out
-}
-
-fn short(hex: &str) -> &str {
-    &hex[..hex.len().min(12)]
-}
-
-/// The one-line description of what a step's request carries. A removal names what it
-/// removes, from the resource's live value when the plan has it.
-fn brief_of_step(step: &Step, before: Option<&Resource>, names: &Names) -> String {
-    let removed = |what: String| match before {
-        Some(r) => brief(r, names),
-        None => what,
-    };
-    let mut text = match &step.change {
-        Change::AddListener(l) => brief(&Resource::Listener(l.clone()), names),
-        Change::AddCluster(c) => brief(&Resource::Cluster(c.clone()), names),
-        Change::AddBackend(b) => brief(&Resource::Backend(b.clone()), names),
-        Change::AddCertificate(c) => brief(&Resource::Certificate(c.clone()), names),
-        Change::AddFrontend(f) => brief(&Resource::Frontend(f.clone()), names),
-        Change::RemoveListener(a) => removed(a.to_string()),
-        Change::RemoveCluster(_) => removed(String::new()),
-        Change::RemoveBackend { .. } => removed(String::new()),
-        Change::RemoveCertificate(fp) => removed(format!("sha256 {}", short(&fp.to_hex()))),
-        Change::RemoveFrontend(f) => brief(&Resource::Frontend(f.clone()), names),
-        _ => String::new(),
-    };
-    if step.is_drain() {
-        text.push_str(if text.is_empty() {
-            "(drain)"
-        } else {
-            " (drain)"
-        });
-    }
-    text
-}
-
-/// A resource in a few words.
-fn brief(r: &Resource, names: &Names) -> String {
-    match r {
-        Resource::Listener(l) => format!("{} {}", l.address, l.protocol),
-        Resource::Cluster(c) => {
-            let mut s = c.load_balancing.as_str().to_owned();
-            if let Some(hc) = &c.health_check {
-                let _ = write!(s, ", health check {}", hc.path);
-            }
-            s
-        }
-        Resource::Backend(b) => {
-            let mut s = format!("{} weight {}", b.address, b.weight);
-            if b.backup {
-                s.push_str(" backup");
-            }
-            s
-        }
-        Resource::Certificate(c) => format!(
-            "sha256 {}, {}, expires {}",
-            short(&c.fingerprint.to_hex()),
-            c.dns_names.join(" "),
-            date(c.not_after)
-        ),
-        Resource::Frontend(f) => match f.certificate {
-            Some(fp) => format!("certificate {}", names.certificate(fp)),
-            None => String::new(),
-        },
-    }
-}
-
-/// Values longer than this (or holding a newline) are shown as a line diff.
-const LONG_VALUE: usize = 60;
-
-fn attribute_diff(
-    out: &mut String,
-    before: &Resource,
-    after: &Resource,
-    names: &Names,
-    width: usize,
-    paint: &Paint,
-) {
-    let old: BTreeMap<&str, Value> = attributes(before, names).into_iter().collect();
-    let indent = " ".repeat(width + 6);
-    for (name, new_value) in attributes(after, names) {
-        let old_value = old.get(name).cloned().unwrap_or(Value::Null);
-        if old_value == new_value {
-            continue;
-        }
-        let (a, b) = (value_text(&old_value), value_text(&new_value));
-        if a.len() > LONG_VALUE || b.len() > LONG_VALUE || a.contains('\n') || b.contains('\n') {
-            let _ = writeln!(out, "{indent}{name}:");
-            let diff = similar::TextDiff::from_lines(&a, &b);
-            for change in diff.iter_all_changes() {
-                let line = change.value().trim_end_matches('\n');
-                let text = match change.tag() {
-                    similar::ChangeTag::Delete => paint.wrap(RED, &format!("- {line}")),
-                    similar::ChangeTag::Insert => paint.wrap(GREEN, &format!("+ {line}")),
-                    similar::ChangeTag::Equal => format!("  {line}"),
-                };
-                let _ = writeln!(out, "{indent}  {text}");
-            }
-        } else {
-            let _ = writeln!(out, "{indent}{name}: {a} → {b}");
-        }
-    }
-}
-
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::Null => "(default)".to_owned(),
-        Value::String(s) => s.clone(),
-        Value::Array(items) => {
-            let parts: Vec<String> = items.iter().map(value_text).collect();
-            format!("[{}]", parts.join(", "))
-        }
-        Value::Object(fields) => {
-            let parts: Vec<String> = fields
-                .iter()
-                .map(|(k, v)| format!("{k}={}", value_text(v)))
-                .collect();
-            parts.join(" ")
-        }
-        other => other.to_string(),
-    }
-}
-
-fn duration(d: Option<Duration>) -> Value {
-    match d {
-        Some(d) if d.subsec_millis() == 0 => Value::String(format!("{}s", d.as_secs())),
-        Some(d) => Value::String(format!("{}ms", d.as_millis())),
-        None => Value::Null,
-    }
-}
-
-/// A resource's attributes, by name, as JSON values (`null` for "the default").
-pub fn attributes(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
-    match r {
-        Resource::Listener(l) => vec![
-            ("address", json!(l.address.to_string())),
-            ("protocol", json!(l.protocol.as_str())),
-            ("name", json!(l.name)),
-            ("front_timeout", duration(l.settings.front_timeout)),
-            ("tunnel_timeout", duration(l.settings.tunnel_timeout)),
-            ("request_timeout", duration(l.settings.request_timeout)),
-            ("max_request_body", json!(l.settings.max_request_body)),
-            ("answer_404", json!(l.settings.answer_404)),
-            ("answer_503", json!(l.settings.answer_503)),
-            (
-                "tls_versions",
-                json!(l
-                    .settings
-                    .tls_versions
-                    .iter()
-                    .map(|v| v.as_str())
-                    .collect::<Vec<_>>()),
-            ),
-        ],
-        Resource::Cluster(c) => vec![
-            ("id", json!(c.id.0)),
-            ("load_balancing", json!(c.load_balancing.as_str())),
-            (
-                "health_check",
-                match &c.health_check {
-                    Some(hc) => json!({
-                        "path": hc.path,
-                        "interval": duration(Some(hc.interval)),
-                        "timeout": duration(Some(hc.timeout)),
-                        "healthy_threshold": hc.healthy_threshold,
-                        "unhealthy_threshold": hc.unhealthy_threshold,
-                    }),
-                    None => Value::Null,
-                },
-            ),
-            ("connect_timeout", duration(c.connect_timeout)),
-            ("response_timeout", duration(c.response_timeout)),
-        ],
-        Resource::Backend(b) => vec![
-            ("cluster", json!(b.key.cluster.0)),
-            ("id", json!(b.key.id.0)),
-            ("address", json!(b.address.to_string())),
-            ("weight", json!(b.weight)),
-            ("backup", json!(b.backup)),
-        ],
-        Resource::Certificate(c) => vec![
-            ("name", json!(names.certificate(c.fingerprint))),
-            ("fingerprint", json!(c.fingerprint.to_hex())),
-            ("dns_names", json!(c.dns_names)),
-            ("not_after", json!(date(c.not_after))),
-        ],
-        Resource::Frontend(f) => vec![
-            ("listener", json!(names.listener(f.listener))),
-            ("listener_address", json!(f.listener.to_string())),
-            ("hostname", json!(f.hostname)),
-            ("path", json!(f.path)),
-            ("cluster", json!(f.cluster.0)),
-            (
-                "certificate",
-                json!(f.certificate.map(|fp| names.certificate(fp))),
-            ),
-            (
-                "certificate_fingerprint",
-                json!(f.certificate.map(|fp| fp.to_hex())),
-            ),
-        ],
-    }
-}
 
 /// The request a change sends, named as the protocol's field (`add_backend`, ...).
 pub fn request_name(change: &Change) -> &'static str {
@@ -434,7 +63,7 @@ pub fn json_to_writer<W: std::io::Write>(writer: W, plan: &Plan) -> serde_json::
 
 /// The plan as something to serialize in the JSON format of [`json`], borrowing the plan.
 pub fn json_view(plan: &Plan) -> PlanJson<'_> {
-    PlanJson(plan)
+    PlanJson { plan, live: None }
 }
 
 /// A plan that serializes in the JSON format of [`json`]; made by [`json_view`].
@@ -443,11 +72,27 @@ pub fn json_view(plan: &Plan) -> PlanJson<'_> {
 /// the sorted order a `Value` tree has, so both give the same bytes: every struct below lists
 /// its fields alphabetically for that reason.
 #[derive(Debug, Clone, Copy)]
-pub struct PlanJson<'a>(&'a Plan);
+pub struct PlanJson<'a> {
+    plan: &'a Plan,
+    live: Option<&'a BTreeMap<BackendKey, u64>>,
+}
+
+impl<'a> PlanJson<'a> {
+    /// Gives each step that removes a backend whose live connection count `live` holds a
+    /// `live_connections` field with it, as `weir plan` shows the count next to the drain in
+    /// text. Only a plan printed for review has them: a count holds for a moment, so saved
+    /// plans (and [`json`]) carry none.
+    pub fn with_live_connections(self, live: &'a BTreeMap<BackendKey, u64>) -> PlanJson<'a> {
+        PlanJson {
+            live: Some(live),
+            ..self
+        }
+    }
+}
 
 impl Serialize for PlanJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let plan = self.0;
+        let plan = self.plan;
         let summary = plan.summary();
         PlanFields {
             changes: Changes(plan),
@@ -461,7 +106,7 @@ impl Serialize for PlanJson<'_> {
                 version: plan.from_version(),
             },
             notes: plan.notes(),
-            steps: Steps(plan.steps()),
+            steps: Steps(plan.steps(), self.live),
             summary: SummaryJson {
                 add: summary.add,
                 change: summary.change,
@@ -517,7 +162,7 @@ impl<T: fmt::Display> Serialize for Shown<T> {
     }
 }
 
-/// An optional duration as [`duration`] shows it: `"5s"`, `"1500ms"`, or `null`.
+/// An optional duration as [`super::duration`] shows it: `"5s"`, `"1500ms"`, or `null`.
 struct DurationJson(Option<Duration>);
 
 impl Serialize for DurationJson {
@@ -540,16 +185,17 @@ impl Serialize for Targets<'_> {
     }
 }
 
-struct Steps<'a>(&'a [Step]);
+struct Steps<'a>(&'a [Step], Option<&'a BTreeMap<BackendKey, u64>>);
 
 impl Serialize for Steps<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0
-                .iter()
-                .enumerate()
-                .map(|(i, step)| StepJson::new(i + 1, step)),
-        )
+        serializer.collect_seq(self.0.iter().enumerate().map(|(i, step)| {
+            let mut json = StepJson::new(i + 1, step);
+            if let (Change::RemoveBackend { key, .. }, Some(live)) = (&step.change, self.1) {
+                json.live_connections = live.get(key).copied();
+            }
+            json
+        }))
     }
 }
 
@@ -558,6 +204,9 @@ struct StepJson<'a> {
     address: Shown<&'a crate::Address>,
     drain: bool,
     kind: &'static str,
+    /// Only when known: see [`PlanJson::with_live_connections`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_connections: Option<u64>,
     note: Option<&'a str>,
     number: usize,
     op: &'static str,
@@ -573,6 +222,7 @@ impl<'a> StepJson<'a> {
             address: Shown(&step.address),
             drain: step.is_drain(),
             kind: step.address.kind.as_str(),
+            live_connections: None,
             note: step.note.as_deref(),
             number,
             op: step.op.as_str(),
@@ -608,8 +258,8 @@ struct ChangeJson<'a> {
     kind: &'static str,
 }
 
-/// A resource's attributes as a JSON object: the same as [`attributes`] gives (a test holds
-/// the two together), written without building `Value`s.
+/// A resource's attributes as a JSON object: the same as [`super::attributes`] gives (a test
+/// holds the two together), written without building `Value`s.
 struct AttributesJson<'a>(&'a Resource, &'a Names);
 
 impl Serialize for AttributesJson<'_> {
@@ -744,6 +394,8 @@ struct FrontendJson<'a> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::render::attributes;
+    use weir_schema::{BackendId, ClusterId};
 
     /// A live and a desired state between them using every resource kind and every optional
     /// attribute, so that plans between them hold every JSON object the format has.
@@ -895,22 +547,31 @@ mod tests {
         assert!(plans[1].steps().iter().any(|s| s.is_drain()));
     }
 
+    /// The drain of a backend whose live count is known carries it; no other step does, and
+    /// without counts the JSON is [`json`]'s.
     #[test]
-    fn metrics_connections() {
-        let metrics = proto::Metrics {
-            counters: vec![
-                proto::Counter {
-                    name: "backend.shop/blue-1.connections".into(),
-                    value: 3,
-                },
-                proto::Counter {
-                    name: "http.requests".into(),
-                    value: 9,
-                },
-            ],
+    fn live_connections_go_next_to_the_drain_they_concern() {
+        let (live, desired) = states();
+        let p = crate::plan(&desired, &live, &[]);
+        let drained = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("green".into()),
         };
-        let got = connections_from_metrics(&metrics);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got.values().next(), Some(&3));
+        let other = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("blue".into()),
+        };
+        let counts = BTreeMap::from([(drained, 4), (other, 9)]);
+        let with = serde_json::to_value(json_view(&p).with_live_connections(&counts)).unwrap();
+        let steps = with["steps"].as_array().unwrap();
+        let carrying: Vec<&Value> = steps
+            .iter()
+            .filter(|s| s.get("live_connections").is_some())
+            .collect();
+        assert_eq!(carrying.len(), 1, "{steps:#?}");
+        assert_eq!(carrying[0]["address"], "backend.shop/green");
+        assert_eq!(carrying[0]["drain"], true);
+        assert_eq!(carrying[0]["live_connections"], 4);
+        assert_eq!(serde_json::to_value(json_view(&p)).unwrap(), json(&p));
     }
 }
