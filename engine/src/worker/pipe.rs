@@ -11,8 +11,8 @@ use std::io;
 use std::net::Shutdown;
 
 use crate::worker::buffer::Buf;
-use crate::worker::context::Context;
-use crate::worker::sessions::{FrontIo, Next};
+use crate::worker::context::{Context, Next};
+use crate::worker::front::FrontIo;
 use crate::worker::upstream::{Attempt, Link};
 
 /// Bytes both ways between a client and a backend.
@@ -105,7 +105,12 @@ impl Pipe {
             }
             cx.pool.release_if_empty(&mut self.up);
             cx.pool.release_if_empty(&mut self.down);
-            if self.front_eof && self.back_eof && self.up.is_none() && self.down.is_none() {
+            if self.front_eof
+                && self.back_eof
+                && self.up.is_none()
+                && self.down.is_none()
+                && !io.transport.has_pending_output()
+            {
                 return Next::Close;
             }
             if !progress {
@@ -118,7 +123,7 @@ impl Pipe {
     /// One round of reads and writes both ways.
     fn pump(&mut self, io: &mut FrontIo, cx: &mut Context) -> Result<bool, ()> {
         let mut progress = false;
-        let conn = cx.upstream.conns.get_mut(self.link.conn).ok_or(())?;
+        let conn = cx.upstream.conn_mut(self.link.conn).ok_or(())?;
 
         // Client → up.
         if !self.front_eof && io.readable {
@@ -126,7 +131,7 @@ impl Pipe {
                 self.up = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.up.as_mut().filter(|b| !b.is_full()) {
-                match buf.read_from(&mut io.stream) {
+                match buf.read_from(&mut io.transport) {
                     Ok(0) => {
                         self.front_eof = true;
                         progress = true;
@@ -173,7 +178,7 @@ impl Pipe {
         }
         // Down → client.
         if let Some(buf) = self.down.as_mut().filter(|b| !b.is_empty()) {
-            match buf.write_to(&mut io.stream, usize::MAX) {
+            match buf.write_to(&mut io.transport, usize::MAX) {
                 Ok(n) => {
                     cx.metrics.bytes_out += n as u64;
                     progress = true;
@@ -182,8 +187,12 @@ impl Pipe {
                 Err(_) => return Err(()),
             }
         }
-        if self.back_eof && !self.down_shut && self.down.as_ref().is_none_or(Buf::is_empty) {
-            let _ = io.stream.shutdown(Shutdown::Write);
+        if self.back_eof
+            && !self.down_shut
+            && self.down.as_ref().is_none_or(Buf::is_empty)
+            && !io.transport.has_pending_output()
+        {
+            io.transport.shutdown_write();
             self.down_shut = true;
         }
         Ok(progress)

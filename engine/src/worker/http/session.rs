@@ -29,8 +29,8 @@ use super::parser::{
 use super::path::routing_path;
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
+use crate::worker::front::FrontIo;
 use crate::worker::router::normalize_host;
-use crate::worker::sessions::FrontIo;
 use crate::worker::upstream::{Attempt, Link, NoBackend};
 
 /// How long a closing connection keeps reading (and dropping) client bytes.
@@ -66,6 +66,9 @@ enum Phase {
         written: usize,
         close: bool,
     },
+    /// A closing answer is written: the transport's own pending output goes out, then our
+    /// side of the connection is shut.
+    Closing,
     Linger,
 }
 
@@ -193,6 +196,7 @@ impl HttpSession {
                 Phase::Head => self.step_head(io, cx),
                 Phase::Exchange(_) => self.step_exchange(io, cx),
                 Phase::Answer { .. } => self.step_answer(io, cx),
+                Phase::Closing => self.step_closing(io),
                 Phase::Linger => step_linger(io),
             };
             match step {
@@ -232,7 +236,7 @@ impl HttpSession {
                     Drive::Close
                 }
             }
-            Phase::Answer { .. } | Phase::Linger => Drive::Close,
+            Phase::Answer { .. } | Phase::Closing | Phase::Linger => Drive::Close,
         }
     }
 
@@ -283,7 +287,7 @@ impl HttpSession {
             return Step::Close;
         };
         let was_empty = buf.is_empty();
-        match buf.read_some(&mut io.stream) {
+        match buf.read_some(&mut io.transport) {
             Ok((0, _)) => Step::Close,
             Ok((n, filled)) => {
                 if !filled && !io.read_closed {
@@ -420,7 +424,7 @@ impl HttpSession {
         };
         let rest = bytes.get(*written..).unwrap_or_default();
         if !rest.is_empty() {
-            return match io.stream.write(rest) {
+            return match io.transport.write(rest) {
                 Ok(n) => {
                     *written += n;
                     cx.metrics.bytes_out += n as u64;
@@ -432,14 +436,28 @@ impl HttpSession {
             };
         }
         if *close {
-            let _ = io.stream.shutdown(std::net::Shutdown::Write);
             io.deadline.at = cx.now + LINGER;
-            self.phase = Phase::Linger;
+            self.phase = Phase::Closing;
         } else {
             self.served += 1;
             self.phase = Phase::Head;
             io.deadline.at = cx.now + io.info.front_timeout;
         }
+        Step::Progress
+    }
+
+    /// Flushes what the transport still holds, then half-closes and lingers.
+    fn step_closing(&mut self, io: &mut FrontIo) -> Step {
+        if io.transport.has_pending_output() {
+            match io.transport.flush_output() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Step::Progress,
+                Err(_) => return Step::Close,
+            }
+        }
+        io.transport.shutdown_write();
+        self.phase = Phase::Linger;
         Step::Progress
     }
 
@@ -493,7 +511,7 @@ impl HttpSession {
                 self.front_in = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.front_in.as_mut().filter(|b| !b.is_full()) {
-                match buf.read_some(&mut io.stream) {
+                match buf.read_some(&mut io.transport) {
                     Ok((0, _)) => return Step::Close,
                     Ok((n, filled)) => {
                         if !filled && !io.read_closed {
@@ -522,7 +540,8 @@ impl HttpSession {
         // a socket error. A FIN alone is not taken for leaving: clients half-close after
         // their request and still read the answer (`nc -N`, scripts), as HAProxy assumes by
         // default; a client that closed for good is found when the answer is written.
-        if io.read_closed && ex.req.is_done() && !ex.resp_forwarded && client_reset(io) {
+        if io.read_closed && ex.req.is_done() && !ex.resp_forwarded && io.transport.reset_by_peer()
+        {
             cx.metrics.client_aborts += 1;
             return Step::Close;
         }
@@ -576,7 +595,7 @@ impl HttpSession {
         if !ex.connected || ex.backend_eof {
             return Ok(Step::Blocked);
         }
-        let Some(conn) = cx.upstream.conns.get_mut(ex.link.conn) else {
+        let Some(conn) = cx.upstream.conn_mut(ex.link.conn) else {
             return Err(self.fail(Status::BadGateway, io, cx));
         };
         if !conn.readable {
@@ -787,9 +806,8 @@ impl HttpSession {
         self.served += 1;
         if close {
             cx.pool.release(&mut self.front_in);
-            let _ = io.stream.shutdown(std::net::Shutdown::Write);
             io.deadline.at = cx.now + LINGER;
-            self.phase = Phase::Linger;
+            self.phase = Phase::Closing;
         } else {
             self.phase = Phase::Head;
             let pending = self.front_in.as_ref().is_some_and(|b| !b.is_empty());
@@ -929,21 +947,12 @@ fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
     }
 }
 
-/// Whether a client whose side closed reset the connection (its socket has an error), as
-/// opposed to half-closing it.
-fn client_reset(io: &FrontIo) -> bool {
-    match io.stream.peek(&mut [0u8; 1]) {
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
-    }
-}
-
 /// Reads and drops what a client sends after a closing answer, until it closes or the
 /// linger deadline passes.
 fn step_linger(io: &mut FrontIo) -> Step {
     let mut scratch = [0u8; 4096];
     loop {
-        match io::Read::read(&mut io.stream, &mut scratch) {
+        match io::Read::read(&mut io.transport, &mut scratch) {
             Ok(0) => return Step::Close,
             Ok(_) => continue,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -1069,7 +1078,7 @@ fn send_request(
         return Ok(false);
     }
     let (head_len, body_len) = (head.len(), body.len());
-    let Some(conn) = cx.upstream.conns.get_mut(ex.link.conn) else {
+    let Some(conn) = cx.upstream.conn_mut(ex.link.conn) else {
         return Err(());
     };
     let written = match write_two(&mut conn.stream, head, body) {
@@ -1109,7 +1118,7 @@ fn send_response(ex: &mut Exchange, io: &mut FrontIo, cx: &mut Context) -> Resul
         return Ok(false);
     }
     let head_len = head.len();
-    let written = match write_two(&mut io.stream, head, body) {
+    let written = match write_two(&mut io.transport, head, body) {
         Ok(n) => n,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
