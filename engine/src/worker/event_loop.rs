@@ -278,8 +278,8 @@ impl Worker {
                             return;
                         };
                         match http.into_pipe_parts() {
-                            Some((link, up, down)) => {
-                                let mut pipe = Box::new(Pipe::upgraded(link, up, down));
+                            Some((dial, up, down)) => {
+                                let mut pipe = Box::new(Pipe::upgraded(dial, up, down));
                                 session.io.deadline.at = cx.now + session.io.info.tunnel_timeout;
                                 let next = pipe.drive(&mut session.io, cx);
                                 session.protocol = Protocol::Pipe(pipe);

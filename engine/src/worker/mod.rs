@@ -15,6 +15,7 @@ pub mod balancer;
 pub mod buffer;
 pub mod context;
 pub mod control;
+pub mod dial;
 pub mod error;
 pub mod event_loop;
 pub mod front;

@@ -12,101 +12,85 @@ use std::net::Shutdown;
 
 use crate::worker::buffer::Buf;
 use crate::worker::context::{Context, Next};
+use crate::worker::dial::{Dial, Dialed, Reuse};
 use crate::worker::front::FrontIo;
-use crate::worker::upstream::{Attempt, Link};
+
+/// Which way bytes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The sending side may still send.
+    Open,
+    /// It sent its end of stream; the half-close is not passed on yet.
+    Ended,
+    /// Its end of stream was passed on (`shutdown(Write)` on the other side).
+    Shut,
+}
 
 /// Bytes both ways between a client and a backend.
 #[derive(Debug)]
 pub struct Pipe {
-    link: Link,
-    /// Set while connecting (TCP listeners), for retries on another backend.
-    attempt: Option<Attempt>,
-    connected: bool,
+    dial: Dial,
     /// Client → backend.
     up: Option<Buf>,
     /// Backend → client.
     down: Option<Buf>,
-    front_eof: bool,
-    back_eof: bool,
-    up_shut: bool,
-    down_shut: bool,
-    /// The backend link was given back (a failed connect with no retry left).
-    released: bool,
+    /// The client's sending side.
+    client: Flow,
+    /// The backend's sending side.
+    backend: Flow,
 }
 
 impl Pipe {
     /// A pipe for a new client of a TCP listener routed to `cluster`; `None` if no backend
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
-        let mut attempt = Attempt::new(cluster);
-        let link = cx
-            .upstream
-            .connect(
-                &mut attempt,
-                io.key,
-                true,
-                cx.config.max_connect_attempts,
-                cx.now,
-                &cx.registry,
-            )
-            .ok()?;
-        let (connect_timeout, _) = cx.upstream.cluster_timeouts(cluster);
-        io.deadline.at = cx.now + connect_timeout.unwrap_or(cx.config.connect_timeout);
+        let dial = Dial::start(cluster, Reuse::FreshOnly, io, cx).ok()?;
+        io.deadline.at = cx.now + dial.connect_timeout();
         cx.metrics.tcp_sessions += 1;
         Some(Pipe {
-            link,
-            attempt: Some(attempt),
-            connected: false,
+            dial,
             up: None,
             down: None,
-            front_eof: false,
-            back_eof: false,
-            up_shut: false,
-            down_shut: false,
-            released: false,
+            client: Flow::Open,
+            backend: Flow::Open,
         })
     }
 
     /// The pipe an upgraded HTTP session becomes: `up` holds client bytes already read,
     /// `down` the `101` head and any backend bytes that followed it.
-    pub fn upgraded(link: Link, up: Option<Buf>, down: Option<Buf>) -> Pipe {
+    pub fn upgraded(dial: Dial, up: Option<Buf>, down: Option<Buf>) -> Pipe {
         Pipe {
-            link,
-            attempt: None,
-            connected: true,
+            dial,
             up,
             down,
-            front_eof: false,
-            back_eof: false,
-            up_shut: false,
-            down_shut: false,
-            released: false,
+            client: Flow::Open,
+            backend: Flow::Open,
         }
     }
 
     pub fn drive(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        if !self.connected {
-            match cx.upstream.check_connect(self.link) {
-                None => return Next::Wait,
-                Some(Ok(())) => {
-                    self.connected = true;
-                    cx.upstream.record_success(self.link.backend);
+        while !self.dial.is_connected() {
+            match self.dial.poll(io, cx) {
+                Dialed::Pending => return Next::Wait,
+                Dialed::Connected => {
                     // From now on the deadline is the idle one, not the connect one.
                     io.deadline.at = cx.now + io.info.tunnel_timeout;
                 }
-                Some(Err(_)) => return self.connect_failed(io, cx),
+                Dialed::Retrying => {}
+                Dialed::Failed(_) => return Next::Close,
             }
         }
         loop {
             let mut progress = false;
             match self.pump(io, cx) {
-                Ok(p) => progress |= p,
-                Err(()) => return Next::Close,
+                Pumped::Progress => progress = true,
+                Pumped::Idle => {}
+                Pumped::Broken => return Next::Close,
             }
             cx.pool.release_if_empty(&mut self.up);
             cx.pool.release_if_empty(&mut self.down);
-            if self.front_eof
-                && self.back_eof
+            if self.client != Flow::Open
+                && self.backend != Flow::Open
                 && self.up.is_none()
                 && self.down.is_none()
                 && !io.transport.has_pending_output()
@@ -121,19 +105,21 @@ impl Pipe {
     }
 
     /// One round of reads and writes both ways.
-    fn pump(&mut self, io: &mut FrontIo, cx: &mut Context) -> Result<bool, ()> {
+    fn pump(&mut self, io: &mut FrontIo, cx: &mut Context) -> Pumped {
         let mut progress = false;
-        let conn = cx.upstream.conn_mut(self.link.conn).ok_or(())?;
+        let Some(conn) = cx.upstream.conn_mut(self.dial.link().conn) else {
+            return Pumped::Broken;
+        };
 
         // Client → up.
-        if !self.front_eof && io.readable {
+        if self.client == Flow::Open && io.readable {
             if self.up.is_none() {
                 self.up = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.up.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut io.transport) {
                     Ok(0) => {
-                        self.front_eof = true;
+                        self.client = Flow::Ended;
                         progress = true;
                     }
                     Ok(n) => {
@@ -142,7 +128,7 @@ impl Pipe {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(_) => return Err(()),
+                    Err(_) => return Pumped::Broken,
                 }
             }
         }
@@ -151,28 +137,28 @@ impl Pipe {
             match buf.write_to(&mut conn.stream, usize::MAX) {
                 Ok(_) => progress = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(()),
+                Err(_) => return Pumped::Broken,
             }
         }
-        if self.front_eof && !self.up_shut && self.up.as_ref().is_none_or(Buf::is_empty) {
+        if self.client == Flow::Ended && self.up.as_ref().is_none_or(Buf::is_empty) {
             let _ = conn.stream.shutdown(Shutdown::Write);
-            self.up_shut = true;
+            self.client = Flow::Shut;
         }
         // Backend → down.
-        if !self.back_eof && conn.readable {
+        if self.backend == Flow::Open && conn.readable {
             if self.down.is_none() {
                 self.down = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.down.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut conn.stream) {
                     Ok(0) => {
-                        self.back_eof = true;
+                        self.backend = Flow::Ended;
                         progress = true;
                     }
                     Ok(_) => progress = true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(_) => return Err(()),
+                    Err(_) => return Pumped::Broken,
                 }
             }
         }
@@ -184,66 +170,47 @@ impl Pipe {
                     progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(()),
+                Err(_) => return Pumped::Broken,
             }
         }
-        if self.back_eof
-            && !self.down_shut
+        if self.backend == Flow::Ended
             && self.down.as_ref().is_none_or(Buf::is_empty)
             && !io.transport.has_pending_output()
         {
             io.transport.shutdown_write();
-            self.down_shut = true;
+            self.backend = Flow::Shut;
         }
-        Ok(progress)
-    }
-
-    fn connect_failed(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        cx.upstream.record_failure(self.link.backend, cx.now);
-        cx.upstream.release(self.link, false, cx.now, &cx.registry);
-        let Some(attempt) = self.attempt.as_mut() else {
-            self.released = true;
-            return Next::Close;
-        };
-        attempt.failures += 1;
-        match cx.upstream.connect(
-            attempt,
-            io.key,
-            true,
-            cx.config.max_connect_attempts,
-            cx.now,
-            &cx.registry,
-        ) {
-            Ok(link) => {
-                cx.metrics.retries += 1;
-                self.link = link;
-                let (connect_timeout, _) = cx.upstream.cluster_timeouts(attempt.cluster);
-                io.deadline.at = cx.now + connect_timeout.unwrap_or(cx.config.connect_timeout);
-                self.drive(io, cx)
-            }
-            Err(_) => {
-                self.attempt = None;
-                self.released = true;
-                Next::Close
-            }
+        if progress {
+            Pumped::Progress
+        } else {
+            Pumped::Idle
         }
     }
 
     /// The deadline passed: a connect that took too long is a failed connect; otherwise the
     /// pipe was idle too long.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        if !self.connected {
-            return self.connect_failed(io, cx);
+        if self.dial.is_connected() {
+            return Next::Close;
         }
-        Next::Close
+        match self.dial.retry(io, cx) {
+            Dialed::Failed(_) => Next::Close,
+            _ => self.drive(io, cx),
+        }
     }
 
     pub fn teardown(&mut self, cx: &mut Context) {
-        if !self.released {
-            self.released = true;
-            cx.upstream.release(self.link, false, cx.now, &cx.registry);
-        }
+        self.dial.release(false, cx);
         cx.pool.release(&mut self.up);
         cx.pool.release(&mut self.down);
     }
+}
+
+/// What one round of a pipe's reads and writes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    Progress,
+    Idle,
+    /// A socket failed, or the backend connection is gone.
+    Broken,
 }
