@@ -763,3 +763,31 @@ impl Exchange {
         (self.dial, self.resp_out)
     }
 }
+
+/// The states of an exchange's halves, named for tests.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct States {
+    pub link: DialState,
+    pub request: &'static str,
+    pub response: &'static str,
+}
+
+#[cfg(test)]
+impl Exchange {
+    pub fn states(&self) -> States {
+        States {
+            link: self.dial.state(),
+            request: match self.sending {
+                Sending::Open => "open",
+                Sending::Abandoned => "abandoned",
+            },
+            response: match self.response {
+                Response::Awaiting => "awaiting",
+                Response::Head => "head",
+                Response::HeadParked => "head parked",
+                Response::Body(_) => "body",
+            },
+        }
+    }
+}

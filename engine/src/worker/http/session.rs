@@ -405,3 +405,27 @@ fn step_linger(io: &mut FrontIo) -> Step {
         }
     }
 }
+
+#[cfg(test)]
+impl HttpSession {
+    /// The phase, named for tests.
+    fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Head => "head",
+            Phase::Exchange(_) => "exchange",
+            Phase::Answer { .. } => "answer",
+            Phase::Closing => "closing",
+            Phase::Linger => "linger",
+        }
+    }
+
+    fn exchange(&self) -> Option<&Exchange> {
+        match &self.phase {
+            Phase::Exchange(ex) => Some(ex),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
