@@ -25,6 +25,8 @@ pub mod listeners;
 pub mod metrics;
 pub mod pipe;
 pub mod probe;
+#[cfg(test)]
+mod rig;
 pub mod router;
 pub mod sessions;
 pub mod timer;

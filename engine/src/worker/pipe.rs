@@ -214,3 +214,140 @@ enum Pumped {
     /// A socket failed, or the backend connection is gone.
     Broken,
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr};
+    use std::time::Instant;
+
+    use weir_schema::Protocol;
+
+    use super::*;
+    use crate::channel::WorkerConfig;
+    use crate::worker::dial::DialState;
+    use crate::worker::rig::{dead_addr, read_until, stuck_addr, Rig, TestBackend, PATIENCE};
+
+    fn rig(backends: &[SocketAddr]) -> (Rig, Option<Pipe>) {
+        let mut rig = Rig::new(backends, Protocol::Tcp, WorkerConfig::default());
+        let cluster = rig.cx.router.lookup_tcp(rig.io.info.address).unwrap();
+        let pipe = Pipe::connect(cluster, &mut rig.io, &mut rig.cx);
+        (rig, pipe)
+    }
+
+    /// Turns the loop until the pipe is connected (bounded).
+    fn until_connected(rig: &mut Rig, pipe: &mut Pipe) {
+        let start = Instant::now();
+        while !pipe.dial.is_connected() {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+            assert!(start.elapsed() < PATIENCE, "never connected");
+        }
+    }
+
+    /// Turns the loop until `done` (bounded); the pipe must keep waiting meanwhile.
+    fn until(rig: &mut Rig, pipe: &mut Pipe, what: &str, done: impl Fn(&Rig) -> bool) {
+        let start = Instant::now();
+        while !done(rig) {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait, "{what}");
+            assert!(start.elapsed() < PATIENCE, "never reached {what}");
+        }
+    }
+
+    /// Bytes both ways, then each side's half-close passed on, then the pipe ends.
+    fn carries_bytes_and_half_closes(rig: &mut Rig, pipe: &mut Pipe, backend: &TestBackend) {
+        let mut b = backend.accept();
+        rig.client.write_all(b"ping").unwrap();
+        until(rig, pipe, "ping forwarded", |r| r.cx.metrics.bytes_in == 4);
+        assert_eq!(read_until(&mut b, b"ping"), b"ping");
+        b.write_all(b"pong").unwrap();
+        until(rig, pipe, "pong forwarded", |r| r.cx.metrics.bytes_out == 4);
+        assert_eq!(read_until(&mut rig.client, b"pong"), b"pong");
+
+        rig.client.shutdown(Shutdown::Write).unwrap();
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        // The client's end of stream reaches the backend as a half-close.
+        b.set_nonblocking(true).unwrap();
+        loop {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+            if let Ok(0) = b.read_to_end(&mut rest) {
+                break;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the half-close never reached the backend"
+            );
+        }
+        b.shutdown(Shutdown::Write).unwrap();
+        let start = Instant::now();
+        loop {
+            rig.deliver();
+            if pipe.drive(&mut rig.io, &mut rig.cx) == Next::Close {
+                break;
+            }
+            assert!(start.elapsed() < PATIENCE, "the pipe never ended");
+        }
+        let mut tail = Vec::new();
+        assert_eq!(rig.client.read_to_end(&mut tail).unwrap(), 0);
+        pipe.teardown(&mut rig.cx);
+    }
+
+    #[test]
+    fn a_pipe_retries_a_refused_connect_on_the_next_backend() {
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[dead_addr(), live.addr()]);
+        let mut pipe = pipe.unwrap();
+        until_connected(&mut rig, &mut pipe);
+        assert_eq!(rig.cx.metrics.retries, 1);
+        assert_eq!(rig.cx.upstream.stats().connect_errors, 1);
+        // Connected: the deadline is the idle one now.
+        assert_eq!(rig.io.deadline.at, rig.cx.now + rig.io.info.tunnel_timeout);
+        carries_bytes_and_half_closes(&mut rig, &mut pipe, &live);
+    }
+
+    #[test]
+    fn a_pipe_connect_timeout_is_retried_on_the_next_backend() {
+        let (stuck, _guard) = stuck_addr();
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[stuck, live.addr()]);
+        let mut pipe = pipe.unwrap();
+        rig.deliver();
+        assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(pipe.dial.state(), DialState::Connecting);
+        assert_eq!(
+            rig.io.deadline.at,
+            rig.cx.now + rig.cx.config.connect_timeout
+        );
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(rig.cx.metrics.retries, 1);
+        until_connected(&mut rig, &mut pipe);
+        carries_bytes_and_half_closes(&mut rig, &mut pipe, &live);
+    }
+
+    #[test]
+    fn a_pipe_with_no_backend_left_closes() {
+        let (stuck, _guard) = stuck_addr();
+        let (mut rig, pipe) = rig(&[stuck]);
+        let mut pipe = pipe.unwrap();
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
+        assert_eq!(pipe.dial.state(), DialState::Gone);
+        // Its link went back already: tearing down gives back nothing twice.
+        pipe.teardown(&mut rig.cx);
+    }
+
+    #[test]
+    fn a_connected_pipe_closes_at_its_idle_timeout() {
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[live.addr()]);
+        let mut pipe = pipe.unwrap();
+        until_connected(&mut rig, &mut pipe);
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
+    }
+}

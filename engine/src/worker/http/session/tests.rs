@@ -5,110 +5,42 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
-use weir_schema::{Backend, BackendId, BackendKey, Cluster, ClusterId, Protocol};
+use weir_schema::Protocol;
 
 use super::{Drive, HttpSession};
 use crate::channel::WorkerConfig;
-use crate::worker::buffer::{Buf, BufferPool};
-use crate::worker::context::{BufferWaiters, Context};
+use crate::worker::buffer::Buf;
 use crate::worker::dial::DialState;
-use crate::worker::front::{FrontIo, ListenerInfo, Transport};
-use crate::worker::http::date::HttpDate;
 use crate::worker::http::exchange::States;
-use crate::worker::metrics::Metrics;
-use crate::worker::router::Router;
-use crate::worker::timer::Deadline;
-use crate::worker::token::{decode_token, token_front, TokenKind};
-use crate::worker::upstream::Upstream;
+use crate::worker::rig::{
+    dead_addr, read_to_close, read_until, stuck_addr, Rig, TestBackend, PATIENCE,
+};
 
-/// The route key of the listener the client came through (never bound: routes only).
-const LISTENER: &str = "127.0.0.1:8080";
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-/// Bounds every wait of these tests.
-const PATIENCE: Duration = Duration::from_secs(5);
 
-/// A backend the test answers for by hand.
-struct TestBackend {
-    listener: TcpListener,
-}
-
-impl TestBackend {
-    fn new() -> TestBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        TestBackend { listener }
-    }
-
-    fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap()
-    }
-
-    /// The connection the worker opened (it is in the accept queue already).
-    fn accept(&self) -> TcpStream {
-        let mut got = None;
-        assert!(
-            weir_testkit::wait_until(PATIENCE, || {
-                got = self.listener.accept().ok();
-                got.is_some()
-            }),
-            "the worker never connected"
-        );
-        let (stream, _) = got.unwrap();
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream
-    }
-}
-
-/// An address where nothing listens: a connect to it is refused.
-fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Reads until `bytes` have come (a head, say) or the peer closed.
-fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !got.windows(end.len()).any(|w| w == end) {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("read: {e}, after {:?}", String::from_utf8_lossy(&got)),
-        }
-    }
-    got
-}
-
-/// Reads what the client was sent until the proxy closed.
-fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    String::from_utf8_lossy(&got).into_owned()
-}
-
+/// The rig and an HTTP session on its client connection.
 struct Harness {
-    poll: Poll,
-    events: Events,
-    cx: Context,
-    io: FrontIo,
+    rig: Rig,
     session: HttpSession,
-    client: TcpStream,
-    /// Readiness on idle pooled connections is not delivered (as if the request came first).
-    hide_idle_events: bool,
-    /// Readiness on backend connections is not delivered yet (readiness is only a hint).
-    hide_backend_events: bool,
+}
+
+impl Deref for Harness {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.rig
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Rig {
+        &mut self.rig
+    }
 }
 
 impl Harness {
@@ -117,127 +49,22 @@ impl Harness {
     }
 
     fn with_config(backends: &[SocketAddr], config: WorkerConfig) -> Harness {
-        let poll = Poll::new().unwrap();
-        let registry = poll.registry().try_clone().unwrap();
-        let now = Instant::now();
-        let mut cx = Context {
-            now,
-            date: HttpDate::new(SystemTime::now()),
-            registry,
-            pool: BufferPool::new(config.buffer_size, config.max_buffers),
-            upstream: Upstream::new(
-                SmallRng::seed_from_u64(7),
-                config.backend_idle_timeout,
-                config.max_idle_per_backend,
-            ),
-            router: Router::new(),
-            metrics: Metrics::default(),
-            config,
-            stopping: false,
-            buffer_waiters: BufferWaiters::default(),
-        };
-        let listener: SocketAddr = LISTENER.parse().unwrap();
-        let cluster_id = ClusterId("app".to_owned());
-        cx.upstream.add_cluster(&Cluster::new("app"));
-        for (i, &address) in backends.iter().enumerate() {
-            let backend = Backend {
-                key: BackendKey {
-                    cluster: cluster_id.clone(),
-                    id: BackendId(format!("b{i}")),
-                },
-                address,
-                weight: 100,
-                backup: false,
-            };
-            cx.upstream.add_backend(&backend, now);
-        }
-        let cluster = cx.upstream.cluster_key(&cluster_id).unwrap();
-        cx.router
-            .insert(listener, Some("app.test"), "/", 1, cluster);
-
-        let front = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
-        client.set_read_timeout(Some(PATIENCE)).unwrap();
-        let (server, peer) = front.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let mut stream = mio::net::TcpStream::from_std(server);
-        cx.registry
-            .register(
-                &mut stream,
-                Token(token_front(0)),
-                Interest::READABLE | Interest::WRITABLE,
-            )
-            .unwrap();
-        let info = ListenerInfo {
-            address: listener,
-            protocol: Protocol::Http,
-            port: 8080,
-            front_timeout: Duration::from_secs(60),
-            tunnel_timeout: Duration::from_secs(3600),
-            request_timeout: Duration::from_secs(10),
-            max_request_body: None,
-            answer_404: None,
-            answer_503: Some(Rc::from("no backend here")),
-        };
-        let io = FrontIo {
-            key: 0,
-            serial: 1,
-            transport: Transport::Plain(stream),
-            peer,
-            deadline: Deadline::new(now + info.request_timeout),
-            info: Rc::new(info),
-            readable: false,
-            read_closed: false,
-            waiting_for_buffer: false,
-        };
         Harness {
-            poll,
-            events: Events::with_capacity(64),
-            cx,
-            io,
+            rig: Rig::new(backends, Protocol::Http, config),
             session: HttpSession::new(),
-            client,
-            hide_idle_events: false,
-            hide_backend_events: false,
         }
+    }
+
+    /// Drives the session as the event loop does after readiness.
+    fn drive(&mut self) -> Drive {
+        let rig = &mut self.rig;
+        self.session.drive(&mut rig.io, &mut rig.cx)
     }
 
     /// One turn of the event loop: readiness in, then the session driven.
     fn turn(&mut self) -> Drive {
-        self.poll
-            .poll(&mut self.events, Some(Duration::from_millis(10)))
-            .unwrap();
-        for event in self.events.iter() {
-            let closed = event.is_read_closed() || event.is_error();
-            let readable = event.is_readable() || closed;
-            match decode_token(event.token().0) {
-                TokenKind::Front(_) => {
-                    self.io.readable |= readable;
-                    self.io.read_closed |= closed;
-                }
-                TokenKind::Back(conn) => {
-                    let Some(c) = self.cx.upstream.conn_mut(conn) else {
-                        continue;
-                    };
-                    if c.owner.is_none() {
-                        if !self.hide_idle_events {
-                            c.readable |= readable;
-                            c.read_closed |= closed;
-                            self.cx.upstream.on_idle_event(conn, &self.cx.registry);
-                        }
-                        continue;
-                    }
-                    if self.hide_backend_events {
-                        continue;
-                    }
-                    c.readable |= readable;
-                    c.read_closed |= closed;
-                    c.writable_seen |= event.is_writable();
-                }
-                _ => {}
-            }
-        }
-        self.session.drive(&mut self.io, &mut self.cx)
+        self.rig.deliver();
+        self.drive()
     }
 
     /// Turns until `done` holds (bounded in count and time).
@@ -283,8 +110,9 @@ impl Harness {
 
     /// Moves the clock to the session's deadline and lets it fire.
     fn time_out(&mut self) -> Drive {
-        self.cx.now = self.io.deadline.at;
-        self.session.on_timeout(&mut self.io, &mut self.cx)
+        self.rig.jump_to_deadline();
+        let rig = &mut self.rig;
+        self.session.on_timeout(&mut rig.io, &mut rig.cx)
     }
 }
 
@@ -405,14 +233,7 @@ fn a_refused_connect_is_retried_on_the_next_backend() {
 
 #[test]
 fn a_connect_timeout_is_retried_on_the_next_backend() {
-    // A listener whose accept queue is full drops SYNs: a connect to it stays in progress.
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let stuck: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
-    let _fill = TcpStream::connect(stuck).unwrap();
+    let (stuck, _guard) = stuck_addr();
     let live = TestBackend::new();
     let mut h = Harness::new(&[stuck, live.addr()]);
 
@@ -593,7 +414,7 @@ fn a_response_head_parks_without_a_buffer_and_goes_on_when_one_is_free() {
     }
     // As the event loop does for a buffer waiter: drive it again, no readiness needed.
     h.io.waiting_for_buffer = false;
-    assert_eq!(h.session.drive(&mut h.io, &mut h.cx), Drive::Wait);
+    assert_eq!(h.drive(), Drive::Wait);
     assert_eq!(h.session.served, 1);
     assert!(read_until(&mut h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
@@ -669,13 +490,7 @@ fn a_client_that_resets_while_its_request_is_at_the_backend_ends_the_exchange() 
 
 #[test]
 fn a_connect_timeout_with_no_backend_left_gets_a_502() {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let stuck: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
-    let _fill = TcpStream::connect(stuck).unwrap();
+    let (stuck, _guard) = stuck_addr();
     let mut h = Harness::new(&[stuck]);
     h.send(GET);
     h.until("connecting", |h| {
