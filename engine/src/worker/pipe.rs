@@ -332,8 +332,17 @@ mod tests {
     #[test]
     fn a_pipe_with_no_backend_left_closes() {
         let (stuck, _guard) = stuck_addr();
-        let (mut rig, pipe) = rig(&[stuck]);
+        let (other, _other_guard) = stuck_addr();
+        let (mut rig, pipe) = rig(&[stuck, other]);
         let mut pipe = pipe.unwrap();
+        rig.jump_to_deadline();
+        // The retry is a new connect, with a connect timeout of its own.
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(pipe.dial.state(), DialState::Connecting);
+        assert_eq!(
+            rig.io.deadline.at,
+            rig.cx.now + rig.cx.config.connect_timeout
+        );
         rig.jump_to_deadline();
         assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
         assert_eq!(pipe.dial.state(), DialState::Gone);
