@@ -43,7 +43,7 @@ use crate::worker::upstream::NoBackend;
 
 mod send;
 
-use send::Sent;
+use send::{send_request, send_response, Sent};
 
 /// Why a request is answered by the proxy itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -387,7 +387,7 @@ impl Exchange {
 
         // Client → backend: the rewritten head, then body bytes, in one writev.
         match self.send_request(front_in, cx) {
-            Sent::Some => progress = true,
+            Sent::Wrote(_) => progress = true,
             Sent::Nothing => {}
             Sent::Broken => {
                 if matches!(self.response, Response::Awaiting) {
@@ -449,8 +449,18 @@ impl Exchange {
         }
 
         // Proxy → client: the rewritten head, then body bytes, in one writev.
-        match self.send_response(io, cx) {
-            Sent::Some => progress = true,
+        match send_response(
+            &mut io.transport,
+            &mut self.resp_out,
+            &mut self.resp_in,
+            &mut self.resp_fwd,
+        ) {
+            Sent::Wrote(n) => {
+                cx.metrics.bytes_out += n as u64;
+                cx.pool.release_if_empty(&mut self.resp_out);
+                cx.pool.release_if_empty(&mut self.resp_in);
+                progress = true;
+            }
             Sent::Nothing => {}
             Sent::Broken => return Outcome::Close,
         }
@@ -723,6 +733,24 @@ impl Exchange {
             cx.metrics.count_status(code);
             return Outcome::Progress;
         }
+    }
+
+    /// Writes the pending request head and body bytes to the backend, once connected and
+    /// while it takes them.
+    fn send_request(&mut self, front_in: &mut Option<Buf>, cx: &mut Context) -> Sent {
+        if !self.dial.is_connected() || self.sending == Sending::Abandoned {
+            return Sent::Nothing;
+        }
+        let Some(conn) = cx.upstream.conn_mut(self.dial.link().conn) else {
+            return Sent::Broken;
+        };
+        send_request(
+            &mut conn.stream,
+            self.head_out.as_ref(),
+            &mut self.head_sent,
+            front_in,
+            &mut self.req_fwd,
+        )
     }
 
     // ---- the ends ----------------------------------------------------------------------
