@@ -6,10 +6,10 @@ use std::time::Instant;
 use mio::Registry;
 
 use super::buffer::{Buf, BufferPool};
+use super::front::FrontIo;
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
 use super::router::Router;
-use super::sessions::FrontIo;
 use super::upstream::Upstream;
 use crate::channel::WorkerConfig;
 
@@ -65,4 +65,13 @@ impl BufferWaiters {
     pub fn take(&mut self) -> Vec<(usize, u64)> {
         std::mem::take(&mut self.0)
     }
+}
+
+/// What driving a session decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Waiting for readiness or a timer.
+    Wait,
+    /// Done: tear it down.
+    Close,
 }

@@ -15,16 +15,19 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use mio::net::UnixStream;
+use mio::{Interest, Registry, Token};
 use weir_schema::framing::{FrameDecoder, FrameEncoder, DEFAULT_MAX_FRAME};
 use weir_schema::metric_names::BackendCounter;
 use weir_schema::proto::{self, response::Content};
 use weir_schema::{BackendKey, Change, Command, Request, State};
 
-use super::event_loop::Worker;
+use super::context::Context;
+use super::error::WorkerError;
+use super::front::ListenerInfo;
 use super::health::Transition;
-use super::sessions::ListenerInfo;
-use super::upstream::Notice;
-use super::WorkerError;
+use super::listeners::Listeners;
+use super::token::token_other;
+use super::upstream::{Notice, Upstream};
 use crate::channel::recv_with_fds;
 
 /// How long a removed backend may take to drain when the request names no timeout.
@@ -43,14 +46,30 @@ struct Drain {
 /// The channel, the worker's copy of the state, and requests still being answered.
 #[derive(Debug)]
 pub struct Control {
-    pub stream: UnixStream,
+    stream: UnixStream,
     decoder: FrameDecoder,
     encoder: FrameEncoder,
     fds: VecDeque<OwnedFd>,
-    pub state: State,
+    state: State,
     drains: Vec<Drain>,
     soft_stop: Option<String>,
-    pub worker_id: u32,
+    worker_id: u32,
+    started: Instant,
+}
+
+/// What the worker must do after a request, beyond what [`Control::handle`] did itself.
+#[derive(Debug)]
+pub enum Directive {
+    Continue,
+    /// Exit now (a `HardStop`, answered already).
+    Exit,
+    /// Begin a soft stop; its answer goes out once the last session closed.
+    SoftStop,
+    /// A listener's settings changed: open sessions holding `old` take `new`.
+    ListenerUpdated {
+        old: Rc<ListenerInfo>,
+        new: Rc<ListenerInfo>,
+    },
 }
 
 impl Control {
@@ -65,7 +84,17 @@ impl Control {
             drains: Vec::new(),
             soft_stop: None,
             worker_id,
+            started: Instant::now(),
         })
+    }
+
+    /// Registers the channel in the worker's poll.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(
+            &mut self.stream,
+            Token(token_other(0)),
+            Interest::READABLE | Interest::WRITABLE,
+        )
     }
 
     /// Reads what arrived; `None` when the main process closed the channel.
@@ -149,40 +178,44 @@ impl Control {
     }
 }
 
-impl Worker {
-    /// Handles one request. `Ok(true)`: the worker must exit now.
-    pub fn handle(&mut self, raw: proto::Request) -> Result<bool, WorkerError> {
+impl Control {
+    /// Handles one request against the worker's parts; `live` is its session count.
+    pub fn handle(
+        &mut self,
+        raw: proto::Request,
+        cx: &mut Context,
+        listeners: &mut Listeners,
+        live: usize,
+    ) -> Result<Directive, WorkerError> {
         let id = raw.id.clone();
         let fd = match raw.kind {
-            Some(proto::request::Kind::AddListener(_)) => self.control.fds.pop_front(),
+            Some(proto::request::Kind::AddListener(_)) => self.fds.pop_front(),
             _ => None,
         };
         let request = match Request::try_from(&raw) {
             Ok(r) => r,
             Err(e) => {
-                let response =
-                    proto::Response::failure(&id, e.to_string(), self.control.state.version);
-                self.control.send(&response);
-                return Ok(false);
+                let response = proto::Response::failure(&id, e.to_string(), self.state.version);
+                self.send(&response);
+                return Ok(Directive::Continue);
             }
         };
-        let version = self.control.state.version;
+        let version = self.state.version;
         let response = match &request.command {
             Command::Change(change) => {
-                return self.handle_change(&request, change, fd).map(|()| false)
+                return self.handle_change(&request, change, fd, cx, listeners)
             }
             Command::QueryState => proto::Response::ok(&id, version)
-                .with_content(Content::State(self.control.state.to_snapshot())),
-            Command::QueryMetrics => {
-                proto::Response::ok(&id, version).with_content(Content::Metrics(self.metrics()))
-            }
+                .with_content(Content::State(self.state.to_snapshot())),
+            Command::QueryMetrics => proto::Response::ok(&id, version)
+                .with_content(Content::Metrics(self.metrics(cx, live))),
             Command::Status => {
                 let uptime = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
                 let worker = proto::WorkerStatus {
-                    id: self.control.worker_id,
+                    id: self.worker_id,
                     pid: std::process::id(),
                     uptime_ms: uptime,
-                    connections: self.live_connections() as u64,
+                    connections: live as u64,
                     state_version: version,
                     restarts: 0,
                     unresponsive: false,
@@ -192,26 +225,25 @@ impl Worker {
                         pid: std::process::id(),
                         uptime_ms: uptime,
                         state_version: version,
-                        state_fingerprint: self.control.state.fingerprint().to_hex(),
+                        state_fingerprint: self.state.fingerprint().to_hex(),
                         workers: vec![worker],
                         version: env!("CARGO_PKG_VERSION").to_owned(),
                     },
                 ))
             }
             Command::SoftStop => {
-                self.control.soft_stop = Some(id);
-                self.begin_soft_stop();
-                return Ok(false);
+                self.soft_stop = Some(id);
+                return Ok(Directive::SoftStop);
             }
             Command::HardStop => {
-                self.control.send(&proto::Response::ok(&id, version));
-                self.control.flush_blocking()?;
-                return Ok(true);
+                self.send(&proto::Response::ok(&id, version));
+                self.flush_blocking()?;
+                return Ok(Directive::Exit);
             }
             _ => proto::Response::failure(&id, "not a worker command", version),
         };
-        self.control.send(&response);
-        Ok(false)
+        self.send(&response);
+        Ok(Directive::Continue)
     }
 
     fn handle_change(
@@ -219,25 +251,27 @@ impl Worker {
         request: &Request,
         change: &Change,
         fd: Option<OwnedFd>,
-    ) -> Result<(), WorkerError> {
+        cx: &mut Context,
+        listeners: &mut Listeners,
+    ) -> Result<Directive, WorkerError> {
         let id = &request.id;
         if matches!(change, Change::AddListener(_)) && fd.is_none() {
             let response = proto::Response::failure(
                 id,
                 "no listening socket came with AddListener",
-                self.control.state.version,
+                self.state.version,
             );
-            self.control.send(&response);
-            return Ok(());
+            self.send(&response);
+            return Ok(Directive::Continue);
         }
-        if let Err(e) = self.control.state.apply(request) {
-            let response = proto::Response::failure(id, e.to_string(), self.control.state.version);
-            self.control.send(&response);
-            return Ok(());
+        if let Err(e) = self.state.apply(request) {
+            let response = proto::Response::failure(id, e.to_string(), self.state.version);
+            self.send(&response);
+            return Ok(Directive::Continue);
         }
-        let version = self.control.state.version;
-        let now = self.cx.now;
-        let defaults = &self.cx.config;
+        let version = self.state.version;
+        let now = cx.now;
+        let defaults = &cx.config;
         match change {
             Change::AddListener(l) => {
                 let listener = std::net::TcpListener::from(fd.ok_or(WorkerError::MissingFd)?);
@@ -249,74 +283,63 @@ impl Worker {
                         format!("listener {}: {e}", l.address),
                         version,
                     );
-                    self.control.send(&response);
-                    return Ok(());
+                    self.send(&response);
+                    return Ok(Directive::Continue);
                 }
-                self.add_listener_socket(
+                listeners.add(
                     mio::net::TcpListener::from_std(listener),
                     l.address,
                     Rc::new(ListenerInfo::new(l, defaults)),
                 );
             }
             Change::UpdateListener(l) => {
-                if let Some(&key) = self.listener_by_addr.get(&l.address) {
-                    let info = Rc::new(ListenerInfo::new(l, defaults));
-                    let old = std::mem::replace(&mut self.listeners[key].info, info.clone());
-                    // Open connections take the new settings too, from their next request on
-                    // (a request under way keeps the body limit it started with). One walk
-                    // here rather than a lookup per request keeps the request path as it is.
-                    for (_, session) in self.sessions.iter_mut() {
-                        if Rc::ptr_eq(&session.io.info, &old) {
-                            session.io.info = info.clone();
-                        }
-                    }
+                let new = Rc::new(ListenerInfo::new(l, defaults));
+                if let Some(old) = listeners.update(l.address, new.clone()) {
+                    self.send(&proto::Response::ok(id, version));
+                    return Ok(Directive::ListenerUpdated { old, new });
                 }
             }
             Change::RemoveListener(address) => {
-                if let Some(&key) = self.listener_by_addr.get(address) {
-                    self.remove_listener_key(key);
-                }
+                listeners.remove(*address, &cx.registry);
             }
-            Change::AddCluster(c) => self.cx.upstream.add_cluster(c),
-            Change::UpdateCluster(c) => self.cx.upstream.update_cluster(c, now),
-            Change::RemoveCluster(c) => self.cx.upstream.remove_cluster(c),
-            Change::AddBackend(b) => self.cx.upstream.add_backend(b, now),
-            Change::UpdateBackend(b) => self.cx.upstream.update_backend(b),
+            Change::AddCluster(c) => cx.upstream.add_cluster(c),
+            Change::UpdateCluster(c) => cx.upstream.update_cluster(c, now),
+            Change::RemoveCluster(c) => cx.upstream.remove_cluster(c),
+            Change::AddBackend(b) => cx.upstream.add_backend(b, now),
+            Change::UpdateBackend(b) => cx.upstream.update_backend(b),
             Change::RemoveBackend { key, drain_timeout } => {
-                let removed = self.cx.upstream.remove_backend(key, &self.cx.registry);
+                let removed = cx.upstream.remove_backend(key, &cx.registry);
                 match removed {
                     Some((backend, live)) if live > 0 => {
                         let response = proto::Response::processing(id, "draining", version)
                             .with_content(drain_content(key, live));
-                        self.control.send(&response);
-                        self.control.drains.push(Drain {
+                        self.send(&response);
+                        self.drains.push(Drain {
                             request_id: id.clone(),
                             backend,
                             key: key.clone(),
                             deadline: now + drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
                         });
-                        return Ok(());
+                        return Ok(Directive::Continue);
                     }
                     _ => {
                         let response =
                             proto::Response::ok(id, version).with_content(drain_content(key, 0));
-                        self.control.send(&response);
-                        return Ok(());
+                        self.send(&response);
+                        return Ok(Directive::Continue);
                     }
                 }
             }
             Change::AddFrontend(f) => {
-                let seq = self.control.state.frontends.get(f).copied().unwrap_or(0);
-                if let Some(&cluster) = self.cx.upstream.cluster_by_id.get(&f.cluster) {
-                    self.cx
-                        .router
+                let seq = self.state.frontends.get(f).copied().unwrap_or(0);
+                if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
+                    cx.router
                         .insert(f.listener, f.hostname.as_deref(), &f.path, seq, cluster);
                 }
             }
             Change::RemoveFrontend(f) => {
-                if let Some(&cluster) = self.cx.upstream.cluster_by_id.get(&f.cluster) {
-                    self.cx
-                        .router
+                if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
+                    cx.router
                         .remove(f.listener, f.hostname.as_deref(), &f.path, cluster);
                 }
             }
@@ -325,21 +348,21 @@ impl Worker {
             | Change::ReplaceCertificate { .. }
             | Change::RemoveCertificate(_) => {}
         }
-        self.control.send(&proto::Response::ok(id, version));
-        Ok(())
+        self.send(&proto::Response::ok(id, version));
+        Ok(Directive::Continue)
     }
 
     /// Turns drain progress and health changes into messages for the main process.
-    pub fn flush_notices(&mut self) {
-        if self.cx.upstream.notices.is_empty() {
+    pub fn flush_notices(&mut self, upstream: &mut Upstream) {
+        if upstream.notices.is_empty() {
             return;
         }
-        let version = self.control.state.version;
-        let notices = std::mem::take(&mut self.cx.upstream.notices);
+        let version = self.state.version;
+        let notices = std::mem::take(&mut upstream.notices);
         for notice in notices {
             match notice {
                 Notice::Drain { backend, live } => {
-                    let control = &mut self.control;
+                    let control = &mut *self;
                     for drain in control.drains.iter().filter(|d| d.backend == backend) {
                         let response = if live == 0 {
                             proto::Response::ok(&drain.request_id, version)
@@ -363,7 +386,7 @@ impl Worker {
                         kind: kind as i32,
                         cluster_id: key.cluster.0.clone(),
                         backend_id: key.id.0.clone(),
-                        worker_id: self.control.worker_id,
+                        worker_id: self.worker_id,
                         message: format!(
                             "backend {key} is {}",
                             if transition == Transition::Up {
@@ -376,22 +399,18 @@ impl Worker {
                     };
                     let response =
                         proto::Response::ok("", version).with_content(Content::Event(event));
-                    self.control.send(&response);
+                    self.send(&response);
                 }
             }
         }
     }
 
     /// Every counter, worker-wide then per backend.
-    fn metrics(&self) -> proto::Metrics {
+    fn metrics(&self, cx: &Context, live: usize) -> proto::Metrics {
         let mut counters = Vec::new();
-        self.cx.metrics.report(
-            self.live_connections(),
-            &self.cx.pool,
-            self.cx.upstream.stats,
-            &mut counters,
-        );
-        for (_, b) in self.cx.upstream.backends.iter() {
+        cx.metrics
+            .report(live, &cx.pool, cx.upstream.stats(), &mut counters);
+        for b in cx.upstream.backends() {
             for (counter, value) in [
                 (BackendCounter::Active, u64::from(b.active)),
                 (BackendCounter::Requests, b.requests),

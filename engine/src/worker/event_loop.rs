@@ -7,60 +7,39 @@
 //! every operation stops at `WouldBlock`); unknown or stale tokens are ignored; a session's
 //! timer is re-armed after every drive, lazily ([`super::timer`]).
 
-use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
+use weir_schema::Protocol as ListenerProtocol;
 
-use super::context::Context;
-use super::control::Control;
-use super::http::answers::{Answer, Status};
+use super::context::{Context, Next};
+use super::control::{Control, Directive};
+use super::error::WorkerError;
+use super::front::{FrontIo, Transport};
 use super::http::session::{Drive, HttpSession};
+use super::listeners::{Accepted, Listeners};
 use super::pipe::Pipe;
 use super::probe::Probes;
-use super::sessions::{
-    decode_token, token_front, token_listener, FrontIo, ListenerInfo, Next, Protocol, Session,
-    TokenKind,
-};
+use super::sessions::{Protocol, Session};
 use super::timer::{Deadline, TimerKey, Timers};
-use super::WorkerError;
-use weir_schema::Protocol as ListenerProtocol;
+use super::token::{decode_token, token_front, TokenKind};
 
 /// How often the worker looks at health checks and drain deadlines.
 const TICK: Duration = Duration::from_millis(100);
 
-/// A listening socket the worker accepts on.
-///
-/// A listener starts accepting (is registered in the poll) only once it has a route and the
-/// batch of channel requests that brought the route is applied. A worker replaying the state
-/// after a (re)start, or a plan that adds a listener before its frontends, thus leaves early
-/// connections in the kernel's accept queue, shared with the other workers, instead of
-/// answering them 404 from a half-loaded state.
-#[derive(Debug)]
-pub struct ListenerRt {
-    pub socket: TcpListener,
-    pub address: SocketAddr,
-    pub info: Rc<ListenerInfo>,
-    pub accepting: bool,
-}
-
 /// Everything one worker holds.
 #[derive(Debug)]
 pub struct Worker {
-    pub poll: Poll,
-    pub cx: Context,
-    pub sessions: Slab<Session>,
-    pub listeners: Slab<ListenerRt>,
-    pub listener_by_addr: HashMap<SocketAddr, usize>,
-    pub timers: Timers,
-    pub control: Control,
-    pub probes: Probes,
-    pub started: Instant,
+    poll: Poll,
+    cx: Context,
+    sessions: Slab<Session>,
+    listeners: Listeners,
+    timers: Timers,
+    control: Control,
+    probes: Probes,
     next_serial: u64,
     next_tick: Instant,
 }
@@ -72,12 +51,10 @@ impl Worker {
             poll,
             cx,
             sessions: Slab::new(),
-            listeners: Slab::new(),
-            listener_by_addr: HashMap::new(),
+            listeners: Listeners::new(),
             timers: Timers::new(),
             control,
             probes: Probes::new(),
-            started: now,
             next_serial: 1,
             next_tick: now + TICK,
         }
@@ -111,11 +88,16 @@ impl Worker {
                         if let Some(s) = self.sessions.get_mut(key) {
                             s.io.readable |= readable;
                             s.io.read_closed |= closed;
+                            // Output a transport holds back goes out as the socket drains;
+                            // a failed flush is found by the next write.
+                            if event.is_writable() && s.io.transport.has_pending_output() {
+                                let _ = s.io.transport.flush_output();
+                            }
                             self.drive(key);
                         }
                     }
                     TokenKind::Back(conn) => {
-                        let owner = match self.cx.upstream.conns.get_mut(conn) {
+                        let owner = match self.cx.upstream.conn_mut(conn) {
                             Some(c) => {
                                 c.readable |= readable;
                                 c.read_closed |= closed;
@@ -155,11 +137,31 @@ impl Worker {
         match self.control.read_requests()? {
             Some(requests) => {
                 for request in requests {
-                    if self.handle(request)? {
-                        return Ok(true);
+                    let live = self.sessions.len();
+                    let directive =
+                        self.control
+                            .handle(request, &mut self.cx, &mut self.listeners, live)?;
+                    match directive {
+                        Directive::Continue => {}
+                        Directive::Exit => return Ok(true),
+                        Directive::SoftStop => self.begin_soft_stop(),
+                        Directive::ListenerUpdated { old, new } => {
+                            // Open connections take the new settings too, from their next
+                            // request on (a request under way keeps the body limit it started
+                            // with). One walk here rather than a lookup per request keeps the
+                            // request path as it is.
+                            for (_, session) in self.sessions.iter_mut() {
+                                if Rc::ptr_eq(&session.io.info, &old) {
+                                    session.io.info = new.clone();
+                                }
+                            }
+                        }
                     }
                 }
-                self.start_accepting();
+                if !self.cx.stopping {
+                    self.listeners
+                        .start_accepting(&self.cx.registry, &self.cx.router);
+                }
                 Ok(false)
             }
             // The main process is gone: nothing to serve for.
@@ -169,7 +171,7 @@ impl Worker {
 
     /// Notices, soft-stop completion, channel flush. `Ok(true)`: exit now.
     fn after_turn(&mut self) -> Result<bool, WorkerError> {
-        self.flush_notices();
+        self.control.flush_notices(&mut self.cx.upstream);
         if self.cx.stopping && self.sessions.is_empty() {
             self.control.finish_soft_stop();
             self.control.flush_blocking()?;
@@ -182,52 +184,20 @@ impl Worker {
     // ---- accepting ------------------------------------------------------------------------
 
     fn accept(&mut self, key: usize) {
-        loop {
-            let Some(listener) = self.listeners.get(key) else {
-                return;
-            };
-            let (stream, peer) = match listener.socket.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Out of fds, or a connection reset before accept. The connections still queued
-                // are accepted on the listener's next readiness (the next arrival).
-                Err(_) => return,
-            };
-            let info = listener.info.clone();
-            self.cx.metrics.connections_accepted += 1;
-            if self.sessions.len() >= self.cx.config.max_connections || self.cx.stopping {
-                self.cx.metrics.connections_refused += 1;
-                if info.protocol.is_http() && !self.cx.stopping {
-                    // Best effort, non-blocking: a fresh socket has room for 200 bytes.
-                    let answer = Answer {
-                        status: Status::Unavailable,
-                        custom_body: info.answer_503.as_deref(),
-                        close: true,
-                        head_only: false,
-                    }
-                    .render(&self.cx.date);
-                    let _ = std::io::Write::write(&mut &stream, &answer);
-                    self.cx.metrics.count_status(503);
-                }
-                continue;
-            }
-            if info.protocol == ListenerProtocol::Https {
-                // TLS arrives with a later issue (`Protocol::TlsHandshake`).
-                self.cx.metrics.tls_refused += 1;
-                continue;
-            }
-            let _ = stream.set_nodelay(true);
-            self.open_session(stream, peer, info);
+        while let Some(accepted) = self
+            .listeners
+            .accept(key, &mut self.cx, self.sessions.len())
+        {
+            self.open_session(accepted);
         }
     }
 
-    fn open_session(
-        &mut self,
-        mut stream: mio::net::TcpStream,
-        peer: SocketAddr,
-        info: Rc<ListenerInfo>,
-    ) {
+    fn open_session(&mut self, accepted: Accepted) {
+        let Accepted {
+            mut stream,
+            peer,
+            info,
+        } = accepted;
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
         if self
@@ -247,7 +217,7 @@ impl Worker {
         let mut io = FrontIo {
             key,
             serial,
-            stream,
+            transport: Transport::Plain(stream),
             peer,
             deadline: Deadline::new(self.cx.now + info.request_timeout),
             info,
@@ -264,7 +234,7 @@ impl Worker {
             match pipe {
                 Some(pipe) => Protocol::Pipe(Box::new(pipe)),
                 None => {
-                    let _ = self.cx.registry.deregister(&mut io.stream);
+                    let _ = self.cx.registry.deregister(io.transport.socket_mut());
                     return;
                 }
             }
@@ -308,8 +278,8 @@ impl Worker {
                             return;
                         };
                         match http.into_pipe_parts() {
-                            Some((link, up, down)) => {
-                                let mut pipe = Box::new(Pipe::upgraded(link, up, down));
+                            Some((dial, up, down)) => {
+                                let mut pipe = Box::new(Pipe::upgraded(dial, up, down));
                                 session.io.deadline.at = cx.now + session.io.info.tunnel_timeout;
                                 let next = pipe.drive(&mut session.io, cx);
                                 session.protocol = Protocol::Pipe(pipe);
@@ -370,7 +340,10 @@ impl Worker {
             Protocol::Http(http) => http.teardown(&mut self.cx),
             Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
         }
-        let _ = self.cx.registry.deregister(&mut session.io.stream);
+        let _ = self
+            .cx
+            .registry
+            .deregister(session.io.transport.socket_mut());
     }
 
     fn fire_timers(&mut self) {
@@ -396,12 +369,9 @@ impl Worker {
     }
 
     /// Soft stop: stop accepting, close idle keep-alive connections; the rest finish.
-    pub fn begin_soft_stop(&mut self) {
+    fn begin_soft_stop(&mut self) {
         self.cx.stopping = true;
-        let keys: Vec<usize> = self.listeners.iter().map(|(k, _)| k).collect();
-        for key in keys {
-            self.remove_listener_key(key);
-        }
+        self.listeners.remove_all(&self.cx.registry);
         // Idle HTTP sessions close on their next drive; drive them all now, each reading
         // first so that a request already in its socket is served rather than reset.
         let keys: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
@@ -411,60 +381,5 @@ impl Worker {
             }
             self.drive(key);
         }
-    }
-
-    pub fn remove_listener_key(&mut self, key: usize) {
-        if self.listeners.contains(key) {
-            let mut l = self.listeners.remove(key);
-            self.listener_by_addr.remove(&l.address);
-            if l.accepting {
-                let _ = self.cx.registry.deregister(&mut l.socket);
-            }
-        }
-    }
-
-    /// Keeps a listening socket; it accepts once it has a route (see [`ListenerRt`]).
-    pub fn add_listener_socket(
-        &mut self,
-        socket: TcpListener,
-        address: SocketAddr,
-        info: Rc<ListenerInfo>,
-    ) {
-        let key = self.listeners.insert(ListenerRt {
-            socket,
-            address,
-            info,
-            accepting: false,
-        });
-        self.listener_by_addr.insert(address, key);
-    }
-
-    /// Registers the listeners that now have a route, after a batch of requests is applied.
-    fn start_accepting(&mut self) {
-        if self.cx.stopping {
-            return;
-        }
-        for (key, l) in self.listeners.iter_mut() {
-            if l.accepting || !self.cx.router.has_routes(l.address) {
-                continue;
-            }
-            // On failure it stays unregistered and the next batch of requests tries again.
-            if self
-                .cx
-                .registry
-                .register(
-                    &mut l.socket,
-                    Token(token_listener(key)),
-                    Interest::READABLE,
-                )
-                .is_ok()
-            {
-                l.accepting = true;
-            }
-        }
-    }
-
-    pub fn live_connections(&self) -> usize {
-        self.sessions.len()
     }
 }

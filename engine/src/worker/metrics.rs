@@ -1,13 +1,24 @@
 //! Plain counters a worker keeps, reported by `QueryMetrics`.
 //!
 //! Counters are bare integers bumped on the hot path; names are built only when reported.
-//! Per-backend counters live with each backend (see [`super::upstream`]) and are added to the
-//! report there.
+//! Per-backend counters live with each backend (in the upstream's `BackendRt`) and are added to
+//! the report by the worker's control side.
 
 use weir_schema::{metric_names as names, proto};
 
 use super::buffer::BufferPool;
-use super::upstream::UpstreamStats;
+
+/// Worker-wide backend connection counters, kept by the upstream.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UpstreamStats {
+    pub opened: u64,
+    pub reused: u64,
+    pub connect_errors: u64,
+    /// Idle pooled connections closed by the worker after `backend_idle_timeout`.
+    pub idle_expired: u64,
+    /// Idle pooled connections the backend closed (or wrote to unasked), dropped from the pool.
+    pub idle_lost: u64,
+}
 
 /// Worker-wide counters.
 #[derive(Debug, Default, Clone)]

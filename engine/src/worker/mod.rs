@@ -15,56 +15,44 @@ pub mod balancer;
 pub mod buffer;
 pub mod context;
 pub mod control;
+pub mod dial;
+pub mod error;
 pub mod event_loop;
+pub mod front;
 pub mod health;
 pub mod http;
+pub mod listeners;
 pub mod metrics;
 pub mod pipe;
 pub mod probe;
+#[cfg(test)]
+mod rig;
 pub mod router;
 pub mod sessions;
 pub mod timer;
+pub mod token;
 pub mod upstream;
 
 use std::io;
 use std::os::unix::net::UnixStream;
 use std::time::{Instant, SystemTime};
 
-use mio::{Interest, Poll, Token};
+use mio::Poll;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::channel::WorkerConfig;
 use context::Context;
 use control::Control;
+pub use error::WorkerError;
 use event_loop::Worker;
-use sessions::token_other;
-
-/// Why a worker stopped other than by being told to.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
-    #[error("event loop: {0}")]
-    Poll(io::Error),
-    #[error("channel to the main process: {0}")]
-    Channel(io::Error),
-    #[error("channel to the main process: {0}")]
-    Frame(#[from] weir_schema::framing::FrameError),
-    #[error("AddListener came without its listening socket")]
-    MissingFd,
-}
 
 /// Runs a worker until a `HardStop`, the end of a `SoftStop`, or the channel closing.
 pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError> {
     let poll = Poll::new().map_err(WorkerError::Poll)?;
     let registry = poll.registry().try_clone().map_err(WorkerError::Poll)?;
     let mut control = Control::new(channel, config.id).map_err(WorkerError::Channel)?;
-    registry
-        .register(
-            &mut control.stream,
-            Token(token_other(0)),
-            Interest::READABLE | Interest::WRITABLE,
-        )
-        .map_err(WorkerError::Channel)?;
+    control.register(&registry).map_err(WorkerError::Channel)?;
     let cx = Context {
         now: Instant::now(),
         date: http::date::HttpDate::new(SystemTime::now()),

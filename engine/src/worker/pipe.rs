@@ -11,101 +11,90 @@ use std::io;
 use std::net::Shutdown;
 
 use crate::worker::buffer::Buf;
-use crate::worker::context::Context;
-use crate::worker::sessions::{FrontIo, Next};
-use crate::worker::upstream::{Attempt, Link};
+use crate::worker::context::{Context, Next};
+use crate::worker::dial::{Dial, Dialed, Reuse};
+use crate::worker::front::FrontIo;
+
+/// Which way bytes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// The sending side may still send.
+    Open,
+    /// It sent its end of stream; the half-close is not passed on yet.
+    Ended,
+    /// Its end of stream was passed on (`shutdown(Write)` on the other side).
+    Shut,
+}
 
 /// Bytes both ways between a client and a backend.
 #[derive(Debug)]
 pub struct Pipe {
-    link: Link,
-    /// Set while connecting (TCP listeners), for retries on another backend.
-    attempt: Option<Attempt>,
-    connected: bool,
+    dial: Dial,
     /// Client → backend.
     up: Option<Buf>,
     /// Backend → client.
     down: Option<Buf>,
-    front_eof: bool,
-    back_eof: bool,
-    up_shut: bool,
-    down_shut: bool,
-    /// The backend link was given back (a failed connect with no retry left).
-    released: bool,
+    /// The client's sending side.
+    client: Flow,
+    /// The backend's sending side.
+    backend: Flow,
 }
 
 impl Pipe {
     /// A pipe for a new client of a TCP listener routed to `cluster`; `None` if no backend
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
-        let mut attempt = Attempt::new(cluster);
-        let link = cx
-            .upstream
-            .connect(
-                &mut attempt,
-                io.key,
-                true,
-                cx.config.max_connect_attempts,
-                cx.now,
-                &cx.registry,
-            )
-            .ok()?;
-        let (connect_timeout, _) = cx.upstream.cluster_timeouts(cluster);
-        io.deadline.at = cx.now + connect_timeout.unwrap_or(cx.config.connect_timeout);
+        let dial = Dial::start(cluster, Reuse::FreshOnly, io, cx).ok()?;
+        io.deadline.at = cx.now + dial.connect_timeout();
         cx.metrics.tcp_sessions += 1;
         Some(Pipe {
-            link,
-            attempt: Some(attempt),
-            connected: false,
+            dial,
             up: None,
             down: None,
-            front_eof: false,
-            back_eof: false,
-            up_shut: false,
-            down_shut: false,
-            released: false,
+            client: Flow::Open,
+            backend: Flow::Open,
         })
     }
 
     /// The pipe an upgraded HTTP session becomes: `up` holds client bytes already read,
     /// `down` the `101` head and any backend bytes that followed it.
-    pub fn upgraded(link: Link, up: Option<Buf>, down: Option<Buf>) -> Pipe {
+    pub fn upgraded(dial: Dial, up: Option<Buf>, down: Option<Buf>) -> Pipe {
         Pipe {
-            link,
-            attempt: None,
-            connected: true,
+            dial,
             up,
             down,
-            front_eof: false,
-            back_eof: false,
-            up_shut: false,
-            down_shut: false,
-            released: false,
+            client: Flow::Open,
+            backend: Flow::Open,
         }
     }
 
     pub fn drive(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        if !self.connected {
-            match cx.upstream.check_connect(self.link) {
-                None => return Next::Wait,
-                Some(Ok(())) => {
-                    self.connected = true;
-                    cx.upstream.record_success(self.link.backend);
+        while !self.dial.is_connected() {
+            match self.dial.poll(io, cx) {
+                Dialed::Pending => return Next::Wait,
+                Dialed::Connected => {
                     // From now on the deadline is the idle one, not the connect one.
                     io.deadline.at = cx.now + io.info.tunnel_timeout;
                 }
-                Some(Err(_)) => return self.connect_failed(io, cx),
+                Dialed::Retrying => {}
+                Dialed::Failed(_) => return Next::Close,
             }
         }
         loop {
             let mut progress = false;
             match self.pump(io, cx) {
-                Ok(p) => progress |= p,
-                Err(()) => return Next::Close,
+                Pumped::Progress => progress = true,
+                Pumped::Idle => {}
+                Pumped::Broken => return Next::Close,
             }
             cx.pool.release_if_empty(&mut self.up);
             cx.pool.release_if_empty(&mut self.down);
-            if self.front_eof && self.back_eof && self.up.is_none() && self.down.is_none() {
+            if self.client != Flow::Open
+                && self.backend != Flow::Open
+                && self.up.is_none()
+                && self.down.is_none()
+                && !io.transport.has_pending_output()
+            {
                 return Next::Close;
             }
             if !progress {
@@ -116,19 +105,21 @@ impl Pipe {
     }
 
     /// One round of reads and writes both ways.
-    fn pump(&mut self, io: &mut FrontIo, cx: &mut Context) -> Result<bool, ()> {
+    fn pump(&mut self, io: &mut FrontIo, cx: &mut Context) -> Pumped {
         let mut progress = false;
-        let conn = cx.upstream.conns.get_mut(self.link.conn).ok_or(())?;
+        let Some(conn) = cx.upstream.conn_mut(self.dial.link().conn) else {
+            return Pumped::Broken;
+        };
 
         // Client → up.
-        if !self.front_eof && io.readable {
+        if self.client == Flow::Open && io.readable {
             if self.up.is_none() {
                 self.up = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.up.as_mut().filter(|b| !b.is_full()) {
-                match buf.read_from(&mut io.stream) {
+                match buf.read_from(&mut io.transport) {
                     Ok(0) => {
-                        self.front_eof = true;
+                        self.client = Flow::Ended;
                         progress = true;
                     }
                     Ok(n) => {
@@ -137,7 +128,7 @@ impl Pipe {
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(_) => return Err(()),
+                    Err(_) => return Pumped::Broken,
                 }
             }
         }
@@ -146,95 +137,226 @@ impl Pipe {
             match buf.write_to(&mut conn.stream, usize::MAX) {
                 Ok(_) => progress = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(()),
+                Err(_) => return Pumped::Broken,
             }
         }
-        if self.front_eof && !self.up_shut && self.up.as_ref().is_none_or(Buf::is_empty) {
+        if self.client == Flow::Ended && self.up.as_ref().is_none_or(Buf::is_empty) {
             let _ = conn.stream.shutdown(Shutdown::Write);
-            self.up_shut = true;
+            self.client = Flow::Shut;
         }
         // Backend → down.
-        if !self.back_eof && conn.readable {
+        if self.backend == Flow::Open && conn.readable {
             if self.down.is_none() {
                 self.down = cx.buffer_waiters.get(&mut cx.pool, io);
             }
             if let Some(buf) = self.down.as_mut().filter(|b| !b.is_full()) {
                 match buf.read_from(&mut conn.stream) {
                     Ok(0) => {
-                        self.back_eof = true;
+                        self.backend = Flow::Ended;
                         progress = true;
                     }
                     Ok(_) => progress = true,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
-                    Err(_) => return Err(()),
+                    Err(_) => return Pumped::Broken,
                 }
             }
         }
         // Down → client.
         if let Some(buf) = self.down.as_mut().filter(|b| !b.is_empty()) {
-            match buf.write_to(&mut io.stream, usize::MAX) {
+            match buf.write_to(&mut io.transport, usize::MAX) {
                 Ok(n) => {
                     cx.metrics.bytes_out += n as u64;
                     progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => return Err(()),
+                Err(_) => return Pumped::Broken,
             }
         }
-        if self.back_eof && !self.down_shut && self.down.as_ref().is_none_or(Buf::is_empty) {
-            let _ = io.stream.shutdown(Shutdown::Write);
-            self.down_shut = true;
+        if self.backend == Flow::Ended
+            && self.down.as_ref().is_none_or(Buf::is_empty)
+            && !io.transport.has_pending_output()
+        {
+            io.transport.shutdown_write();
+            self.backend = Flow::Shut;
         }
-        Ok(progress)
-    }
-
-    fn connect_failed(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        cx.upstream.record_failure(self.link.backend, cx.now);
-        cx.upstream.release(self.link, false, cx.now, &cx.registry);
-        let Some(attempt) = self.attempt.as_mut() else {
-            self.released = true;
-            return Next::Close;
-        };
-        attempt.failures += 1;
-        match cx.upstream.connect(
-            attempt,
-            io.key,
-            true,
-            cx.config.max_connect_attempts,
-            cx.now,
-            &cx.registry,
-        ) {
-            Ok(link) => {
-                cx.metrics.retries += 1;
-                self.link = link;
-                let (connect_timeout, _) = cx.upstream.cluster_timeouts(attempt.cluster);
-                io.deadline.at = cx.now + connect_timeout.unwrap_or(cx.config.connect_timeout);
-                self.drive(io, cx)
-            }
-            Err(_) => {
-                self.attempt = None;
-                self.released = true;
-                Next::Close
-            }
+        if progress {
+            Pumped::Progress
+        } else {
+            Pumped::Idle
         }
     }
 
     /// The deadline passed: a connect that took too long is a failed connect; otherwise the
     /// pipe was idle too long.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
-        if !self.connected {
-            return self.connect_failed(io, cx);
+        if self.dial.is_connected() {
+            return Next::Close;
         }
-        Next::Close
+        match self.dial.retry(io, cx) {
+            Dialed::Failed(_) => Next::Close,
+            _ => self.drive(io, cx),
+        }
     }
 
     pub fn teardown(&mut self, cx: &mut Context) {
-        if !self.released {
-            self.released = true;
-            cx.upstream.release(self.link, false, cx.now, &cx.registry);
-        }
+        self.dial.release(false, cx);
         cx.pool.release(&mut self.up);
         cx.pool.release(&mut self.down);
+    }
+}
+
+/// What one round of a pipe's reads and writes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    Progress,
+    Idle,
+    /// A socket failed, or the backend connection is gone.
+    Broken,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, SocketAddr};
+    use std::time::Instant;
+
+    use weir_schema::Protocol;
+
+    use super::*;
+    use crate::channel::WorkerConfig;
+    use crate::worker::dial::DialState;
+    use crate::worker::rig::{dead_addr, read_until, stuck_addr, Rig, TestBackend, PATIENCE};
+
+    fn rig(backends: &[SocketAddr]) -> (Rig, Option<Pipe>) {
+        let mut rig = Rig::new(backends, Protocol::Tcp, WorkerConfig::default());
+        let cluster = rig.cx.router.lookup_tcp(rig.io.info.address).unwrap();
+        let pipe = Pipe::connect(cluster, &mut rig.io, &mut rig.cx);
+        (rig, pipe)
+    }
+
+    /// Turns the loop until the pipe is connected (bounded).
+    fn until_connected(rig: &mut Rig, pipe: &mut Pipe) {
+        let start = Instant::now();
+        while !pipe.dial.is_connected() {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+            assert!(start.elapsed() < PATIENCE, "never connected");
+        }
+    }
+
+    /// Turns the loop until `done` (bounded); the pipe must keep waiting meanwhile.
+    fn until(rig: &mut Rig, pipe: &mut Pipe, what: &str, done: impl Fn(&Rig) -> bool) {
+        let start = Instant::now();
+        while !done(rig) {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait, "{what}");
+            assert!(start.elapsed() < PATIENCE, "never reached {what}");
+        }
+    }
+
+    /// Bytes both ways, then each side's half-close passed on, then the pipe ends.
+    fn carries_bytes_and_half_closes(rig: &mut Rig, pipe: &mut Pipe, backend: &TestBackend) {
+        let mut b = backend.accept();
+        rig.client.write_all(b"ping").unwrap();
+        until(rig, pipe, "ping forwarded", |r| r.cx.metrics.bytes_in == 4);
+        assert_eq!(read_until(&mut b, b"ping"), b"ping");
+        b.write_all(b"pong").unwrap();
+        until(rig, pipe, "pong forwarded", |r| r.cx.metrics.bytes_out == 4);
+        assert_eq!(read_until(&mut rig.client, b"pong"), b"pong");
+
+        rig.client.shutdown(Shutdown::Write).unwrap();
+        let start = Instant::now();
+        let mut rest = Vec::new();
+        // The client's end of stream reaches the backend as a half-close.
+        b.set_nonblocking(true).unwrap();
+        loop {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+            if let Ok(0) = b.read_to_end(&mut rest) {
+                break;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "the half-close never reached the backend"
+            );
+        }
+        b.shutdown(Shutdown::Write).unwrap();
+        let start = Instant::now();
+        loop {
+            rig.deliver();
+            if pipe.drive(&mut rig.io, &mut rig.cx) == Next::Close {
+                break;
+            }
+            assert!(start.elapsed() < PATIENCE, "the pipe never ended");
+        }
+        let mut tail = Vec::new();
+        assert_eq!(rig.client.read_to_end(&mut tail).unwrap(), 0);
+        pipe.teardown(&mut rig.cx);
+    }
+
+    #[test]
+    fn a_pipe_retries_a_refused_connect_on_the_next_backend() {
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[dead_addr(), live.addr()]);
+        let mut pipe = pipe.unwrap();
+        until_connected(&mut rig, &mut pipe);
+        assert_eq!(rig.cx.metrics.retries, 1);
+        assert_eq!(rig.cx.upstream.stats().connect_errors, 1);
+        // Connected: the deadline is the idle one now.
+        assert_eq!(rig.io.deadline.at, rig.cx.now + rig.io.info.tunnel_timeout);
+        carries_bytes_and_half_closes(&mut rig, &mut pipe, &live);
+    }
+
+    #[test]
+    fn a_pipe_connect_timeout_is_retried_on_the_next_backend() {
+        let (stuck, _guard) = stuck_addr();
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[stuck, live.addr()]);
+        let mut pipe = pipe.unwrap();
+        rig.deliver();
+        assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(pipe.dial.state(), DialState::Connecting);
+        assert_eq!(
+            rig.io.deadline.at,
+            rig.cx.now + rig.cx.config.connect_timeout
+        );
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(rig.cx.metrics.retries, 1);
+        until_connected(&mut rig, &mut pipe);
+        carries_bytes_and_half_closes(&mut rig, &mut pipe, &live);
+    }
+
+    #[test]
+    fn a_pipe_with_no_backend_left_closes() {
+        let (stuck, _guard) = stuck_addr();
+        let (other, _other_guard) = stuck_addr();
+        let (mut rig, pipe) = rig(&[stuck, other]);
+        let mut pipe = pipe.unwrap();
+        rig.jump_to_deadline();
+        // The retry is a new connect, with a connect timeout of its own.
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Wait);
+        assert_eq!(pipe.dial.state(), DialState::Connecting);
+        assert_eq!(
+            rig.io.deadline.at,
+            rig.cx.now + rig.cx.config.connect_timeout
+        );
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
+        assert_eq!(pipe.dial.state(), DialState::Gone);
+        // Its link went back already: tearing down gives back nothing twice.
+        pipe.teardown(&mut rig.cx);
+    }
+
+    #[test]
+    fn a_connected_pipe_closes_at_its_idle_timeout() {
+        let live = TestBackend::new();
+        let (mut rig, pipe) = rig(&[live.addr()]);
+        let mut pipe = pipe.unwrap();
+        until_connected(&mut rig, &mut pipe);
+        rig.jump_to_deadline();
+        assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
     }
 }

@@ -15,7 +15,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::context::Context;
-use super::sessions::token_other;
+use super::token::token_other;
 
 #[derive(Debug)]
 struct Probe {

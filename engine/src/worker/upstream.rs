@@ -27,8 +27,9 @@ use weir_schema::{Backend, BackendKey, Cluster, ClusterId, HealthCheck};
 
 use super::balancer::{Balancer, Candidate};
 use super::health::{Health, Transition};
-use super::sessions::token_back;
+use super::metrics::UpstreamStats;
 use super::timer::{Deadline, TimerKey, Timers};
+use super::token::token_back;
 
 /// Most backends one request tries before giving up (bounded further by the config).
 pub const MAX_TRIED: usize = 8;
@@ -151,29 +152,18 @@ impl Attempt {
     }
 }
 
-/// Worker-wide backend connection counters.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UpstreamStats {
-    pub opened: u64,
-    pub reused: u64,
-    pub connect_errors: u64,
-    /// Idle pooled connections closed by the worker after `backend_idle_timeout`.
-    pub idle_expired: u64,
-    /// Idle pooled connections the backend closed (or wrote to unasked), dropped from the pool.
-    pub idle_lost: u64,
-}
-
 /// Clusters, backends and their connections.
 #[derive(Debug)]
 pub struct Upstream {
-    pub clusters: Slab<ClusterRt>,
-    pub cluster_by_id: HashMap<ClusterId, usize>,
-    pub backends: Slab<BackendRt>,
-    pub backend_by_key: HashMap<BackendKey, usize>,
-    pub conns: Slab<BackConn>,
+    clusters: Slab<ClusterRt>,
+    cluster_by_id: HashMap<ClusterId, usize>,
+    backends: Slab<BackendRt>,
+    backend_by_key: HashMap<BackendKey, usize>,
+    conns: Slab<BackConn>,
+    /// What the main process must hear, taken by the worker after each turn.
     pub notices: Vec<Notice>,
-    pub stats: UpstreamStats,
-    pub rng: SmallRng,
+    stats: UpstreamStats,
+    rng: SmallRng,
     candidates: Vec<Candidate>,
     /// Idle deadlines of pooled connections.
     idle_timers: Timers,
@@ -200,6 +190,26 @@ impl Upstream {
             max_idle,
             next_serial: 0,
         }
+    }
+
+    /// The slab key of cluster `id`, which routes point to.
+    pub fn cluster_key(&self, id: &ClusterId) -> Option<usize> {
+        self.cluster_by_id.get(id).copied()
+    }
+
+    /// Every backend, including removed ones still draining.
+    pub fn backends(&self) -> impl Iterator<Item = &BackendRt> {
+        self.backends.iter().map(|(_, b)| b)
+    }
+
+    pub fn stats(&self) -> UpstreamStats {
+        self.stats
+    }
+
+    /// A backend connection, by the key in its token or [`Link`].
+    #[inline]
+    pub fn conn_mut(&mut self, conn: usize) -> Option<&mut BackConn> {
+        self.conns.get_mut(conn)
     }
 
     // ---- configuration -----------------------------------------------------------------------

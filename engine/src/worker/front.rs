@@ -1,0 +1,166 @@
+//! The client side of a session: its byte stream ([`Transport`]), the settings of the
+//! listener it came from ([`ListenerInfo`]) and what the event loop tracks for it
+//! ([`FrontIo`]).
+//!
+//! [`Transport`] is the one seam through which the HTTP and pipe code read and write client
+//! bytes. Today it is plain TCP; the TLS work adds a variant that decrypts on read and
+//! encrypts on write, so nothing above the seam changes. It is an enum, not a trait object:
+//! dispatch is a match the compiler sees through, with no allocation and no indirect call.
+//!
+//! Its contract: a short read (`Ok(n)` with `n` below the room given) means the transport has
+//! nothing more to give right now, as the edge-triggered code assumes of a plain socket;
+//! `Ok(0)` is end of stream. A write returns how many plaintext bytes were accepted, and
+//! `Err(WouldBlock)` when none could be. Bytes accepted but not yet on the socket
+//! ([`Transport::has_pending_output`]) are pushed by [`Transport::flush_output`] on the
+//! socket's next writable event, and a session never closes cleanly before they are out.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use weir_schema::{Listener, Protocol as ListenerProtocol};
+
+use super::timer::Deadline;
+use crate::channel::WorkerConfig;
+
+/// The byte stream to a client: plain TCP today; the TLS work adds `Tls(Box<tls::TlsStream>)`.
+#[derive(Debug)]
+pub enum Transport {
+    Plain(TcpStream),
+}
+
+impl Read for Transport {
+    #[inline]
+    fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(dst),
+        }
+    }
+}
+
+impl Write for Transport {
+    #[inline]
+    fn write(&mut self, src: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(src),
+        }
+    }
+
+    /// Forwarded, not left to the default (which would write only the first slice).
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write_vectored(bufs),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_output()
+    }
+}
+
+impl Transport {
+    /// The socket underneath: for registration, addresses and `peek`.
+    pub fn socket(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+        }
+    }
+
+    pub fn socket_mut(&mut self) -> &mut TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+        }
+    }
+
+    /// Ends what we send (a half-close); what the client still sends can be read.
+    pub fn shutdown_write(&mut self) {
+        match self {
+            Transport::Plain(s) => {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+        }
+    }
+
+    /// Whether a client whose side closed reset the connection (its socket has an error), as
+    /// opposed to half-closing it.
+    pub fn reset_by_peer(&self) -> bool {
+        match self.socket().peek(&mut [0u8; 1]) {
+            Ok(_) => false,
+            Err(e) => {
+                e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted
+            }
+        }
+    }
+
+    /// Bytes accepted by `write` but not yet on the socket (never, for plain TCP).
+    #[inline]
+    pub fn has_pending_output(&self) -> bool {
+        match self {
+            Transport::Plain(_) => false,
+        }
+    }
+
+    /// Pushes pending output to the socket; `Err(WouldBlock)` while the socket is full.
+    #[inline]
+    pub fn flush_output(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(_) => Ok(()),
+        }
+    }
+}
+
+/// A listener's settings as sessions use them.
+#[derive(Debug, Clone)]
+pub struct ListenerInfo {
+    /// The listener's address, which routes are keyed by.
+    pub address: SocketAddr,
+    pub protocol: ListenerProtocol,
+    pub port: u16,
+    pub front_timeout: Duration,
+    pub tunnel_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_request_body: Option<u64>,
+    /// The listener's own bodies for the 404 and 503 answers.
+    pub answer_404: Option<Rc<str>>,
+    pub answer_503: Option<Rc<str>>,
+}
+
+impl ListenerInfo {
+    /// The listener's settings, with the worker's defaults where it sets none.
+    pub fn new(listener: &Listener, defaults: &WorkerConfig) -> ListenerInfo {
+        let s = &listener.settings;
+        ListenerInfo {
+            address: listener.address,
+            protocol: listener.protocol,
+            port: listener.address.port(),
+            front_timeout: s.front_timeout.unwrap_or(defaults.front_timeout),
+            tunnel_timeout: s.tunnel_timeout.unwrap_or(defaults.tunnel_timeout),
+            request_timeout: s.request_timeout.unwrap_or(defaults.request_timeout),
+            max_request_body: s.max_request_body,
+            answer_404: s.answer_404.as_deref().map(Rc::from),
+            answer_503: s.answer_503.as_deref().map(Rc::from),
+        }
+    }
+}
+
+/// The client side of a session.
+#[derive(Debug)]
+pub struct FrontIo {
+    pub key: usize,
+    pub serial: u64,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    /// The settings of the listener it came from; an `UpdateListener` swaps in the new ones,
+    /// which apply from the next request on.
+    pub info: Rc<ListenerInfo>,
+    /// Readiness seen since the last `WouldBlock` (edge-triggered).
+    pub readable: bool,
+    /// The peer closed its side (or the socket failed): keep reading until 0 or an error.
+    pub read_closed: bool,
+    /// Listed in the context's `buffer_waiters`, to be driven again once a buffer is free.
+    pub waiting_for_buffer: bool,
+    pub deadline: Deadline,
+}

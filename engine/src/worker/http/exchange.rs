@@ -1,0 +1,819 @@
+//! One request/response exchange with a backend, as an explicit state machine.
+//!
+//! An [`Exchange`] starts once a request head is routed ([`Exchange::start`]) and runs three
+//! halves side by side, each with its own state:
+//!
+//! - the backend link ([`Dial`]): `Connecting → Connected`, with retries on other backends
+//!   when a connect fails or times out, and a replay on a fresh connection when a stale pooled
+//!   one fails before its first answer byte;
+//! - the request ([`Sending`]): the rewritten head, then body bytes, written to the backend
+//!   from the buffer they were read into; `Open → Abandoned` if the backend stops taking them
+//!   after it started answering;
+//! - the response ([`Response`]): `Awaiting → Head (⇄ HeadParked) → Body`, interim `1xx`
+//!   heads passing through on the way, or out through [`Outcome::Upgrade`] after a `101`.
+//!
+//! Both directions move in the same step, so `Expect: 100-continue` and early answers work.
+//! Every step ends in a typed [`Outcome`]; an error is a [`Refusal`] (one of our answers)
+//! while nothing of a response reached the client, and a close after.
+//!
+//! Buffers: the exchange holds the rewritten request head (`head_out`, kept until the
+//! backend starts answering so a request on a stale pooled connection can be replayed), the
+//! backend's bytes (`resp_in`) and the rewritten response head (`resp_out`); client bytes stay
+//! in the session's buffer. Bodies are not copied: they are written next to their head in one
+//! `writev`, except a small response body, copied behind its head so that both leave in one
+//! plain `send` (see [`send`]).
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::answers::Status;
+use super::body::BodyFramer;
+use super::parser::{header_slots, parse_response, upgrade_accepted, Framing, RequestHead};
+use super::writer::{write_request_head, write_response_head, ClientConnection, ClientInfo};
+use super::path::routing_path;
+use crate::worker::buffer::Buf;
+use crate::worker::context::Context;
+use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
+use crate::worker::front::FrontIo;
+use crate::worker::router::normalize_host;
+use crate::worker::upstream::NoBackend;
+
+mod send;
+
+use send::{send_request, send_response, Sent};
+
+/// Why a request is answered by the proxy itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: Status,
+    pub keep_alive: bool,
+    /// The listener's own body for this answer.
+    pub custom: Option<Rc<str>>,
+    /// The refused request was `HEAD` (known once its head parsed): no body in the answer.
+    pub head_only: bool,
+}
+
+impl Refusal {
+    pub fn close(status: Status) -> Refusal {
+        Refusal {
+            status,
+            keep_alive: false,
+            custom: None,
+            head_only: false,
+        }
+    }
+
+    /// The answer when no backend connection could be had.
+    fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
+        match no {
+            NoBackend::NoneHealthy => Refusal {
+                custom: io.info.answer_503.clone(),
+                ..Refusal::close(Status::Unavailable)
+            },
+            NoBackend::ConnectFailed => Refusal::close(Status::BadGateway),
+        }
+    }
+}
+
+/// How a step of an exchange ended, for its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Something moved: step again.
+    Progress,
+    /// Nothing to do until readiness or a timer.
+    Blocked,
+    /// The response went out whole: the exchange is over ([`Exchange::finish`]).
+    Done,
+    /// A `101` went to the client: the session becomes a pipe ([`Exchange::into_pipe_parts`]).
+    Upgrade,
+    /// Nothing of a response reached the client: answer this instead.
+    Refuse(Refusal),
+    /// The client cannot be told more than the close: a response started and broke, or the
+    /// client left.
+    Close,
+}
+
+impl Outcome {
+    fn progress(moved: bool) -> Outcome {
+        if moved {
+            Outcome::Progress
+        } else {
+            Outcome::Blocked
+        }
+    }
+}
+
+/// Whether a request may be sent again on a fresh connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    /// Idempotent and bodiless.
+    Safe,
+    Unsafe,
+}
+
+/// Whether request bytes still go to the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    Open,
+    /// Writing to the backend failed after it started answering: nothing more is sent, and
+    /// its connection is not pooled.
+    Abandoned,
+}
+
+/// The response, as far as it came.
+#[derive(Debug)]
+enum Response {
+    /// Not a byte from the backend yet: a request on a stale pooled connection can still be
+    /// replayed.
+    Awaiting,
+    /// The backend started answering; no final head went to the client (interim ones may
+    /// have).
+    Head,
+    /// A whole head waits in `resp_in` for a buffer to be rewritten into. Its bytes were read
+    /// already, so no readiness will come for them: the next step parses it again.
+    HeadParked,
+    /// A final head went to the client; its body follows.
+    Body(BodyState),
+}
+
+/// Whether a side keeps its connection after this exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    Keep,
+    Close,
+}
+
+/// Whether the backend closed its side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendEnd {
+    Open,
+    Closed,
+}
+
+#[derive(Debug)]
+struct BodyState {
+    framer: BodyFramer,
+    backend: BackendEnd,
+    /// Whether the backend connection can go back to the pool (the backend keeps it, and no
+    /// stray byte followed the answer).
+    backend_conn: Keep,
+    /// Whether the client connection stays open for another request.
+    client_conn: Keep,
+}
+
+/// What the request said about itself, fixed for the whole exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Head,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    Http10,
+    Http11,
+}
+
+/// One request/response exchange with a backend.
+#[derive(Debug)]
+pub struct Exchange {
+    dial: Dial,
+    response_timeout: Duration,
+    // ---- the request
+    head_out: Option<Buf>,
+    head_sent: usize,
+    replay: Replay,
+    req: BodyFramer,
+    /// Client bytes at the front of the session's buffer that belong to this request's body.
+    req_fwd: usize,
+    max_body: Option<u64>,
+    sending: Sending,
+    // ---- the response
+    response: Response,
+    resp_in: Option<Buf>,
+    resp_out: Option<Buf>,
+    /// Bytes at the front of `resp_in` that belong to the response body, ready to go.
+    resp_fwd: usize,
+    // ---- what the client asked for
+    method: Method,
+    version: Version,
+    client_wants: Keep,
+    /// The protocols an upgrade request offered (`None`: not an upgrade request).
+    upgrade: Option<Box<[u8]>>,
+}
+
+impl Exchange {
+    /// Routes a request, checks its limits, writes the head for the backend and starts
+    /// connecting. Touches nothing of the session, so the head may borrow its buffer.
+    pub fn start(
+        head: &RequestHead<'_, '_>,
+        io: &FrontIo,
+        cx: &mut Context,
+    ) -> Result<Box<Exchange>, Refusal> {
+        cx.metrics.http_requests += 1;
+        let keep_404 = head.keep_alive && head.framing == Framing::Empty && !cx.stopping;
+        let not_found = || Refusal {
+            status: Status::NotFound,
+            keep_alive: keep_404,
+            custom: io.info.answer_404.clone(),
+            // Set for every refusal of `start` by its caller.
+            head_only: false,
+        };
+        let mut host_buf = [0u8; 256];
+        let cluster = match head.host {
+            Some(raw) => {
+                let host =
+                    normalize_host(raw, &mut host_buf).ok_or(Refusal::close(Status::BadRequest))?;
+                // Routed on the normalised path; forwarded as received.
+                let path = routing_path(head.path);
+                cx.router
+                    .lookup(io.info.address, host, &path)
+                    .ok_or_else(not_found)?
+            }
+            None => return Err(not_found()),
+        };
+        if let (Some(max), Framing::Length(n)) = (io.info.max_request_body, head.framing) {
+            if n > max {
+                return Err(Refusal::close(Status::PayloadTooLarge));
+            }
+        }
+        let mut head_out = cx.pool.get().ok_or(Refusal::close(Status::Unavailable))?;
+        let client = ClientInfo {
+            peer: io.peer,
+            proto: "http",
+            port: io.info.port,
+        };
+        if write_request_head(&mut head_out, head, client).is_err() {
+            cx.pool.put(head_out);
+            return Err(Refusal::close(Status::HeadTooLarge));
+        }
+        let dial = match Dial::start(cluster, Reuse::Pooled, io, cx) {
+            Ok(dial) => dial,
+            Err(no) => {
+                cx.pool.put(head_out);
+                return Err(Refusal::no_backend(no, io));
+            }
+        };
+        let (_, response_timeout) = cx.upstream.cluster_timeouts(cluster);
+        Ok(Box::new(Exchange {
+            dial,
+            response_timeout: response_timeout.unwrap_or(cx.config.response_timeout),
+            head_out: Some(head_out),
+            head_sent: 0,
+            replay: if head.is_idempotent() && head.framing == Framing::Empty {
+                Replay::Safe
+            } else {
+                Replay::Unsafe
+            },
+            req: BodyFramer::new(head.framing),
+            req_fwd: 0,
+            max_body: io.info.max_request_body,
+            sending: Sending::Open,
+            response: Response::Awaiting,
+            resp_in: None,
+            resp_out: None,
+            resp_fwd: 0,
+            method: if head.is_head() {
+                Method::Head
+            } else {
+                Method::Other
+            },
+            version: if head.minor == 0 {
+                Version::Http10
+            } else {
+                Version::Http11
+            },
+            client_wants: if head.keep_alive {
+                Keep::Keep
+            } else {
+                Keep::Close
+            },
+            upgrade: head.upgrade.map(Box::from),
+        }))
+    }
+
+    /// Takes the body bytes that came with the head (`early`, at the front of the session's
+    /// buffer) and arms the deadline of the first state. `Err`: refuse the request.
+    pub fn begin(&mut self, early: &[u8], io: &mut FrontIo, now: Instant) -> Result<(), Status> {
+        // A pooled connection is connected already: no connect timeout to watch.
+        io.deadline.at = now
+            + if self.dial.is_connected() {
+                self.response_timeout
+            } else {
+                self.dial.connect_timeout()
+            };
+        match self.req.advance(early) {
+            Err(_) => Err(Status::BadRequest),
+            Ok(_) if self.body_too_large() => Err(Status::PayloadTooLarge),
+            Ok(n) => {
+                self.req_fwd = n;
+                Ok(())
+            }
+        }
+    }
+
+    fn body_too_large(&self) -> bool {
+        self.max_body.is_some_and(|max| self.req.data_bytes() > max)
+    }
+
+    /// Whether the request is a `HEAD` (its answers carry no body).
+    pub fn is_head(&self) -> bool {
+        self.method == Method::Head
+    }
+
+    fn request_sent(&self) -> bool {
+        self.head_out
+            .as_ref()
+            .is_none_or(|h| self.head_sent >= h.len())
+            && self.req.is_done()
+            && self.req_fwd == 0
+    }
+
+    /// Whether a final response head went to the client (after that, errors can only close).
+    fn forwarded(&self) -> bool {
+        matches!(self.response, Response::Body(_))
+    }
+
+    /// Gives back the rewritten request head once it can no longer be needed: sent whole,
+    /// and either not replayable or answered (a replayable request on a pooled connection is
+    /// kept until its first answer byte, since a stale pooled connection fails exactly there).
+    fn release_sent_head(&mut self, cx: &mut Context) {
+        if self
+            .head_out
+            .as_ref()
+            .is_some_and(|h| self.head_sent >= h.len())
+            && (self.replay == Replay::Unsafe || !matches!(self.response, Response::Awaiting))
+        {
+            cx.pool.release(&mut self.head_out);
+        }
+    }
+
+    /// Ends the exchange with one of our answers if the client has not had a response head
+    /// yet; otherwise all we can do is close.
+    fn fail(&self, status: Status) -> Outcome {
+        if self.forwarded() {
+            Outcome::Close
+        } else {
+            Outcome::Refuse(Refusal::close(status))
+        }
+    }
+
+    // ---- the states, step by step ---------------------------------------------------------
+
+    /// Makes what progress it can; `front_in` is the session's client buffer.
+    pub fn step(
+        &mut self,
+        front_in: &mut Option<Buf>,
+        io: &mut FrontIo,
+        cx: &mut Context,
+    ) -> Outcome {
+        let mut progress = false;
+
+        // Connecting.
+        if self.dial.state() == DialState::Connecting {
+            match self.dial.poll(io, cx) {
+                Dialed::Pending => return Outcome::Blocked,
+                Dialed::Connected => {
+                    io.deadline.at = cx.now + self.response_timeout;
+                    progress = true;
+                }
+                Dialed::Retrying => return self.retried(io, cx),
+                Dialed::Failed(no) => return Outcome::Refuse(Refusal::no_backend(no, io)),
+            }
+        }
+
+        // Client → backend: the rewritten head, then body bytes, in one writev.
+        match self.send_request(front_in, cx) {
+            Sent::Wrote(_) => progress = true,
+            Sent::Nothing => {}
+            Sent::Broken => {
+                if matches!(self.response, Response::Awaiting) {
+                    return self.replay_or(Status::BadGateway, io, cx);
+                }
+                self.sending = Sending::Abandoned;
+            }
+        }
+        self.release_sent_head(cx);
+
+        // More request body from the client. Once the body is complete the client is not read
+        // any more: bytes of a pipelined request wait in the kernel (or in `front_in`) until
+        // this exchange is over, which keeps answers in request order.
+        if !self.req.is_done() && self.sending == Sending::Open && io.readable {
+            if front_in.is_none() {
+                *front_in = cx.buffer_waiters.get(&mut cx.pool, io);
+            }
+            if let Some(buf) = front_in.as_mut().filter(|b| !b.is_full()) {
+                match buf.read_some(&mut io.transport) {
+                    Ok((0, _)) => return Outcome::Close,
+                    Ok((n, filled)) => {
+                        if !filled && !io.read_closed {
+                            io.readable = false;
+                        }
+                        cx.metrics.bytes_in += n as u64;
+                        match self.req.advance(&buf.pending()[self.req_fwd..]) {
+                            Ok(m) => self.req_fwd += m,
+                            Err(_) => return self.fail(Status::BadRequest),
+                        }
+                        if self.body_too_large() {
+                            return self.fail(Status::PayloadTooLarge);
+                        }
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
+                    Err(_) => return Outcome::Close,
+                }
+            }
+        }
+
+        // The client is not read once its request is whole, so a client that went away while
+        // the backend thinks would be noticed only at the response timeout, its backend
+        // connection and buffers held for nobody. A reset is seen as a read-closed event with
+        // a socket error. A FIN alone is not taken for leaving: clients half-close after
+        // their request and still read the answer (`nc -N`, scripts), as HAProxy assumes by
+        // default; a client that closed for good is found when the answer is written.
+        if io.read_closed && self.req.is_done() && !self.forwarded() && io.transport.reset_by_peer()
+        {
+            cx.metrics.client_aborts += 1;
+            return Outcome::Close;
+        }
+
+        // Backend → proxy.
+        match self.read_response(io, cx) {
+            Outcome::Progress => progress = true,
+            Outcome::Blocked => {}
+            other => return other,
+        }
+
+        // Proxy → client: the rewritten head, then body bytes, in one writev.
+        match send_response(
+            &mut io.transport,
+            &mut self.resp_out,
+            &mut self.resp_in,
+            &mut self.resp_fwd,
+        ) {
+            Sent::Wrote(n) => {
+                cx.metrics.bytes_out += n as u64;
+                cx.pool.release_if_empty(&mut self.resp_out);
+                cx.pool.release_if_empty(&mut self.resp_in);
+                progress = true;
+            }
+            Sent::Nothing => {}
+            Sent::Broken => return Outcome::Close,
+        }
+
+        if self.response_done() {
+            return Outcome::Done;
+        }
+        if progress && self.dial.is_connected() {
+            io.deadline.at = cx.now + self.response_timeout;
+        }
+        Outcome::progress(progress)
+    }
+
+    fn response_done(&self) -> bool {
+        let Response::Body(body) = &self.response else {
+            return false;
+        };
+        (body.framer.is_done() || (body.backend == BackendEnd::Closed && body.framer.until_close()))
+            && self.resp_fwd == 0
+            && self.resp_out.as_ref().is_none_or(Buf::is_empty)
+    }
+
+    /// The session's deadline passed: a connect that took too long is a failed one; a
+    /// backend that has not answered gets a 504; a response under way can only be cut.
+    pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        match self.dial.state() {
+            DialState::Connecting => match self.dial.retry(io, cx) {
+                Dialed::Failed(no) => Outcome::Refuse(Refusal::no_backend(no, io)),
+                _ => self.retried(io, cx),
+            },
+            DialState::Connected if !self.forwarded() => {
+                Outcome::Refuse(Refusal::close(Status::GatewayTimeout))
+            }
+            DialState::Connected | DialState::Gone => Outcome::Close,
+        }
+    }
+
+    /// After a retry started: the request goes out whole on the new connection, which a
+    /// pooled one is at once (no connect timeout to watch then).
+    fn retried(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        self.head_sent = 0;
+        if self.dial.is_connected() {
+            io.deadline.at = cx.now + self.response_timeout;
+        }
+        Outcome::Progress
+    }
+
+    /// The backend failed before answering anything: replay the request on a fresh
+    /// connection if it came from the idle pool and is safe to repeat, else answer `status`.
+    fn replay_or(&mut self, status: Status, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        if !(self.dial.link().reused && self.replay == Replay::Safe && self.head_out.is_some()) {
+            return self.fail(status);
+        }
+        self.response = Response::Awaiting;
+        if let Some(buf) = self.resp_in.as_mut() {
+            buf.consume(buf.len());
+        }
+        match self.dial.replay_fresh(io, cx) {
+            Dialed::Failed(no) => Outcome::Refuse(Refusal::no_backend(no, io)),
+            _ => self.retried(io, cx),
+        }
+    }
+
+    /// Reads from the backend and handles a response head when one is complete.
+    fn read_response(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        if matches!(self.response, Response::HeadParked) {
+            self.response = Response::Head;
+            return self.parse_response_head(io, cx);
+        }
+        if !self.dial.is_connected()
+            || matches!(&self.response, Response::Body(b) if b.backend == BackendEnd::Closed)
+        {
+            return Outcome::Blocked;
+        }
+        let Some(conn) = cx.upstream.conn_mut(self.dial.link().conn) else {
+            return self.fail(Status::BadGateway);
+        };
+        if !conn.readable {
+            return Outcome::Blocked;
+        }
+        if self.resp_in.is_none() {
+            self.resp_in = cx.buffer_waiters.get(&mut cx.pool, io);
+        }
+        let Some(buf) = self.resp_in.as_mut() else {
+            // Pool exhausted: driven again once a buffer is back.
+            return Outcome::Blocked;
+        };
+        if buf.is_full() {
+            if !self.forwarded() {
+                return self.fail(Status::BadGateway);
+            }
+            return Outcome::Blocked;
+        }
+        match buf.read_some(&mut conn.stream) {
+            Ok((0, _)) => match &mut self.response {
+                Response::Awaiting => self.replay_or(Status::BadGateway, io, cx),
+                Response::Head | Response::HeadParked => self.fail(Status::BadGateway),
+                Response::Body(body) => {
+                    body.backend = BackendEnd::Closed;
+                    if body.framer.until_close() {
+                        Outcome::Progress
+                    } else {
+                        // Truncated body: the client can only learn it from the close.
+                        Outcome::Close
+                    }
+                }
+            },
+            Ok((_, filled)) => {
+                if !filled && !conn.read_closed {
+                    conn.readable = false;
+                }
+                match &mut self.response {
+                    Response::Body(body) => {
+                        match body.framer.advance(&buf.pending()[self.resp_fwd..]) {
+                            Ok(m) => {
+                                self.resp_fwd += m;
+                                if body.framer.is_done() && buf.len() > self.resp_fwd {
+                                    // Bytes after the end of the response: not reusable.
+                                    body.backend_conn = Keep::Close;
+                                }
+                                Outcome::Progress
+                            }
+                            Err(_) => Outcome::Close,
+                        }
+                    }
+                    Response::Awaiting | Response::Head | Response::HeadParked => {
+                        self.response = Response::Head;
+                        self.parse_response_head(io, cx)
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                conn.readable = false;
+                Outcome::Blocked
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Outcome::Progress,
+            Err(_) => match self.response {
+                Response::Awaiting => self.replay_or(Status::BadGateway, io, cx),
+                _ => self.fail(Status::BadGateway),
+            },
+        }
+    }
+
+    /// Parses the response heads in `resp_in`: interim ones pass through, a final one is
+    /// rewritten into `resp_out` and the body state begins.
+    fn parse_response_head(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        // The backend answered, so the request can no longer be replayed: its head's buffer
+        // can be the one the answer needs.
+        self.release_sent_head(cx);
+        loop {
+            let request_sent = self.request_sent();
+            let (forwarded, is_head) = (self.forwarded(), self.is_head());
+            let http10 = self.version == Version::Http10;
+            let Some(buf) = self.resp_in.as_mut() else {
+                return Outcome::Progress;
+            };
+            if forwarded || buf.is_empty() {
+                return Outcome::Progress;
+            }
+            let mut headers = header_slots();
+            let res = match parse_response(buf.pending(), &mut headers, is_head) {
+                Ok(Some(res)) => res,
+                Ok(None) if !buf.is_full() => return Outcome::Progress,
+                Ok(None) | Err(_) => return self.fail(Status::BadGateway),
+            };
+            if self.resp_out.is_none() {
+                self.resp_out = cx.buffer_waiters.get(&mut cx.pool, io);
+            }
+            let Some(out) = self.resp_out.as_mut() else {
+                // Parked, not refused: the request is at the backend already, and its answer
+                // goes on as soon as a buffer comes back.
+                self.response = Response::HeadParked;
+                return Outcome::Blocked;
+            };
+            let code = res.code;
+            let len = res.raw.len();
+            if code == 101 {
+                let offered = self
+                    .upgrade
+                    .as_deref()
+                    .is_some_and(|offer| upgrade_accepted(offer, res.upgrade));
+                if !offered
+                    || write_response_head(out, &res, ClientConnection::Upgrade, cx.date.field())
+                        .is_err()
+                {
+                    return self.fail(Status::BadGateway);
+                }
+                buf.consume(len);
+                // The backend's first bytes after the 101 go to the client behind the head.
+                let n = out.push(buf.pending());
+                if n < buf.len() {
+                    return self.fail(Status::BadGateway);
+                }
+                buf.consume(n);
+                cx.metrics.count_status(101);
+                cx.metrics.websocket_upgrades += 1;
+                cx.pool.release(&mut self.resp_in);
+                cx.pool.release(&mut self.head_out);
+                return Outcome::Upgrade;
+            }
+            if (100..200).contains(&code) {
+                // Interim answers (100 Continue, 103 Early Hints) go through, except to
+                // HTTP/1.0 clients, which do not know them.
+                if !http10
+                    && write_response_head(
+                        out,
+                        &res,
+                        ClientConnection::KeepAlive { http10: false },
+                        cx.date.field(),
+                    )
+                    .is_err()
+                {
+                    return self.fail(Status::BadGateway);
+                }
+                buf.consume(len);
+                cx.metrics.count_status(code);
+                continue;
+            }
+            // An HTTP/1.0 request went out as HTTP/1.0, so a chunked answer is the backend's
+            // fault (RFC 9112 6.1), and its client could not read one.
+            if http10 && res.framing == Framing::Chunked {
+                return self.fail(Status::BadGateway);
+            }
+            // The client connection cannot be kept when: it asked so; we are stopping; the body
+            // ends with the backend's close (the client needs our close to see its end); or
+            // the backend answered before the whole request was sent (the rest of the request
+            // would be read as a new one).
+            let client_conn = if self.client_wants == Keep::Close
+                || cx.stopping
+                || res.framing == Framing::UntilClose
+                || !request_sent
+            {
+                Keep::Close
+            } else {
+                Keep::Keep
+            };
+            let connection = match client_conn {
+                Keep::Close => ClientConnection::Close,
+                Keep::Keep => ClientConnection::KeepAlive { http10 },
+            };
+            // Nothing else waits for the client: no interim head is left half sent.
+            let alone = out.is_empty();
+            if write_response_head(out, &res, connection, cx.date.field()).is_err() {
+                return self.fail(Status::BadGateway);
+            }
+            let mut body = BodyState {
+                framer: BodyFramer::new(res.framing),
+                backend: BackendEnd::Open,
+                backend_conn: if res.keep_alive {
+                    Keep::Keep
+                } else {
+                    Keep::Close
+                },
+                client_conn,
+            };
+            buf.consume(len);
+            match body.framer.advance(buf.pending()) {
+                Ok(m) => {
+                    self.resp_fwd = m;
+                    if body.framer.is_done() && buf.len() > m {
+                        body.backend_conn = Keep::Close;
+                    }
+                }
+                // The body broke before any of this answer left: a clean 502 can still take
+                // its place. Otherwise only the close tells the client.
+                Err(_) if alone => return self.fail(Status::BadGateway),
+                Err(_) => return Outcome::Close,
+            }
+            self.response = Response::Body(body);
+            cx.metrics.count_status(code);
+            return Outcome::Progress;
+        }
+    }
+
+    /// Writes the pending request head and body bytes to the backend, once connected and
+    /// while it takes them.
+    fn send_request(&mut self, front_in: &mut Option<Buf>, cx: &mut Context) -> Sent {
+        if !self.dial.is_connected() || self.sending == Sending::Abandoned {
+            return Sent::Nothing;
+        }
+        let Some(conn) = cx.upstream.conn_mut(self.dial.link().conn) else {
+            return Sent::Broken;
+        };
+        send_request(
+            &mut conn.stream,
+            self.head_out.as_ref(),
+            &mut self.head_sent,
+            front_in,
+            &mut self.req_fwd,
+        )
+    }
+
+    // ---- the ends ----------------------------------------------------------------------
+
+    /// After [`Outcome::Done`]: gives everything back, the backend connection to the pool
+    /// when it is in a known state. Returns whether the client connection must close.
+    pub fn finish(mut self, cx: &mut Context) -> Keep {
+        let request_done = self.request_sent() && self.sending == Sending::Open;
+        let (backend_conn, client_conn, backend) = match &self.response {
+            Response::Body(b) => (b.backend_conn, b.client_conn, b.backend),
+            _ => (Keep::Close, Keep::Close, BackendEnd::Closed),
+        };
+        // A backend connection goes back to the pool only in a known state: both messages
+        // complete, the backend keeps it, and no stray byte follows the answer.
+        let reusable = request_done
+            && backend_conn == Keep::Keep
+            && backend == BackendEnd::Open
+            && self.resp_in.as_ref().is_none_or(Buf::is_empty);
+        self.end(reusable, cx);
+        if client_conn == Keep::Close || !request_done || cx.stopping {
+            Keep::Close
+        } else {
+            Keep::Keep
+        }
+    }
+
+    /// Gives back the exchange's buffers and its backend link: pooled when `reusable`.
+    pub fn end(&mut self, reusable: bool, cx: &mut Context) {
+        cx.pool.release(&mut self.head_out);
+        cx.pool.release(&mut self.resp_in);
+        cx.pool.release(&mut self.resp_out);
+        self.dial.release(reusable, cx);
+    }
+
+    /// After [`Outcome::Upgrade`]: the backend link and the bytes for the client (the `101`
+    /// head, with the backend's first bytes appended by [`Exchange::read_response`]).
+    pub fn into_pipe_parts(self) -> (Dial, Option<Buf>) {
+        (self.dial, self.resp_out)
+    }
+}
+
+/// The states of an exchange's halves, named for tests.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct States {
+    pub link: DialState,
+    pub request: &'static str,
+    pub response: &'static str,
+}
+
+#[cfg(test)]
+impl Exchange {
+    pub fn states(&self) -> States {
+        States {
+            link: self.dial.state(),
+            request: match self.sending {
+                Sending::Open => "open",
+                Sending::Abandoned => "abandoned",
+            },
+            response: match self.response {
+                Response::Awaiting => "awaiting",
+                Response::Head => "head",
+                Response::HeadParked => "head parked",
+                Response::Body(_) => "body",
+            },
+        }
+    }
+}

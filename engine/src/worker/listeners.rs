@@ -1,0 +1,161 @@
+//! The listening sockets a worker accepts on, and accepting.
+//!
+//! A listener starts accepting (is registered in the poll) only once it has a route and the
+//! batch of channel requests that brought the route is applied. A worker replaying the state
+//! after a (re)start, or a plan that adds a listener before its frontends, thus leaves early
+//! connections in the kernel's accept queue, shared with the other workers, instead of
+//! answering them 404 from a half-loaded state.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use slab::Slab;
+use weir_schema::Protocol as ListenerProtocol;
+
+use super::context::Context;
+use super::front::ListenerInfo;
+use super::http::answers::{Answer, Status};
+use super::router::Router;
+use super::token::token_listener;
+
+/// A listening socket the worker accepts on.
+#[derive(Debug)]
+struct ListenerRt {
+    socket: TcpListener,
+    address: SocketAddr,
+    info: Rc<ListenerInfo>,
+    accepting: bool,
+}
+
+/// A connection to serve, fresh from a listener's accept queue.
+#[derive(Debug)]
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub info: Rc<ListenerInfo>,
+}
+
+/// Every listener of the worker, by slab key (its token) and by address.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    slab: Slab<ListenerRt>,
+    by_addr: HashMap<SocketAddr, usize>,
+}
+
+impl Listeners {
+    pub fn new() -> Listeners {
+        Listeners::default()
+    }
+
+    /// Keeps a listening socket; it accepts once it has a route (see the module docs).
+    pub fn add(&mut self, socket: TcpListener, address: SocketAddr, info: Rc<ListenerInfo>) {
+        let key = self.slab.insert(ListenerRt {
+            socket,
+            address,
+            info,
+            accepting: false,
+        });
+        self.by_addr.insert(address, key);
+    }
+
+    /// Swaps in new settings; returns the old ones, which open sessions may still hold.
+    pub fn update(
+        &mut self,
+        address: SocketAddr,
+        info: Rc<ListenerInfo>,
+    ) -> Option<Rc<ListenerInfo>> {
+        let &key = self.by_addr.get(&address)?;
+        let l = self.slab.get_mut(key)?;
+        Some(std::mem::replace(&mut l.info, info))
+    }
+
+    pub fn remove(&mut self, address: SocketAddr, registry: &Registry) {
+        if let Some(key) = self.by_addr.remove(&address) {
+            self.remove_key(key, registry);
+        }
+    }
+
+    /// Closes every listener (a soft stop).
+    pub fn remove_all(&mut self, registry: &Registry) {
+        let keys: Vec<usize> = self.slab.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.remove_key(key, registry);
+        }
+    }
+
+    fn remove_key(&mut self, key: usize, registry: &Registry) {
+        if self.slab.contains(key) {
+            let mut l = self.slab.remove(key);
+            self.by_addr.remove(&l.address);
+            if l.accepting {
+                let _ = registry.deregister(&mut l.socket);
+            }
+        }
+    }
+
+    /// Registers the listeners that now have a route, after a batch of requests is applied.
+    pub fn start_accepting(&mut self, registry: &Registry, router: &Router<usize>) {
+        for (key, l) in self.slab.iter_mut() {
+            if l.accepting || !router.has_routes(l.address) {
+                continue;
+            }
+            // On failure it stays unregistered and the next batch of requests tries again.
+            if registry
+                .register(
+                    &mut l.socket,
+                    Token(token_listener(key)),
+                    Interest::READABLE,
+                )
+                .is_ok()
+            {
+                l.accepting = true;
+            }
+        }
+    }
+
+    /// The next connection of listener `key` to serve, or `None` once its queue is empty.
+    /// Connections over the cap (`live` sessions already), while stopping, or on an https
+    /// listener (until TLS lands) are refused here: an HTTP client gets a best-effort 503.
+    pub fn accept(&mut self, key: usize, cx: &mut Context, live: usize) -> Option<Accepted> {
+        loop {
+            let listener = self.slab.get(key)?;
+            let (stream, peer) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of fds, or a connection reset before accept. The connections still queued
+                // are accepted on the listener's next readiness (the next arrival).
+                Err(_) => return None,
+            };
+            let info = listener.info.clone();
+            cx.metrics.connections_accepted += 1;
+            if live >= cx.config.max_connections || cx.stopping {
+                cx.metrics.connections_refused += 1;
+                if info.protocol.is_http() && !cx.stopping {
+                    // Best effort, non-blocking: a fresh socket has room for 200 bytes.
+                    let answer = Answer {
+                        status: Status::Unavailable,
+                        custom_body: info.answer_503.as_deref(),
+                        close: true,
+                        head_only: false,
+                    }
+                    .render(&cx.date);
+                    let _ = io::Write::write(&mut &stream, &answer);
+                    cx.metrics.count_status(503);
+                }
+                continue;
+            }
+            if info.protocol == ListenerProtocol::Https {
+                // TLS arrives with a later issue (`Protocol::TlsHandshake`).
+                cx.metrics.tls_refused += 1;
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            return Some(Accepted { stream, peer, info });
+        }
+    }
+}
