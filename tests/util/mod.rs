@@ -153,6 +153,16 @@ pub fn proxy_on_yaml(yaml: &str, daemon_toml: Option<&str>) -> (Desired, Proxy, 
     (desired, proxy, addr)
 }
 
+/// Whether golden tests rewrite their expectations: `UPDATE_GOLDEN=1`. Unset, empty or `0`
+/// compares; any other value stops the test rather than guess what was meant.
+pub fn update_golden() -> bool {
+    match std::env::var("UPDATE_GOLDEN").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "0") => false,
+        Ok("1") => true,
+        other => panic!("UPDATE_GOLDEN must be 1 (rewrite) or 0 (compare), not {other:?}"),
+    }
+}
+
 /// Runs `curl ARGS...` and returns its output (curl is on every machine CI runs on).
 pub fn curl(args: &[&str]) -> Output {
     Command::new("curl")
