@@ -75,11 +75,34 @@ impl Proxy {
     pub fn start(extra: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("weir.sock");
-        let child = Command::new(weir_bin())
+        let mut command = Command::new(weir_bin());
+        command
             .arg("proxy")
             .arg("--socket")
             .arg(&socket)
-            .args(extra)
+            .args(extra);
+        Proxy::launch(command, socket, dir)
+    }
+
+    /// Starts `weir proxy EXTRA...` with no `--socket`, with `env` set, and waits until its
+    /// command socket answers at `socket`, where the default path resolution must put it.
+    /// `dir` (holding whatever the environment points at) lives as long as the proxy.
+    pub fn start_at_default_path(
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        socket: PathBuf,
+        dir: tempfile::TempDir,
+    ) -> Proxy {
+        let mut command = Command::new(weir_bin());
+        command.arg("proxy").args(extra);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Proxy::launch(command, socket, dir)
+    }
+
+    fn launch(mut command: Command, socket: PathBuf, dir: tempfile::TempDir) -> Proxy {
+        let child = command
             .env_remove("WEIR_SOCKET")
             .stdin(Stdio::null())
             .spawn()
