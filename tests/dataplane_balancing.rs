@@ -147,6 +147,66 @@ fn least_connections_steers_around_a_busy_backend() {
     assert!(busy <= 1, "the busy backend got {busy} of 30");
 }
 
+/// Active health checks written in YAML: a backend that fails its check path leaves rotation
+/// although it answers traffic, and comes back once the check passes again.
+#[test]
+fn health_checks_from_yaml_take_a_backend_out_and_back() {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flag, seen) = (healthy.clone(), checks.clone());
+    let checked = Backend::with_handler(
+        "checked",
+        Arc::new(move |req, stream| {
+            let check = req.head.starts_with("GET /ready ");
+            if check {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            let status = if check && !flag.load(Ordering::SeqCst) {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\n\r\nchecked");
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
+    let other = Backend::start("other");
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http }}
+clusters:
+  - id: lb
+    health_check:
+      path: /ready
+      interval: 100ms
+      timeout: 500ms
+      healthy_threshold: 2
+      unhealthy_threshold: 2
+    backends:
+      - {{ id: checked, address: "{}" }}
+      - {{ id: other, address: "{}" }}
+frontends:
+  - {{ listener: web, hostname: lb.test, cluster: lb }}
+"#,
+        checked.addr, other.addr
+    );
+    let (_d, _p, addr) = start(&yaml);
+    assert!(spread(addr, 10).contains_key("checked"));
+    assert!(wait_until(Duration::from_secs(10), || checks
+        .load(Ordering::SeqCst)
+        >= 2));
+    healthy.store(false, Ordering::SeqCst);
+    // Out of rotation: ten requests in a row all go to the other backend.
+    assert!(wait_until(Duration::from_secs(10), || spread(addr, 10)
+        .get("other")
+        == Some(&10)));
+    assert_eq!(spread(addr, 20).get("other"), Some(&20));
+    healthy.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(10), || spread(addr, 4)
+        .contains_key("checked")));
+}
+
 #[test]
 fn weighted_random_follows_weights() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
