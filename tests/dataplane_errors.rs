@@ -177,6 +177,18 @@ fn body_over_the_limit_is_413_and_a_head_over_a_buffer_is_431() {
     assert_eq!(http_raw(addr, head.as_bytes()).unwrap().status, 431);
 }
 
+/// `max_buffers` in weir.toml reaches the workers: with a single buffer a request head can be
+/// read but not also written to a backend, so every request is a fast 503 that never reaches
+/// the origin (the default pool serves it).
+#[test]
+fn weir_toml_max_buffers_reaches_the_workers() {
+    let origin = Backend::start("origin");
+    let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_buffers = 1\n"));
+    let answer = http_get(addr, "app.test", "/").unwrap();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(origin.request_count(), 0);
+}
+
 #[test]
 fn refused_closed_or_garbage_backends_are_502() {
     let garbage = Backend::answer_then_close("garbage", b"this is not HTTP\r\n\r\n");
