@@ -1,6 +1,7 @@
 //! Control-plane behaviour under real traffic: drains with a request in flight, crash
-//! recovery under a request loop, load shared by workers, soft stop and upgrade without
-//! failed requests. Needs the worker's HTTP proxying.
+//! recovery under a request loop, load shared by workers, soft stop, SIGTERM (and its
+//! `stop_ms` deadline), SIGINT and upgrade with requests in flight, and `weir metrics`. Needs
+//! the worker's HTTP proxying.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -9,14 +10,14 @@ mod util;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use util::control::*;
 use util::Proxy;
 use weir_reconciler::client::Client;
 use weir_schema::proto::{response::Content, ResponseStatus};
 use weir_schema::{Change, Command, Request};
-use weir_testkit::{connect, free_addr, read_answer, wait_until, Backend};
+use weir_testkit::{connect, free_addr, http_get, read_answer, refuses, wait_until, Backend};
 
 /// A proxy with `workers` workers, a command client on it, and a listener (its address last)
 /// routing `app.test` to `backend`.
@@ -81,8 +82,9 @@ fn drain_times_out_with_a_failure_naming_the_count() {
         answer.message
     );
     assert!(c.query_state().unwrap().backends.is_empty());
+    // Past the deadline the backend is out of rotation, but its request is not cut off.
     gate.release();
-    let _ = request.join();
+    assert_eq!(request.join().unwrap().unwrap().status, 200);
 }
 
 #[test]
@@ -145,8 +147,9 @@ fn soft_stop_lets_a_slow_request_finish() {
     let (mut proxy, mut c, addr) = routed_proxy("1", gate.addr);
     let request = gate.hold(addr, "app.test");
     c.send(&Request::new("stop", Command::SoftStop)).unwrap();
-    // Still running while the request is in flight.
-    std::thread::sleep(Duration::from_millis(200));
+    // The stop has begun (the listener is closed), and the proxy still runs while the
+    // request is in flight.
+    assert!(wait_until(Duration::from_secs(10), || refuses(addr)));
     assert!(proxy.child.try_wait().unwrap().is_none());
     gate.release();
     let answer = request.join().unwrap().unwrap();
@@ -185,4 +188,122 @@ fn upgrade_under_a_request_loop_has_no_failures() {
     assert!(wait_until(Duration::from_secs(10), || !alive(new_main)));
     assert_eq!(failed, 0, "ok={ok}");
     assert!(ok > 200);
+}
+
+/// A proxy with one worker, started with `toml` as its weir.toml, routing `app.test` on its
+/// listener to `backend`; the config's directory is returned to keep it alive.
+fn routed_proxy_with_config(
+    toml: &str,
+    backend: SocketAddr,
+) -> (tempfile::TempDir, Proxy, Client, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), toml);
+    let proxy = Proxy::start(&["--workers", "1", "--config", config.to_str().unwrap()]);
+    let addr = free_addr();
+    let mut c = client(&proxy);
+    route(&mut c, addr, "app.test", &[backend]);
+    (dir, proxy, c, addr)
+}
+
+fn signal(proxy: &Proxy, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &proxy.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish_then_exits() {
+    let gate = Gate::start();
+    let (mut proxy, mut c, addr) = routed_proxy("1", gate.addr);
+    let workers: Vec<u32> = status(&mut c).workers.iter().map(|w| w.pid).collect();
+    let request = gate.hold(addr, "app.test");
+    signal(&proxy, "TERM");
+    // The stop has begun (the listener is closed: no new connection may queue on it) and
+    // the proxy waits for the request it holds.
+    assert!(wait_until(Duration::from_secs(10), || refuses(addr)));
+    assert!(proxy.child.try_wait().unwrap().is_none());
+    assert!(workers.iter().all(|p| alive(*p)));
+    gate.release();
+    let answer = request.join().unwrap().unwrap();
+    assert_eq!((answer.status, answer.text().as_str()), (200, "held"));
+    let exited = wait_exit(&mut proxy.child, Duration::from_secs(10)).expect("exit");
+    assert!(exited.success(), "{exited:?}");
+    assert!(workers.iter().all(|p| !alive(*p)));
+    assert!(!proxy.socket.exists());
+}
+
+#[test]
+fn sigterm_gives_up_on_in_flight_requests_at_stop_ms() {
+    let gate = Gate::start();
+    let (_dir, mut proxy, _c, addr) =
+        routed_proxy_with_config("[timeouts]\nstop_ms = 500\n", gate.addr);
+    let request = gate.hold(addr, "app.test");
+    let started = Instant::now();
+    signal(&proxy, "TERM");
+    // The built-in stop_ms is 30 s: only the configured one ends this wait so soon.
+    let exited = wait_exit(&mut proxy.child, Duration::from_secs(10)).expect("exit");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(500) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
+    assert!(exited.success(), "{exited:?}");
+    // The held request was cut off, not answered.
+    assert!(request.join().unwrap().is_err());
+    gate.release();
+}
+
+#[test]
+fn sigint_stops_at_once_even_with_a_request_in_flight() {
+    let gate = Gate::start();
+    let (mut proxy, mut c, addr) = routed_proxy("1", gate.addr);
+    let workers: Vec<u32> = status(&mut c).workers.iter().map(|w| w.pid).collect();
+    let request = gate.hold(addr, "app.test");
+    signal(&proxy, "INT");
+    // No wait for the held request (the default stop_ms would be 30 s).
+    let exited = wait_exit(&mut proxy.child, Duration::from_secs(5)).expect("exit");
+    assert!(exited.success(), "{exited:?}");
+    assert!(workers.iter().all(|p| !alive(*p)));
+    assert!(!proxy.socket.exists());
+    assert!(refuses(addr));
+    assert!(request.join().unwrap().is_err());
+    gate.release();
+}
+
+/// `weir metrics` prints the counters summed over the workers, one `name value` per line, and
+/// the same numbers as JSON.
+#[test]
+fn weir_metrics_sums_the_workers_counters() {
+    let backend = Backend::start("one");
+    let (proxy, mut c, addr) = routed_proxy("2", backend.addr);
+    // Each on a new connection, so the kernel spreads them over both workers.
+    for _ in 0..20 {
+        assert_eq!(http_get(addr, "app.test", "/").unwrap().status, 200);
+    }
+    let per_worker: Vec<u32> = status(&mut c).workers.iter().map(|w| w.pid).collect();
+    assert_eq!(per_worker.len(), 2);
+    let out = proxy.weir(&["metrics"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: std::collections::BTreeMap<&str, u64> = text
+        .lines()
+        .map(|l| {
+            let (name, value) = l.split_once(' ').unwrap_or_else(|| panic!("{l:?}"));
+            (name, value.parse().unwrap_or_else(|_| panic!("{l:?}")))
+        })
+        .collect();
+    assert_eq!(lines.get("http.requests"), Some(&20), "{text}");
+    assert_eq!(lines.get("http.responses.2xx"), Some(&20), "{text}");
+    assert_eq!(lines.get("backend.app/b0.requests"), Some(&20), "{text}");
+    assert_eq!(lines.get("connections.accepted"), Some(&20), "{text}");
+    let out = proxy.weir(&["metrics", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let object = json.as_object().unwrap();
+    assert_eq!(object.len(), lines.len(), "{json}");
+    for (name, value) in &lines {
+        assert_eq!(object[*name], *value, "{name}");
+    }
 }

@@ -6,8 +6,11 @@
 mod util;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use util::{proxy_on_yaml, Desired, Proxy};
 use weir_testkit::{dead_addr, http_get, wait_until, Backend};
@@ -85,6 +88,123 @@ fn random_least_connections_and_power_of_two_use_every_backend() {
             assert!((50..=150).contains(&n), "{lb}: {counts:?}");
         }
     }
+}
+
+/// A backend named `slow` that answers at once until `hold` is set, then holds every request
+/// until `hold` is cleared.
+fn holding_backend() -> (Backend, Arc<AtomicBool>) {
+    let hold = Arc::new(AtomicBool::new(false));
+    let gate = hold.clone();
+    let slow = Backend::with_handler(
+        "slow",
+        Arc::new(move |_, stream| {
+            let started = Instant::now();
+            while gate.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+                .is_ok()
+        }),
+    );
+    (slow, hold)
+}
+
+#[test]
+fn least_connections_steers_around_a_busy_backend() {
+    let (slow, hold) = holding_backend();
+    let fast = Backend::start("fast");
+    let (_d, _p, addr) = start(&yaml(
+        "least_connections",
+        &[
+            ("slow", slow.addr, 100, false),
+            ("fast", fast.addr, 100, false),
+        ],
+    ));
+    hold.store(true, Ordering::SeqCst);
+    // Requests one after another, each on its own thread: one the slow backend got stays in
+    // flight there until the end, one the fast backend got is answered before the next goes.
+    let (slow_before, mut held) = (slow.request_count(), Vec::new());
+    for i in 0..30 {
+        let (slow_now, fast_before) = (slow.request_count(), fast.request_count());
+        let request = std::thread::spawn(move || http_get(addr, "lb.test", "/").unwrap());
+        let arrived = wait_until(Duration::from_secs(10), || {
+            slow.request_count() + fast.request_count() > slow_now + fast_before
+        });
+        assert!(arrived, "request {i} reached no backend");
+        if fast.request_count() > fast_before {
+            assert_eq!(request.join().unwrap().text(), "fast");
+        } else {
+            held.push(request);
+        }
+    }
+    let busy = slow.request_count() - slow_before;
+    hold.store(false, Ordering::SeqCst);
+    for request in held {
+        assert_eq!(request.join().unwrap().text(), "slow");
+    }
+    // Round robin would give it 15; least connections one at most (the first, on a tie).
+    assert!(busy <= 1, "the busy backend got {busy} of 30");
+}
+
+/// Active health checks written in YAML: a backend that fails its check path leaves rotation
+/// although it answers traffic, and comes back once the check passes again.
+#[test]
+fn health_checks_from_yaml_take_a_backend_out_and_back() {
+    let healthy = Arc::new(AtomicBool::new(true));
+    let checks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (flag, seen) = (healthy.clone(), checks.clone());
+    let checked = Backend::with_handler(
+        "checked",
+        Arc::new(move |req, stream| {
+            let check = req.head.starts_with("GET /ready ");
+            if check {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+            let status = if check && !flag.load(Ordering::SeqCst) {
+                "500 Internal Server Error"
+            } else {
+                "200 OK"
+            };
+            let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 7\r\n\r\nchecked");
+            stream.write_all(answer.as_bytes()).is_ok()
+        }),
+    );
+    let other = Backend::start("other");
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http }}
+clusters:
+  - id: lb
+    health_check:
+      path: /ready
+      interval: 100ms
+      timeout: 500ms
+      healthy_threshold: 2
+      unhealthy_threshold: 2
+    backends:
+      - {{ id: checked, address: "{}" }}
+      - {{ id: other, address: "{}" }}
+frontends:
+  - {{ listener: web, hostname: lb.test, cluster: lb }}
+"#,
+        checked.addr, other.addr
+    );
+    let (_d, _p, addr) = start(&yaml);
+    assert!(spread(addr, 10).contains_key("checked"));
+    assert!(wait_until(Duration::from_secs(10), || checks
+        .load(Ordering::SeqCst)
+        >= 2));
+    healthy.store(false, Ordering::SeqCst);
+    // Out of rotation: ten requests in a row all go to the other backend.
+    assert!(wait_until(Duration::from_secs(10), || spread(addr, 10)
+        .get("other")
+        == Some(&10)));
+    assert_eq!(spread(addr, 20).get("other"), Some(&20));
+    healthy.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(10), || spread(addr, 4)
+        .contains_key("checked")));
 }
 
 #[test]

@@ -150,7 +150,9 @@ fn request_head_timeout_is_408_and_idle_keep_alive_closes() {
     let mut rest = Vec::new();
     idle.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    // The proxy's timer started before `started`, when the answer left: half the timeout is
+    // the margin for this thread and the proxy to be scheduled on a loaded machine.
+    assert!(started.elapsed() >= Duration::from_millis(150));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -173,6 +175,18 @@ fn body_over_the_limit_is_413_and_a_head_over_a_buffer_is_431() {
         "h".repeat(20_000)
     );
     assert_eq!(http_raw(addr, head.as_bytes()).unwrap().status, 431);
+}
+
+/// `max_buffers` in weir.toml reaches the workers: with a single buffer a request head can be
+/// read but not also written to a backend, so every request is a fast 503 that never reaches
+/// the origin (the default pool serves it).
+#[test]
+fn weir_toml_max_buffers_reaches_the_workers() {
+    let origin = Backend::start("origin");
+    let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_buffers = 1\n"));
+    let answer = http_get(addr, "app.test", "/").unwrap();
+    assert_eq!(answer.status, 503, "{answer:?}");
+    assert_eq!(origin.request_count(), 0);
 }
 
 #[test]
@@ -230,12 +244,95 @@ frontends:
         stuck = stuck.addr,
         good = good.addr
     );
-    let (_d, _proxy, addr) = start(&yaml, None);
+    // The daemon's default is far longer, so a worker that ignored the cluster's 200 ms would
+    // make one of these requests wait 10 s.
+    let (_d, _proxy, addr) = start(&yaml, Some("[timeouts]\nconnect_ms = 10000\n"));
+    let started = Instant::now();
     for _ in 0..4 {
         let answer = http_get(addr, "app.test", "/").unwrap();
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "good");
     }
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+}
+
+/// The daemon settings of `weir.toml` reach the workers: default timeouts (connect, request,
+/// idle keep-alive) where the desired state sets none, and the buffer size, which caps a
+/// request head.
+#[test]
+fn weir_toml_timeouts_and_buffers_reach_the_workers() {
+    let stuck = StuckListener::start();
+    let origin = Backend::start("origin");
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http }}
+clusters:
+  - id: app
+    backends:
+      - {{ id: app-1, address: "{origin}" }}
+  - id: stuck
+    backends:
+      - {{ id: stuck-1, address: "{stuck}" }}
+  - id: empty
+frontends:
+  - {{ listener: web, hostname: app.test, cluster: app }}
+  - {{ listener: web, hostname: stuck.test, cluster: stuck }}
+  - {{ listener: web, hostname: empty.test, cluster: empty }}
+"#,
+        origin = origin.addr,
+        stuck = stuck.addr
+    );
+    let toml =
+        "buffer_size = 4096\n[timeouts]\nconnect_ms = 300\nrequest_ms = 400\nfront_ms = 500\n";
+    let (_d, _proxy, addr) = start(&yaml, Some(toml));
+
+    // connect_ms: given up on after about 300 ms (the built-in default is 3 s).
+    let started = Instant::now();
+    let answer = http_get(addr, "stuck.test", "/").unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(
+        elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(2),
+        "{elapsed:?}"
+    );
+
+    // request_ms: an unfinished head gets its 408 after about 400 ms (default 10 s).
+    let mut slow = connect(addr);
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: app.te").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_answer(&mut slow).unwrap().status, 408);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+
+    // front_ms: an idle keep-alive connection is closed after about 500 ms (default 60 s).
+    let mut idle = connect(addr);
+    idle.write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut idle).unwrap().status, 200);
+    let started = Instant::now();
+    weir_testkit::closed_by_peer(&mut idle).unwrap();
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+
+    // buffer_size: a 6 KiB head no longer fits (the default 16 KiB buffer would take it).
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(6_000)
+    );
+    assert_eq!(http_raw(addr, head.as_bytes()).unwrap().status, 431);
+    let fits = format!(
+        "GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(2_000)
+    );
+    assert_eq!(http_raw(addr, fits.as_bytes()).unwrap().status, 200);
 }
 
 #[test]
@@ -260,6 +357,10 @@ fn over_the_connection_cap_is_a_fast_503() {
     let second = http_get(addr, "app.test", "/").unwrap();
     assert_eq!(second.status, 503);
     assert!(started.elapsed() < Duration::from_secs(2));
-    // The first connection held its slot all along.
-    assert!(first.is_some());
+    // The first connection held its slot all along and is still served.
+    let mut first = first.expect("wait_until held, so a connection was kept");
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut first).unwrap().status, 200);
 }

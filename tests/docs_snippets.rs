@@ -166,7 +166,7 @@ fn durations_compare_as_any_number() {
 
 #[test]
 fn documented_outputs_are_what_the_commands_print() {
-    let update = std::env::var_os("UPDATE_DOCS").is_some();
+    let update = std::env::var("UPDATE_DOCS").as_deref() == Ok("1");
     let mut count = 0;
     let mut failures = Vec::new();
     for doc in documents() {

@@ -12,6 +12,8 @@
 //! diff before committing it.
 #![allow(clippy::unwrap_used)] // tests may unwrap: a panic is a failed test
 
+mod util;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -65,7 +67,7 @@ fn run_case(case: &Path) -> String {
 
 #[test]
 fn load_golden_cases() {
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let update = util::update_golden();
     let mut cases: Vec<PathBuf> = fs::read_dir(golden_dir())
         .expect("tests/golden/load exists")
         .map(|e| e.expect("read golden dir").path())

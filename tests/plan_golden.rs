@@ -5,6 +5,8 @@
 //! rewrites the expectations, so every change to them shows in review.
 #![allow(clippy::unwrap_used)]
 
+mod util;
+
 use std::path::{Path, PathBuf};
 
 use weir_reconciler::render::{self, TextOptions};
@@ -18,7 +20,7 @@ fn case_dir(case: &str) -> PathBuf {
 
 /// Compares `actual` with the file, or rewrites the file under UPDATE_GOLDEN.
 fn expect(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    if util::update_golden() {
         std::fs::write(path, actual).unwrap();
         return;
     }

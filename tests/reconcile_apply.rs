@@ -389,6 +389,66 @@ fn a_stale_saved_plan_is_refused_with_exit_3() {
     assert_eq!(code(&out), 0, "{}", show(&out));
 }
 
+/// `weir plan --from-state`, as a CI review job runs it: no proxy (the socket it would use
+/// does not exist), the live side from a saved state or from desired-state files, and the same
+/// plan the running proxy gives.
+#[test]
+fn plan_from_state_needs_no_proxy_and_gives_the_live_plan() {
+    let blue = Backend::start("blue");
+    let green = Backend::start("green");
+    let BlueGreen {
+        proxy, live, next, ..
+    } = BlueGreen::start(blue.addr, green.addr);
+    let (live, next) = (live.path().to_str().unwrap(), next.path().to_str().unwrap());
+    let online = proxy.weir(&["plan", next, "--detailed-exitcode", "--json"]);
+    assert_eq!(code(&online), 2, "{}", show(&online));
+    let online_json: Value = serde_json::from_slice(&online.stdout).unwrap();
+    assert!(online_json["changes"]
+        .as_array()
+        .is_some_and(|c| !c.is_empty()));
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved-state");
+    let saved = saved.to_str().unwrap();
+    let out = proxy.weir(&["state", "save", saved]);
+    assert!(out.status.success(), "{}", show(&out));
+    drop(proxy);
+
+    let nowhere = dir.path().join("no-proxy.sock");
+    let offline = |args: &[&str]| {
+        let mut all = vec!["plan"];
+        all.extend_from_slice(args);
+        all.extend([
+            "--detailed-exitcode",
+            "--json",
+            "--socket",
+            nowhere.to_str().unwrap(),
+        ]);
+        util::weir(&all)
+    };
+    let from_saved = offline(&[next, "--from-state", saved]);
+    assert_eq!(code(&from_saved), 2, "{}", show(&from_saved));
+    // The same plan, but for what only a running proxy can tell: the live connection counts
+    // shown next to drains.
+    let json = |out: &std::process::Output| -> Value {
+        let mut plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        for step in plan["steps"].as_array_mut().into_iter().flatten() {
+            step.as_object_mut().unwrap().remove("live_connections");
+        }
+        plan
+    };
+    assert_eq!(json(&from_saved), json(&online));
+    // Desired-state files stand for the live state too: same changes.
+    let from_files = offline(&[next, "--from-state", live]);
+    assert_eq!(code(&from_files), 2, "{}", show(&from_files));
+    assert_eq!(json(&from_files)["changes"], json(&online)["changes"]);
+    // Planning the live files against the saved live state changes nothing.
+    let same = offline(&[live, "--from-state", saved]);
+    assert_eq!(code(&same), 0, "{}", show(&same));
+    // Without --from-state the missing proxy is an error, not an empty live state.
+    let out = offline(&[next]);
+    assert_eq!(code(&out), 1, "{}", show(&out));
+}
+
 #[test]
 fn a_drain_outliving_its_deadline_stops_with_exit_4() {
     let t = HeldDrain::start();

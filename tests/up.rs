@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use util::weir_bin;
-use weir_testkit::{free_port, http_get, wait_until};
+use weir_testkit::{free_port, http_get, refuses, wait_until};
 
 /// Copies `from` into `to`, giving every `127.0.0.1:PORT` a free port (the same one wherever
 /// the same port appears), so the test never collides with a real quickstart.
@@ -183,6 +183,9 @@ fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
         "{body:?}"
     );
 
+    assert!(!refuses(addr));
+    assert_eq!(http_get(addr, &host, &path).unwrap().status, 200);
+
     let kill = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -206,8 +209,7 @@ fn up_serves_the_quickstart_and_stops_cleanly_on_sigint() {
     );
     // The proxy went with it: nothing listens on the route's address any more.
     assert!(
-        wait_until(Duration::from_secs(5), || http_get(addr, &host, &path)
-            .is_err()),
+        wait_until(Duration::from_secs(5), || refuses(addr)),
         "the proxy is still serving after weir up exited"
     );
 }
@@ -222,12 +224,12 @@ fn a_killed_up_leaves_no_proxy_behind() {
         _work,
         ..
     } = start_quickstart();
+    assert_eq!(http_get(addr, &host, &path).unwrap().status, 200);
     // SIGKILL: `weir up` gets no chance to stop the proxy itself; the proxy must notice.
     up.0.kill().unwrap();
     up.0.wait().unwrap();
     assert!(
-        wait_until(Duration::from_secs(20), || http_get(addr, &host, &path)
-            .is_err()),
+        wait_until(Duration::from_secs(20), || refuses(addr)),
         "the proxy kept serving after weir up was killed"
     );
 }

@@ -4,9 +4,10 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use util::{weir_bin, Desired, Proxy};
+use weir_schema::framing::{encode_frame, read_frame, DEFAULT_MAX_FRAME};
+use weir_schema::proto;
 use weir_testkit::{free_port, http_get, wait_until, Backend};
 
 /// A running `weir watch`, its output collected line by line; killed when dropped.
@@ -38,10 +41,16 @@ fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>>
 impl Watch {
     /// Starts `weir watch DIR --socket S EXTRA...` and waits until it watches.
     fn start(dir: &Path, proxy: &Proxy, extra: &[&str]) -> Watch {
+        Watch::start_on(dir, &proxy.socket, extra)
+    }
+
+    /// [`Watch::start`] on the command socket at `socket`.
+    fn start_on(dir: &Path, socket: &Path, extra: &[&str]) -> Watch {
         let mut child = Command::new(weir_bin())
             .arg("watch")
             .arg(dir)
-            .args(["--socket", proxy.socket_str()])
+            .arg("--socket")
+            .arg(socket)
             .args(extra)
             .env_remove("WEIR_SOCKET")
             .stdin(Stdio::null())
@@ -89,6 +98,57 @@ impl Drop for Watch {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A relay in front of a proxy's command socket that counts the `Status` requests passing
+/// through it: the watch asks for the proxy's status at every drift check, so the count shows
+/// that checks ran without guessing how long they take.
+struct StatusCounter {
+    socket: PathBuf,
+    statuses: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+}
+
+impl StatusCounter {
+    fn start(proxy_socket: &Path) -> StatusCounter {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("relay.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let statuses = Arc::new(AtomicUsize::new(0));
+        let (count, target) = (statuses.clone(), proxy_socket.to_owned());
+        thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { return };
+                let mut proxy = UnixStream::connect(&target).unwrap();
+                let (mut back_from, mut back_to) =
+                    (proxy.try_clone().unwrap(), client.try_clone().unwrap());
+                thread::spawn(move || std::io::copy(&mut back_from, &mut back_to));
+                let count = count.clone();
+                thread::spawn(move || {
+                    while let Ok(Some(request)) =
+                        read_frame::<proto::Request, _>(&mut client, DEFAULT_MAX_FRAME)
+                    {
+                        if matches!(request.kind, Some(proto::request::Kind::Status(_))) {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                        if proxy.write_all(&encode_frame(&request)).is_err() {
+                            return;
+                        }
+                    }
+                    let _ = proxy.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        StatusCounter {
+            socket,
+            statuses,
+            _dir: dir,
+        }
+    }
+
+    fn statuses(&self) -> usize {
+        self.statuses.load(Ordering::SeqCst)
     }
 }
 
@@ -180,16 +240,23 @@ fn a_multi_file_change_arrives_as_one_plan() {
     for i in 0..6 {
         assert!(answers(s.listener, &format!("n{i}.test"), &format!("n{i}")));
     }
-    // No second plan may follow: give a straggler time to show up (3x the debounce).
-    thread::sleep(Duration::from_millis(900));
-    assert_eq!(
-        watch.applied(),
-        2,
-        "expected the initial plan and one more: {:?}",
-        watch.stdout()
+    // No second plan may follow. A later edit is the marker: the watch handles changes in
+    // order, so a straggler from the batch would be applied before the marker's plan.
+    let marker = Backend::start("marker");
+    s.desired.write(
+        "marker.yaml",
+        &app_yaml("marker", "marker.test", marker.addr),
     );
-    let stdout = watch.stdout().join("\n");
-    assert!(stdout.contains("Plan: 18 to add"), "{stdout}");
+    assert!(answers(s.listener, "marker.test", "marker"));
+    assert!(wait_until(Duration::from_secs(5), || watch.applied() >= 3));
+    let plans: Vec<String> = watch
+        .stdout()
+        .into_iter()
+        .filter(|l| l.starts_with("Plan: "))
+        .collect();
+    assert_eq!(watch.applied(), 3, "{:?}", watch.stdout());
+    assert!(plans[1].starts_with("Plan: 18 to add"), "{plans:?}");
+    assert!(plans[2].starts_with("Plan: 3 to add"), "{plans:?}");
 }
 
 #[test]
@@ -288,9 +355,10 @@ fn a_hand_made_change_is_detected_and_corrected() {
 #[test]
 fn a_hand_made_change_is_only_reported_in_report_mode() {
     let s = setup();
-    let watch = Watch::start(
+    let relay = StatusCounter::start(&s.proxy.socket);
+    let watch = Watch::start_on(
         s.desired.path(),
-        &s.proxy,
+        &relay.socket,
         &["--drift-interval", "1s", "--on-drift", "report"],
     );
     assert!(answers(s.listener, "a.test", "a"));
@@ -303,8 +371,10 @@ fn a_hand_made_change_is_only_reported_in_report_mode() {
         "{:?}",
         watch.stdout()
     );
-    // Reported once, and left alone over the following ticks.
-    thread::sleep(Duration::from_millis(2500));
+    // Reported once, and left alone over the following ticks: two more drift checks (each
+    // asks the proxy for its status) find the same drift.
+    let checks = relay.statuses();
+    assert!(wait_until(Duration::from_secs(10), || relay.statuses() >= checks + 2));
     assert_eq!(body(s.listener, "rogue.test").as_deref(), Some("a"));
     let reports = watch
         .stdout()

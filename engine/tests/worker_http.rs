@@ -3,8 +3,10 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use support::TestWorker;
 use weir_testkit::{
@@ -336,9 +338,24 @@ fn routing_exact_wildcard_prefix_and_newest() {
 
 #[test]
 fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
-    // The backend closes every connection after answering without saying so.
-    let backend =
-        Backend::answer_then_close("rude", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    // Each connection answers its first request and keeps the connection open, then reads the
+    // second request and closes without a byte: the keep-alive race where the backend closes
+    // an idle connection just as the proxy reuses it. The pooled connection is known to be
+    // stale when it is reused, so every request after the first must be replayed.
+    let answered: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
+    let seen_once = answered.clone();
+    let backend = Backend::with_handler(
+        "racy",
+        Arc::new(move |_, stream| {
+            let peer = stream.peer_addr().unwrap();
+            if !seen_once.lock().unwrap().insert(peer) {
+                return false;
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_ok()
+        }),
+    );
     let mut w = TestWorker::with_defaults();
     let listener = w.simple("a.test", &[&backend]);
     let mut client = connect(listener);
@@ -347,8 +364,46 @@ fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
             .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
             .unwrap();
         let answer = read_answer(&mut client).unwrap();
-        assert_eq!(answer.status, 200);
+        assert_eq!((answer.status, answer.text().as_str()), (200, "ok"));
     }
+    // Requests 2..10 each went out on the pooled connection, met its close, and were sent
+    // again on a fresh one.
+    assert_eq!(w.counter("http.retries"), 9);
+    assert_eq!(w.counter("backend.connections_reused"), 9);
+    assert_eq!(backend.connection_count(), 10);
+    assert_eq!(backend.request_count(), 19);
+}
+
+/// A POST is not safe to repeat: on a stale pooled connection it gets a 502, never a replay.
+#[test]
+fn stale_pooled_connection_is_not_replayed_for_a_post() {
+    let answered: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
+    let seen_once = answered.clone();
+    let backend = Backend::with_handler(
+        "racy",
+        Arc::new(move |_, stream| {
+            let peer = stream.peer_addr().unwrap();
+            if !seen_once.lock().unwrap().insert(peer) {
+                return false;
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .is_ok()
+        }),
+    );
+    let mut w = TestWorker::with_defaults();
+    let listener = w.simple("a.test", &[&backend]);
+    let mut client = connect(listener);
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut client).unwrap().status, 200);
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1\r\n\r\nx")
+        .unwrap();
+    assert_eq!(read_answer(&mut client).unwrap().status, 502);
+    assert_eq!(w.counter("http.retries"), 0);
+    assert_eq!(backend.request_count(), 2);
 }
 
 #[test]
@@ -448,7 +503,6 @@ fn listener_accepts_only_once_it_has_a_route() {
 
 #[test]
 fn https_connections_are_closed_until_tls_lands() {
-    use std::io::Read;
     use weir_schema::proto;
     let mut w = TestWorker::with_defaults();
     let listener = w.add_listener_with(
@@ -469,7 +523,6 @@ fn https_connections_are_closed_until_tls_lands() {
     frontend.certificate = fingerprint.to_hex();
     w.call(proto::request::Kind::AddFrontend(frontend));
     let mut client = connect(listener);
-    let mut buf = [0u8; 16];
-    assert_eq!(client.read(&mut buf).unwrap_or(0), 0);
+    weir_testkit::closed_by_peer(&mut client).unwrap();
     assert_eq!(w.counter("tls.refused"), 1);
 }

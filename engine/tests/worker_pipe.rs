@@ -111,7 +111,9 @@ fn pipes_idle_by_the_tunnel_timeout_not_the_keep_alive_one() {
     }
     let idle = quiet.elapsed();
     assert!(
-        idle >= Duration::from_millis(1_400) && idle < Duration::from_secs(8),
+        // The tunnel timer restarted at the echo, a little before `quiet`: a margin of a
+        // third of the timeout, and still far above the 200 ms timeouts it must not use.
+        idle >= Duration::from_millis(1_000) && idle < Duration::from_secs(8),
         "{idle:?}"
     );
 }

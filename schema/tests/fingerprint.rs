@@ -18,7 +18,7 @@ fn fixed() -> State {
     backup.weight = 5;
     for change in [
         Change::AddListener(listener("127.0.0.1:8080", Protocol::Http)),
-        Change::AddListener(tuned_listener()),
+        Change::AddListener(first_tuned_listener()),
         Change::AddCluster(tuned_cluster("shop")),
         Change::AddCluster(cluster("api")),
         Change::AddBackend(backend("shop", "blue", "127.0.0.1:9001")),

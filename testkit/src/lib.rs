@@ -8,8 +8,9 @@
 //! - [`echo`]: TCP and WebSocket echo origins for the byte-pipe tests.
 //! - [`client`]: a client that writes raw bytes and reads one [`Answer`] at a time, so tests
 //!   can send what no well-behaved client library would.
-//! - this module: [`wait_until`], and addresses from the OS: free ([`free_port`],
-//!   [`free_addr`]), refusing ([`dead_addr`]) or hanging ([`StuckListener`]).
+//! - this module: [`wait_until`], [`closed_by_peer`] and [`refuses`], and addresses from the
+//!   OS: free ([`free_port`], [`free_addr`]), refusing ([`dead_addr`]) or hanging
+//!   ([`StuckListener`]).
 //!
 //! Everything listens on and connects to 127.0.0.1 with ports the OS picks, so tests run in
 //! parallel without a port registry and nothing is reachable from outside the machine.
@@ -24,6 +25,7 @@ pub mod client;
 pub mod echo;
 mod wire;
 
+use std::io::{ErrorKind, Read};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -49,6 +51,29 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// Whether the peer closed `stream`: a read returns end of stream (or a reset, the other way
+/// a peer closes). Bytes, a timeout or any other error are not a close: "nothing arrived in
+/// time" must not pass for "closed". Set a read timeout on the stream first, or this may
+/// block for as long as the peer keeps it open.
+pub fn closed_by_peer(stream: &mut impl Read) -> Result<(), String> {
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => Ok(()),
+        Ok(n) => Err(format!("got {n} bytes: {}", buf[..n].escape_ascii())),
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => Ok(()),
+        Err(e) => Err(format!("not closed: {e}")),
+    }
+}
+
+/// Whether a connect to `addr` is refused: nothing listens there. A timeout or any other
+/// failure is not a refusal.
+pub fn refuses(addr: SocketAddr) -> bool {
+    matches!(
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)),
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused
+    )
 }
 
 /// A port on 127.0.0.1 that was free a moment ago: the OS picked it for a listener that was

@@ -75,11 +75,34 @@ impl Proxy {
     pub fn start(extra: &[&str]) -> Proxy {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("weir.sock");
-        let child = Command::new(weir_bin())
+        let mut command = Command::new(weir_bin());
+        command
             .arg("proxy")
             .arg("--socket")
             .arg(&socket)
-            .args(extra)
+            .args(extra);
+        Proxy::launch(command, socket, dir)
+    }
+
+    /// Starts `weir proxy EXTRA...` with no `--socket`, with `env` set, and waits until its
+    /// command socket answers at `socket`, where the default path resolution must put it.
+    /// `dir` (holding whatever the environment points at) lives as long as the proxy.
+    pub fn start_at_default_path(
+        extra: &[&str],
+        env: &[(&str, &Path)],
+        socket: PathBuf,
+        dir: tempfile::TempDir,
+    ) -> Proxy {
+        let mut command = Command::new(weir_bin());
+        command.arg("proxy").args(extra);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Proxy::launch(command, socket, dir)
+    }
+
+    fn launch(mut command: Command, socket: PathBuf, dir: tempfile::TempDir) -> Proxy {
+        let child = command
             .env_remove("WEIR_SOCKET")
             .stdin(Stdio::null())
             .spawn()
@@ -151,6 +174,16 @@ pub fn proxy_on_yaml(yaml: &str, daemon_toml: Option<&str>) -> (Desired, Proxy, 
     }
     let proxy = Proxy::start(&args);
     (desired, proxy, addr)
+}
+
+/// Whether golden tests rewrite their expectations: `UPDATE_GOLDEN=1`. Unset, empty or `0`
+/// compares; any other value stops the test rather than guess what was meant.
+pub fn update_golden() -> bool {
+    match std::env::var("UPDATE_GOLDEN").as_deref() {
+        Err(std::env::VarError::NotPresent) | Ok("" | "0") => false,
+        Ok("1") => true,
+        other => panic!("UPDATE_GOLDEN must be 1 (rewrite) or 0 (compare), not {other:?}"),
+    }
 }
 
 /// Runs `curl ARGS...` and returns its output (curl is on every machine CI runs on).

@@ -60,6 +60,19 @@ impl TestWorker {
         self.answers_for(&request.id)
     }
 
+    /// Reads up to and including the next answer to `id` (events seen meanwhile are kept).
+    pub fn next_answer(&mut self, id: &str) -> proto::Response {
+        loop {
+            let answer: proto::Response = read_frame(&mut self.channel, DEFAULT_MAX_FRAME)
+                .expect("read answer")
+                .expect("worker closed the channel");
+            if answer.id == id {
+                return answer;
+            }
+            self.events.push(answer);
+        }
+    }
+
     pub fn answers_for(&mut self, id: &str) -> Vec<proto::Response> {
         let mut answers = Vec::new();
         loop {
@@ -210,11 +223,17 @@ impl TestWorker {
         }
     }
 
+    /// The value of counter `name`; panics if the worker does not report it, so a renamed or
+    /// dropped metric fails the test instead of reading as 0.
     pub fn counter(&mut self, name: &str) -> u64 {
-        self.metrics()
-            .into_iter()
-            .find(|c| c.name == name)
-            .map_or(0, |c| c.value)
+        let counters = self.metrics();
+        match counters.iter().find(|c| c.name == name) {
+            Some(c) => c.value,
+            None => {
+                let names: Vec<&str> = counters.iter().map(|c| c.name.as_str()).collect();
+                panic!("no counter {name:?}; the worker reports {names:?}")
+            }
+        }
     }
 
     /// Hard-stops the worker and waits for its thread.

@@ -48,7 +48,7 @@ pub fn tuned_listener() -> Listener {
         name: "tls".to_owned(),
         settings: ListenerSettings {
             front_timeout: Some(Duration::from_secs(30)),
-            tunnel_timeout: None,
+            tunnel_timeout: Some(Duration::from_secs(600)),
             request_timeout: Some(Duration::from_millis(2500)),
             max_request_body: Some(1 << 20),
             answer_404: Some("nothing here\n".to_owned()),
@@ -56,6 +56,15 @@ pub fn tuned_listener() -> Listener {
             tls_versions: vec![TlsVersion::Tls13],
         },
     }
+}
+
+/// [`tuned_listener`] as the first wire golden (`request-change-0`) and the committed
+/// fingerprint have it, without `tunnel_timeout`: committed bytes keep their meaning, so this
+/// one stays as it was and the full listener is a request of its own at the end.
+pub fn first_tuned_listener() -> Listener {
+    let mut listener = tuned_listener();
+    listener.settings.tunnel_timeout = None;
+    listener
 }
 
 pub fn cluster(id: &str) -> Cluster {
@@ -114,8 +123,9 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
     let mut weighted = backend("shop", "blue", "127.0.0.1:9001");
     weighted.weight = 250;
     weighted.backup = true;
+    // Append only: a request's id is its position, and its committed encoding is named by it.
     let changes = vec![
-        Change::AddListener(tuned_listener()),
+        Change::AddListener(first_tuned_listener()),
         Change::UpdateListener(listener("127.0.0.1:8080", Protocol::Http)),
         Change::RemoveListener(addr("[::1]:8080")),
         Change::AddCluster(tuned_cluster("shop")),
@@ -140,6 +150,7 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
             new: Box::new(b),
         },
         Change::RemoveCertificate(a.fingerprint),
+        Change::AddListener(tuned_listener()),
     ];
     let mut requests: Vec<Request> = changes
         .into_iter()

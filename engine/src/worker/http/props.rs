@@ -1,8 +1,9 @@
 //! Property tests of the sans-io HTTP cores, standing in for a fuzzer in CI: whatever bytes a
 //! peer sends, parsing a head or framing a body never panics (a panic would kill every
-//! connection of the worker), well-formed messages survive parsing and rewriting intact, and
-//! how a body's bytes are split into reads never changes where it ends or whether it is
-//! refused.
+//! connection of the worker), well-formed messages survive parsing and rewriting intact (the
+//! rewrite checked against a model of its own: hop-by-hop fields, those a `Connection` field
+//! names, the forwarding fields and their underscore twins, in any letter case), and how a
+//! body's bytes are split into reads never changes where it ends or whether it is refused.
 
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
@@ -96,6 +97,172 @@ fn chunked_like() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Field names a request rewrite must treat apart: hop-by-hop ones, the forwarding fields we
+/// append to or set, the underscore twins of ours, two names a `Connection` field may list,
+/// and an end-to-end field that only looks hop-by-hop.
+const SPECIAL_NAMES: &[&str] = &[
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Connection",
+    "TE",
+    "Upgrade",
+    "HTTP2-Settings",
+    "Trailer",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Port",
+    "Forwarded",
+    "Via",
+    "X_Forwarded_For",
+    "X_Forwarded_Proto",
+    "x-forwarded_port",
+    "X-Named-A",
+    "X-Named-B",
+];
+
+/// What a `Connection` field may list: the usual options and field names.
+const CONNECTION_TOKENS: &[&str] = &[
+    "close",
+    "keep-alive",
+    "Upgrade",
+    "x-named-a",
+    "X-NAMED-B",
+    "Via",
+    "x-forwarded-for",
+];
+
+/// Names the rewrite writes itself, left out when comparing the passed-on fields.
+const OURS: &[&str] = &[
+    "host",
+    "content-length",
+    "connection",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "forwarded",
+    "via",
+];
+
+/// One request field: a plain `X-` name or a special one in any letter case, with a value
+/// that suits it.
+fn field() -> impl Strategy<Value = (String, String)> {
+    let name = prop_oneof![
+        2 => "X-[A-Za-z0-9-]{1,12}",
+        3 => prop::sample::select(SPECIAL_NAMES).prop_map(str::to_owned),
+    ];
+    (
+        name,
+        any::<u64>(),
+        "[ -~]{0,30}",
+        proptest::collection::vec(prop::sample::select(CONNECTION_TOKENS), 1..4),
+        0usize..3,
+    )
+        .prop_map(|(name, case, text, tokens, offer)| {
+            let name: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if case >> (i % 64) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect();
+            let value = if name.eq_ignore_ascii_case("connection") {
+                tokens.join(", ")
+            } else if name.eq_ignore_ascii_case("upgrade") {
+                ["websocket", "h2c", "websocket, h2c"][offer].to_owned()
+            } else {
+                text.trim().to_owned()
+            };
+            (name, value)
+        })
+}
+
+/// What the rewrite of a request with `fields` must send, worked out from RFC 9110 7.6 and
+/// the forwarding rules independently of the parser's code.
+struct Rewritten {
+    passed: Vec<(String, String)>,
+    xff: String,
+    via: String,
+    forwarded: String,
+    connection: Option<&'static str>,
+}
+
+fn rewritten(fields: &[(String, String)], http10: bool) -> Rewritten {
+    let named = |n: &str| fields.iter().any(|(f, _)| f.eq_ignore_ascii_case(n));
+    let tokens: Vec<String> = fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let offers: Vec<String> = fields
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("upgrade"))
+        .flat_map(|(_, v)| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    let upgrading = !http10
+        && named("upgrade")
+        && tokens.iter().any(|t| t == "upgrade")
+        && !offers.iter().any(|o| o == "h2c");
+    let hop_by_hop = |n: &str| {
+        let n = n.to_ascii_lowercase();
+        let always = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "http2-settings",
+        ];
+        always.contains(&n.as_str())
+            || (n == "upgrade" && !upgrading)
+            || (n != "upgrade" && tokens.contains(&n))
+    };
+    // The fields we set, and the twins of ours spelt with `_`, which CGI-style servers would
+    // read as ours.
+    let replaced = |n: &str| {
+        let n = n.to_ascii_lowercase();
+        let ours = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"];
+        ours[1..].contains(&n.as_str())
+            || (n.contains('_') && ours.contains(&n.replace('_', "-").as_str()))
+    };
+    let mut passed = Vec::new();
+    let mut lists: [(&str, String); 3] = [
+        ("x-forwarded-for", String::new()),
+        ("via", String::new()),
+        ("forwarded", String::new()),
+    ];
+    for (name, value) in fields {
+        if hop_by_hop(name) {
+            continue;
+        }
+        if let Some((_, list)) = lists.iter_mut().find(|(l, _)| name.eq_ignore_ascii_case(l)) {
+            list.push_str(value);
+            list.push_str(", ");
+            continue;
+        }
+        if replaced(name) {
+            continue;
+        }
+        passed.push((name.clone(), value.clone()));
+    }
+    let [(_, xff), (_, via), (_, forwarded)] = lists;
+    Rewritten {
+        passed,
+        xff: format!("{xff}192.0.2.7"),
+        via: format!("{via}{} weir", if http10 { "1.0" } else { "1.1" }),
+        forwarded: format!("{forwarded}for=192.0.2.7;host=\"a.test\";proto=http"),
+        connection: if upgrading {
+            Some("upgrade")
+        } else if http10 {
+            Some("keep-alive")
+        } else {
+            None
+        },
+    }
+}
+
 /// What a chunk framer makes of `bytes` offered in reads ending at `cuts` (sorted): bytes
 /// taken, whether the body ended, payload bytes; or the error.
 fn frame_in_reads(bytes: &[u8], cuts: &[usize]) -> Result<(usize, bool, u64), BodyError> {
@@ -141,7 +308,7 @@ proptest! {
     fn valid_requests_round_trip_through_the_rewrite(
         method in prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE"), Just("get")],
         path in "/[a-zA-Z0-9/._~%-]{0,40}(\\?[a-z0-9=&]{0,20})?",
-        fields in proptest::collection::vec(("X-[A-Za-z0-9-]{1,12}", "[ -~]{0,30}"), 0..20),
+        fields in proptest::collection::vec(field(), 0..20),
         length in proptest::option::of(0u64..1_000_000),
         http10 in any::<bool>(),
     ) {
@@ -150,7 +317,7 @@ proptest! {
             if http10 { 0 } else { 1 }
         );
         for (name, value) in &fields {
-            raw.push_str(&format!("{name}: {}\r\n", value.trim()));
+            raw.push_str(&format!("{name}: {value}\r\n"));
         }
         if let Some(n) = length {
             raw.push_str(&format!("Content-Length: {n}\r\n"));
@@ -176,12 +343,29 @@ proptest! {
         prop_assert_eq!(forwarded.target, path.as_str());
         prop_assert_eq!(forwarded.framing, framing);
         prop_assert_eq!(forwarded.host, Some(&b"a.test"[..]));
-        for (name, value) in &fields {
-            prop_assert!(forwarded
-                .headers
-                .iter()
-                .any(|h| h.name == name && h.value == value.trim().as_bytes()));
-        }
+
+        let expected = rewritten(&fields, http10);
+        let sent: Vec<(String, String)> = forwarded
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).into_owned()))
+            .collect();
+        // The client's end-to-end fields, in order and unchanged.
+        let passed: Vec<&(String, String)> = sent
+            .iter()
+            .filter(|(n, _)| !OURS.iter().any(|o| n.eq_ignore_ascii_case(o)))
+            .collect();
+        prop_assert_eq!(passed, expected.passed.iter().collect::<Vec<_>>(), "sent {:?}", sent);
+        // One of each field we set, with the client's list before our element.
+        let only = |name: &str| -> Vec<&str> {
+            sent.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        };
+        prop_assert_eq!(only("x-forwarded-for"), vec![expected.xff.as_str()]);
+        prop_assert_eq!(only("via"), vec![expected.via.as_str()]);
+        prop_assert_eq!(only("forwarded"), vec![expected.forwarded.as_str()]);
+        prop_assert_eq!(only("x-forwarded-proto"), vec!["http"]);
+        prop_assert_eq!(only("x-forwarded-port"), vec!["80"]);
+        prop_assert_eq!(only("connection"), expected.connection.into_iter().collect::<Vec<_>>());
     }
 
     #[test]
