@@ -49,6 +49,26 @@ impl Listeners {
         Ok(())
     }
 
+    /// Opens each of `addresses` for `slots` workers; if one fails, the ones opened here are
+    /// closed again and the failing address is returned with its error.
+    pub fn open_each(
+        &mut self,
+        addresses: impl IntoIterator<Item = SocketAddr>,
+        slots: usize,
+    ) -> Result<(), (SocketAddr, io::Error)> {
+        let mut opened = Vec::new();
+        for address in addresses {
+            if let Err(e) = self.open(address, slots) {
+                for address in &opened {
+                    self.close(address);
+                }
+                return Err((address, e));
+            }
+            opened.push(address);
+        }
+        Ok(())
+    }
+
     /// Takes sockets inherited from a previous main process.
     pub fn adopt(&mut self, address: SocketAddr, fds: Vec<OwnedFd>) {
         self.sockets

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use weir_schema::saved::{self, SavedStateError};
 use weir_schema::State;
 
+use super::config::StateConfig;
+use super::log;
+
 /// Why a state could not be saved or loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
@@ -62,6 +65,38 @@ pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
         let _ = fs::remove_file(&tmp);
         error(e)
     })
+}
+
+/// The `[state]` file kept up to date after every accepted change, when `auto_save` is on.
+#[derive(Debug)]
+pub struct AutoSave {
+    path: Option<PathBuf>,
+    /// The version on disk, as far as this process knows.
+    saved_version: u64,
+}
+
+impl AutoSave {
+    /// Saving per `settings`; `saved_version` is the version known to be on disk already.
+    pub fn new(settings: &StateConfig, saved_version: u64) -> AutoSave {
+        AutoSave {
+            path: settings.path.clone().filter(|_| settings.auto_save),
+            saved_version,
+        }
+    }
+
+    /// Saves `state` if saving is on and the file is behind; a failure is logged, not fatal.
+    pub fn save(&mut self, state: &State) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        if self.saved_version == state.version {
+            return;
+        }
+        match save(state, path) {
+            Ok(()) => self.saved_version = state.version,
+            Err(e) => log::error(&e.to_string()),
+        }
+    }
 }
 
 /// Reads and checks a saved state.

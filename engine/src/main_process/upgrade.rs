@@ -17,9 +17,13 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use weir_schema::State;
 
+use super::command_server::CommandSocket;
 use super::config::Config;
-use super::{fd, Input};
+use super::input::Input;
+use super::listeners::Listeners;
+use super::{fd, persist};
 
 /// Longest wait for a new main process to report that it serves.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,6 +76,46 @@ impl Handover {
     }
 }
 
+/// Starts the successor of this main process: the state saved for it, the command socket and
+/// every listening socket inherited, the settings it must keep (worker count, socket path)
+/// fixed. Returns its pid; its readiness arrives later as an [`Input`].
+pub fn start(
+    state: &State,
+    config: &Config,
+    workers: usize,
+    command: &CommandSocket,
+    listeners: &Listeners,
+) -> Result<u32, String> {
+    let state_file = std::env::temp_dir().join(format!(
+        "weir-upgrade-{}-{}.state",
+        std::process::id(),
+        state.version
+    ));
+    let mut config = config.clone();
+    config.workers = Some(workers);
+    // The state travels whole; the successor must not merge the directory in again.
+    config.desired = None;
+    config.socket = Some(command.path().to_owned());
+    let handover = Handover {
+        config,
+        command_fd: command.raw_fd(),
+        listeners: listeners.all_fds(),
+        state_file: state_file.clone(),
+        ready_fd: -1,
+    };
+    let launched = persist::save(state, &state_file)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            current_binary()
+                .and_then(|bin| launch(&bin, handover, command.inputs().clone()))
+                .map_err(|e| format!("cannot start the new main process: {e}"))
+        });
+    if launched.is_err() {
+        let _ = std::fs::remove_file(&state_file);
+    }
+    launched
+}
+
 /// The binary to start: this executable's path, also after it was replaced on disk (then the
 /// kernel reports the old inode's path with " (deleted)", and the new file sits at the path).
 pub fn current_binary() -> std::io::Result<PathBuf> {
@@ -85,11 +129,7 @@ pub fn current_binary() -> std::io::Result<PathBuf> {
 
 /// Starts `binary proxy --handover JSON` with the fds inherited, and a thread that reports
 /// [`Input::UpgradeReady`] or [`Input::UpgradeFailed`].
-pub fn launch(
-    binary: &Path,
-    mut handover: Handover,
-    inputs: Sender<Input>,
-) -> std::io::Result<u32> {
+fn launch(binary: &Path, mut handover: Handover, inputs: Sender<Input>) -> std::io::Result<u32> {
     let (mut ready_here, ready_there) = UnixStream::pair()?;
     handover.ready_fd = ready_there.as_raw_fd();
     let json = serde_json::to_string(&handover).map_err(std::io::Error::other)?;
