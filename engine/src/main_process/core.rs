@@ -32,7 +32,7 @@ use super::clients::{ok_with, Clients};
 use super::command_server::CommandSocket;
 use super::config::Config;
 use super::dispatch::{metrics_content, Aggregate, Drain, Origin, Outcome, Pending, Requests};
-use super::error::MainError;
+use super::error::{listen_failure, MainError};
 use super::events::event;
 use super::input::{ClientId, Input, WorkerKey};
 use super::lifecycle::{Lifecycle, Reply};
@@ -284,7 +284,8 @@ impl Core {
         }
         if let Change::AddListener(l) = &change {
             if let Err(e) = self.listeners.open(l.address, self.fleet.len()) {
-                return self.fail(client, &id, format!("cannot listen on {}: {e}", l.address));
+                let why = listen_failure(&l.name, &l.address, None, &e);
+                return self.fail(client, &id, why);
             }
         }
         let waiting = self.commit(&change, None);
@@ -365,11 +366,13 @@ impl Core {
             Err(e) => return self.fail(client, &id, e),
         };
         let added = changes.iter().filter_map(|change| match change {
-            Change::AddListener(l) => Some(l.address),
+            Change::AddListener(l) => Some(l),
             _ => None,
         });
-        if let Err((address, e)) = self.listeners.open_each(added, self.fleet.len()) {
-            return self.fail(client, &id, format!("cannot listen on {address}: {e}"));
+        if let Err((l, e)) = self.listeners.open_each(added, self.fleet.len()) {
+            let origin = format!("from {}", path.display());
+            let why = listen_failure(&l.name, &l.address, Some(&origin), &e);
+            return self.fail(client, &id, why);
         }
         let count = changes.len();
         let mut last = None;

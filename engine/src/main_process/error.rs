@@ -1,6 +1,7 @@
 //! Why the main process could not start (once running, it does not fail: it reports).
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::command_server::SocketError;
@@ -18,10 +19,15 @@ pub enum MainError {
     Persist(#[from] PersistError),
     #[error("desired state {path}:\n{errors}")]
     Desired { path: PathBuf, errors: String },
-    #[error("cannot listen on {address}: {source}")]
+    /// A listener of the state at start cannot listen. `error` is part of the message and not
+    /// a `source`, so a report that prints the chain of causes says it once.
+    #[error("{}", listen_failure(name, address, origin.as_deref(), error))]
     Listen {
-        address: std::net::SocketAddr,
-        source: io::Error,
+        name: String,
+        address: SocketAddr,
+        /// Where it was defined (a desired file and line, or the saved state).
+        origin: Option<String>,
+        error: io::Error,
     },
     #[error("cannot start a worker: {0}")]
     Spawn(io::Error),
@@ -29,4 +35,15 @@ pub enum MainError {
     Signals(nix::Error),
     #[error("bad upgrade hand-over: {0}")]
     Handover(String),
+}
+
+/// Why listener `name` cannot listen on `address`, and where it was defined when known.
+pub fn listen_failure(
+    name: &str,
+    address: &SocketAddr,
+    origin: Option<&str>,
+    error: &io::Error,
+) -> String {
+    let origin = origin.map(|o| format!(" ({o})")).unwrap_or_default();
+    format!("listener {name:?} cannot listen on {address}{origin}: {error}")
 }

@@ -3,9 +3,12 @@
 //! `LoadState` command names. Saved and desired states are merged into the running one the same
 //! way ([`merge_changes`]), through the State's own rules.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use weir_schema::desired::Definition;
 use weir_schema::{Change, State};
 
 use super::command_server;
@@ -34,10 +37,15 @@ pub struct Start {
 pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainError> {
     let mut listeners = Listeners::default();
     let Some(handover) = handover else {
-        let state = initial_state(&config)?;
+        let (state, origins) = initial_state(&config)?;
         listeners
-            .open_each(state.listeners.keys().copied(), config.worker_count())
-            .map_err(|(address, source)| MainError::Listen { address, source })?;
+            .open_each(state.listeners.values(), config.worker_count())
+            .map_err(|(l, error)| MainError::Listen {
+                name: l.name.clone(),
+                address: l.address,
+                origin: origins.of(&l.address),
+                error,
+            })?;
         let command = command_server::bind(&config.socket_path())?;
         return Ok(Start {
             config,
@@ -65,9 +73,41 @@ pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainEr
     })
 }
 
-/// The state at start: the saved state (if configured and present), then `desired` merged in.
-fn initial_state(config: &Config) -> Result<State, MainError> {
+/// Where the listeners of the state at start came from, to name it when one cannot listen.
+#[derive(Debug, Default)]
+struct Origins {
+    saved: Option<(PathBuf, BTreeSet<SocketAddr>)>,
+    desired: Option<(PathBuf, BTreeMap<SocketAddr, Option<Definition>>)>,
+}
+
+impl Origins {
+    /// Where `address`'s listener was defined: its desired file, line and column when the
+    /// loader knows them, else the desired path or the saved state file it came from.
+    fn of(&self, address: &SocketAddr) -> Option<String> {
+        if let Some((path, listeners)) = &self.desired {
+            match listeners.get(address) {
+                Some(Some(definition)) => {
+                    return Some(match definition.locate() {
+                        Some(location) => format!("defined at {location}"),
+                        None => format!("defined in {}", definition.file.display()),
+                    });
+                }
+                Some(None) => return Some(format!("defined in {}", path.display())),
+                None => {}
+            }
+        }
+        let (path, listeners) = self.saved.as_ref()?;
+        listeners
+            .contains(address)
+            .then(|| format!("from the saved state {}", path.display()))
+    }
+}
+
+/// The state at start: the saved state (if configured and present), then `desired` merged in;
+/// and where its listeners came from.
+fn initial_state(config: &Config) -> Result<(State, Origins), MainError> {
     let mut state = State::new();
+    let mut origins = Origins::default();
     if let Some(path) = config.state.path.as_ref().filter(|p| p.exists()) {
         state = persist::load(path)?;
         log::info(&format!(
@@ -75,9 +115,10 @@ fn initial_state(config: &Config) -> Result<State, MainError> {
             state.version,
             path.display()
         ));
+        origins.saved = Some((path.clone(), state.listeners.keys().copied().collect()));
     }
     if let Some(dir) = &config.desired {
-        let desired = weir_schema::desired::load(dir).map_err(|e| MainError::Desired {
+        let mut desired = weir_schema::desired::load(dir).map_err(|e| MainError::Desired {
             path: dir.clone(),
             errors: e.to_string(),
         })?;
@@ -92,8 +133,15 @@ fn initial_state(config: &Config) -> Result<State, MainError> {
                     errors: format!("{}: {e}", change.describe()),
                 })?;
         }
+        let listeners = desired
+            .state
+            .listeners
+            .keys()
+            .map(|a| (*a, desired.listener_definitions.remove(a)))
+            .collect();
+        origins.desired = Some((dir.clone(), listeners));
     }
-    Ok(state)
+    Ok((state, origins))
 }
 
 /// The changes a `LoadState` of `path` makes to `current`, all checked on a copy first, so a
