@@ -63,3 +63,18 @@ fn a_port_in_use_at_start_names_the_listener_and_its_file_once() {
     );
     drop(holder);
 }
+
+#[test]
+fn an_unreadable_file_at_start_says_why_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    let out = util::weir(&["proxy", "--config", missing.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(missing.to_str().unwrap()), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -32,14 +32,16 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_POLL: u16 = 50;
 
 /// Why the command socket could not be opened.
+///
+/// The io error is in the message, not a `source`, so a chain of causes says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("cannot create the command socket's directory {path}: {source}")]
-    Directory { path: PathBuf, source: io::Error },
+    #[error("cannot create the command socket's directory {path}: {error}")]
+    Directory { path: PathBuf, error: io::Error },
     #[error("another proxy is already serving the command socket {0}")]
     InUse(PathBuf),
-    #[error("cannot bind the command socket {path}: {source}")]
-    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot bind the command socket {path}: {error}")]
+    Bind { path: PathBuf, error: io::Error },
 }
 
 /// Whether a peer with `peer_uid` may use the socket of a proxy running as `own_uid`.
@@ -56,9 +58,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| SocketError::Directory {
+                .map_err(|error| SocketError::Directory {
                     path: dir.to_owned(),
-                    source,
+                    error,
                 })?;
         }
     }
@@ -69,9 +71,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         // Nothing listens: a previous proxy died without cleaning up.
         let _ = fs::remove_file(path);
     }
-    let bind_error = |source| SocketError::Bind {
+    let bind_error = |error| SocketError::Bind {
         path: path.to_owned(),
-        source,
+        error,
     };
     let listener = UnixListener::bind(path).map_err(bind_error)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;

@@ -17,24 +17,26 @@ use super::config::StateConfig;
 use super::log;
 
 /// Why a state could not be saved or loaded.
+///
+/// The io error is in the message, not a `source`, so a chain of causes says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    #[error("cannot write saved state {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
-    #[error("cannot read saved state {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("refusing saved state {path}: {source}")]
+    #[error("cannot write saved state {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
+    #[error("cannot read saved state {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
+    #[error("refusing saved state {path}: {error}")]
     Corrupt {
         path: PathBuf,
-        source: Box<SavedStateError>,
+        error: Box<SavedStateError>,
     },
 }
 
 /// Writes `state` to `path` atomically (mode 0600: certificates' keys are in it).
 pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
-    let error = |source| PersistError::Write {
+    let error = |error| PersistError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -101,13 +103,13 @@ impl AutoSave {
 
 /// Reads and checks a saved state.
 pub fn load(path: &Path) -> Result<State, PersistError> {
-    let bytes = fs::read(path).map_err(|source| PersistError::Read {
+    let bytes = fs::read(path).map_err(|error| PersistError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    saved::decode(&bytes).map_err(|source| PersistError::Corrupt {
+    saved::decode(&bytes).map_err(|error| PersistError::Corrupt {
         path: path.to_owned(),
-        source: Box::new(source),
+        error: Box::new(error),
     })
 }
 
