@@ -741,9 +741,9 @@ impl Core {
             &self.listeners,
         );
         match started {
-            Ok(pid) => {
+            Ok((pid, state_file)) => {
                 log::info(&format!("upgrade: new main process pid {pid} is starting"));
-                self.life.upgrading((client, id));
+                self.life.upgrading((client, id), state_file);
             }
             Err(e) => {
                 self.command.resume_accepting();

@@ -3,7 +3,8 @@
 //!
 //! The phase decides; the core acts (closing sockets, stopping workers), so this module
 //! holds no sockets and no workers, only what each phase must remember: the client waiting for
-//! its SoftStop or UpgradeMain answer and the deadline of the drain.
+//! its SoftStop or UpgradeMain answer, the deadline of the drain, and the state file handed to
+//! a new main process (removed when the upgrade ends, whether it worked or not).
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
@@ -11,6 +12,7 @@ use std::time::Instant;
 
 use super::input::ClientId;
 use super::log;
+use super::upgrade::StateFile;
 
 /// The client request a phase answers when it ends: (client, request id).
 pub type Reply = (ClientId, String);
@@ -24,9 +26,11 @@ enum Phase {
         deadline: Instant,
         reply: Option<Reply>,
     },
-    /// A new main process is starting; the command socket is no longer accepted here.
+    /// A new main process is starting; the command socket is no longer accepted here. The
+    /// state file handed to it is removed when this phase ends, whatever the outcome.
     Upgrading {
         reply: Reply,
+        state_file: Option<StateFile>,
     },
     /// The new main process serves; old workers drain, then this process exits.
     HandedOver {
@@ -102,15 +106,19 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// A new main process was started; `reply` is answered when it serves or fails.
-    pub fn upgrading(&mut self, reply: Reply) {
-        self.phase = Phase::Upgrading { reply };
+    /// A new main process was started with `state_file`; `reply` is answered when it serves
+    /// or fails.
+    pub fn upgrading(&mut self, reply: Reply, state_file: StateFile) {
+        self.phase = Phase::Upgrading {
+            reply,
+            state_file: Some(state_file),
+        };
     }
 
     /// The new main process serves: this one drains until `deadline`. Returns the client
     /// waiting for the upgrade, if one was.
     pub fn upgrade_ready(&mut self, deadline: Instant) -> Option<Reply> {
-        let Phase::Upgrading { reply } = &self.phase else {
+        let Phase::Upgrading { reply, .. } = &self.phase else {
             return None;
         };
         let reply = reply.clone();
@@ -121,7 +129,7 @@ impl Lifecycle {
     /// The new main process failed: this one runs on. Returns the client waiting for the
     /// upgrade, if one was.
     pub fn upgrade_failed(&mut self) -> Option<Reply> {
-        let Phase::Upgrading { reply } = &self.phase else {
+        let Phase::Upgrading { reply, .. } = &self.phase else {
             return None;
         };
         let reply = reply.clone();
@@ -145,9 +153,15 @@ impl Lifecycle {
         }
     }
 
-    /// Stops at the end of this turn of the loop (a hard stop).
+    /// Stops at the end of this turn of the loop (a hard stop). A new main process still
+    /// starting keeps its state file, which it removes once read.
     pub fn exit_now(&mut self) {
         self.exit = true;
+        if let Phase::Upgrading { state_file, .. } = &mut self.phase {
+            if let Some(file) = state_file.take() {
+                file.keep();
+            }
+        }
     }
 
     pub fn exit_due(&self) -> bool {
