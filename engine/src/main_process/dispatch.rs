@@ -1,5 +1,5 @@
-//! Requests forwarded to every worker and answered once all of them did: the aggregation
-//! rules, without any I/O.
+//! Requests forwarded to every worker and answered once all of them did: the pending-request
+//! table ([`Requests`]) and the aggregation rules, without any I/O.
 //!
 //! The main process gives each forwarded request its own id (client ids may collide between
 //! clients), remembers which workers still owe a final answer, and folds their answers together:
@@ -670,5 +670,57 @@ mod tests {
         // A is still draining (owes its final answer) but answered: only B is silent.
         assert_eq!(p.overdue(Instant::now(), LIMIT), [B]);
         assert_eq!(p.on_silent(B), Silence::Replace);
+    }
+
+    #[test]
+    fn the_table_hands_back_requests_once_nobody_owes_an_answer() {
+        let mut table = Requests::default();
+        let (m1, m2) = (table.new_id(), table.new_id());
+        assert_ne!(m1, m2);
+        // Waiting for nobody: done at once, never stored.
+        let none: [WorkerKey; 0] = [];
+        assert!(table
+            .track(m1.clone(), Pending::new(origin(), none, Aggregate::Barrier))
+            .is_some());
+        assert!(table.is_empty());
+        let change = Aggregate::Change { version: 1 };
+        assert!(table
+            .track(m1.clone(), Pending::new(origin(), [A, B], change.clone()))
+            .is_none());
+        assert!(table
+            .track(m2.clone(), Pending::new(origin(), [B], change))
+            .is_none());
+        let answered = table.answer(&m1, A, &proto::Response::ok(&m1, 0)).unwrap();
+        assert_eq!(answered.client, Some(1));
+        assert!(answered.done.is_none());
+        assert!(table
+            .answer("unknown", A, &proto::Response::ok("", 0))
+            .is_none());
+        // B dies: both requests now wait for nobody and come back, once.
+        let done = table.forget(B);
+        assert_eq!(done.len(), 2);
+        assert!(table.is_empty());
+        assert!(table.answer(&m1, A, &proto::Response::ok(&m1, 0)).is_none());
+    }
+
+    #[test]
+    fn the_table_takes_drains_past_their_deadline() {
+        let backend = BackendKey {
+            cluster: ClusterId("c".into()),
+            id: BackendId("b".into()),
+        };
+        let now = Instant::now();
+        let mut table = Requests::default();
+        for (id, deadline) in [("m1", now), ("m2", now + Duration::from_secs(60))] {
+            let drain = Drain::new(backend.clone(), deadline);
+            let pending = Pending::new(origin(), [A], Aggregate::Drain { version: 2, drain });
+            assert!(table.track(id.into(), pending).is_none());
+        }
+        let expired = table.expired_drains(now);
+        assert_eq!(expired.len(), 1);
+        let (client, answer) = expired[0].drain_deadline_answer().unwrap();
+        assert_eq!((client, answer.id.as_str()), (1, "r1"));
+        assert_eq!(answer.status(), ResponseStatus::Failure);
+        assert!(!table.is_empty());
     }
 }

@@ -1,5 +1,10 @@
 //! Worker processes: fork+exec of `weir worker`, their channels, their exits and restarts.
 //!
+//! [`Fleet`] is the core's view of them: one [`Slot`] per worker position (its listening
+//! sockets belong to the slot, so a restarted worker takes over the same accept queues), and
+//! the replaced workers still finishing their requests. It writes to workers but decides
+//! nothing about requests: the core says what to forward and learns which workers owe answers.
+//!
 //! Each worker is watched by two small threads: one reads its channel and hands every answer
 //! to the core as an [`Input`], the other waits for the process to exit (without reaping it, so
 //! the pid cannot be reused while the core may still signal it; the core reaps it once it has
