@@ -22,8 +22,8 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use weir_schema::framing::{encode_frame, read_frame, FrameError, DEFAULT_MAX_FRAME};
 use weir_schema::{proto, Request};
 
-use super::dispatch::ClientId;
-use super::Input;
+use super::input::{ClientId, Input};
+use super::log;
 
 /// A client that does not read its answers for this long is dropped.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,14 +32,16 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const ACCEPT_POLL: u16 = 50;
 
 /// Why the command socket could not be opened.
+///
+/// The io error is in the message, not a `source`, so a chain of causes says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
-    #[error("cannot create the command socket's directory {path}: {source}")]
-    Directory { path: PathBuf, source: io::Error },
+    #[error("cannot create the command socket's directory {path}: {error}")]
+    Directory { path: PathBuf, error: io::Error },
     #[error("another proxy is already serving the command socket {0}")]
     InUse(PathBuf),
-    #[error("cannot bind the command socket {path}: {source}")]
-    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot bind the command socket {path}: {error}")]
+    Bind { path: PathBuf, error: io::Error },
 }
 
 /// Whether a peer with `peer_uid` may use the socket of a proxy running as `own_uid`.
@@ -56,9 +58,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)
-                .map_err(|source| SocketError::Directory {
+                .map_err(|error| SocketError::Directory {
                     path: dir.to_owned(),
-                    source,
+                    error,
                 })?;
         }
     }
@@ -69,9 +71,9 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
         // Nothing listens: a previous proxy died without cleaning up.
         let _ = fs::remove_file(path);
     }
-    let bind_error = |source| SocketError::Bind {
+    let bind_error = |error| SocketError::Bind {
         path: path.to_owned(),
-        source,
+        error,
     };
     let listener = UnixListener::bind(path).map_err(bind_error)?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(bind_error)?;
@@ -125,7 +127,7 @@ fn accept_loop(listener: &UnixListener, inputs: &Sender<Input>, stop: &AtomicBoo
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                super::log_warn(&format!("command socket: accept failed: {e}"));
+                log::warn(&format!("command socket: accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -134,17 +136,17 @@ fn accept_loop(listener: &UnixListener, inputs: &Sender<Input>, stop: &AtomicBoo
         match uid {
             Ok(uid) if peer_allowed(uid, own_uid) => {}
             Ok(uid) => {
-                super::log_warn(&format!("command socket: refused a client of uid {uid}"));
+                log::warn(&format!("command socket: refused a client of uid {uid}"));
                 continue;
             }
             Err(e) => {
-                super::log_warn(&format!("command socket: no peer credentials ({e})"));
+                log::warn(&format!("command socket: no peer credentials ({e})"));
                 continue;
             }
         }
         let client = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = start_client(client, stream, inputs) {
-            super::log_warn(&format!("command socket: cannot serve a client: {e}"));
+            log::warn(&format!("command socket: cannot serve a client: {e}"));
         }
     }
 }
@@ -193,7 +195,7 @@ fn read_loop(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) {
             Ok(None) => break,
             Err(FrameError::Io(_)) | Err(FrameError::Truncated) => break,
             Err(e) => {
-                super::log_warn(&format!("command client {client}: {e}; closing it"));
+                log::warn(&format!("command client {client}: {e}; closing it"));
                 break;
             }
         }
@@ -225,6 +227,73 @@ fn write_loop(mut stream: UnixStream, queue: &Receiver<proto::Response>) {
 /// Takes the command socket inherited from a previous main process.
 pub fn adopt(fd: OwnedFd) -> UnixListener {
     UnixListener::from(fd)
+}
+
+/// The command socket as the core holds it: the listening socket (kept open for a whole
+/// upgrade, so clients queue in its backlog), its path, and the accept thread while one runs.
+#[derive(Debug)]
+pub struct CommandSocket {
+    listener: UnixListener,
+    path: PathBuf,
+    acceptor: Option<Acceptor>,
+    inputs: Sender<Input>,
+}
+
+impl CommandSocket {
+    /// Starts accepting clients on `listener`, bound (or inherited) at `path`.
+    pub fn serve(
+        listener: UnixListener,
+        path: PathBuf,
+        inputs: Sender<Input>,
+    ) -> io::Result<CommandSocket> {
+        let acceptor = serve(&listener, inputs.clone())?;
+        Ok(CommandSocket {
+            listener,
+            path,
+            acceptor: Some(acceptor),
+            inputs,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The listening socket's fd, for a new main process to inherit.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.listener)
+    }
+
+    /// Where the core's inputs go (for threads the core starts).
+    pub fn inputs(&self) -> &Sender<Input> {
+        &self.inputs
+    }
+
+    /// Stops accepting; the socket stays open and new clients wait in its backlog.
+    pub fn stop_accepting(&mut self) {
+        if let Some(mut acceptor) = self.acceptor.take() {
+            acceptor.stop();
+        }
+    }
+
+    /// Accepts again after [`CommandSocket::stop_accepting`] (an upgrade that failed).
+    pub fn resume_accepting(&mut self) {
+        if self.acceptor.is_some() {
+            return;
+        }
+        match serve(&self.listener, self.inputs.clone()) {
+            Ok(a) => self.acceptor = Some(a),
+            Err(e) => log::error(&format!("cannot accept on the command socket again: {e}")),
+        }
+    }
+
+    /// Stops accepting and removes the socket file (unless a new main process now serves it).
+    pub fn close(&mut self, remove_file: bool) {
+        if remove_file {
+            let _ = fs::remove_file(&self.path);
+        }
+        self.stop_accepting();
+    }
 }
 
 #[cfg(test)]

@@ -43,12 +43,14 @@ use serde::{Deserialize, Serialize};
 use crate::channel::WorkerConfig;
 
 /// Why the configuration was refused.
+///
+/// The io error is in the message, not a `source`, so a chain of causes says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -157,9 +159,9 @@ pub struct Overrides {
 impl Config {
     /// Reads a config file; relative paths in it resolve against the file's directory.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let mut config = Config::from_toml(&text).map_err(|message| ConfigError::Parse {
             path: path.to_owned(),

@@ -1,6 +1,11 @@
 //! The core: the one thread that owns the State, the listening sockets and the workers, and
 //! turns [`Input`]s into answers, forwarded requests and process changes.
 //!
+//! It holds a few parts, each owned here and touched only from this thread: the worker fleet
+//! ([`Fleet`]), the table of forwarded requests ([`Requests`]), the connected clients and
+//! event log ([`Clients`]), the phase of its life ([`Lifecycle`]) and the command socket. The
+//! parts know nothing of each other; the core decides in what order they act.
+//!
 //! Invariants it keeps:
 //! - a change is validated against the main State first (a FAILURE changes nothing, including
 //!   a listener that cannot bind), then applied, then forwarded to every live worker in the
@@ -13,12 +18,9 @@
 //!   without a first answer, a query is answered without it (and flags it) and a change has it
 //!   killed and replaced, like a crashed worker (see [`Core::check_silent`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -26,14 +28,20 @@ use weir_schema::proto::{self, response::Content};
 use weir_schema::wire::WireError;
 use weir_schema::{Change, Command, Request, State};
 
-use super::command_server::{self, Acceptor};
+use super::clients::{ok_with, Clients};
+use super::command_server::CommandSocket;
 use super::config::Config;
-use super::dispatch::{Aggregate, ClientId, Drain, Origin, Outcome, Pending, Silence, WorkerKey};
-use super::events::{event, EventLog, DEFAULT_CAPACITY};
+use super::dispatch::{metrics_content, Aggregate, Drain, Origin, Outcome, Pending, Requests};
+use super::error::{listen_failure, MainError};
+use super::events::event;
+use super::input::{ClientId, Input, WorkerKey};
+use super::lifecycle::{Lifecycle, Reply};
 use super::listeners::Listeners;
-use super::supervisor::{Slot, Spawner, Worker};
+use super::loading::{self, Start};
+use super::persist::AutoSave;
+use super::supervisor::{self, Exit, Fleet, Spawner, INTERNAL};
 use super::upgrade::{self, Handover};
-use super::{heap, log_error, log_info, log_warn, persist, Input, MainError};
+use super::{heap, log, persist};
 
 /// How often the core wakes with nothing to do, to check deadlines and restarts.
 const TICK: Duration = Duration::from_millis(20);
@@ -46,62 +54,18 @@ const BATCH: usize = 1024;
 /// apply) leaves its peak behind otherwise.
 const TRIM_AFTER_INPUTS: u64 = 10_000;
 
-/// Prefix of ids the main process sends to workers without a client waiting: replays, loads,
-/// stops. A FAILURE answer to one of them still means the worker diverged.
-const INTERNAL: &str = "_";
-
-#[derive(Debug)]
-struct Client {
-    answers: Sender<proto::Response>,
-    writer: Option<JoinHandle<()>>,
-}
-
-/// Where the process is in its life.
-#[derive(Debug)]
-enum Phase {
-    Running,
-    /// SoftStop / SIGTERM: workers finish in-flight requests, bounded by `deadline`.
-    Stopping {
-        deadline: Instant,
-        reply: Option<(ClientId, String)>,
-    },
-    /// A new main process is starting; the command socket is no longer accepted here.
-    Upgrading {
-        reply: (ClientId, String),
-    },
-    /// The new main process serves; old workers drain, then this process exits.
-    HandedOver {
-        deadline: Instant,
-    },
-}
-
 /// The state-owning loop of the main process.
 #[derive(Debug)]
 pub struct Core {
     config: Config,
     state: State,
+    saved: AutoSave,
     listeners: Listeners,
-    command: UnixListener,
-    socket_path: PathBuf,
-    acceptor: Option<Acceptor>,
-    inputs_tx: Sender<Input>,
-    inputs: Receiver<Input>,
-    spawner: Spawner,
-    slots: Vec<Slot>,
-    retiring: Vec<Worker>,
-    clients: HashMap<ClientId, Client>,
-    subscribers: BTreeSet<ClientId>,
-    pending: HashMap<String, Pending>,
-    next_id: u64,
-    events: EventLog,
-    started: Instant,
-    saved_version: u64,
-    phase: Phase,
-    /// Set on a main process started by an upgrade: where to report readiness.
-    ready: Option<std::os::unix::net::UnixStream>,
-    exit: bool,
-    /// Inputs handled since the heap was last trimmed ([`TRIM_AFTER_INPUTS`]).
-    inputs_since_trim: u64,
+    command: CommandSocket,
+    fleet: Fleet,
+    requests: Requests,
+    clients: Clients,
+    life: Lifecycle,
 }
 
 impl Core {
@@ -109,127 +73,80 @@ impl Core {
     pub fn start(
         config: Config,
         handover: Option<Handover>,
-        inputs_tx: Sender<Input>,
-        inputs: Receiver<Input>,
+        inputs: Sender<Input>,
     ) -> Result<Core, MainError> {
         let exe = upgrade::current_binary().map_err(MainError::Spawn)?;
-        let mut listeners = Listeners::default();
-        let (config, state, command, ready, saved_version) = match handover {
-            Some(handover) => {
-                let adopted = handover.adopt().map_err(MainError::Handover)?;
-                let state = persist::load(&adopted.state_file)?;
-                let _ = std::fs::remove_file(&adopted.state_file);
-                for (address, fds) in adopted.listeners {
-                    listeners.adopt(address, fds);
-                }
-                let saved = state.version;
-                (
-                    handover.config,
-                    state,
-                    command_server::adopt(adopted.command),
-                    Some(adopted.ready),
-                    saved,
-                )
-            }
-            None => {
-                let state = initial_state(&config)?;
-                let slots = config.worker_count();
-                for address in state.listeners.keys() {
-                    listeners
-                        .open(*address, slots)
-                        .map_err(|source| MainError::Listen {
-                            address: *address,
-                            source,
-                        })?;
-                }
-                let command = command_server::bind(&config.socket_path())?;
-                let saved = u64::MAX; // unknown: save on the first change
-                (config, state, command, None, saved)
-            }
-        };
-        let socket_path = config.socket_path();
-        let acceptor =
-            command_server::serve(&command, inputs_tx.clone()).map_err(MainError::Spawn)?;
-        let slot_count = config.worker_count();
-        let mut core = Core {
-            spawner: Spawner {
-                exe,
-                inputs: inputs_tx.clone(),
-            },
-            slots: (0..slot_count)
-                .map(|i| Slot::new(u32::try_from(i).unwrap_or(u32::MAX)))
-                .collect(),
+        let Start {
             config,
             state,
             listeners,
             command,
-            socket_path,
-            acceptor: Some(acceptor),
-            inputs_tx,
-            inputs,
-            retiring: Vec::new(),
-            clients: HashMap::new(),
-            subscribers: BTreeSet::new(),
-            pending: HashMap::new(),
-            next_id: 0,
-            events: EventLog::new(DEFAULT_CAPACITY),
-            started: Instant::now(),
-            saved_version,
-            phase: Phase::Running,
             ready,
-            exit: false,
-            inputs_since_trim: 0,
+            saved_version,
+        } = loading::start(config, handover)?;
+        let saved = AutoSave::new(&config.state, saved_version);
+        let command = CommandSocket::serve(command, config.socket_path(), inputs.clone())
+            .map_err(MainError::Spawn)?;
+        let fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
+        let mut core = Core {
+            config,
+            state,
+            saved,
+            listeners,
+            command,
+            fleet,
+            requests: Requests::default(),
+            clients: Clients::default(),
+            life: Lifecycle::new(ready),
         };
-        if core.saved_version == u64::MAX {
-            core.saved_version = 0;
-            core.autosave();
-        }
+        core.saved.save(&core.state);
         let mut first = Vec::new();
-        for index in 0..core.slots.len() {
+        for index in 0..core.fleet.len() {
             let key = core.start_worker(index).map_err(MainError::Spawn)?;
             first.push(key);
         }
-        let id = core.new_id();
-        core.broadcast_to(&first, &id, proto::request::Kind::Status(proto::Status {}));
-        core.pending
-            .insert(id, Pending::new(Origin::Startup, first, Aggregate::Barrier));
-        log_info(&format!(
+        let id = core.requests.new_id();
+        core.send_to(&first, &id, proto::request::Kind::Status(proto::Status {}));
+        core.track(id, Pending::new(Origin::Startup, first, Aggregate::Barrier));
+        log::info(&format!(
             "serving {} listener(s) with {} worker(s); command socket {}",
             core.state.listeners.len(),
-            core.slots.len(),
-            core.socket_path.display()
+            core.fleet.len(),
+            core.command.path().display()
         ));
         Ok(core)
     }
 
     /// Runs until stopped.
-    pub fn run(mut self) {
+    pub fn run(mut self, inputs: &Receiver<Input>) {
+        // Inputs handled since the heap was last trimmed ([`TRIM_AFTER_INPUTS`]).
+        let mut since_trim = 0;
         loop {
-            match self.inputs.recv_timeout(TICK) {
+            match inputs.recv_timeout(TICK) {
                 Ok(input) => {
                     self.handle(input);
                     let mut handled = 1;
                     for _ in 0..BATCH {
-                        match self.inputs.try_recv() {
+                        match inputs.try_recv() {
                             Ok(input) => self.handle(input),
                             Err(_) => break,
                         }
                         handled += 1;
                     }
-                    self.inputs_since_trim += handled;
+                    since_trim += handled;
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.inputs_since_trim >= TRIM_AFTER_INPUTS {
+                    if since_trim >= TRIM_AFTER_INPUTS {
                         heap::release_free_pages();
-                        self.inputs_since_trim = 0;
+                        since_trim = 0;
                     }
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            self.flush_workers();
+            self.fleet.flush();
             self.tick(Instant::now());
-            self.flush_workers();
-            if self.exit {
+            self.fleet.flush();
+            if self.life.exit_due() {
                 self.shutdown();
                 return;
             }
@@ -242,40 +159,29 @@ impl Core {
                 client,
                 answers,
                 writer,
-            } => {
-                self.clients.insert(
-                    client,
-                    Client {
-                        answers,
-                        writer: Some(writer),
-                    },
-                );
-            }
+            } => self.clients.connected(client, answers, writer),
             Input::ClientRequest {
                 client,
                 id,
                 request,
             } => self.on_request(client, id, request),
-            Input::ClientGone { client } => {
-                self.clients.remove(&client);
-                self.subscribers.remove(&client);
-            }
+            Input::ClientGone { client } => self.clients.gone(client),
             Input::Worker { key, response } => self.on_worker_message(key, response),
             Input::WorkerChannelClosed { key } => {
-                if let Some(worker) = self.worker(key) {
+                if let Some(worker) = self.fleet.worker(key) {
                     worker.kill();
                 }
             }
             Input::WorkerExited { key, status } => self.on_worker_exit(key, &status),
             Input::Signal(Signal::SIGTERM) => {
-                log_info("SIGTERM: stopping once in-flight requests finish");
+                log::info("SIGTERM: stopping once in-flight requests finish");
                 self.begin_soft_stop(None);
             }
             Input::Signal(Signal::SIGINT) => {
-                log_info("SIGINT: stopping now");
+                log::info("SIGINT: stopping now");
                 self.hard_stop();
             }
-            Input::Signal(signal) => log_info(&format!("{signal} ignored")),
+            Input::Signal(signal) => log::info(&format!("{signal} ignored")),
             Input::UpgradeReady { pid } => self.on_upgrade_ready(pid),
             Input::UpgradeFailed { reason } => self.on_upgrade_failed(&reason),
         }
@@ -284,9 +190,7 @@ impl Core {
     // ---- clients -------------------------------------------------------------------------
 
     fn answer(&self, client: ClientId, response: proto::Response) {
-        if let Some(c) = self.clients.get(&client) {
-            let _ = c.answers.send(response);
-        }
+        self.clients.answer(client, response);
     }
 
     fn fail(&self, client: ClientId, id: &str, message: impl Into<String>) {
@@ -296,9 +200,8 @@ impl Core {
         );
     }
 
-    fn new_id(&mut self) -> String {
-        self.next_id += 1;
-        format!("m{}", self.next_id)
+    fn emit(&mut self, e: proto::Event) {
+        self.clients.emit(e, self.state.version);
     }
 
     fn on_request(&mut self, client: ClientId, id: String, request: Result<Request, WireError>) {
@@ -353,41 +256,36 @@ impl Core {
             Command::UpgradeMain => self.begin_upgrade(client, id),
             Command::UpgradeWorker(slot) => self.upgrade_worker(client, id, slot),
             Command::SubscribeEvents { from_sequence } => {
-                self.subscribe(client, &id, from_sequence);
+                self.clients.subscribe(client, &id, from_sequence, version);
             }
         }
     }
 
-    /// Why changes are refused right now, if they are.
-    fn closed_for_changes(&self) -> Option<&'static str> {
-        match self.phase {
-            Phase::Running => None,
-            Phase::Stopping { .. } => Some("the proxy is stopping"),
-            Phase::Upgrading { .. } | Phase::HandedOver { .. } => Some(
-                "the proxy is upgrading; reconnect to the command socket to reach the new main process",
-            ),
+    /// Refuses a change while the proxy is not running or when the client expected another
+    /// version; the reason is the client's answer.
+    fn refuse_change(&self, expected: Option<u64>) -> Option<String> {
+        if let Some(why) = self.life.closed_for_changes() {
+            return Some(why.to_owned());
         }
+        let expected = expected.filter(|e| *e != self.state.version)?;
+        let e = weir_schema::StateError::VersionMismatch {
+            expected,
+            actual: self.state.version,
+        };
+        Some(e.to_string())
     }
 
     fn on_change(&mut self, client: ClientId, id: String, expected: Option<u64>, change: Change) {
-        if let Some(why) = self.closed_for_changes() {
+        if let Some(why) = self.refuse_change(expected) {
             return self.fail(client, &id, why);
-        }
-        if let Some(expected) = expected {
-            if expected != self.state.version {
-                let e = weir_schema::StateError::VersionMismatch {
-                    expected,
-                    actual: self.state.version,
-                };
-                return self.fail(client, &id, e.to_string());
-            }
         }
         if let Err(e) = self.state.check(&change) {
             return self.fail(client, &id, format!("{}: {e}", change.describe()));
         }
         if let Change::AddListener(l) = &change {
-            if let Err(e) = self.listeners.open(l.address, self.slots.len()) {
-                return self.fail(client, &id, format!("cannot listen on {}: {e}", l.address));
+            if let Err(e) = self.listeners.open(l.address, self.fleet.len()) {
+                let why = listen_failure(&l.name, &l.address, None, &e);
+                return self.fail(client, &id, why);
             }
         }
         let waiting = self.commit(&change, None);
@@ -430,27 +328,16 @@ impl Core {
             if let Change::AddListener(l) = change {
                 self.listeners.close(&l.address);
             }
-            log_error(&format!("{}: {e}", change.describe()));
+            log::error(&format!("{}: {e}", change.describe()));
             return None;
         }
-        let id = id.unwrap_or_else(|| self.new_id());
+        let id = id.unwrap_or_else(|| self.requests.new_id());
         let request = proto::Request {
             id: id.clone(),
             expected_version: None,
             kind: Some(change.into()),
         };
-        let mut waiting = Vec::new();
-        for slot in &mut self.slots {
-            if let Some(worker) = slot.worker.as_mut() {
-                send_change(worker, slot.id, change, &request, &self.listeners);
-                waiting.push(worker.key);
-            }
-        }
-        // Workers being replaced keep serving until their successor is ready: keep them
-        // current, without waiting for them.
-        for worker in &mut self.retiring {
-            send_change(worker, worker.key.slot, change, &request, &self.listeners);
-        }
+        let waiting = self.fleet.forward(change, &request, &self.listeners);
         if let Change::RemoveListener(address) = change {
             self.listeners.close(address);
         }
@@ -462,10 +349,8 @@ impl Core {
     }
 
     fn track(&mut self, id: String, pending: Pending) {
-        if pending.is_done() {
-            self.finish(pending);
-        } else {
-            self.pending.insert(id, pending);
+        if let Some(done) = self.requests.track(id, pending) {
+            self.finish(done);
         }
     }
 
@@ -473,46 +358,21 @@ impl Core {
     /// identical are skipped, changed settings become updates); all of it is checked on a copy
     /// first, so a file that does not fit is refused whole.
     fn load_state(&mut self, client: ClientId, id: String, expected: Option<u64>, path: &Path) {
-        if let Some(why) = self.closed_for_changes() {
+        if let Some(why) = self.refuse_change(expected) {
             return self.fail(client, &id, why);
         }
-        if let Some(expected) = expected.filter(|e| *e != self.state.version) {
-            let e = weir_schema::StateError::VersionMismatch {
-                expected,
-                actual: self.state.version,
-            };
-            return self.fail(client, &id, e.to_string());
-        }
-        let loaded = match persist::load(path) {
-            Ok(s) => s,
-            Err(e) => return self.fail(client, &id, e.to_string()),
+        let changes = match loading::changes_to_load(&self.state, path) {
+            Ok(changes) => changes,
+            Err(e) => return self.fail(client, &id, e),
         };
-        let changes = merge_changes(&self.state, &loaded);
-        let mut trial = self.state.clone();
-        for change in &changes {
-            if let Err(e) = trial.apply_change(change, None) {
-                return self.fail(
-                    client,
-                    &id,
-                    format!(
-                        "{} does not fit the running state: {}: {e}",
-                        path.display(),
-                        change.describe()
-                    ),
-                );
-            }
-        }
-        let mut opened = Vec::new();
-        for change in &changes {
-            if let Change::AddListener(l) = change {
-                if let Err(e) = self.listeners.open(l.address, self.slots.len()) {
-                    for address in &opened {
-                        self.listeners.close(address);
-                    }
-                    return self.fail(client, &id, format!("cannot listen on {}: {e}", l.address));
-                }
-                opened.push(l.address);
-            }
+        let added = changes.iter().filter_map(|change| match change {
+            Change::AddListener(l) => Some(l),
+            _ => None,
+        });
+        if let Err((l, e)) = self.listeners.open_each(added, self.fleet.len()) {
+            let origin = format!("from {}", path.display());
+            let why = listen_failure(&l.name, &l.address, Some(&origin), &e);
+            return self.fail(client, &id, why);
         }
         let count = changes.len();
         let mut last = None;
@@ -551,9 +411,9 @@ impl Core {
         kind: proto::request::Kind,
         aggregate: Aggregate,
     ) {
-        let keys: Vec<WorkerKey> = self.live_workers().collect();
-        let mid = self.new_id();
-        self.broadcast_to(&keys, &mid, kind);
+        let keys: Vec<WorkerKey> = self.fleet.live().collect();
+        let mid = self.requests.new_id();
+        self.send_to(&keys, &mid, kind);
         self.track(
             mid,
             Pending::new(
@@ -567,77 +427,37 @@ impl Core {
         );
     }
 
-    fn broadcast_to(&mut self, keys: &[WorkerKey], id: &str, kind: proto::request::Kind) {
+    fn send_to(&mut self, keys: &[WorkerKey], id: &str, kind: proto::request::Kind) {
         let request = proto::Request {
             id: id.to_owned(),
             expected_version: None,
             kind: Some(kind),
         };
-        for key in keys {
-            if let Some(worker) = self.worker(*key) {
-                worker.queue(&request);
-            }
-        }
-    }
-
-    fn subscribe(&mut self, client: ClientId, id: &str, from: Option<u64>) {
-        let version = self.state.version;
-        let (replay, gap) = match from {
-            Some(seq) => self.events.since(seq),
-            None => (Vec::new(), false),
-        };
-        let message = if gap {
-            format!(
-                "subscribed; some events after {} were no longer retained",
-                from.unwrap_or(0)
-            )
-        } else {
-            format!("subscribed at sequence {}", self.events.last_sequence())
-        };
-        self.answer(client, ok_with(id, message, version));
-        for e in replay {
-            self.answer(client, event_response(e, version));
-        }
-        self.subscribers.insert(client);
-    }
-
-    fn emit(&mut self, e: proto::Event) {
-        let e = self.events.push(e);
-        for client in &self.subscribers {
-            if let Some(c) = self.clients.get(client) {
-                let _ = c
-                    .answers
-                    .send(event_response(e.clone(), self.state.version));
-            }
-        }
-    }
-
-    /// Saves the state if automatic saving is on and the file is behind.
-    fn autosave(&mut self) {
-        if !self.config.state.auto_save || self.saved_version == self.state.version {
-            return;
-        }
-        let Some(path) = self.config.state.path.clone() else {
-            return;
-        };
-        match persist::save(&self.state, &path) {
-            Ok(()) => self.saved_version = self.state.version,
-            Err(e) => log_error(&e.to_string()),
-        }
+        self.fleet.send_to(keys, &request);
     }
 
     // ---- finishing forwarded requests ----------------------------------------------------
 
+    fn finish_all(&mut self, done: Vec<Pending>) {
+        for pending in done {
+            self.finish(pending);
+        }
+    }
+
     fn finish(&mut self, pending: Pending) {
         let note = pending.silence_note(self.config.worker_answer_timeout());
         match pending.origin {
-            Origin::Startup => self.on_ready(),
+            Origin::Startup => {
+                log::info("every worker has applied the state");
+                self.life.report_ready();
+            }
             Origin::WorkerUpgrade {
                 client,
                 request_id,
                 old,
             } => {
-                self.stop_worker(old);
+                self.fleet.retire(old);
+                self.forget(old);
                 self.answer(
                     client,
                     ok_with(
@@ -650,11 +470,11 @@ impl Core {
             Origin::Client { client, request_id } => {
                 let mut answer = match pending.aggregate {
                     Aggregate::Change { version } => {
-                        self.autosave();
+                        self.saved.save(&self.state);
                         proto::Response::ok(&request_id, version)
                     }
                     Aggregate::Drain { version, drain } => {
-                        self.autosave();
+                        self.saved.save(&self.state);
                         let mut e = event(proto::EventKind::BackendDrained);
                         e.cluster_id = drain.backend.cluster.0.clone();
                         e.backend_id = drain.backend.id.0.clone();
@@ -668,14 +488,8 @@ impl Core {
                             .with_content(Content::StatusReport(self.status_report(reports)))
                     }
                     Aggregate::Metrics(sums) => {
-                        proto::Response::ok(&request_id, self.state.version).with_content(
-                            Content::Metrics(proto::Metrics {
-                                counters: sums
-                                    .into_iter()
-                                    .map(|(name, value)| proto::Counter { name, value })
-                                    .collect(),
-                            }),
-                        )
+                        proto::Response::ok(&request_id, self.state.version)
+                            .with_content(metrics_content(sums))
                     }
                     Aggregate::Barrier => proto::Response::ok(&request_id, self.state.version),
                 };
@@ -688,98 +502,26 @@ impl Core {
     }
 
     fn status_report(&self, reports: Vec<proto::WorkerStatus>) -> proto::ProxyStatus {
-        let mut by_slot: BTreeMap<u32, proto::WorkerStatus> =
-            reports.into_iter().map(|w| (w.id, w)).collect();
-        for slot in &self.slots {
-            let entry = by_slot
-                .entry(slot.id)
-                .or_insert_with(|| proto::WorkerStatus {
-                    id: slot.id,
-                    ..proto::WorkerStatus::default()
-                });
-            entry.restarts = slot.restarts;
-            if let Some(worker) = &slot.worker {
-                entry.pid = u32::try_from(worker.pid.as_raw()).unwrap_or(0);
-                if entry.uptime_ms == 0 {
-                    entry.uptime_ms = millis(worker.started.elapsed());
-                }
-            }
-        }
         proto::ProxyStatus {
             pid: std::process::id(),
-            uptime_ms: millis(self.started.elapsed()),
+            uptime_ms: u64::try_from(self.life.started().elapsed().as_millis()).unwrap_or(u64::MAX),
             state_version: self.state.version,
             state_fingerprint: self.state.fingerprint().to_hex(),
-            workers: by_slot.into_values().collect(),
+            workers: self.fleet.status(reports),
             version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
-    }
-
-    fn on_ready(&mut self) {
-        log_info("every worker has applied the state");
-        if let Some(mut ready) = self.ready.take() {
-            use std::io::Write;
-            if let Err(e) = ready.write_all(b"1") {
-                log_warn(&format!(
-                    "cannot report readiness to the previous main process: {e}"
-                ));
-            }
         }
     }
 
     // ---- workers -------------------------------------------------------------------------
 
-    fn live_workers(&self) -> impl Iterator<Item = WorkerKey> + '_ {
-        self.slots
-            .iter()
-            .filter_map(|s| s.worker.as_ref().map(|w| w.key))
-    }
-
-    fn worker(&mut self, key: WorkerKey) -> Option<&mut Worker> {
-        let slot = self.slots.get_mut(key.slot as usize)?;
-        match slot.worker.as_mut() {
-            Some(w) if w.key == key => Some(w),
-            _ => self.retiring.iter_mut().find(|w| w.key == key),
-        }
-    }
-
     /// Starts the worker of slot `index` and replays the whole state to it.
     fn start_worker(&mut self, index: usize) -> std::io::Result<WorkerKey> {
-        let slot = &mut self.slots[index];
-        slot.generation += 1;
-        slot.restart_at = None;
-        let key = WorkerKey {
-            slot: slot.id,
-            generation: slot.generation,
-        };
-        let mut worker = self
-            .spawner
-            .spawn(key, &self.config.worker_config(slot.id))?;
-        for (n, change) in self.state.to_changes().iter().enumerate() {
-            let request = proto::Request {
-                id: format!("{INTERNAL}replay-{n}"),
-                expected_version: None,
-                kind: Some(change.into()),
-            };
-            send_change(&mut worker, slot.id, change, &request, &self.listeners);
-        }
-        slot.worker = Some(worker);
-        Ok(key)
-    }
-
-    fn flush_workers(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(w) = slot.worker.as_mut() {
-                w.flush();
-            }
-        }
-        for w in &mut self.retiring {
-            w.flush();
-        }
+        self.fleet
+            .start(index, &self.config, &self.state, &self.listeners)
     }
 
     fn on_worker_message(&mut self, key: WorkerKey, response: proto::Response) {
-        let Some(worker) = self.worker(key) else {
+        let Some(worker) = self.fleet.worker(key) else {
             return;
         };
         worker.last_heard = Instant::now();
@@ -793,71 +535,49 @@ impl Core {
         }
         let failed = response.status() == proto::ResponseStatus::Failure;
         if response.id.starts_with(INTERNAL) {
-            if failed && response.id != format!("{INTERNAL}stop") {
+            if failed && response.id != supervisor::stop_id() {
                 self.diverged(key, &response.message);
             }
             return;
         }
-        let Some(pending) = self.pending.get_mut(&response.id) else {
+        let Some(answered) = self.requests.answer(&response.id, key, &response) else {
             return;
         };
-        let outcome = pending.on_answer(key, &response);
-        let done = pending.is_done();
-        match outcome {
+        match answered.outcome {
             Outcome::Wait => {}
             Outcome::Progress(answer) => {
-                if let Origin::Client { client, .. } = pending.origin {
+                if let Some(client) = answered.client {
                     self.answer(client, answer);
                 }
             }
             Outcome::Diverged(message) => self.diverged(key, &message),
         }
-        if done {
-            if let Some(pending) = self.pending.remove(&response.id) {
-                self.finish(pending);
-            }
+        if let Some(done) = answered.done {
+            self.finish(done);
         }
     }
 
     /// A worker refused what the main process accepted: replace it rather than let it serve a
     /// different state.
     fn diverged(&mut self, key: WorkerKey, message: &str) {
-        log_error(&format!(
+        log::error(&format!(
             "worker {} diverged from the main state ({message}); replacing it",
             key.slot
         ));
-        if let Some(worker) = self.worker(key) {
+        if let Some(worker) = self.fleet.worker(key) {
             worker.kill();
         }
     }
 
     fn on_worker_exit(&mut self, key: WorkerKey, status: &str) {
-        if let Some(i) = self.retiring.iter().position(|w| w.key == key) {
-            let worker = self.retiring.swap_remove(i);
-            worker.reap();
-            self.forget(key);
-            return;
-        }
-        let Some(slot) = self.slots.get_mut(key.slot as usize) else {
-            return;
-        };
-        let Some(worker) = slot.worker.take_if(|w| w.key == key) else {
-            return;
-        };
-        worker.reap();
-        let running = matches!(self.phase, Phase::Running);
-        if running {
-            slot.crashed(Instant::now(), worker.started.elapsed());
-        }
+        let running = self.life.is_running();
+        let exit = self.fleet.exited(key, running);
         self.forget(key);
-        if running {
-            log_warn(&format!(
-                "worker {} (pid {}) {status}",
-                key.slot, worker.pid
-            ));
+        if let (Exit::Crashed { pid }, true) = (exit, running) {
+            log::warn(&format!("worker {} (pid {pid}) {status}", key.slot));
             let mut e = event(proto::EventKind::WorkerCrashed);
             e.worker_id = key.slot;
-            e.message = format!("worker {} (pid {}) {status}", key.slot, worker.pid);
+            e.message = format!("worker {} (pid {pid}) {status}", key.slot);
             self.emit(e);
         }
     }
@@ -868,39 +588,17 @@ impl Core {
     /// that check comes first, which keeps this cheap with thousands of changes in flight.
     fn check_silent(&mut self, now: Instant) {
         let limit = self.config.worker_answer_timeout();
-        let quiet: BTreeSet<WorkerKey> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.worker.as_ref())
-            .filter(|w| now.saturating_duration_since(w.last_heard) >= limit)
-            .map(|w| w.key)
-            .collect();
-        if quiet.is_empty() || self.pending.is_empty() {
+        let quiet = self.fleet.quiet(now, limit);
+        if quiet.is_empty() || self.requests.is_empty() {
             return;
         }
-        let mut replace = BTreeSet::new();
-        let mut skipped = BTreeSet::new();
-        let mut done = Vec::new();
-        for (id, pending) in &mut self.pending {
-            for key in pending.overdue(now, limit) {
-                if !quiet.contains(&key) {
-                    continue;
-                }
-                match pending.on_silent(key) {
-                    Silence::Skipped => skipped.insert(key),
-                    Silence::Replace => replace.insert(key),
-                };
-            }
-            if pending.is_done() {
-                done.push(id.clone());
-            }
-        }
+        let mut silent = self.requests.silent(now, limit, &quiet);
         // A worker that stays silent on a query is as hung as one silent on a change: its
         // share of new connections waits in an accept queue nobody serves. The query has
         // already been answered without it; the worker is replaced all the same.
-        for key in skipped.difference(&replace) {
-            if let Some(worker) = self.worker(*key) {
-                log_warn(&format!(
+        for key in silent.skipped.difference(&silent.replace) {
+            if let Some(worker) = self.fleet.worker(*key) {
+                log::warn(&format!(
                     "worker {} (pid {}) did not answer a query within {} ms; answered without it",
                     key.slot,
                     worker.pid,
@@ -908,12 +606,12 @@ impl Core {
                 ));
             }
         }
-        replace.extend(skipped);
-        for key in replace {
-            if let Some(worker) = self.worker(key) {
+        silent.replace.extend(silent.skipped);
+        for key in silent.replace {
+            if let Some(worker) = self.fleet.worker(key) {
                 let pid = worker.pid;
                 if worker.abandon() {
-                    log_warn(&format!(
+                    log::warn(&format!(
                         "worker {} (pid {pid}) did not answer within {} ms; replacing it",
                         key.slot,
                         limit.as_millis()
@@ -924,74 +622,48 @@ impl Core {
             // when the exit of the killed process arrives, with the whole state replayed.
             self.forget(key);
         }
-        for id in done {
-            if let Some(pending) = self.pending.remove(&id) {
-                self.finish(pending);
-            }
-        }
+        self.finish_all(silent.done);
     }
 
     /// Stops waiting for `key` anywhere, finishing what no longer waits for anyone.
     fn forget(&mut self, key: WorkerKey) {
-        let mut done = Vec::new();
-        for (id, pending) in &mut self.pending {
-            pending.forget(key);
-            if pending.is_done() {
-                done.push(id.clone());
-            }
-        }
-        for id in done {
-            if let Some(pending) = self.pending.remove(&id) {
-                self.finish(pending);
-            }
-        }
-    }
-
-    /// Moves a worker to the retiring list and asks it to finish its requests and exit.
-    fn stop_worker(&mut self, key: WorkerKey) {
-        if let Some(i) = self.retiring.iter().position(|w| w.key == key) {
-            let stop = stop_request();
-            self.retiring[i].queue(&stop);
-        }
-        self.forget(key);
+        let done = self.requests.forget(key);
+        self.finish_all(done);
     }
 
     fn upgrade_worker(&mut self, client: ClientId, id: String, slot_id: u32) {
-        if !matches!(self.phase, Phase::Running) {
+        if !self.life.is_running() {
             return self.fail(client, &id, "the proxy is stopping or upgrading");
         }
         let index = slot_id as usize;
-        let Some(slot) = self.slots.get_mut(index) else {
+        if index >= self.fleet.len() {
             return self.fail(
                 client,
                 &id,
-                format!("no worker {slot_id} (workers are 0..{})", self.slots.len()),
+                format!("no worker {slot_id} (workers are 0..{})", self.fleet.len()),
             );
-        };
-        let old = slot.worker.take();
-        let new = match self.start_worker(index) {
-            Ok(key) => key,
-            Err(e) => {
-                self.slots[index].worker = old;
-                return self.fail(client, &id, format!("cannot start a worker: {e}"));
-            }
+        }
+        let replaced = self
+            .fleet
+            .replace(index, &self.config, &self.state, &self.listeners);
+        let (new, old) = match replaced {
+            Ok(keys) => keys,
+            Err(e) => return self.fail(client, &id, format!("cannot start a worker: {e}")),
         };
         let Some(old) = old else {
             return self.answer(client, proto::Response::ok(&id, self.state.version));
         };
-        let old_key = old.key;
-        self.retiring.push(old);
         // The old worker's pending answers no longer matter: the new one has the state.
-        self.forget(old_key);
-        let mid = self.new_id();
-        self.broadcast_to(&[new], &mid, proto::request::Kind::Status(proto::Status {}));
+        self.forget(old);
+        let mid = self.requests.new_id();
+        self.send_to(&[new], &mid, proto::request::Kind::Status(proto::Status {}));
         self.track(
             mid,
             Pending::new(
                 Origin::WorkerUpgrade {
                     client,
                     request_id: id,
-                    old: old_key,
+                    old,
                 },
                 [new],
                 Aggregate::Barrier,
@@ -1003,204 +675,89 @@ impl Core {
 
     fn tick(&mut self, now: Instant) {
         self.check_silent(now);
-        let expired: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| matches!(&p.aggregate, Aggregate::Drain { drain, .. } if drain.deadline <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
-            let Some(pending) = self.pending.remove(&id) else {
-                continue;
-            };
-            if let (Origin::Client { client, request_id }, Aggregate::Drain { version, drain }) =
-                (&pending.origin, &pending.aggregate)
-            {
-                self.autosave();
-                let message = format!(
-                    "drain deadline reached: backend {} still has {} live connection(s); it stays removed",
-                    drain.backend,
-                    drain.total()
-                );
-                self.answer(
-                    *client,
-                    proto::Response::failure(request_id, message, *version)
-                        .with_content(drain.as_content()),
-                );
+        for pending in self.requests.expired_drains(now) {
+            if let Some((client, answer)) = pending.drain_deadline_answer() {
+                self.saved.save(&self.state);
+                self.answer(client, answer);
             }
         }
-        if matches!(self.phase, Phase::Running) {
-            for index in 0..self.slots.len() {
-                let due = self.slots[index].restart_at.is_some_and(|t| t <= now);
-                if !due {
-                    continue;
-                }
-                match self.start_worker(index) {
-                    Ok(key) => {
-                        let slot = &mut self.slots[index];
-                        slot.restarts += 1;
-                        let pid = slot.worker.as_ref().map_or(0, |w| w.pid.as_raw());
-                        log_info(&format!("worker {} restarted (pid {pid})", key.slot));
-                        let mut e = event(proto::EventKind::WorkerRestarted);
-                        e.worker_id = key.slot;
-                        e.message = format!("worker {} restarted as pid {pid}", key.slot);
-                        self.emit(e);
-                    }
-                    Err(e) => {
-                        log_error(&format!("cannot restart worker {index}: {e}"));
-                        self.slots[index].crashed(now, Duration::ZERO);
-                    }
-                }
+        if self.life.is_running() {
+            let restarted = self
+                .fleet
+                .restart_due(now, &self.config, &self.state, &self.listeners);
+            for (key, pid) in restarted {
+                log::info(&format!("worker {} restarted (pid {pid})", key.slot));
+                let mut e = event(proto::EventKind::WorkerRestarted);
+                e.worker_id = key.slot;
+                e.message = format!("worker {} restarted as pid {pid}", key.slot);
+                self.emit(e);
             }
         }
-        let all_gone = self.slots.iter().all(|s| s.worker.is_none()) && self.retiring.is_empty();
-        match &self.phase {
-            Phase::Stopping { deadline, reply } => {
-                if all_gone || *deadline <= now {
-                    if let Some((client, id)) = reply {
-                        self.answer(*client, proto::Response::ok(id, self.state.version));
-                    }
-                    self.exit = true;
-                }
-            }
-            Phase::HandedOver { deadline } => {
-                if all_gone || *deadline <= now {
-                    self.exit = true;
-                }
-            }
-            Phase::Running | Phase::Upgrading { .. } => {}
+        if let Some((client, id)) = self.life.tick(now, self.fleet.all_gone()) {
+            self.answer(client, proto::Response::ok(&id, self.state.version));
         }
     }
 
     // ---- stopping ------------------------------------------------------------------------
 
-    fn begin_soft_stop(&mut self, reply: Option<(ClientId, String)>) {
-        match &self.phase {
-            Phase::Running => {}
-            _ => {
-                if let Some((client, id)) = reply {
-                    self.fail(client, &id, "the proxy is already stopping or upgrading");
-                }
-                return;
+    fn begin_soft_stop(&mut self, reply: Option<Reply>) {
+        let deadline = Instant::now() + self.config.stop_timeout();
+        if let Err(reply) = self.life.stop(deadline, reply) {
+            if let Some((client, id)) = reply {
+                self.fail(client, &id, "the proxy is already stopping or upgrading");
             }
+            return;
         }
-        self.phase = Phase::Stopping {
-            deadline: Instant::now() + self.config.stop_timeout(),
-            reply,
-        };
         // No new connection may queue on a socket nobody will accept from.
         self.listeners.close_all();
-        self.soft_stop_all_workers();
-    }
-
-    fn soft_stop_all_workers(&mut self) {
-        let stop = stop_request();
-        for slot in &mut self.slots {
-            slot.restart_at = None;
-            if let Some(w) = slot.worker.as_mut() {
-                w.queue(&stop);
-            }
-        }
-        for w in &mut self.retiring {
-            w.queue(&stop);
-        }
+        self.fleet.soft_stop_all();
     }
 
     fn hard_stop(&mut self) {
-        self.kill_workers();
-        self.exit = true;
-    }
-
-    /// Kills and reaps every worker, serving and retiring.
-    fn kill_workers(&mut self) {
-        let serving = self.slots.iter_mut().filter_map(|slot| slot.worker.take());
-        for w in serving.chain(self.retiring.drain(..)) {
-            w.kill();
-            w.reap();
-        }
+        self.fleet.kill_all();
+        self.life.exit_now();
     }
 
     fn shutdown(&mut self) {
-        self.kill_workers();
-        self.autosave();
-        if !matches!(self.phase, Phase::HandedOver { .. }) {
-            let _ = std::fs::remove_file(&self.socket_path);
-        }
-        if let Some(mut acceptor) = self.acceptor.take() {
-            acceptor.stop();
-        }
-        // Let every writer send what is queued (each is bounded by its write timeout).
-        let writers: Vec<JoinHandle<()>> = self
-            .clients
-            .drain()
-            .filter_map(|(_, mut c)| c.writer.take())
-            .collect();
-        for writer in writers {
-            let _ = writer.join();
-        }
-        log_info("stopped");
+        self.fleet.kill_all();
+        self.saved.save(&self.state);
+        self.command.close(!self.life.handed_over());
+        self.clients.close();
+        log::info("stopped");
     }
 
     // ---- upgrade -------------------------------------------------------------------------
 
     fn begin_upgrade(&mut self, client: ClientId, id: String) {
-        if !matches!(self.phase, Phase::Running) {
+        if !self.life.is_running() {
             return self.fail(client, &id, "the proxy is already stopping or upgrading");
         }
-        if let Some(mut acceptor) = self.acceptor.take() {
-            acceptor.stop();
-        }
-        let state_file = std::env::temp_dir().join(format!(
-            "weir-upgrade-{}-{}.state",
-            std::process::id(),
-            self.state.version
-        ));
-        let mut config = self.config.clone();
-        config.workers = Some(self.slots.len());
-        config.desired = None;
-        config.socket = Some(self.socket_path.clone());
-        let handover = Handover {
-            config,
-            command_fd: self.command.as_raw_fd(),
-            listeners: self.listeners.all_fds(),
-            state_file: state_file.clone(),
-            ready_fd: -1,
-        };
-        let launched = persist::save(&self.state, &state_file)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                upgrade::current_binary()
-                    .and_then(|bin| upgrade::launch(&bin, handover, self.inputs_tx.clone()))
-                    .map_err(|e| format!("cannot start the new main process: {e}"))
-            });
-        match launched {
-            Ok(pid) => {
-                log_info(&format!("upgrade: new main process pid {pid} is starting"));
-                self.phase = Phase::Upgrading {
-                    reply: (client, id),
-                };
+        self.command.stop_accepting();
+        let started = upgrade::start(
+            &self.state,
+            &self.config,
+            self.fleet.len(),
+            &self.command,
+            &self.listeners,
+        );
+        match started {
+            Ok((pid, state_file)) => {
+                log::info(&format!("upgrade: new main process pid {pid} is starting"));
+                self.life.upgrading((client, id), state_file);
             }
             Err(e) => {
-                let _ = std::fs::remove_file(&state_file);
-                self.resume_accepting();
+                self.command.resume_accepting();
                 self.fail(client, &id, e);
             }
         }
     }
 
-    fn resume_accepting(&mut self) {
-        match command_server::serve(&self.command, self.inputs_tx.clone()) {
-            Ok(a) => self.acceptor = Some(a),
-            Err(e) => log_error(&format!("cannot accept on the command socket again: {e}")),
-        }
-    }
-
     fn on_upgrade_ready(&mut self, pid: u32) {
-        let Phase::Upgrading { reply } = &self.phase else {
+        let deadline = Instant::now() + self.config.stop_timeout();
+        let Some((client, id)) = self.life.upgrade_ready(deadline) else {
             return;
         };
-        let (client, id) = reply.clone();
-        log_info(&format!(
+        log::info(&format!(
             "upgrade: main process {pid} serves; draining the old workers"
         ));
         self.answer(
@@ -1211,164 +768,17 @@ impl Core {
                 self.state.version,
             ),
         );
-        self.phase = Phase::HandedOver {
-            deadline: Instant::now() + self.config.stop_timeout(),
-        };
         // The new main process and its workers hold the sockets now.
         self.listeners.close_all();
-        self.soft_stop_all_workers();
+        self.fleet.soft_stop_all();
     }
 
     fn on_upgrade_failed(&mut self, reason: &str) {
-        let Phase::Upgrading { reply } = &self.phase else {
+        let Some((client, id)) = self.life.upgrade_failed() else {
             return;
         };
-        let (client, id) = reply.clone();
-        log_error(&format!("upgrade failed: {reason}"));
-        self.phase = Phase::Running;
-        self.resume_accepting();
+        log::error(&format!("upgrade failed: {reason}"));
+        self.command.resume_accepting();
         self.fail(client, &id, format!("upgrade failed: {reason}"));
-    }
-}
-
-fn stop_request() -> proto::Request {
-    proto::Request {
-        id: format!("{INTERNAL}stop"),
-        expected_version: None,
-        kind: Some(proto::request::Kind::SoftStop(proto::SoftStop {})),
-    }
-}
-
-/// Forwards one change to a worker, with the slot's listening socket for an AddListener.
-fn send_change(
-    worker: &mut Worker,
-    slot: u32,
-    change: &Change,
-    request: &proto::Request,
-    listeners: &Listeners,
-) {
-    if let Change::AddListener(l) = change {
-        match listeners.fd(&l.address, slot as usize) {
-            Some(fd) => worker.send_with_fd(request, fd),
-            None => log_error(&format!(
-                "no socket for listener {} in slot {slot}; worker not told",
-                l.address
-            )),
-        }
-    } else {
-        worker.queue(request);
-    }
-}
-
-fn event_response(e: proto::Event, version: u64) -> proto::Response {
-    proto::Response::ok("", version).with_content(Content::Event(e))
-}
-
-/// A final OK with a message for people.
-fn ok_with(id: &str, message: impl Into<String>, version: u64) -> proto::Response {
-    let mut answer = proto::Response::ok(id, version);
-    answer.message = message.into();
-    answer
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The state at start: the saved state (if configured and present), then `desired` merged in.
-fn initial_state(config: &Config) -> Result<State, MainError> {
-    let mut state = State::new();
-    if let Some(path) = config.state.path.as_ref().filter(|p| p.exists()) {
-        state = persist::load(path)?;
-        log_info(&format!(
-            "loaded saved state version {} from {}",
-            state.version,
-            path.display()
-        ));
-    }
-    if let Some(dir) = &config.desired {
-        let desired = weir_schema::desired::load(dir).map_err(|e| MainError::Desired {
-            path: dir.clone(),
-            errors: e.to_string(),
-        })?;
-        for warning in &desired.warnings {
-            log_warn(warning);
-        }
-        for change in merge_changes(&state, &desired.state) {
-            state
-                .apply_change(&change, None)
-                .map_err(|e| MainError::Desired {
-                    path: dir.clone(),
-                    errors: format!("{}: {e}", change.describe()),
-                })?;
-        }
-    }
-    Ok(state)
-}
-
-/// The changes that add `incoming`'s resources to `current`: identical resources are skipped,
-/// a listener, cluster or backend whose settings differ becomes an update (which the State may
-/// still refuse, e.g. a backend whose address changed).
-pub fn merge_changes(current: &State, incoming: &State) -> Vec<Change> {
-    incoming
-        .to_changes()
-        .into_iter()
-        .filter_map(|change| match change {
-            Change::AddListener(l) => match current.listeners.get(&l.address) {
-                None => Some(Change::AddListener(l)),
-                Some(old) if *old == l => None,
-                Some(_) => Some(Change::UpdateListener(l)),
-            },
-            Change::AddCluster(c) => match current.clusters.get(&c.id) {
-                None => Some(Change::AddCluster(c)),
-                Some(old) if *old == c => None,
-                Some(_) => Some(Change::UpdateCluster(c)),
-            },
-            Change::AddBackend(b) => match current.backends.get(&b.key) {
-                None => Some(Change::AddBackend(b)),
-                Some(old) if *old == b => None,
-                Some(_) => Some(Change::UpdateBackend(b)),
-            },
-            Change::AddCertificate(c) => (!current.certificates.contains_key(&c.fingerprint))
-                .then_some(Change::AddCertificate(c)),
-            Change::AddFrontend(f) => {
-                (!current.frontends.contains_key(&f)).then_some(Change::AddFrontend(f))
-            }
-            other => Some(other),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use weir_schema::{Cluster, ClusterId};
-
-    #[test]
-    fn merging_skips_what_is_there_and_updates_what_changed() {
-        let mut current = State::new();
-        current
-            .apply_change(&Change::AddCluster(Cluster::new("a")), None)
-            .unwrap();
-        let mut incoming = State::new();
-        let mut changed = Cluster::new("a");
-        changed.connect_timeout = Some(Duration::from_secs(1));
-        incoming
-            .apply_change(&Change::AddCluster(changed.clone()), None)
-            .unwrap();
-        incoming
-            .apply_change(&Change::AddCluster(Cluster::new("b")), None)
-            .unwrap();
-        let changes = merge_changes(&current, &incoming);
-        assert_eq!(
-            changes,
-            [
-                Change::UpdateCluster(changed),
-                Change::AddCluster(Cluster::new("b"))
-            ]
-        );
-        assert!(merge_changes(&incoming, &incoming).is_empty());
-        let _ = ClusterId("unused".into());
     }
 }

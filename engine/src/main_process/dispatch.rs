@@ -1,5 +1,5 @@
-//! Requests forwarded to every worker and answered once all of them did: the aggregation
-//! rules, without any I/O.
+//! Requests forwarded to every worker and answered once all of them did: the pending-request
+//! table ([`Requests`]) and the aggregation rules, without any I/O.
 //!
 //! The main process gives each forwarded request its own id (client ids may collide between
 //! clients), remembers which workers still owe a final answer, and folds their answers together:
@@ -15,21 +15,13 @@
 //! replayed): a hung worker's share of new connections would wait in an unserved accept queue. Only the first answer counts, so a drain reporting progress is not silent: its length
 //! is bounded by its own drain deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::BackendKey;
 
-/// A connected command client.
-pub type ClientId = u64;
-
-/// One worker process: its slot and which start of that slot it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct WorkerKey {
-    pub slot: u32,
-    pub generation: u64,
-}
+use super::input::{ClientId, WorkerKey};
 
 /// Who asked: a client's request, or the main process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -309,6 +301,162 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// The failure a drain's client gets when its deadline passed (the backend stays removed).
+    pub fn drain_deadline_answer(&self) -> Option<(ClientId, proto::Response)> {
+        let (Origin::Client { client, request_id }, Aggregate::Drain { version, drain }) =
+            (&self.origin, &self.aggregate)
+        else {
+            return None;
+        };
+        let message = format!(
+            "drain deadline reached: backend {} still has {} live connection(s); it stays removed",
+            drain.backend,
+            drain.total()
+        );
+        let answer = proto::Response::failure(request_id, message, *version)
+            .with_content(drain.as_content());
+        Some((*client, answer))
+    }
+}
+
+/// A metrics answer's content: the summed counters, by name.
+pub fn metrics_content(sums: BTreeMap<String, u64>) -> Content {
+    Content::Metrics(proto::Metrics {
+        counters: sums
+            .into_iter()
+            .map(|(name, value)| proto::Counter { name, value })
+            .collect(),
+    })
+}
+
+/// Every forwarded request still waiting for workers, by the id the main process gave it.
+///
+/// The table only folds answers in and hands back the requests that are complete; answering
+/// the clients is the core's part.
+#[derive(Debug, Default)]
+pub struct Requests {
+    pending: HashMap<String, Pending>,
+    next_id: u64,
+}
+
+/// What one worker's answer did to its request.
+#[derive(Debug)]
+pub struct Answered {
+    pub outcome: Outcome,
+    /// The client that asked, for a progress answer.
+    pub client: Option<ClientId>,
+    /// The request, if that was the last answer it waited for.
+    pub done: Option<Pending>,
+}
+
+/// Workers found silent past the deadline by [`Requests::silent`].
+#[derive(Debug, Default)]
+pub struct Silent {
+    /// Silent on a query, which was answered without them.
+    pub skipped: BTreeSet<WorkerKey>,
+    /// Silent on a change, a drain or a barrier.
+    pub replace: BTreeSet<WorkerKey>,
+    /// Requests that no longer wait for anyone.
+    pub done: Vec<Pending>,
+}
+
+impl Requests {
+    /// A fresh id for a request forwarded to workers (client ids may collide between clients).
+    pub fn new_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("m{}", self.next_id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// Waits for `pending` under `id`, or returns it at once if it waits for nobody.
+    pub fn track(&mut self, id: String, pending: Pending) -> Option<Pending> {
+        if pending.is_done() {
+            return Some(pending);
+        }
+        self.pending.insert(id, pending);
+        None
+    }
+
+    /// Folds in `worker`'s answer to request `id`; `None` for an unknown id.
+    pub fn answer(
+        &mut self,
+        id: &str,
+        worker: WorkerKey,
+        answer: &proto::Response,
+    ) -> Option<Answered> {
+        let pending = self.pending.get_mut(id)?;
+        let outcome = pending.on_answer(worker, answer);
+        let client = match pending.origin {
+            Origin::Client { client, .. } => Some(client),
+            Origin::Startup | Origin::WorkerUpgrade { .. } => None,
+        };
+        let done = if pending.is_done() {
+            self.pending.remove(id)
+        } else {
+            None
+        };
+        Some(Answered {
+            outcome,
+            client,
+            done,
+        })
+    }
+
+    /// Stops waiting for `worker` anywhere; returns the requests that now wait for nobody.
+    pub fn forget(&mut self, worker: WorkerKey) -> Vec<Pending> {
+        for pending in self.pending.values_mut() {
+            pending.forget(worker);
+        }
+        self.take_done()
+    }
+
+    /// Takes the drains whose deadline has passed.
+    pub fn expired_drains(&mut self, now: Instant) -> Vec<Pending> {
+        self.take(
+            |p| matches!(&p.aggregate, Aggregate::Drain { drain, .. } if drain.deadline <= now),
+        )
+    }
+
+    /// Finds the `quiet` workers that owe a first answer past `limit`: queries go on without
+    /// them, anything else reports them to be replaced.
+    pub fn silent(&mut self, now: Instant, limit: Duration, quiet: &BTreeSet<WorkerKey>) -> Silent {
+        let mut silent = Silent::default();
+        for pending in self.pending.values_mut() {
+            for key in pending.overdue(now, limit) {
+                if !quiet.contains(&key) {
+                    continue;
+                }
+                match pending.on_silent(key) {
+                    Silence::Skipped => silent.skipped.insert(key),
+                    Silence::Replace => silent.replace.insert(key),
+                };
+            }
+        }
+        silent.done = self.take_done();
+        silent
+    }
+
+    fn take_done(&mut self) -> Vec<Pending> {
+        self.take(Pending::is_done)
+    }
+
+    fn take(&mut self, which: impl Fn(&Pending) -> bool) -> Vec<Pending> {
+        let ids: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| which(p))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter()
+            .filter_map(|id| self.pending.remove(id))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -522,5 +670,57 @@ mod tests {
         // A is still draining (owes its final answer) but answered: only B is silent.
         assert_eq!(p.overdue(Instant::now(), LIMIT), [B]);
         assert_eq!(p.on_silent(B), Silence::Replace);
+    }
+
+    #[test]
+    fn the_table_hands_back_requests_once_nobody_owes_an_answer() {
+        let mut table = Requests::default();
+        let (m1, m2) = (table.new_id(), table.new_id());
+        assert_ne!(m1, m2);
+        // Waiting for nobody: done at once, never stored.
+        let none: [WorkerKey; 0] = [];
+        assert!(table
+            .track(m1.clone(), Pending::new(origin(), none, Aggregate::Barrier))
+            .is_some());
+        assert!(table.is_empty());
+        let change = Aggregate::Change { version: 1 };
+        assert!(table
+            .track(m1.clone(), Pending::new(origin(), [A, B], change.clone()))
+            .is_none());
+        assert!(table
+            .track(m2.clone(), Pending::new(origin(), [B], change))
+            .is_none());
+        let answered = table.answer(&m1, A, &proto::Response::ok(&m1, 0)).unwrap();
+        assert_eq!(answered.client, Some(1));
+        assert!(answered.done.is_none());
+        assert!(table
+            .answer("unknown", A, &proto::Response::ok("", 0))
+            .is_none());
+        // B dies: both requests now wait for nobody and come back, once.
+        let done = table.forget(B);
+        assert_eq!(done.len(), 2);
+        assert!(table.is_empty());
+        assert!(table.answer(&m1, A, &proto::Response::ok(&m1, 0)).is_none());
+    }
+
+    #[test]
+    fn the_table_takes_drains_past_their_deadline() {
+        let backend = BackendKey {
+            cluster: ClusterId("c".into()),
+            id: BackendId("b".into()),
+        };
+        let now = Instant::now();
+        let mut table = Requests::default();
+        for (id, deadline) in [("m1", now), ("m2", now + Duration::from_secs(60))] {
+            let drain = Drain::new(backend.clone(), deadline);
+            let pending = Pending::new(origin(), [A], Aggregate::Drain { version: 2, drain });
+            assert!(table.track(id.into(), pending).is_none());
+        }
+        let expired = table.expired_drains(now);
+        assert_eq!(expired.len(), 1);
+        let (client, answer) = expired[0].drain_deadline_answer().unwrap();
+        assert_eq!((client, answer.id.as_str()), (1, "r1"));
+        assert_eq!(answer.status(), ResponseStatus::Failure);
+        assert!(!table.is_empty());
     }
 }

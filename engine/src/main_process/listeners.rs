@@ -11,6 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
+use weir_schema::Listener;
 
 /// Pending connections a listening socket queues while its worker is busy or restarting.
 const BACKLOG: i32 = 1024;
@@ -46,6 +47,26 @@ impl Listeners {
             .map(|_| bind(address))
             .collect::<io::Result<Vec<_>>>()?;
         self.sockets.insert(address, sockets);
+        Ok(())
+    }
+
+    /// Opens each of `listeners` for `slots` workers; if one fails, the ones opened here are
+    /// closed again and the failing listener is returned with its error.
+    pub fn open_each<'a>(
+        &mut self,
+        listeners: impl IntoIterator<Item = &'a Listener>,
+        slots: usize,
+    ) -> Result<(), (&'a Listener, io::Error)> {
+        let mut opened = Vec::new();
+        for listener in listeners {
+            if let Err(e) = self.open(listener.address, slots) {
+                for address in &opened {
+                    self.close(address);
+                }
+                return Err((listener, e));
+            }
+            opened.push(listener.address);
+        }
         Ok(())
     }
 

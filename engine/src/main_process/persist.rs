@@ -13,25 +13,30 @@ use std::path::{Path, PathBuf};
 use weir_schema::saved::{self, SavedStateError};
 use weir_schema::State;
 
+use super::config::StateConfig;
+use super::log;
+
 /// Why a state could not be saved or loaded.
+///
+/// The io error is in the message, not a `source`, so a chain of causes says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
-    #[error("cannot write saved state {path}: {source}")]
-    Write { path: PathBuf, source: io::Error },
-    #[error("cannot read saved state {path}: {source}")]
-    Read { path: PathBuf, source: io::Error },
-    #[error("refusing saved state {path}: {source}")]
+    #[error("cannot write saved state {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
+    #[error("cannot read saved state {path}: {error}")]
+    Read { path: PathBuf, error: io::Error },
+    #[error("refusing saved state {path}: {error}")]
     Corrupt {
         path: PathBuf,
-        source: Box<SavedStateError>,
+        error: Box<SavedStateError>,
     },
 }
 
 /// Writes `state` to `path` atomically (mode 0600: certificates' keys are in it).
 pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
-    let error = |source| PersistError::Write {
+    let error = |error| PersistError::Write {
         path: path.to_owned(),
-        source,
+        error,
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
@@ -64,15 +69,47 @@ pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
     })
 }
 
+/// The `[state]` file kept up to date after every accepted change, when `auto_save` is on.
+#[derive(Debug)]
+pub struct AutoSave {
+    path: Option<PathBuf>,
+    /// The version on disk, as far as this process knows.
+    saved_version: u64,
+}
+
+impl AutoSave {
+    /// Saving per `settings`; `saved_version` is the version known to be on disk already.
+    pub fn new(settings: &StateConfig, saved_version: u64) -> AutoSave {
+        AutoSave {
+            path: settings.path.clone().filter(|_| settings.auto_save),
+            saved_version,
+        }
+    }
+
+    /// Saves `state` if saving is on and the file is behind; a failure is logged, not fatal.
+    pub fn save(&mut self, state: &State) {
+        let Some(path) = &self.path else {
+            return;
+        };
+        if self.saved_version == state.version {
+            return;
+        }
+        match save(state, path) {
+            Ok(()) => self.saved_version = state.version,
+            Err(e) => log::error(&e.to_string()),
+        }
+    }
+}
+
 /// Reads and checks a saved state.
 pub fn load(path: &Path) -> Result<State, PersistError> {
-    let bytes = fs::read(path).map_err(|source| PersistError::Read {
+    let bytes = fs::read(path).map_err(|error| PersistError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
-    saved::decode(&bytes).map_err(|source| PersistError::Corrupt {
+    saved::decode(&bytes).map_err(|error| PersistError::Corrupt {
         path: path.to_owned(),
-        source: Box::new(source),
+        error: Box::new(error),
     })
 }
 

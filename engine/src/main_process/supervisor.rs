@@ -1,11 +1,17 @@
 //! Worker processes: fork+exec of `weir worker`, their channels, their exits and restarts.
 //!
+//! [`Fleet`] is the core's view of them: one [`Slot`] per worker position (its listening
+//! sockets belong to the slot, so a restarted worker takes over the same accept queues), and
+//! the replaced workers still finishing their requests. It writes to workers but decides
+//! nothing about requests: the core says what to forward and learns which workers owe answers.
+//!
 //! Each worker is watched by two small threads: one reads its channel and hands every answer
 //! to the core as an [`Input`], the other waits for the process to exit (without reaping it, so
 //! the pid cannot be reused while the core may still signal it; the core reaps it once it has
 //! forgotten the worker). Writes to a worker come only from the core, buffered and flushed once
 //! per batch of inputs, which is what lets thousands of changes be pipelined to every worker.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -18,11 +24,17 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use weir_schema::framing::{encode_frame, read_frame, DEFAULT_MAX_FRAME};
-use weir_schema::proto;
+use weir_schema::{proto, Change, State};
 
-use super::dispatch::WorkerKey;
-use super::{fd, Input};
+use super::config::Config;
+use super::input::{Input, WorkerKey};
+use super::listeners::Listeners;
+use super::{fd, log};
 use crate::channel::{send_with_fd, WorkerConfig};
+
+/// Prefix of ids the main process sends to workers without a client waiting: replays, loads,
+/// stops. A FAILURE answer to one of them still means the worker diverged.
+pub const INTERNAL: &str = "_";
 
 /// A worker that does not read its channel for this long is considered hung and replaced.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -86,7 +98,7 @@ impl Worker {
     }
 
     fn fail(&mut self, error: &io::Error) {
-        super::log_warn(&format!(
+        log::warn(&format!(
             "worker {} (pid {}): channel write failed ({error}); replacing it",
             self.key.slot, self.pid
         ));
@@ -207,6 +219,317 @@ impl Spawner {
             out: Vec::new(),
             broken: false,
         })
+    }
+}
+
+/// Every worker: one per slot, plus the replaced ones still finishing their requests.
+///
+/// The fleet writes to workers but decides nothing about requests: the core tells it what to
+/// forward and reads back which workers owe an answer.
+#[derive(Debug)]
+pub struct Fleet {
+    spawner: Spawner,
+    slots: Vec<Slot>,
+    /// Replaced workers that keep serving until their successor is ready, then drain.
+    retiring: Vec<Worker>,
+}
+
+/// What a worker's exit meant.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// A retiring worker finished, or the exit of a worker already forgotten.
+    Expected,
+    /// The serving worker of its slot died (`pid`).
+    Crashed { pid: Pid },
+}
+
+impl Fleet {
+    pub fn new(spawner: Spawner, slots: usize) -> Fleet {
+        Fleet {
+            spawner,
+            slots: (0..slots)
+                .map(|i| Slot::new(u32::try_from(i).unwrap_or(u32::MAX)))
+                .collect(),
+            retiring: Vec::new(),
+        }
+    }
+
+    /// How many slots there are (each listener has one socket per slot).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The serving workers.
+    pub fn live(&self) -> impl Iterator<Item = WorkerKey> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.worker.as_ref().map(|w| w.key))
+    }
+
+    /// A serving or retiring worker.
+    pub fn worker(&mut self, key: WorkerKey) -> Option<&mut Worker> {
+        let slot = self.slots.get_mut(key.slot as usize)?;
+        match slot.worker.as_mut() {
+            Some(w) if w.key == key => Some(w),
+            _ => self.retiring.iter_mut().find(|w| w.key == key),
+        }
+    }
+
+    /// Starts the worker of slot `index` and replays the whole state to it.
+    pub fn start(
+        &mut self,
+        index: usize,
+        config: &Config,
+        state: &State,
+        listeners: &Listeners,
+    ) -> io::Result<WorkerKey> {
+        let slot = self
+            .slots
+            .get_mut(index)
+            .ok_or_else(|| io::Error::other(format!("no worker slot {index}")))?;
+        slot.generation += 1;
+        slot.restart_at = None;
+        let key = WorkerKey {
+            slot: slot.id,
+            generation: slot.generation,
+        };
+        let mut worker = self.spawner.spawn(key, &config.worker_config(slot.id))?;
+        for (n, change) in state.to_changes().iter().enumerate() {
+            let request = proto::Request {
+                id: format!("{INTERNAL}replay-{n}"),
+                expected_version: None,
+                kind: Some(change.into()),
+            };
+            send_change(&mut worker, slot.id, change, &request, listeners);
+        }
+        slot.worker = Some(worker);
+        Ok(key)
+    }
+
+    /// Starts every slot whose restart is due; returns the started workers and their pids.
+    /// A slot that cannot start is tried again later, as after a crash.
+    pub fn restart_due(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        state: &State,
+        listeners: &Listeners,
+    ) -> Vec<(WorkerKey, Pid)> {
+        let mut started = Vec::new();
+        for index in 0..self.slots.len() {
+            let due = self.slots[index].restart_at.is_some_and(|t| t <= now);
+            if !due {
+                continue;
+            }
+            match self.start(index, config, state, listeners) {
+                Ok(key) => {
+                    let slot = &mut self.slots[index];
+                    slot.restarts += 1;
+                    if let Some(w) = &slot.worker {
+                        started.push((key, w.pid));
+                    }
+                }
+                Err(e) => {
+                    log::error(&format!("cannot restart worker {index}: {e}"));
+                    self.slots[index].crashed(now, Duration::ZERO);
+                }
+            }
+        }
+        started
+    }
+
+    /// Starts a new worker in slot `index`; the one it replaces (if any) goes on serving,
+    /// kept current, until [`Fleet::retire`]. Returns the new key and the replaced one.
+    pub fn replace(
+        &mut self,
+        index: usize,
+        config: &Config,
+        state: &State,
+        listeners: &Listeners,
+    ) -> io::Result<(WorkerKey, Option<WorkerKey>)> {
+        let old = self.slots.get_mut(index).and_then(|s| s.worker.take());
+        match self.start(index, config, state, listeners) {
+            Ok(new) => {
+                let old_key = old.map(|old| {
+                    let key = old.key;
+                    self.retiring.push(old);
+                    key
+                });
+                Ok((new, old_key))
+            }
+            Err(e) => {
+                if let Some(slot) = self.slots.get_mut(index) {
+                    slot.worker = old;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Asks a retiring worker to finish its requests and exit.
+    pub fn retire(&mut self, key: WorkerKey) {
+        if let Some(w) = self.retiring.iter_mut().find(|w| w.key == key) {
+            w.queue(&stop_request());
+        }
+    }
+
+    /// Forwards an accepted change to every worker; returns the serving ones, which owe an
+    /// answer. Retiring workers are kept current without being waited for.
+    pub fn forward(
+        &mut self,
+        change: &Change,
+        request: &proto::Request,
+        listeners: &Listeners,
+    ) -> Vec<WorkerKey> {
+        let mut waiting = Vec::new();
+        for slot in &mut self.slots {
+            if let Some(worker) = slot.worker.as_mut() {
+                send_change(worker, slot.id, change, request, listeners);
+                waiting.push(worker.key);
+            }
+        }
+        for worker in &mut self.retiring {
+            send_change(worker, worker.key.slot, change, request, listeners);
+        }
+        waiting
+    }
+
+    /// Queues `request` to each of `keys` still around.
+    pub fn send_to(&mut self, keys: &[WorkerKey], request: &proto::Request) {
+        for key in keys {
+            if let Some(worker) = self.worker(*key) {
+                worker.queue(request);
+            }
+        }
+    }
+
+    /// Writes what is queued to every worker.
+    pub fn flush(&mut self) {
+        for slot in &mut self.slots {
+            if let Some(w) = slot.worker.as_mut() {
+                w.flush();
+            }
+        }
+        for w in &mut self.retiring {
+            w.flush();
+        }
+    }
+
+    /// The serving workers that have said nothing for `limit`.
+    pub fn quiet(&self, now: Instant, limit: Duration) -> BTreeSet<WorkerKey> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.worker.as_ref())
+            .filter(|w| now.saturating_duration_since(w.last_heard) >= limit)
+            .map(|w| w.key)
+            .collect()
+    }
+
+    /// Reaps an exited worker. A serving one that died is a crash: its slot's restart is
+    /// scheduled when `restart` (not while stopping).
+    pub fn exited(&mut self, key: WorkerKey, restart: bool) -> Exit {
+        if let Some(i) = self.retiring.iter().position(|w| w.key == key) {
+            self.retiring.swap_remove(i).reap();
+            return Exit::Expected;
+        }
+        let Some(slot) = self.slots.get_mut(key.slot as usize) else {
+            return Exit::Expected;
+        };
+        let Some(worker) = slot.worker.take_if(|w| w.key == key) else {
+            return Exit::Expected;
+        };
+        worker.reap();
+        if restart {
+            slot.crashed(Instant::now(), worker.started.elapsed());
+        }
+        Exit::Crashed { pid: worker.pid }
+    }
+
+    /// Asks every worker to finish its requests and exit; no slot restarts after this.
+    pub fn soft_stop_all(&mut self) {
+        let stop = stop_request();
+        for slot in &mut self.slots {
+            slot.restart_at = None;
+            if let Some(w) = slot.worker.as_mut() {
+                w.queue(&stop);
+            }
+        }
+        for w in &mut self.retiring {
+            w.queue(&stop);
+        }
+    }
+
+    /// Kills and reaps every worker, serving and retiring.
+    pub fn kill_all(&mut self) {
+        let serving = self.slots.iter_mut().filter_map(|slot| slot.worker.take());
+        for w in serving.chain(self.retiring.drain(..)) {
+            w.kill();
+            w.reap();
+        }
+    }
+
+    /// No worker process is left.
+    pub fn all_gone(&self) -> bool {
+        self.slots.iter().all(|s| s.worker.is_none()) && self.retiring.is_empty()
+    }
+
+    /// One status entry per slot: the workers' own `reports` (by slot id) completed with
+    /// what the main process knows (restarts, pid, uptime).
+    pub fn status(&self, reports: Vec<proto::WorkerStatus>) -> Vec<proto::WorkerStatus> {
+        let mut by_slot: BTreeMap<u32, proto::WorkerStatus> =
+            reports.into_iter().map(|w| (w.id, w)).collect();
+        for slot in &self.slots {
+            let entry = by_slot
+                .entry(slot.id)
+                .or_insert_with(|| proto::WorkerStatus {
+                    id: slot.id,
+                    ..proto::WorkerStatus::default()
+                });
+            entry.restarts = slot.restarts;
+            if let Some(worker) = &slot.worker {
+                entry.pid = u32::try_from(worker.pid.as_raw()).unwrap_or(0);
+                if entry.uptime_ms == 0 {
+                    entry.uptime_ms =
+                        u64::try_from(worker.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                }
+            }
+        }
+        by_slot.into_values().collect()
+    }
+}
+
+/// The request that asks a worker to finish its requests and exit.
+fn stop_request() -> proto::Request {
+    proto::Request {
+        id: stop_id(),
+        expected_version: None,
+        kind: Some(proto::request::Kind::SoftStop(proto::SoftStop {})),
+    }
+}
+
+/// The id of [`stop_request`]: a worker may refuse it without having diverged.
+pub fn stop_id() -> String {
+    format!("{INTERNAL}stop")
+}
+
+/// Forwards one change to a worker, with the slot's listening socket for an AddListener.
+fn send_change(
+    worker: &mut Worker,
+    slot: u32,
+    change: &Change,
+    request: &proto::Request,
+    listeners: &Listeners,
+) {
+    if let Change::AddListener(l) = change {
+        match listeners.fd(&l.address, slot as usize) {
+            Some(fd) => worker.send_with_fd(request, fd),
+            None => log::error(&format!(
+                "no socket for listener {} in slot {slot}; worker not told",
+                l.address
+            )),
+        }
+    } else {
+        worker.queue(request);
     }
 }
 

@@ -4,12 +4,16 @@
 //! The listening sockets are inherited across `exec` (same fd numbers, named in the hand-over
 //! JSON), so they never close and no connection is refused: until the new workers accept,
 //! connections wait in the sockets' accept queues, which old and new workers share. The state
-//! travels as a temporary saved-state file. The new main process reports readiness on a
-//! socketpair once each of its workers has applied the state.
+//! travels as a saved-state file ([`StateFile`]): it may hold private keys, so it is created
+//! exclusively, readable by this user only, in a fresh directory only this user can enter, and
+//! removed once the new main process has read it or the upgrade failed. The new main process
+//! reports readiness on a socketpair once each of its workers has applied the state.
 
-use std::io::Read;
+use std::fs::{OpenOptions, Permissions};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,9 +21,13 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use weir_schema::{saved, State};
 
+use super::command_server::CommandSocket;
 use super::config::Config;
-use super::{fd, Input};
+use super::fd;
+use super::input::Input;
+use super::listeners::Listeners;
 
 /// Longest wait for a new main process to report that it serves.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -72,9 +80,77 @@ impl Handover {
     }
 }
 
+/// The state handed to the successor: a saved-state file alone in a fresh directory.
+/// Dropping it removes both, so it never outlives the upgrade that needed it.
+#[derive(Debug)]
+pub struct StateFile {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl StateFile {
+    /// Writes `state` in a new directory under `parent` (mode 0700), to a file created
+    /// exclusively and without following a link (mode 0600).
+    pub fn write(state: &State, parent: &Path) -> io::Result<StateFile> {
+        let dir = tempfile::Builder::new()
+            .prefix("weir-upgrade-")
+            .permissions(Permissions::from_mode(0o700))
+            .tempdir_in(parent)?;
+        let path = dir.path().join("state");
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        file.write_all(&saved::encode(state))?;
+        Ok(StateFile { dir, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the file for the successor to read and remove (this process stops first).
+    pub fn keep(self) {
+        let _ = self.dir.keep();
+    }
+}
+
+/// Starts the successor of this main process: the state saved for it, the command socket and
+/// every listening socket inherited, the settings it must keep (worker count, socket path)
+/// fixed. Returns its pid and the state file, to be dropped once the upgrade succeeded or
+/// failed; its readiness arrives later as an [`Input`].
+pub fn start(
+    state: &State,
+    config: &Config,
+    workers: usize,
+    command: &CommandSocket,
+    listeners: &Listeners,
+) -> Result<(u32, StateFile), String> {
+    let state_file = StateFile::write(state, &std::env::temp_dir())
+        .map_err(|e| format!("cannot write the state for the new main process: {e}"))?;
+    let mut config = config.clone();
+    config.workers = Some(workers);
+    // The state travels whole; the successor must not merge the directory in again.
+    config.desired = None;
+    config.socket = Some(command.path().to_owned());
+    let handover = Handover {
+        config,
+        command_fd: command.raw_fd(),
+        listeners: listeners.all_fds(),
+        state_file: state_file.path().to_owned(),
+        ready_fd: -1,
+    };
+    let pid = current_binary()
+        .and_then(|bin| launch(&bin, handover, command.inputs().clone()))
+        .map_err(|e| format!("cannot start the new main process: {e}"))?;
+    Ok((pid, state_file))
+}
+
 /// The binary to start: this executable's path, also after it was replaced on disk (then the
 /// kernel reports the old inode's path with " (deleted)", and the new file sits at the path).
-pub fn current_binary() -> std::io::Result<PathBuf> {
+pub fn current_binary() -> io::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let text = exe.to_string_lossy();
     Ok(match text.strip_suffix(" (deleted)") {
@@ -85,14 +161,10 @@ pub fn current_binary() -> std::io::Result<PathBuf> {
 
 /// Starts `binary proxy --handover JSON` with the fds inherited, and a thread that reports
 /// [`Input::UpgradeReady`] or [`Input::UpgradeFailed`].
-pub fn launch(
-    binary: &Path,
-    mut handover: Handover,
-    inputs: Sender<Input>,
-) -> std::io::Result<u32> {
+fn launch(binary: &Path, mut handover: Handover, inputs: Sender<Input>) -> io::Result<u32> {
     let (mut ready_here, ready_there) = UnixStream::pair()?;
     handover.ready_fd = ready_there.as_raw_fd();
-    let json = serde_json::to_string(&handover).map_err(std::io::Error::other)?;
+    let json = serde_json::to_string(&handover).map_err(io::Error::other)?;
     let mut inherit = vec![handover.command_fd, handover.ready_fd];
     inherit.extend(
         handover
@@ -133,4 +205,33 @@ pub fn launch(
             let _ = inputs.send(input);
         })?;
     Ok(pid)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use weir_schema::{Change, Cluster};
+
+    #[test]
+    fn the_state_file_is_private_and_removed_with_its_directory() {
+        let parent = tempfile::tempdir().unwrap();
+        // A parent anyone may enter: the file's own directory must still be private.
+        std::fs::set_permissions(parent.path(), Permissions::from_mode(0o755)).unwrap();
+        let mut state = State::new();
+        state
+            .apply_change(&Change::AddCluster(Cluster::new("shop")), None)
+            .unwrap();
+        let file = StateFile::write(&state, parent.path()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(file.path()), 0o600);
+        let dir = file.path().parent().unwrap().to_owned();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(dir.parent(), Some(parent.path()));
+        let read = saved::decode(&std::fs::read(file.path()).unwrap()).unwrap();
+        assert_eq!(read.fingerprint(), state.fingerprint());
+        drop(file);
+        assert!(!dir.exists());
+        assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    }
 }

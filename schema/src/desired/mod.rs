@@ -18,6 +18,7 @@ mod resolve;
 mod toml_file;
 mod yaml_file;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
 use std::net::SocketAddr;
@@ -45,6 +46,34 @@ pub struct Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// Where a resource was written: its file and its field path there (`listeners[0]`).
+///
+/// Kept without its line and column: loading reads positions only for a file with an error,
+/// so a resource refused later (a listener whose port is taken) is located on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Definition {
+    pub file: PathBuf,
+    pub field: String,
+}
+
+impl Definition {
+    /// The line and column where the resource starts, read from its file now; `None` if the
+    /// file can no longer be read or no longer holds that field.
+    pub fn locate(&self) -> Option<Location> {
+        let text = fs::read_to_string(&self.file).ok()?;
+        let positions = match Format::of(&self.file)? {
+            Format::Yaml => yaml_file::positions(&text),
+            Format::Toml => toml_file::positions(&text),
+        };
+        let pos = positions.value(&self.field)?;
+        Some(Location {
+            file: self.file.clone(),
+            line: pos.line,
+            column: pos.column,
+        })
     }
 }
 
@@ -100,6 +129,8 @@ pub struct DemoOrigin {
 pub struct Desired {
     pub state: State,
     pub demo_origins: Vec<DemoOrigin>,
+    /// Where each listener was defined, by address (empty for a saved state file).
+    pub listener_definitions: BTreeMap<SocketAddr, Definition>,
     /// Non-fatal remarks (a certificate expiring within 30 days, say).
     pub warnings: Vec<String>,
 }
@@ -190,6 +221,7 @@ pub fn load_at(path: &Path, now: i64) -> Result<Desired, LoadErrors> {
             return Ok(Desired {
                 state,
                 demo_origins: Vec::new(),
+                listener_definitions: BTreeMap::new(),
                 warnings: Vec::new(),
             });
         }
@@ -249,6 +281,38 @@ pub fn load_at(path: &Path, now: i64) -> Result<Desired, LoadErrors> {
     Ok(Desired {
         state: resolved.state,
         demo_origins: resolved.demo_origins,
+        listener_definitions: resolved.listener_definitions,
         warnings: resolved.warnings,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_definition_is_located_in_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("a.yaml"),
+            "clusters:\n  - id: a\nlisteners:\n  - name: one\n    address: 127.0.0.1:8001\n    protocol: http\n  - {name: two, address: 127.0.0.1:8002, protocol: tcp}\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("b.toml"),
+            "[[listeners]]\nname = \"three\"\naddress = \"127.0.0.1:8003\"\nprotocol = \"http\"\n",
+        )
+        .unwrap();
+        let desired = load(dir.path()).unwrap();
+        let at = |port: u16| {
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let location = desired.listener_definitions[&address].locate().unwrap();
+            let file = location.file.file_name().unwrap().to_string_lossy();
+            format!("{file}:{}:{}", location.line, location.column)
+        };
+        assert_eq!(at(8001), "a.yaml:4:5");
+        assert_eq!(at(8002), "a.yaml:7:5");
+        assert_eq!(at(8003), "b.toml:1:1");
+    }
 }

@@ -26,7 +26,7 @@ use crate::state::{State, StateError};
 use super::files::Format;
 use super::mirror::{BackendDoc, CertificateDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
 use super::positions::{Pos, Positions};
-use super::{toml_file, yaml_file, DemoOrigin, LoadError, Location};
+use super::{toml_file, yaml_file, Definition, DemoOrigin, LoadError, Location};
 
 /// Certificates expiring sooner than this are warned about.
 const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
@@ -138,6 +138,7 @@ struct Place {
 pub(crate) struct Resolved {
     pub state: State,
     pub demo_origins: Vec<DemoOrigin>,
+    pub listener_definitions: BTreeMap<SocketAddr, Definition>,
     pub warnings: Vec<String>,
     pub errors: Vec<LoadError>,
 }
@@ -182,9 +183,21 @@ pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolve
             r.frontend(f, Field::item("frontends", i), fr);
         }
     }
+    let listener_definitions = r
+        .listener_addresses
+        .iter()
+        .map(|(address, place)| {
+            let definition = Definition {
+                file: files[place.file].path.clone(),
+                field: place.field.to_string(),
+            };
+            (*address, definition)
+        })
+        .collect();
     Resolved {
         state: r.state,
         demo_origins: r.demo_origins,
+        listener_definitions,
         warnings: r.warnings,
         errors: r.errors,
     }
