@@ -473,6 +473,12 @@ impl Core {
                         self.saved.save(&self.state);
                         proto::Response::ok(&request_id, version)
                     }
+                    // A worker met the drain deadline first: the client gets the deadline's
+                    // FAILURE, as it would from the main process's own tick.
+                    Aggregate::Drain { version, drain } if drain.expired() => {
+                        self.saved.save(&self.state);
+                        drain.deadline_answer(&request_id, version)
+                    }
                     Aggregate::Drain { version, drain } => {
                         self.saved.save(&self.state);
                         let mut e = event(proto::EventKind::BackendDrained);

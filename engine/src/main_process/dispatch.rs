@@ -47,6 +47,8 @@ pub struct Drain {
     pub deadline: Instant,
     counts: BTreeMap<WorkerKey, u64>,
     reported: u64,
+    /// A worker reached its own drain deadline with connections still live.
+    expired: bool,
 }
 
 impl Drain {
@@ -56,7 +58,13 @@ impl Drain {
             deadline,
             counts: BTreeMap::new(),
             reported: 0,
+            expired: false,
         }
+    }
+
+    /// Whether the drain ended at a deadline rather than at zero connections.
+    pub fn expired(&self) -> bool {
+        self.expired
     }
 
     /// Live connections to the backend over every worker.
@@ -75,6 +83,16 @@ impl Drain {
             self.reported = total;
             total
         })
+    }
+
+    /// The failure a drain's client gets when its deadline passed (the backend stays removed).
+    pub fn deadline_answer(&self, request_id: &str, version: u64) -> proto::Response {
+        let message = format!(
+            "drain deadline reached: backend {} still has {} live connection(s); it stays removed",
+            self.backend,
+            self.total()
+        );
+        proto::Response::failure(request_id, message, version).with_content(self.as_content())
     }
 
     pub fn as_content(&self) -> Content {
@@ -207,11 +225,19 @@ impl Pending {
         if !self.waiting.contains(&worker) {
             return Outcome::Wait;
         }
-        self.answered.insert(worker);
+        let answered_before = !self.answered.insert(worker);
         let status = answer.status();
         if status == ResponseStatus::Failure {
             self.waiting.remove(&worker);
-            return match self.aggregate {
+            return match &mut self.aggregate {
+                // After its PROCESSING, a worker's FAILURE to a drain is its own drain deadline
+                // (it runs the same timeout, and may see it before the main process's tick
+                // does): that worker's drain is over, its connections go on. Not a divergence:
+                // replacing the worker would cut the very requests the deadline leaves running.
+                Aggregate::Drain { drain, .. } if answered_before => {
+                    drain.expired = true;
+                    Outcome::Wait
+                }
                 Aggregate::Change { .. } | Aggregate::Drain { .. } | Aggregate::Barrier => {
                     Outcome::Diverged(answer.message.clone())
                 }
@@ -309,14 +335,7 @@ impl Pending {
         else {
             return None;
         };
-        let message = format!(
-            "drain deadline reached: backend {} still has {} live connection(s); it stays removed",
-            drain.backend,
-            drain.total()
-        );
-        let answer = proto::Response::failure(request_id, message, *version)
-            .with_content(drain.as_content());
-        Some((*client, answer))
+        Some((*client, drain.deadline_answer(request_id, *version)))
     }
 }
 
@@ -496,6 +515,35 @@ mod tests {
         assert!(!p.is_done());
         p.on_answer(B, &proto::Response::ok("m1", 0));
         assert!(p.is_done());
+    }
+
+    #[test]
+    fn a_worker_meeting_its_drain_deadline_has_not_diverged() {
+        let backend = || BackendKey {
+            cluster: ClusterId("c".into()),
+            id: BackendId("b".into()),
+        };
+        let drain = Drain::new(backend(), Instant::now() + Duration::from_secs(5));
+        let mut p = Pending::new(origin(), [A, B], Aggregate::Drain { version: 2, drain });
+        p.on_answer(A, &drain_answer(1));
+        p.on_answer(B, &drain_answer(0));
+        let deadline = proto::Response::failure("m1", "drain timeout", 2);
+        assert_eq!(p.on_answer(A, &deadline), Outcome::Wait);
+        assert_eq!(p.on_answer(B, &proto::Response::ok("m1", 2)), Outcome::Wait);
+        assert!(p.is_done());
+        let Aggregate::Drain { drain, .. } = &p.aggregate else {
+            panic!("drain")
+        };
+        assert!(drain.expired());
+        assert_eq!(drain.total(), 1, "the expired worker's live count is kept");
+        // A FAILURE as a worker's first answer is still a refusal of the change.
+        let drain = Drain::new(backend(), Instant::now() + Duration::from_secs(5));
+        let mut p = Pending::new(origin(), [A], Aggregate::Drain { version: 2, drain });
+        let refused = proto::Response::failure("m1", "no such backend", 2);
+        assert_eq!(
+            p.on_answer(A, &refused),
+            Outcome::Diverged("no such backend".into())
+        );
     }
 
     #[test]
