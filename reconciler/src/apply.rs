@@ -280,6 +280,7 @@ impl Run<'_, '_, '_> {
                     id: id.clone(),
                     expected_version: Some(self.expected),
                     command: Command::Change(step.change.clone()),
+                    private_keys: Default::default(),
                 };
                 in_flight.push_back(Flight {
                     index: next,

@@ -790,6 +790,7 @@ mod tests {
                 path: "/".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: None,
+                options: Default::default(),
             }),
         ]);
         let mut cluster = Cluster::new("shop");
@@ -833,6 +834,7 @@ mod tests {
                 path: "/".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: None,
+                options: Default::default(),
             }),
             Change::AddFrontend(Frontend {
                 listener: https,
@@ -840,6 +842,7 @@ mod tests {
                 path: "/api".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: Some(cert.fingerprint),
+                options: Default::default(),
             }),
         ]);
         (live, desired)

@@ -24,9 +24,9 @@ pub mod proto {
 }
 
 pub use cert::{CertError, Certificate};
-pub use command::{Change, Command, Request};
+pub use command::{Change, Command, PrivateKeys, Request};
 pub use model::{
-    Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, HealthCheck,
-    Listener, ListenerSettings, LoadBalancing, Protocol, TlsVersion,
+    Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions,
+    HealthCheck, Listener, ListenerSettings, LoadBalancing, Protocol, TlsCipherSuite, TlsVersion,
 };
 pub use state::{State, StateError};
