@@ -24,6 +24,7 @@ pub mod probe;
 pub mod router;
 pub mod sessions;
 pub mod timer;
+pub mod tls;
 pub mod upstream;
 
 use std::io;
