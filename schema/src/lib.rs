@@ -2,8 +2,9 @@
 //!
 //! It holds the command protocol (the `.proto` compiled by prost, and its framing), the domain
 //! model of a proxy's State with the resource identities a diff compares, the single set of
-//! rules a change must pass ([`State::apply`]), and the loader of desired-state files. It does
-//! no network I/O and pulls in no event loop, so any tool can link it.
+//! rules a change must pass ([`State::apply`]), the loader of desired-state files, and the one
+//! way to write a file that holds private keys ([`private_file`]). It does no network I/O and
+//! pulls in no event loop, so any tool can link it.
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -12,6 +13,7 @@ pub mod desired;
 pub mod framing;
 pub mod model;
 pub mod paths;
+pub mod private_file;
 pub mod saved;
 pub mod state;
 pub mod wire;
