@@ -11,8 +11,8 @@
 //! decrypting records until the socket says `WouldBlock` or `dst` is full, so a short read
 //! means nothing more is available now; `Ok(0)` is end of stream (`close_notify`, or the
 //! client closing its side without one); a write accepts plaintext only while nothing older is
-//! still waiting for the socket, so at most one write's worth of ciphertext is ever held per
-//! connection; `shutdown_write` queues `close_notify` and half-closes the socket once that is
+//! still waiting for the socket, and at most one record's worth ([`WRITE_CHUNK`]), so about one
+//! record of ciphertext is ever held per connection; `shutdown_write` queues `close_notify` and half-closes the socket once that is
 //! flushed.
 
 use std::io::{self, IoSlice, Read, Write};
@@ -23,6 +23,10 @@ use rustls::server::Acceptor;
 use rustls::ServerConnection;
 
 use super::config::ListenerTls;
+
+/// Plaintext taken per write: one full TLS record. With the rule that nothing is taken while
+/// older output waits, this bounds the ciphertext a connection holds to about one record.
+pub const WRITE_CHUNK: usize = 16 * 1024;
 
 /// A fatal `unrecognized_name` alert record, sent before any key exists (RFC 8446 6, 6.2).
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
@@ -341,6 +345,7 @@ impl Write for TlsStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        let buf = &buf[..buf.len().min(WRITE_CHUNK)];
         self.accept_plaintext(|conn| conn.writer().write(buf))
     }
 
@@ -348,7 +353,17 @@ impl Write for TlsStream {
         if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        self.accept_plaintext(|conn| conn.writer().write_vectored(bufs))
+        let mut room = WRITE_CHUNK;
+        let mut taken = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if room == 0 {
+                break;
+            }
+            let n = b.len().min(room);
+            taken.push(IoSlice::new(&b[..n]));
+            room -= n;
+        }
+        self.accept_plaintext(|conn| conn.writer().write_vectored(&taken))
     }
 
     fn flush(&mut self) -> io::Result<()> {

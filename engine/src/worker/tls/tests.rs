@@ -563,24 +563,26 @@ fn a_listener_narrows_versions_and_suites_and_offers_http_1_1() {
     );
     assert!(matches!(conn.refused(), Some(Refusal::Handshake(_))));
 
-    let aes256 = serve(ListenerSettings {
+    // The client's own first choices are AES-256 suites: ChaCha20 wins only if the listener
+    // narrowed the list.
+    let chacha = serve(ListenerSettings {
         cipher_suites: vec![
-            TlsCipherSuite::Tls13Aes256GcmSha384,
-            TlsCipherSuite::EcdheEcdsaAes256GcmSha384,
+            TlsCipherSuite::Tls13Chacha20Poly1305Sha256,
+            TlsCipherSuite::EcdheEcdsaChacha20Poly1305Sha256,
         ],
         ..Default::default()
     });
     for (versions, expected) in [
         (
             rustls::ALL_VERSIONS,
-            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
         ),
         (
             &[&rustls::version::TLS12][..],
-            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
         ),
     ] {
-        let mut conn = aes256.connect(&client(versions, true), "a.example.test");
+        let mut conn = chacha.connect(&client(versions, true), "a.example.test");
         conn.handshake();
         assert_eq!(
             conn.client.negotiated_cipher_suite().map(|s| s.suite()),
@@ -675,6 +677,9 @@ fn plaintext_flows_both_ways_and_shutdown_write_sends_close_notify() {
     // More than the socket buffers hold while the client reads nothing: writes hit
     // WouldBlock with output waiting, which `flush_output` sends once the client reads.
     conn.to_client = (0..8_000_000u32).map(|i| (i % 241) as u8).collect();
+    // Without rustls' own limit, only the stream's rule (no new plaintext while output waits)
+    // keeps the 8 MB from piling up in memory.
+    conn.stream().conn.set_buffer_limit(None);
     conn.client_paused = true;
     conn.run_until("a full socket", |c| c.stream().has_pending_output());
     let sent = conn.sent_to_client;
