@@ -353,17 +353,16 @@ impl Write for TlsStream {
         if bufs.iter().all(|b| b.is_empty()) {
             return Ok(0);
         }
-        let mut room = WRITE_CHUNK;
-        let mut taken = Vec::with_capacity(bufs.len());
-        for b in bufs {
-            if room == 0 {
-                break;
-            }
-            let n = b.len().min(room);
-            taken.push(IoSlice::new(&b[..n]));
-            room -= n;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total <= WRITE_CHUNK {
+            return self.accept_plaintext(|conn| conn.writer().write_vectored(bufs));
         }
-        self.accept_plaintext(|conn| conn.writer().write_vectored(&taken))
+        // Over one record: a short write of the first buffer (the caller writes the rest).
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        self.write(first)
     }
 
     fn flush(&mut self) -> io::Result<()> {
