@@ -125,7 +125,19 @@ impl TlsAccept {
             return Accepting::Refused(self.refuse(Refusal::UnrecognizedName));
         }
         match accepted.into_connection(listener.config.clone()) {
-            Ok(conn) => {
+            Ok(mut conn) => {
+                // Records that came with the ClientHello are buffered, not yet processed: do it
+                // now, since no readiness event will come for bytes already read.
+                if let Err(e) = conn.process_new_packets() {
+                    let mut tcp = self.tcp;
+                    while conn.wants_write() && matches!(conn.write_tls(&mut tcp), Ok(n) if n > 0) {
+                    }
+                    let _ = tcp.shutdown(Shutdown::Write);
+                    return Accepting::Refused(Refused {
+                        tcp,
+                        why: Refusal::Handshake(e),
+                    });
+                }
                 let this = *self;
                 let mut stream = TlsStream::new(this.tcp, conn);
                 match stream.flush_output() {
@@ -292,10 +304,10 @@ impl Read for TlsStream {
             }
             let more = match self.read_records() {
                 Ok(more) => more,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && filled > 0 => return Ok(filled),
+                // Hand over what was decrypted; a socket error shows again on the next read
+                // (and a reset is remembered for `reset_by_peer`).
                 Err(e) if filled > 0 && e.kind() != io::ErrorKind::InvalidData => {
-                    let _ = e;
-                    return Ok(filled);
+                    return Ok(filled)
                 }
                 Err(e) => return Err(e),
             };
