@@ -345,6 +345,7 @@ fn routes_change_under_a_running_request_loop_without_failures() {
         path: "/".into(),
         cluster: ClusterId("app".into()),
         certificate: None,
+        options: Default::default(),
     };
     let new = Frontend {
         cluster: ClusterId("green".into()),

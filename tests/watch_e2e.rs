@@ -313,6 +313,7 @@ fn hand_made_route(proxy: &Proxy, listener: SocketAddr) {
             path: "/".into(),
             cluster: ClusterId("a".into()),
             certificate: None,
+            options: Default::default(),
         })))
         .unwrap();
 }

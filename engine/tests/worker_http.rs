@@ -462,7 +462,7 @@ fn status_state_and_unknown_commands() {
     assert_eq!(report.workers.len(), 1);
     assert_eq!(report.workers[0].pid, std::process::id());
     assert_eq!(report.workers[0].state_version, 4);
-    let state = w.call(Kind::QueryState(proto::QueryState {}));
+    let state = w.call(Kind::QueryState(proto::QueryState::default()));
     let Some(Content::State(snapshot)) = state.content else {
         panic!("{state:?}");
     };

@@ -26,6 +26,7 @@ fn tcp_listener_pipes_bytes_both_ways() {
         path: String::new(),
         cluster_id: "tcp".into(),
         certificate: String::new(),
+        ..Default::default()
     }));
     let mut client = connect(listener);
     let payload: Vec<u8> = (0..1_000_000).map(|i| (i % 253) as u8).collect();

@@ -168,6 +168,7 @@ fn pipeline(args: &[String]) -> Result<bool, Error> {
                 path: "/".into(),
                 cluster: ClusterId(name),
                 certificate: None,
+                options: Default::default(),
             }),
         ));
     }

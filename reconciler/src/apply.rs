@@ -163,7 +163,8 @@ pub fn apply(
     observer: &mut dyn ApplyObserver,
 ) -> Result<ApplyReport, ApplyError> {
     let started = Instant::now();
-    let live = client.query_state()?;
+    // With keys: undoing a certificate's removal or replacement re-adds it whole.
+    let live = client.query_state_with_keys()?;
     let actual = live.fingerprint();
     if actual != plan.from_fingerprint() {
         return Err(ApplyError::Stale {
@@ -293,6 +294,7 @@ impl Run<'_, '_, '_> {
                     id: id.clone(),
                     expected_version: Some(self.expected),
                     command: Command::Change(step.change.clone()),
+                    private_keys: Default::default(),
                 };
                 in_flight.push_back(Flight {
                     index: next,

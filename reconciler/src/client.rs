@@ -139,9 +139,25 @@ impl Client {
         Ok(answer)
     }
 
-    /// The proxy's whole state.
+    /// The proxy's whole state, certificates without their private keys.
     pub fn query_state(&mut self) -> Result<State, ClientError> {
-        match self.call(Command::QueryState)?.content {
+        let request = Request::new(self.next_id(), Command::QueryState);
+        self.state_answer(&request)
+    }
+
+    /// The proxy's whole state with the certificates' private keys: what undoing the removal
+    /// or replacement of a certificate needs, and nothing else should ask for.
+    pub fn query_state_with_keys(&mut self) -> Result<State, ClientError> {
+        let request = Request::query_state_with_keys(self.next_id());
+        self.state_answer(&request)
+    }
+
+    fn state_answer(&mut self, request: &Request) -> Result<State, ClientError> {
+        let answer = self.call_with(request, |_| {})?;
+        if answer.status() == ResponseStatus::Failure {
+            return Err(ClientError::Failure(answer.message));
+        }
+        match answer.content {
             Some(Content::State(snapshot)) => Ok(State::from_snapshot(&snapshot)?),
             _ => Err(ClientError::UnexpectedAnswer),
         }

@@ -551,6 +551,7 @@ fn frontends_on(live: &State, listener: SocketAddr) -> Vec<&Frontend> {
         path: String::new(),
         cluster: ClusterId(String::new()),
         certificate: None,
+        options: Default::default(),
     };
     live.frontends
         .range(first..)

@@ -188,6 +188,7 @@ fn apps(prefix: &str, n: usize) -> State {
                 path: "/".into(),
                 cluster: ClusterId(id),
                 certificate: None,
+                options: Default::default(),
             }),
         );
     }

@@ -194,6 +194,7 @@ fn build(spec: &Spec, all_certs: &[Certificate]) -> State {
                 path,
                 cluster: ClusterId(format!("c{c}")),
                 certificate,
+                options: Default::default(),
             }),
         );
     }

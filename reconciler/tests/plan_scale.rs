@@ -47,6 +47,7 @@ fn apps(n: usize, port_offset: u16) -> State {
                 path: "/".into(),
                 cluster: id,
                 certificate: None,
+                options: Default::default(),
             }),
             None,
         )

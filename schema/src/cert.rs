@@ -3,6 +3,9 @@
 //! Parsing checks everything a worker will later rely on when it builds its TLS configuration:
 //! the chain parses, the key parses into a rustls signing key of a supported type, and the key
 //! matches the leaf. A certificate that passes here cannot be refused by a worker.
+//!
+//! The private key is held as a [`PrivateKeyPem`], whose `Debug` and `Display` never show it;
+//! a certificate read back from a redacted `QueryState` answer has no key at all.
 
 use std::fmt;
 use std::sync::Arc;
@@ -32,7 +35,36 @@ pub enum CertError {
     KeyMismatch,
 }
 
-/// A parsed certificate with its chain and key.
+/// A private key in PEM form. Formatting it shows `<redacted>`: the text is reachable only
+/// through [`PrivateKeyPem::expose`], at the few places that must hand it on (the wire, a saved
+/// state).
+#[derive(Clone, PartialEq, Eq)]
+pub struct PrivateKeyPem(String);
+
+impl PrivateKeyPem {
+    pub fn new(pem: impl Into<String>) -> PrivateKeyPem {
+        PrivateKeyPem(pem.into())
+    }
+
+    /// The PEM text itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
+impl fmt::Display for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A parsed certificate with its chain and, unless it came from a redacted answer, its key.
 #[derive(Clone)]
 pub struct Certificate {
     pub fingerprint: Fingerprint,
@@ -44,11 +76,14 @@ pub struct Certificate {
     pub not_after: i64,
     /// The leaf first, then the chain, as given.
     pub certificate_pem: String,
-    pub key_pem: String,
+    /// `None` for a certificate read from a redacted state: it can be compared and listed, not
+    /// served or re-added.
+    pub key_pem: Option<PrivateKeyPem>,
     /// The same chain as DER, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
-    /// The key ready for rustls; built once here so workers share the parsing.
-    pub certified_key: Arc<CertifiedKey>,
+    /// The key ready for rustls, built once here so workers share the parsing; `None` exactly
+    /// when `key_pem` is.
+    pub certified_key: Option<Arc<CertifiedKey>>,
 }
 
 impl PartialEq for Certificate {
@@ -66,6 +101,7 @@ impl fmt::Debug for Certificate {
             .field("name", &self.name)
             .field("dns_names", &self.dns_names)
             .field("not_after", &self.not_after)
+            .field("has_key", &self.key_pem.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -78,6 +114,26 @@ pub fn fingerprint_der(der: &[u8]) -> Fingerprint {
 impl Certificate {
     /// Parses a PEM chain (leaf first) and its PEM private key.
     pub fn from_pem(name: &str, certificate_pem: &str, key_pem: &str) -> Result<Self, CertError> {
+        let mut cert = Certificate::public_from_pem(name, certificate_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| CertError::BadKeyPem(e.to_string()))?;
+        let signing_key =
+            any_supported_type(&key).map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
+        let certified_key = CertifiedKey::new(cert.chain.clone(), signing_key);
+        match certified_key.keys_match() {
+            Ok(()) => {}
+            // A key type whose public half rustls cannot extract is accepted as it is: rustls
+            // will still use it, and the handshake is what would fail.
+            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+            Err(_) => return Err(CertError::KeyMismatch),
+        }
+        cert.key_pem = Some(PrivateKeyPem::new(key_pem));
+        cert.certified_key = Some(Arc::new(certified_key));
+        Ok(cert)
+    }
+
+    /// Parses a PEM chain without its key, as a redacted state lists it.
+    pub fn public_from_pem(name: &str, certificate_pem: &str) -> Result<Self, CertError> {
         let chain = CertificateDer::pem_slice_iter(certificate_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CertError::BadCertificatePem(e.to_string()))?;
@@ -101,29 +157,25 @@ impl Certificate {
             }
         }
         let fingerprint = fingerprint_der(leaf.as_ref());
-
-        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-            .map_err(|e| CertError::BadKeyPem(e.to_string()))?;
-        let signing_key =
-            any_supported_type(&key).map_err(|e| CertError::UnsupportedKey(e.to_string()))?;
-        let certified_key = CertifiedKey::new(chain.clone(), signing_key);
-        match certified_key.keys_match() {
-            Ok(()) => {}
-            // A key type whose public half rustls cannot extract is accepted as it is: rustls
-            // will still use it, and the handshake is what would fail.
-            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
-            Err(_) => return Err(CertError::KeyMismatch),
-        }
         Ok(Certificate {
             fingerprint,
             name: name.to_owned(),
             dns_names,
             not_after,
             certificate_pem: certificate_pem.to_owned(),
-            key_pem: key_pem.to_owned(),
+            key_pem: None,
             chain,
-            certified_key: Arc::new(certified_key),
+            certified_key: None,
         })
+    }
+
+    /// The same certificate without its key.
+    pub fn redacted(&self) -> Certificate {
+        Certificate {
+            key_pem: None,
+            certified_key: None,
+            ..self.clone()
+        }
     }
 
     /// Whether the leaf covers `hostname` (exact or one-label wildcard), for warnings.

@@ -68,6 +68,9 @@ impl fmt::Display for Change {
 }
 
 /// Everything a client may ask.
+// A command is built once per request and moved a handful of times; boxing the change would
+// cost an allocation per request and touch every match on it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Change(Change),
@@ -86,6 +89,16 @@ pub enum Command {
     },
 }
 
+/// Whether certificates' private keys go into a state answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrivateKeys {
+    /// Certificates without their keys: what a query gets unless it asks.
+    #[default]
+    Redacted,
+    /// Keys included: a tool that must re-add a certificate (a rollback) asks for this.
+    Included,
+}
+
 /// A request: an id the answers repeat, an optional expected state version, and a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -93,6 +106,10 @@ pub struct Request {
     /// The request fails unless the state is at exactly this version (optimistic concurrency).
     pub expected_version: Option<u64>,
     pub command: Command,
+    /// For [`Command::QueryState`]: whether the answer carries private keys (the wire's
+    /// `QueryState.include_private_keys`). Other commands ignore it. It sits here rather than
+    /// in the command so that code matching `Command::QueryState` keeps working.
+    pub private_keys: PrivateKeys,
 }
 
 impl Request {
@@ -101,6 +118,15 @@ impl Request {
             id: id.into(),
             expected_version: None,
             command,
+            private_keys: PrivateKeys::Redacted,
+        }
+    }
+
+    /// A `QueryState` whose answer includes private keys.
+    pub fn query_state_with_keys(id: impl Into<String>) -> Request {
+        Request {
+            private_keys: PrivateKeys::Included,
+            ..Request::new(id, Command::QueryState)
         }
     }
 

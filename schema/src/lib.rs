@@ -2,9 +2,10 @@
 //!
 //! It holds the command protocol (the `.proto` compiled by prost, and its framing), the domain
 //! model of a proxy's State with the resource identities a diff compares, the single set of
-//! rules a change must pass ([`State::apply`]), the loader of desired-state files, and what more
-//! than one process or crate must spell alike: [`duration`]s and [`metric_names`]. It does
-//! no network I/O and pulls in no event loop, so any tool can link it.
+//! rules a change must pass ([`State::apply`]), the loader of desired-state files, what more
+//! than one process or crate must spell alike ([`duration`]s and [`metric_names`]), and the one
+//! way to write a file that holds private keys ([`private_file`]). It does no network I/O and
+//! pulls in no event loop, so any tool can link it.
 #![forbid(unsafe_code)]
 
 pub mod cert;
@@ -15,6 +16,7 @@ pub mod framing;
 pub mod metric_names;
 pub mod model;
 pub mod paths;
+pub mod private_file;
 pub mod saved;
 pub mod state;
 pub mod wire;
@@ -27,9 +29,9 @@ pub mod proto {
 }
 
 pub use cert::{CertError, Certificate};
-pub use command::{Change, Command, Request};
+pub use command::{Change, Command, PrivateKeys, Request};
 pub use model::{
-    Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, HealthCheck,
-    Listener, ListenerSettings, LoadBalancing, Protocol, TlsVersion,
+    Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions,
+    HealthCheck, Listener, ListenerSettings, LoadBalancing, Protocol, TlsCipherSuite, TlsVersion,
 };
 pub use state::{State, StateError};

@@ -130,6 +130,82 @@ impl TlsVersion {
     }
 }
 
+/// A TLS cipher suite an https listener may offer: the AEAD, ECDHE suites of Mozilla's
+/// *intermediate* profile that rustls implements. Spelled by their IANA names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsCipherSuite {
+    Tls13Aes128GcmSha256,
+    Tls13Aes256GcmSha384,
+    Tls13Chacha20Poly1305Sha256,
+    EcdheEcdsaAes128GcmSha256,
+    EcdheRsaAes128GcmSha256,
+    EcdheEcdsaAes256GcmSha384,
+    EcdheRsaAes256GcmSha384,
+    EcdheEcdsaChacha20Poly1305Sha256,
+    EcdheRsaChacha20Poly1305Sha256,
+}
+
+impl TlsCipherSuite {
+    /// Every suite, in the intermediate profile's order of preference.
+    pub const ALL: [TlsCipherSuite; 9] = [
+        TlsCipherSuite::Tls13Aes128GcmSha256,
+        TlsCipherSuite::Tls13Aes256GcmSha384,
+        TlsCipherSuite::Tls13Chacha20Poly1305Sha256,
+        TlsCipherSuite::EcdheEcdsaAes128GcmSha256,
+        TlsCipherSuite::EcdheRsaAes128GcmSha256,
+        TlsCipherSuite::EcdheEcdsaAes256GcmSha384,
+        TlsCipherSuite::EcdheRsaAes256GcmSha384,
+        TlsCipherSuite::EcdheEcdsaChacha20Poly1305Sha256,
+        TlsCipherSuite::EcdheRsaChacha20Poly1305Sha256,
+    ];
+
+    /// The IANA name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsCipherSuite::Tls13Aes128GcmSha256 => "TLS_AES_128_GCM_SHA256",
+            TlsCipherSuite::Tls13Aes256GcmSha384 => "TLS_AES_256_GCM_SHA384",
+            TlsCipherSuite::Tls13Chacha20Poly1305Sha256 => "TLS_CHACHA20_POLY1305_SHA256",
+            TlsCipherSuite::EcdheEcdsaAes128GcmSha256 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            TlsCipherSuite::EcdheRsaAes128GcmSha256 => "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            TlsCipherSuite::EcdheEcdsaAes256GcmSha384 => "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            TlsCipherSuite::EcdheRsaAes256GcmSha384 => "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            TlsCipherSuite::EcdheEcdsaChacha20Poly1305Sha256 => {
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+            }
+            TlsCipherSuite::EcdheRsaChacha20Poly1305Sha256 => {
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+            }
+        }
+    }
+
+    /// An IANA name, in any case.
+    pub fn parse(s: &str) -> Option<TlsCipherSuite> {
+        let s = s.trim();
+        TlsCipherSuite::ALL
+            .into_iter()
+            .find(|suite| suite.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// The protocol version the suite belongs to.
+    pub fn version(self) -> TlsVersion {
+        match self {
+            TlsCipherSuite::Tls13Aes128GcmSha256
+            | TlsCipherSuite::Tls13Aes256GcmSha384
+            | TlsCipherSuite::Tls13Chacha20Poly1305Sha256 => TlsVersion::Tls13,
+            _ => TlsVersion::Tls12,
+        }
+    }
+}
+
+/// Why a listener's TLS settings cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TlsSettingsError {
+    #[error("only https listeners take {0} (this one is {1})")]
+    NotHttps(&'static str, Protocol),
+    #[error("TLS {0} is accepted but none of the listed cipher_suites is a TLS {0} suite")]
+    NoSuiteForVersion(&'static str),
+}
+
 /// Settings of a listener that can change in place.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListenerSettings {
@@ -148,6 +224,51 @@ pub struct ListenerSettings {
     pub answer_503: Option<String>,
     /// TLS versions accepted on an https listener; empty means 1.2 and 1.3.
     pub tls_versions: Vec<TlsVersion>,
+    /// Cipher suites offered on an https listener; empty means all of [`TlsCipherSuite::ALL`].
+    pub cipher_suites: Vec<TlsCipherSuite>,
+    /// The certificate shown to clients that send no SNI. A reference by fingerprint that the
+    /// state does not enforce (the reconciler adds listeners before certificates): while the
+    /// state holds no such certificate, those clients get `unrecognized_name`.
+    pub default_certificate: Option<Fingerprint>,
+}
+
+impl ListenerSettings {
+    /// Whether the TLS settings fit a listener of `protocol`: TLS settings only on https, and
+    /// every accepted version keeps at least one of the listed suites.
+    pub fn check_tls(&self, protocol: Protocol) -> Result<(), TlsSettingsError> {
+        if protocol != Protocol::Https {
+            let named = [
+                (!self.tls_versions.is_empty(), "tls_versions"),
+                (!self.cipher_suites.is_empty(), "cipher_suites"),
+                (self.default_certificate.is_some(), "default_certificate"),
+            ];
+            if let Some((_, name)) = named.iter().find(|(set, _)| *set) {
+                return Err(TlsSettingsError::NotHttps(name, protocol));
+            }
+            return Ok(());
+        }
+        if self.cipher_suites.is_empty() {
+            return Ok(());
+        }
+        for version in self.accepted_tls_versions() {
+            if !self.cipher_suites.iter().any(|s| s.version() == version) {
+                return Err(TlsSettingsError::NoSuiteForVersion(version.as_str()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The versions accepted: the listed ones, or both when none is listed.
+    pub fn accepted_tls_versions(&self) -> Vec<TlsVersion> {
+        if self.tls_versions.is_empty() {
+            vec![TlsVersion::Tls12, TlsVersion::Tls13]
+        } else {
+            let mut versions = self.tls_versions.clone();
+            versions.sort();
+            versions.dedup();
+            versions
+        }
+    }
 }
 
 /// A listening address. Identity: `address`.
@@ -254,6 +375,79 @@ pub struct Frontend {
     pub path: String,
     pub cluster: ClusterId,
     pub certificate: Option<Fingerprint>,
+    /// Part of the identity like every other field: changing an option is a new frontend
+    /// added, then the old one removed (the newest wins meanwhile).
+    pub options: FrontendOptions,
+}
+
+/// How an HTTP(S) frontend answers besides routing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FrontendOptions {
+    /// On an http listener: answer `301` to `https://host/path?query` instead of routing.
+    pub redirect_https: bool,
+    /// On an https listener: the `Strict-Transport-Security` value added to answers.
+    pub hsts: Option<String>,
+}
+
+impl FrontendOptions {
+    pub fn is_default(&self) -> bool {
+        *self == FrontendOptions::default()
+    }
+
+    /// Whether these options fit a frontend on a listener of `protocol`.
+    pub fn check(&self, protocol: Protocol) -> Result<(), &'static str> {
+        if self.redirect_https && protocol != Protocol::Http {
+            return Err(
+                "redirect_https is for http listeners (it sends plain-HTTP clients to https)",
+            );
+        }
+        if self.hsts.is_some() && protocol != Protocol::Https {
+            return Err("hsts is for https listeners (browsers ignore it over plain HTTP)");
+        }
+        Ok(())
+    }
+}
+
+/// Checks a `Strict-Transport-Security` value: a `max-age=<seconds>` directive, optionally
+/// `includeSubDomains` and `preload`, separated by `;` (RFC 6797 6.1).
+pub fn normalize_hsts(raw: &str) -> Result<String, RouteError> {
+    let bad = |why| RouteError::BadHsts(raw.to_owned(), why);
+    let value = raw.trim();
+    if value
+        .bytes()
+        .any(|b| !(b == b' ' || b == b'\t' || b.is_ascii_graphic()))
+    {
+        return Err(bad("only visible ASCII characters"));
+    }
+    let mut max_age = false;
+    for directive in value.split(';').map(str::trim) {
+        let (name, arg) = match directive.split_once('=') {
+            Some((n, a)) => (n.trim(), Some(a.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        if name.eq_ignore_ascii_case("max-age") {
+            if max_age {
+                return Err(bad("max-age given twice"));
+            }
+            if !arg.is_some_and(|a| {
+                !a.is_empty() && a.len() <= 19 && a.bytes().all(|b| b.is_ascii_digit())
+            }) {
+                return Err(bad("max-age needs a number of seconds"));
+            }
+            max_age = true;
+        } else if !(name.eq_ignore_ascii_case("includeSubDomains")
+            || name.eq_ignore_ascii_case("preload"))
+            || arg.is_some()
+        {
+            return Err(bad(
+                "directives are max-age=<seconds>, includeSubDomains, preload",
+            ));
+        }
+    }
+    if !max_age {
+        return Err(bad("max-age=<seconds> is required"));
+    }
+    Ok(value.to_owned())
 }
 
 /// Why a hostname or path cannot be used in a route.
@@ -269,6 +463,8 @@ pub enum RouteError {
         "path {0:?} can never match: requests are routed on their normalised path, which has {1}"
     )]
     UnmatchablePath(String, &'static str),
+    #[error("hsts {0:?} is not a Strict-Transport-Security value: {1}")]
+    BadHsts(String, &'static str),
 }
 
 /// Normalises a route hostname: lowercase, no trailing dot, no port. `*.` is allowed only as
@@ -382,9 +578,17 @@ impl fmt::Display for Frontend {
                 f,
                 "{}/{}{} -> {}",
                 self.listener, h, self.path, self.cluster
-            ),
-            None => write!(f, "{} -> {}", self.listener, self.cluster),
+            )?,
+            None => write!(f, "{} -> {}", self.listener, self.cluster)?,
         }
+        // Frontends that differ only in their options must not read the same in a plan.
+        if self.options.redirect_https {
+            f.write_str(" (redirect to https)")?;
+        }
+        if let Some(hsts) = &self.options.hsts {
+            write!(f, " (hsts {hsts:?})")?;
+        }
+        Ok(())
     }
 }
 

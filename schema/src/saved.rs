@@ -32,7 +32,10 @@ pub enum SavedStateError {
 
 /// Serialises a state to the saved-state format.
 pub fn encode(state: &State) -> Vec<u8> {
-    let body = state.to_snapshot().encode_to_vec();
+    // A saved state is for restoring: certificates need their keys.
+    let body = state
+        .snapshot(crate::command::PrivateKeys::Included)
+        .encode_to_vec();
     let mut out = Vec::with_capacity(MAGIC.len() + 65 + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(hex::encode(Sha256::digest(&body)).as_bytes());

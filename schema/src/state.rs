@@ -13,12 +13,13 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 
 use crate::cert::Certificate;
-use crate::command::{Change, Command, Request};
+use crate::command::{Change, Command, PrivateKeys, Request};
 use crate::model::{
     Backend, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, Listener, Protocol,
+    TlsSettingsError,
 };
 use crate::proto;
-use crate::wire::WireError;
+use crate::wire::{certificate_from_snapshot, certificate_to_wire, WireError};
 
 /// Why a change was refused. The state is unchanged whenever one of these is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,6 +38,11 @@ pub enum StateError {
     },
     #[error("listener {address}: port 0 is not allowed (every worker must listen on one port)")]
     ListenerPortZero { address: SocketAddr },
+    #[error("listener {address}: {error}")]
+    ListenerTls {
+        address: SocketAddr,
+        error: TlsSettingsError,
+    },
     #[error("listener {address} still has {frontends} frontend(s)")]
     ListenerInUse {
         address: SocketAddr,
@@ -66,10 +72,11 @@ pub enum StateError {
     DuplicateCertificate(Fingerprint),
     #[error("certificate {0} does not exist")]
     UnknownCertificate(Fingerprint),
-    #[error("certificate {fingerprint} is still used by {frontends} frontend(s)")]
+    #[error("certificate {fingerprint} is still used by {} frontend(s): {}", frontends.len(), list(frontends))]
     CertificateInUse {
         fingerprint: Fingerprint,
-        frontends: usize,
+        /// The frontends naming it, in identity order.
+        frontends: Vec<Frontend>,
     },
     #[error("frontend {0} already exists")]
     DuplicateFrontend(Box<Frontend>),
@@ -84,6 +91,21 @@ pub enum StateError {
     NotAChange(&'static str),
     #[error("malformed request: {0}")]
     Wire(#[from] WireError),
+}
+
+/// Frontends as an error lists them: the first few, then how many more.
+fn list(frontends: &[Frontend]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = frontends
+        .iter()
+        .take(SHOWN)
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if frontends.len() > SHOWN {
+        text.push_str(&format!("; and {} more", frontends.len() - SHOWN));
+    }
+    text
 }
 
 /// Position of a frontend in the order frontends were added; the newest matching route wins.
@@ -148,6 +170,7 @@ impl State {
                 if self.listeners.contains_key(&l.address) {
                     return Err(StateError::DuplicateListener(l.address));
                 }
+                check_listener_tls(l)?;
             }
             Change::UpdateListener(l) => {
                 let current = self
@@ -161,6 +184,7 @@ impl State {
                         requested: l.protocol,
                     });
                 }
+                check_listener_tls(l)?;
             }
             Change::RemoveListener(address) => {
                 if !self.listeners.contains_key(address) {
@@ -257,12 +281,13 @@ impl State {
                 if !self.certificates.contains_key(fp) {
                     return Err(StateError::UnknownCertificate(*fp));
                 }
-                let frontends = self
+                let frontends: Vec<Frontend> = self
                     .frontends
                     .keys()
                     .filter(|f| f.certificate == Some(*fp))
-                    .count();
-                if frontends > 0 {
+                    .cloned()
+                    .collect();
+                if !frontends.is_empty() {
                     return Err(StateError::CertificateInUse {
                         fingerprint: *fp,
                         frontends,
@@ -296,6 +321,7 @@ impl State {
         if !self.clusters.contains_key(&f.cluster) {
             return Err(StateError::UnknownCluster(f.cluster.clone()));
         }
+        f.options.check(listener.protocol).map_err(mismatch)?;
         match listener.protocol {
             Protocol::Tcp => {
                 if f.hostname.is_some() {
@@ -371,6 +397,11 @@ impl State {
                     f.certificate = Some(new.fingerprint);
                     self.frontends.insert(f, seq);
                 }
+                for l in self.listeners.values_mut() {
+                    if l.settings.default_certificate == Some(*old) {
+                        l.settings.default_certificate = Some(new.fingerprint);
+                    }
+                }
             }
             Change::RemoveCertificate(fp) => {
                 self.certificates.remove(fp);
@@ -441,14 +472,26 @@ impl State {
             .collect()
     }
 
-    /// The whole state as a wire message (frontends in the order they were added).
+    /// The whole state as a wire message (frontends in the order they were added), with
+    /// certificates' private keys left out: what a query gets by default.
     pub fn to_snapshot(&self) -> proto::StateSnapshot {
+        self.snapshot(PrivateKeys::Redacted)
+    }
+
+    /// The whole state as a wire message, private keys included or not. A state that must be
+    /// restored later (a saved state) needs them; an answer to a query should not carry them
+    /// unless asked to.
+    pub fn snapshot(&self, keys: PrivateKeys) -> proto::StateSnapshot {
         proto::StateSnapshot {
             version: self.version,
             listeners: self.listeners.values().map(Into::into).collect(),
             clusters: self.clusters.values().map(Into::into).collect(),
             backends: self.backends.values().map(Into::into).collect(),
-            certificates: self.certificates.values().map(Into::into).collect(),
+            certificates: self
+                .certificates
+                .values()
+                .map(|c| certificate_to_wire(c, keys))
+                .collect(),
             frontends: self
                 .frontends_in_order()
                 .into_iter()
@@ -459,7 +502,8 @@ impl State {
 
     /// Rebuilds a state from a snapshot by applying every resource through the usual rules,
     /// so a snapshot that breaks them (a frontend naming a missing cluster, say) is refused.
-    /// The result carries the snapshot's version.
+    /// The result carries the snapshot's version. Certificates of a redacted snapshot come back
+    /// without keys.
     pub fn from_snapshot(snapshot: &proto::StateSnapshot) -> Result<State, StateError> {
         let mut state = State::new();
         let mut changes = Vec::new();
@@ -473,7 +517,9 @@ impl State {
             changes.push(Change::AddBackend(b.try_into()?));
         }
         for c in &snapshot.certificates {
-            changes.push(Change::AddCertificate(Box::new(c.try_into()?)));
+            changes.push(Change::AddCertificate(Box::new(certificate_from_snapshot(
+                c,
+            )?)));
         }
         for f in &snapshot.frontends {
             changes.push(Change::AddFrontend(f.try_into()?));
@@ -523,6 +569,16 @@ impl State {
             frontends: self.frontends.len(),
         }
     }
+}
+
+/// A listener's TLS settings must fit its protocol.
+fn check_listener_tls(l: &Listener) -> Result<(), StateError> {
+    l.settings
+        .check_tls(l.protocol)
+        .map_err(|error| StateError::ListenerTls {
+            address: l.address,
+            error,
+        })
 }
 
 /// How many resources of each kind a state holds.

@@ -4,16 +4,18 @@
 //! valid, fingerprints are 32 bytes of hex, certificates parse and match their keys. A request
 //! that decodes is well-formed; whether it fits the current state is [`crate::State`]'s call.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cert::{CertError, Certificate};
-use crate::command::{Change, Command, Request};
+use crate::command::{Change, Command, PrivateKeys, Request};
 use crate::model::{
-    normalize_hostname, normalize_path, normalize_route_path, Backend, BackendId, BackendKey,
-    Cluster, ClusterId, Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings,
-    LoadBalancing, Protocol, RouteError, TlsVersion, DEFAULT_WEIGHT,
+    normalize_hostname, normalize_hsts, normalize_path, normalize_route_path, Backend, BackendId,
+    BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions, HealthCheck, Listener,
+    ListenerSettings, LoadBalancing, Protocol, RouteError, TlsCipherSuite, TlsVersion,
+    DEFAULT_WEIGHT,
 };
 use crate::proto;
 
@@ -32,6 +34,10 @@ pub enum WireError {
     BadEnum { field: &'static str, value: i32 },
     #[error("field `tls_versions`: {0:?} is not a TLS version (expected \"1.2\" or \"1.3\")")]
     BadTlsVersion(String),
+    #[error("field `cipher_suites`: {0:?} is not a supported cipher suite (expected an IANA name such as \"TLS_AES_128_GCM_SHA256\")")]
+    BadCipherSuite(String),
+    #[error("{0} is sent only by the main process to its workers")]
+    ChannelOnly(&'static str),
     #[error("field `{field}` must not be empty")]
     Empty { field: &'static str },
     #[error("field `weight` must be at least 1 (remove the backend instead)")]
@@ -104,6 +110,19 @@ impl TryFrom<&proto::Listener> for Listener {
             .iter()
             .map(|v| TlsVersion::parse(v).ok_or_else(|| WireError::BadTlsVersion(v.clone())))
             .collect::<Result<Vec<_>, _>>()?;
+        let cipher_suites = settings
+            .cipher_suites
+            .iter()
+            .map(|v| TlsCipherSuite::parse(v).ok_or_else(|| WireError::BadCipherSuite(v.clone())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let default_certificate = if settings.default_certificate.is_empty() {
+            None
+        } else {
+            Some(fingerprint(
+                "default_certificate",
+                &settings.default_certificate,
+            )?)
+        };
         Ok(Listener {
             address,
             protocol: protocol_from_wire(l.protocol)?,
@@ -121,6 +140,8 @@ impl TryFrom<&proto::Listener> for Listener {
                 answer_404: settings.answer_404,
                 answer_503: settings.answer_503,
                 tls_versions,
+                cipher_suites,
+                default_certificate,
             },
         })
     }
@@ -145,6 +166,15 @@ impl From<&Listener> for proto::Listener {
                     .iter()
                     .map(|v| v.as_str().to_owned())
                     .collect(),
+                cipher_suites: s
+                    .cipher_suites
+                    .iter()
+                    .map(|v| v.as_str().to_owned())
+                    .collect(),
+                default_certificate: s
+                    .default_certificate
+                    .map(|fp| fp.to_hex())
+                    .unwrap_or_default(),
             }),
         }
     }
@@ -281,6 +311,14 @@ impl TryFrom<&proto::Frontend> for Frontend {
             } else {
                 Some(fingerprint("certificate", &f.certificate)?)
             },
+            options: FrontendOptions {
+                redirect_https: f.redirect_https,
+                hsts: if f.hsts.is_empty() {
+                    None
+                } else {
+                    Some(normalize_hsts(&f.hsts)?)
+                },
+            },
         })
     }
 }
@@ -293,12 +331,15 @@ impl From<&Frontend> for proto::Frontend {
             path: f.path.clone(),
             cluster_id: f.cluster.0.clone(),
             certificate: f.certificate.map(|fp| fp.to_hex()).unwrap_or_default(),
+            redirect_https: f.options.redirect_https,
+            hsts: f.options.hsts.clone().unwrap_or_default(),
         }
     }
 }
 
 // ---- certificates ----------------------------------------------------------------------------
 
+/// A certificate a request adds: its key is required.
 impl TryFrom<&proto::Certificate> for Certificate {
     type Error = WireError;
     fn try_from(c: &proto::Certificate) -> Result<Self, WireError> {
@@ -310,13 +351,58 @@ impl TryFrom<&proto::Certificate> for Certificate {
     }
 }
 
+/// A certificate listed in a state snapshot: without a key when the answer was redacted.
+pub fn certificate_from_snapshot(c: &proto::Certificate) -> Result<Certificate, WireError> {
+    if c.key_pem.is_empty() {
+        Ok(Certificate::public_from_pem(&c.name, &c.certificate_pem)?)
+    } else {
+        Ok(c.try_into()?)
+    }
+}
+
+/// With its key when it has one; see [`certificate_to_wire`] to choose.
 impl From<&Certificate> for proto::Certificate {
     fn from(c: &Certificate) -> Self {
-        proto::Certificate {
-            name: c.name.clone(),
-            certificate_pem: c.certificate_pem.clone(),
-            key_pem: c.key_pem.clone(),
-        }
+        certificate_to_wire(c, PrivateKeys::Included)
+    }
+}
+
+/// A certificate as the wire carries it, with or without its key.
+pub fn certificate_to_wire(c: &Certificate, keys: PrivateKeys) -> proto::Certificate {
+    let key_pem = match (keys, &c.key_pem) {
+        (PrivateKeys::Included, Some(key)) => key.expose().to_owned(),
+        _ => String::new(),
+    };
+    proto::Certificate {
+        name: c.name.clone(),
+        certificate_pem: c.certificate_pem.clone(),
+        key_pem,
+    }
+}
+
+impl fmt::Debug for proto::Certificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Certificate")
+            .field("name", &self.name)
+            .field("certificate_pem", &self.certificate_pem)
+            .field(
+                "key_pem",
+                &if self.key_pem.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
+}
+
+impl fmt::Debug for proto::TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("name", &hex::encode(&self.name))
+            .field("secret", &"<redacted>")
+            .finish()
     }
 }
 
@@ -362,6 +448,7 @@ impl TryFrom<&proto::Request> for Request {
                 &c.fingerprint,
             )?)),
             Kind::QueryState(_) => Command::QueryState,
+            Kind::SetTicketKeys(_) => return Err(WireError::ChannelOnly("set_ticket_keys")),
             Kind::QueryMetrics(_) => Command::QueryMetrics,
             Kind::Status(_) => Command::Status,
             Kind::SaveState(s) => Command::SaveState(PathBuf::from(non_empty("path", &s.path)?)),
@@ -374,10 +461,15 @@ impl TryFrom<&proto::Request> for Request {
                 from_sequence: s.from_sequence,
             },
         };
+        let private_keys = match kind {
+            Kind::QueryState(q) if q.include_private_keys => PrivateKeys::Included,
+            _ => PrivateKeys::Redacted,
+        };
         Ok(Request {
             id: r.id.clone(),
             expected_version: r.expected_version,
             command,
+            private_keys,
         })
     }
 }
@@ -426,7 +518,9 @@ impl From<&Request> for proto::Request {
         use proto::request::Kind;
         let kind = match &r.command {
             Command::Change(c) => c.into(),
-            Command::QueryState => Kind::QueryState(proto::QueryState {}),
+            Command::QueryState => Kind::QueryState(proto::QueryState {
+                include_private_keys: r.private_keys == PrivateKeys::Included,
+            }),
             Command::QueryMetrics => Kind::QueryMetrics(proto::QueryMetrics {}),
             Command::Status => Kind::Status(proto::Status {}),
             Command::SaveState(p) => Kind::SaveState(proto::SaveState {

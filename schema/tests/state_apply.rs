@@ -29,6 +29,7 @@ fn tcp_frontend() -> Frontend {
         path: "/".to_owned(),
         cluster: ClusterId("shop".to_owned()),
         certificate: None,
+        options: Default::default(),
     }
 }
 
@@ -81,6 +82,7 @@ fn version_mismatch() {
             id: "r".into(),
             expected_version: Some(3),
             command: Command::Change(Change::AddCluster(cluster("new"))),
+            private_keys: Default::default(),
         })
         .unwrap_err();
     assert_eq!(
@@ -274,7 +276,7 @@ fn certificate_still_used_by_a_frontend() {
         refused(Change::RemoveCertificate(a.fingerprint)),
         StateError::CertificateInUse {
             fingerprint: a.fingerprint,
-            frontends: 1
+            frontends: vec![tls_frontend("a.test.example.com", a.fingerprint)]
         }
     );
 }

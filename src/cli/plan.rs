@@ -176,18 +176,11 @@ pub(super) fn load_desired(path: &Path) -> anyhow::Result<State> {
     }
 }
 
-/// Writes a saved plan readable only by its owner (it holds private keys).
+/// Writes a saved plan readable only by its owner (it holds private keys), replacing any
+/// earlier file of that name and its mode.
 fn save_plan(out: &Path, plan: &Plan, desired: &State) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(out)
-        .with_context(|| format!("cannot write the plan to {}", out.display()))?;
-    serde_json::to_writer(&mut file, &saved_plan::to_json(plan, desired))?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    Ok(())
+    let mut bytes = serde_json::to_vec(&saved_plan::to_json(plan, desired))?;
+    bytes.push(b'\n');
+    weir_schema::private_file::write(out, &bytes)
+        .with_context(|| format!("cannot write the plan to {}", out.display()))
 }

@@ -141,6 +141,9 @@ fn state_json(state: &State) -> Value {
             "address": l.address.to_string(),
             "protocol": l.protocol.as_str(),
             "name": l.name,
+            "tls_versions": l.settings.tls_versions.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+            "cipher_suites": l.settings.cipher_suites.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+            "default_certificate": l.settings.default_certificate.map(|fp| fp.to_hex()),
         })).collect::<Vec<_>>(),
         "clusters": state.clusters.values().map(|c| json!({
             "id": c.id.0,
@@ -158,7 +161,10 @@ fn state_json(state: &State) -> Value {
             "path": f.path,
             "cluster": f.cluster.0,
             "certificate": f.certificate.map(|fp| fp.to_hex()),
+            "redirect_https": f.options.redirect_https,
+            "hsts": f.options.hsts,
         })).collect::<Vec<_>>(),
+        // Fingerprints and names only: a certificate's key never leaves the proxy through here.
         "certificates": state.certificates.values().map(|c| json!({
             "fingerprint": c.fingerprint.to_hex(),
             "name": c.name,

@@ -81,6 +81,7 @@ pub fn add_frontend(listener: SocketAddr, host: &str, cluster: &str) -> Change {
         path: "/".into(),
         cluster: ClusterId(cluster.into()),
         certificate: None,
+        options: Default::default(),
     })
 }
 

@@ -217,7 +217,7 @@ impl Core {
             Command::QueryState => self.answer(
                 client,
                 proto::Response::ok(&id, version)
-                    .with_content(Content::State(self.state.to_snapshot())),
+                    .with_content(Content::State(self.state.snapshot(request.private_keys))),
             ),
             Command::QueryMetrics => self.ask_workers(
                 client,

@@ -30,6 +30,7 @@ mod rig;
 pub mod router;
 pub mod sessions;
 pub mod timer;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 

@@ -183,6 +183,7 @@ impl TestWorker {
             path: path.to_owned(),
             cluster_id: cluster.to_owned(),
             certificate: String::new(),
+            ..Default::default()
         }
     }
 

@@ -442,6 +442,7 @@ mod tests {
                 path: "/".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: None,
+                options: Default::default(),
             }),
         ]);
         let mut cluster = Cluster::new("shop");
@@ -485,6 +486,7 @@ mod tests {
                 path: "/".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: None,
+                options: Default::default(),
             }),
             Change::AddFrontend(Frontend {
                 listener: https,
@@ -492,6 +494,7 @@ mod tests {
                 path: "/api".into(),
                 cluster: ClusterId("shop".into()),
                 certificate: Some(cert.fingerprint),
+                options: Default::default(),
             }),
         ]);
         (live, desired)

@@ -15,7 +15,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::duration;
-use crate::model::{LoadBalancing, Protocol, TlsVersion};
+use crate::model::{LoadBalancing, Protocol, TlsCipherSuite, TlsVersion};
 
 /// One file: any of the five lists, each optional.
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +40,9 @@ pub(crate) struct ListenerDoc {
     pub answer_404: Option<String>,
     pub answer_503: Option<String>,
     pub tls_versions: Option<Vec<TlsVersionValue>>,
+    pub cipher_suites: Option<Vec<CipherSuiteValue>>,
+    /// A certificate's name: what clients that send no SNI are shown.
+    pub default_certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -125,6 +128,10 @@ pub(crate) struct FrontendDoc {
     pub cluster: String,
     /// A certificate's name.
     pub certificate: Option<String>,
+    /// http listeners: answer with a redirect to https.
+    pub redirect_https: Option<bool>,
+    /// https listeners: the `Strict-Transport-Security` value.
+    pub hsts: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +267,30 @@ impl<'de> Deserialize<'de> for TlsVersionValue {
             }
         }
         deserializer.deserialize_any(V)
+    }
+}
+
+/// An IANA cipher suite name, such as `"TLS_AES_128_GCM_SHA256"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CipherSuiteValue(pub TlsCipherSuite);
+
+impl<'de> Deserialize<'de> for CipherSuiteValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = CipherSuiteValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a cipher suite's IANA name, one of ")?;
+                let names: Vec<&str> = TlsCipherSuite::ALL.iter().map(|s| s.as_str()).collect();
+                f.write_str(&names.join(", "))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CipherSuiteValue, E> {
+                TlsCipherSuite::parse(v)
+                    .map(CipherSuiteValue)
+                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        deserializer.deserialize_str(V)
     }
 }
 

@@ -1,8 +1,9 @@
 //! From parsed files to one [`State`]: names resolved, every rule of [`State::apply_change`]
 //! enforced, every problem placed at the file, line and column that caused it.
 //!
-//! Resources are applied in dependency order (listeners, clusters with their backends,
-//! certificates, frontends), each kind over all files in path order, so that a reference may
+//! Resources are applied in dependency order (certificates, which a listener may name as its
+//! default, then listeners, clusters with their backends, frontends), each kind over all files
+//! in path order, so that a reference may
 //! point into any file. Frontends are added in file order because the newest of two equal
 //! routes wins. A resource that fails is remembered as broken, so references to it do not
 //! each raise a second, misleading "unknown" error.
@@ -17,9 +18,9 @@ use std::path::{Path, PathBuf};
 use crate::cert::{utc_date as date, CertError, Certificate};
 use crate::command::Change;
 use crate::model::{
-    normalize_hostname, normalize_path, normalize_route_path, Backend, BackendId, BackendKey,
-    Cluster, ClusterId, Fingerprint, Frontend, HealthCheck, Listener, ListenerSettings, Protocol,
-    DEFAULT_WEIGHT,
+    normalize_hostname, normalize_hsts, normalize_path, normalize_route_path, Backend, BackendId,
+    BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions, HealthCheck, Listener,
+    ListenerSettings, Protocol, DEFAULT_WEIGHT,
 };
 use crate::state::{State, StateError};
 
@@ -164,6 +165,11 @@ pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolve
         broken: BTreeSet::new(),
     };
     for (f, file) in files.iter().enumerate() {
+        for (i, c) in file.doc.certificates.iter().enumerate() {
+            r.certificate(f, Field::item("certificates", i), c);
+        }
+    }
+    for (f, file) in files.iter().enumerate() {
         for (i, l) in file.doc.listeners.iter().enumerate() {
             r.listener(f, Field::item("listeners", i), l);
         }
@@ -171,11 +177,6 @@ pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolve
     for (f, file) in files.iter().enumerate() {
         for (i, c) in file.doc.clusters.iter().enumerate() {
             r.cluster(f, Field::item("clusters", i), c);
-        }
-    }
-    for (f, file) in files.iter().enumerate() {
-        for (i, c) in file.doc.certificates.iter().enumerate() {
-            r.certificate(f, Field::item("certificates", i), c);
         }
     }
     for (f, file) in files.iter().enumerate() {
@@ -319,12 +320,19 @@ impl Resolver<'_> {
         let protocol = Protocol::from(doc.protocol);
         // Field errors are reported and the resource still added without that setting, so
         // that everything after it is checked too (the load fails either way).
-        if doc.tls_versions.is_some() && protocol != Protocol::Https {
-            self.error(
-                f,
-                path.field("tls_versions"),
-                format!("only https listeners take tls_versions (this one is {protocol})"),
-            );
+        if protocol != Protocol::Https {
+            let tls_fields = [
+                ("tls_versions", doc.tls_versions.is_some()),
+                ("cipher_suites", doc.cipher_suites.is_some()),
+                ("default_certificate", doc.default_certificate.is_some()),
+            ];
+            for (field, _) in tls_fields.into_iter().filter(|(_, set)| *set) {
+                self.error(
+                    f,
+                    path.field(field),
+                    format!("only https listeners take {field} (this one is {protocol})"),
+                );
+            }
         }
         if protocol == Protocol::Tcp {
             // A tcp listener pipes bytes: it never reads a request, so these would be ignored.
@@ -346,6 +354,14 @@ impl Resolver<'_> {
                 );
             }
         }
+        // TLS settings on another protocol are reported above, then left out.
+        let https = protocol == Protocol::Https;
+        let default_certificate = match &doc.default_certificate {
+            Some(name) if protocol == Protocol::Https => {
+                self.find_certificate(f, path.field("default_certificate"), name)
+            }
+            _ => None,
+        };
         let here = Place {
             file: f,
             field: path,
@@ -383,10 +399,22 @@ impl Resolver<'_> {
                 max_request_body: doc.max_request_body.map(|s| s.0),
                 answer_404: doc.answer_404.clone(),
                 answer_503: doc.answer_503.clone(),
-                tls_versions: doc.tls_versions.iter().flatten().map(|v| v.0).collect(),
+                tls_versions: (https.then_some(&doc.tls_versions).into_iter().flatten())
+                    .flatten()
+                    .map(|v| v.0)
+                    .collect(),
+                cipher_suites: (https.then_some(&doc.cipher_suites).into_iter().flatten())
+                    .flatten()
+                    .map(|v| v.0)
+                    .collect(),
+                default_certificate,
             },
         };
-        if self.apply(&Change::AddListener(listener), f, path.field("address")) {
+        let place = match (protocol, &doc.cipher_suites) {
+            (Protocol::Https, Some(_)) => path.field("cipher_suites"),
+            _ => path.field("address"),
+        };
+        if self.apply(&Change::AddListener(listener), f, place) {
             self.listener_names.insert(name, (address, here));
             self.listener_addresses.insert(address, here);
         } else {
@@ -702,9 +730,24 @@ impl Resolver<'_> {
                 .find_certificate(f, path.field("certificate"), name)
                 .map(Some),
         };
-        let (Some(listener), true, Some(hostname), Some(route_path), Some(certificate)) =
-            (listener, cluster_ok, hostname, route_path, certificate)
-        else {
+        let hsts = match &doc.hsts {
+            None => Some(None),
+            Some(h) => match normalize_hsts(h) {
+                Ok(h) => Some(Some(h)),
+                Err(e) => {
+                    self.error(f, path.field("hsts"), e.to_string());
+                    None
+                }
+            },
+        };
+        let (Some(listener), true, Some(hostname), Some(route_path), Some(certificate), Some(hsts)) = (
+            listener,
+            cluster_ok,
+            hostname,
+            route_path,
+            certificate,
+            hsts,
+        ) else {
             return;
         };
         let frontend = Frontend {
@@ -713,6 +756,10 @@ impl Resolver<'_> {
             path: route_path,
             cluster,
             certificate,
+            options: FrontendOptions {
+                redirect_https: doc.redirect_https.unwrap_or(false),
+                hsts,
+            },
         };
         if let Some(first) = self.frontends.get(&frontend) {
             let first = self.location(*first);
@@ -730,6 +777,12 @@ impl Resolver<'_> {
             Some(Protocol::Tcp) if frontend.path != "/" => path.field("path"),
             Some(Protocol::Http | Protocol::Tcp) if frontend.certificate.is_some() => {
                 path.field("certificate")
+            }
+            Some(Protocol::Https | Protocol::Tcp) if frontend.options.redirect_https => {
+                path.field("redirect_https")
+            }
+            Some(Protocol::Http | Protocol::Tcp) if frontend.options.hsts.is_some() => {
+                path.field("hsts")
             }
             _ => path,
         };
@@ -811,6 +864,7 @@ fn known<'a>(kind: &str, names: impl Iterator<Item = &'a str>) -> String {
 fn state_message(e: &StateError) -> String {
     match e {
         StateError::FrontendMismatch { problem, .. } => (*problem).to_owned(),
+        StateError::ListenerTls { error, .. } => error.to_string(),
         other => other.to_string(),
     }
 }

@@ -54,6 +54,9 @@ pub fn tuned_listener() -> Listener {
             answer_404: Some("nothing here\n".to_owned()),
             answer_503: Some("later\n".to_owned()),
             tls_versions: vec![TlsVersion::Tls13],
+            // Left at their defaults: the golden encodings predate them.
+            cipher_suites: Vec::new(),
+            default_certificate: None,
         },
     }
 }
@@ -111,6 +114,7 @@ pub fn http_frontend(listener: &str, host: &str, path: &str, cluster: &str) -> F
         path: path.to_owned(),
         cluster: ClusterId(cluster.to_owned()),
         certificate: None,
+        options: Default::default(),
     }
 }
 
