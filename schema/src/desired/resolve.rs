@@ -8,14 +8,14 @@
 //! routes wins. A resource that fails is remembered as broken, so references to it do not
 //! each raise a second, misleading "unknown" error.
 
+mod certificates;
+
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::cert::{utc_date as date, CertError, Certificate};
 use crate::command::Change;
 use crate::model::{
     normalize_hostname, normalize_hsts, normalize_path, normalize_route_path, Backend, BackendId,
@@ -25,7 +25,7 @@ use crate::model::{
 use crate::state::{State, StateError};
 
 use super::files::Format;
-use super::mirror::{BackendDoc, CertificateDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
+use super::mirror::{BackendDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
 use super::positions::{Pos, Positions};
 use super::{toml_file, yaml_file, Definition, DemoOrigin, LoadError, Location};
 
@@ -579,117 +579,6 @@ impl Resolver<'_> {
         }
     }
 
-    // ---- certificates ------------------------------------------------------------------------
-
-    fn certificate(&mut self, f: usize, path: Field, doc: &CertificateDoc) {
-        let name = doc.name.trim().to_owned();
-        if name.is_empty() {
-            self.error(f, path.field("name"), "must not be empty");
-            return;
-        }
-        if let Some(first) = self.certificate_names.get(&name) {
-            let first = self.location(first.place);
-            self.error(
-                f,
-                path.field("name"),
-                format!("certificate {name:?} is defined twice: here and at {first}"),
-            );
-            return;
-        }
-        // Relative paths are relative to the file that names them, not to the working
-        // directory, so a desired-state repository can be loaded from anywhere.
-        let base = self
-            .file(f)
-            .path
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let cert_pem = self.read_pem(f, path.field("certificate"), &base, &doc.certificate);
-        let key_pem = self.read_pem(f, path.field("key"), &base, &doc.key);
-        let (Some(cert_pem), Some(key_pem)) = (cert_pem, key_pem) else {
-            self.broken.insert(Broken::Certificate(name));
-            return;
-        };
-        let cert = match Certificate::from_pem(&name, &cert_pem, &key_pem) {
-            Ok(c) => c,
-            Err(e) => {
-                let field = match e {
-                    CertError::BadKeyPem(_)
-                    | CertError::UnsupportedKey(_)
-                    | CertError::KeyMismatch => "key",
-                    CertError::NoCertificate
-                    | CertError::BadCertificatePem(_)
-                    | CertError::BadX509(_) => "certificate",
-                };
-                self.error(f, path.field(field), e.to_string());
-                self.broken.insert(Broken::Certificate(name));
-                return;
-            }
-        };
-        let fingerprint = cert.fingerprint;
-        let not_after = cert.not_after;
-        if let Some((other, first)) = self.certificate_fingerprints.get(&fingerprint) {
-            let (other, first) = (other.clone(), self.location(*first));
-            self.error(
-                f,
-                path.field("certificate"),
-                format!(
-                    "the same certificate (fingerprint {fingerprint}) is already defined as {other:?} at {first}; \
-                     give it one name"
-                ),
-            );
-            self.broken.insert(Broken::Certificate(name));
-            return;
-        }
-        if !self.apply(&Change::AddCertificate(Box::new(cert)), f, path) {
-            self.broken.insert(Broken::Certificate(name));
-            return;
-        }
-        let here = Place {
-            file: f,
-            field: path,
-        };
-        self.certificate_fingerprints
-            .insert(fingerprint, (name.clone(), here));
-        self.certificate_names.insert(
-            name.clone(),
-            CertEntry {
-                fingerprint,
-                place: here,
-            },
-        );
-        let left = not_after - self.now;
-        if left <= 0 {
-            self.warn(
-                f,
-                path,
-                &format!("certificate {name:?} EXPIRED on {}", date(not_after)),
-            );
-        } else if left < EXPIRY_WARNING_SECS {
-            let days = left / 86_400;
-            self.warn(
-                f,
-                path,
-                &format!(
-                    "certificate {name:?} expires in {days} day{s} ({})",
-                    date(not_after),
-                    s = if days == 1 { "" } else { "s" }
-                ),
-            );
-        }
-    }
-
-    fn read_pem(&mut self, f: usize, path: Field, base: &Path, file: &str) -> Option<String> {
-        let resolved = base.join(file.trim());
-        match fs::read_to_string(&resolved) {
-            Ok(text) => Some(text),
-            Err(e) => {
-                self.error(f, path, format!("cannot read {}: {e}", resolved.display()));
-                None
-            }
-        }
-    }
-
     // ---- frontends ---------------------------------------------------------------------------
 
     fn frontend(&mut self, f: usize, path: Field, doc: &FrontendDoc) {
@@ -824,21 +713,6 @@ impl Resolver<'_> {
         if self.complete && !self.broken.contains(&Broken::Listener(name.to_owned())) {
             let known = known("listeners", self.listener_names.keys().map(String::as_str));
             self.error(f, path, format!("unknown listener {name:?} ({known})"));
-        }
-        None
-    }
-
-    fn find_certificate(&mut self, f: usize, path: Field, raw: &str) -> Option<Fingerprint> {
-        let name = raw.trim();
-        if let Some(entry) = self.certificate_names.get(name) {
-            return Some(entry.fingerprint);
-        }
-        if self.complete && !self.broken.contains(&Broken::Certificate(name.to_owned())) {
-            let known = known(
-                "certificates",
-                self.certificate_names.keys().map(String::as_str),
-            );
-            self.error(f, path, format!("unknown certificate {name:?} ({known})"));
         }
         None
     }
