@@ -8,7 +8,6 @@
 //! a byte either way (not its keep-alive `front_timeout`: a WebSocket may be quiet for long).
 
 use std::io;
-use std::net::Shutdown;
 
 use crate::worker::buffer::Buf;
 use crate::worker::context::{Context, Next};
@@ -141,7 +140,7 @@ impl Pipe {
             }
         }
         if self.client == Flow::Ended && self.up.as_ref().is_none_or(Buf::is_empty) {
-            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.stream.shutdown_write();
             self.client = Flow::Shut;
         }
         // Backend → down.
