@@ -567,3 +567,78 @@ fn a_101_the_client_did_not_ask_for_is_a_502() {
     let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
 }
+
+#[test]
+fn a_client_that_only_half_closes_still_gets_its_answer() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // `nc -N` and scripts end their side once the request is out.
+    h.client.shutdown_write();
+    b.send(OK);
+    h.until("the exchange done", |h| h.session.served == 1);
+    assert_eq!(h.cx.metrics.client_aborts, 0);
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn a_held_connect_sends_the_request_once_it_completes() {
+    let net = Net::default();
+    let slow = net.backend(Answer::Hold);
+    let mut h = Harness::new(&net, &[slow.addr()]);
+    h.send(GET);
+    h.until("connecting", |h| {
+        h.states().is_some_and(|s| s.link == DialState::Connecting)
+    });
+    let b = slow.accept();
+    // Nothing goes out, and the clock is the connect timeout's, until the connect completes.
+    for _ in 0..3 {
+        assert_eq!(h.turn(), Drive::Wait);
+    }
+    assert!(b.take().is_empty());
+    assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.connect_timeout);
+    b.complete();
+    h.until("the request sent", |h| {
+        h.states()
+            .is_some_and(|s| s.link == DialState::Connected && s.response == "awaiting")
+    });
+    assert!(request(&b).starts_with(b"GET /x HTTP/1.1\r\n"));
+    assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.response_timeout);
+    assert_eq!(h.cx.metrics.retries, 0);
+    b.send(OK);
+    h.until("the exchange done", |h| h.session.served == 1);
+}
+
+#[test]
+fn a_slow_client_gets_the_answer_as_it_reads() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // The client takes 10 bytes at a time: each write stops at its window, and the rest
+    // follows when the client has read (a writable event).
+    h.client.set_window(Some(10));
+    b.send(OK);
+    let mut got = Vec::new();
+    for _ in 0..TURNS {
+        assert_eq!(h.turn(), Drive::Wait);
+        let chunk = h.client.take();
+        assert!(chunk.len() <= 10, "{} bytes past the window", chunk.len());
+        got.extend(chunk);
+        if h.session.served == 1 {
+            break;
+        }
+        assert_eq!(h.response(), Some("body"));
+    }
+    assert_eq!(h.session.served, 1);
+    assert!(got.len() > 30, "{got:?}");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    assert!(got.ends_with(b"\r\n\r\nhello"), "{got:?}");
+}
