@@ -12,7 +12,7 @@
 //! or a full window read: writable), which the test's event loop takes with
 //! [`Net::take_events`] and hands on as `event_loop.rs` does.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Tests may unwrap.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};

@@ -224,8 +224,7 @@ mod tests {
     use super::*;
     use crate::channel::WorkerConfig;
     use crate::worker::dial::DialState;
-    use crate::worker::memory::Net;
-    use crate::worker::rig::{Answer, Rig, TestBackend, TURNS};
+    use crate::worker::rig::{Answer, Net, Rig, TestBackend, TURNS};
 
     fn rig(net: &Net, backends: &[SocketAddr]) -> (Rig, Option<Pipe>) {
         let mut rig = Rig::new(net, backends, Protocol::Tcp, WorkerConfig::default());

@@ -21,7 +21,6 @@ use super::buffer::BufferPool;
 use super::context::{BufferWaiters, Context};
 use super::front::{FrontIo, ListenerInfo, Transport};
 use super::http::date::HttpDate;
-use super::memory::{Net, Peer};
 use super::metrics::Metrics;
 use super::router::Router;
 use super::timer::Deadline;
@@ -29,7 +28,7 @@ use super::token::{decode_token, token_front, TokenKind};
 use super::upstream::Upstream;
 use crate::channel::WorkerConfig;
 
-pub use super::memory::{Answer, TestBackend};
+pub use super::memory::{Answer, Net, Peer, TestBackend};
 
 /// The route key of the listener the client came through (never bound: routes only).
 pub const LISTENER: &str = "127.0.0.1:8080";

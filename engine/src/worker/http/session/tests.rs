@@ -16,8 +16,7 @@ use crate::channel::WorkerConfig;
 use crate::worker::buffer::Buf;
 use crate::worker::dial::DialState;
 use crate::worker::http::exchange::States;
-use crate::worker::memory::{Net, Peer};
-use crate::worker::rig::{Answer, Rig, TestBackend, TURNS};
+use crate::worker::rig::{Answer, Net, Peer, Rig, TestBackend, TURNS};
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
