@@ -234,7 +234,7 @@ impl Worker {
             match pipe {
                 Some(pipe) => Protocol::Pipe(Box::new(pipe)),
                 None => {
-                    let _ = self.cx.registry.deregister(io.transport.socket_mut());
+                    let _ = self.cx.registry.deregister(&mut io.transport);
                     return;
                 }
             }
@@ -340,10 +340,7 @@ impl Worker {
             Protocol::Http(http) => http.teardown(&mut self.cx),
             Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
         }
-        let _ = self
-            .cx
-            .registry
-            .deregister(session.io.transport.socket_mut());
+        let _ = self.cx.registry.deregister(&mut session.io.transport);
     }
 
     fn fire_timers(&mut self) {

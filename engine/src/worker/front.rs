@@ -19,16 +19,23 @@ use std::net::{Shutdown, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use mio::event::Source;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use weir_schema::{Listener, Protocol as ListenerProtocol};
 
+#[cfg(test)]
+use super::memory::MemStream;
 use super::timer::Deadline;
 use crate::channel::WorkerConfig;
 
 /// The byte stream to a client: plain TCP today; the TLS work adds `Tls(Box<tls::TlsStream>)`.
+/// Test builds add an in-memory stream, so sessions are unit-tested without sockets.
 #[derive(Debug)]
 pub enum Transport {
     Plain(TcpStream),
+    #[cfg(test)]
+    Memory(MemStream),
 }
 
 impl Read for Transport {
@@ -36,6 +43,8 @@ impl Read for Transport {
     fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(dst),
+            #[cfg(test)]
+            Transport::Memory(m) => m.read(dst),
         }
     }
 }
@@ -45,6 +54,8 @@ impl Write for Transport {
     fn write(&mut self, src: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(src),
+            #[cfg(test)]
+            Transport::Memory(m) => m.write(src),
         }
     }
 
@@ -53,6 +64,8 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write_vectored(bufs),
+            #[cfg(test)]
+            Transport::Memory(m) => m.write_vectored(bufs),
         }
     }
 
@@ -61,33 +74,73 @@ impl Write for Transport {
     }
 }
 
+/// Registration is the socket's (the in-memory stream only records its token).
+impl Source for Transport {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.register(registry, token, interests),
+            #[cfg(test)]
+            Transport::Memory(m) => {
+                m.register(token);
+                Ok(())
+            }
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.reregister(registry, token, interests),
+            #[cfg(test)]
+            Transport::Memory(m) => {
+                m.register(token);
+                Ok(())
+            }
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.deregister(registry),
+            #[cfg(test)]
+            Transport::Memory(m) => {
+                m.deregister();
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Transport {
-    /// The socket underneath: for registration, addresses and `peek`.
-    pub fn socket(&self) -> &TcpStream {
-        match self {
-            Transport::Plain(s) => s,
-        }
-    }
-
-    pub fn socket_mut(&mut self) -> &mut TcpStream {
-        match self {
-            Transport::Plain(s) => s,
-        }
-    }
-
     /// Ends what we send (a half-close); what the client still sends can be read.
     pub fn shutdown_write(&mut self) {
         match self {
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            #[cfg(test)]
+            Transport::Memory(m) => m.shutdown_write(),
         }
     }
 
     /// Whether a client whose side closed reset the connection (its socket has an error), as
     /// opposed to half-closing it.
     pub fn reset_by_peer(&self) -> bool {
-        match self.socket().peek(&mut [0u8; 1]) {
+        let peeked = match self {
+            Transport::Plain(s) => s.peek(&mut [0u8; 1]),
+            #[cfg(test)]
+            Transport::Memory(m) => m.peek(&mut [0u8; 1]),
+        };
+        match peeked {
             Ok(_) => false,
             Err(e) => {
                 e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted
@@ -100,6 +153,8 @@ impl Transport {
     pub fn has_pending_output(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
+            #[cfg(test)]
+            Transport::Memory(_) => false,
         }
     }
 
@@ -108,6 +163,8 @@ impl Transport {
     pub fn flush_output(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(_) => Ok(()),
+            #[cfg(test)]
+            Transport::Memory(_) => Ok(()),
         }
     }
 }

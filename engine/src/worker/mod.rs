@@ -11,6 +11,7 @@
 //! the per-connection protocols in [`http::session`] and [`pipe`], backend connections and
 //! pools in [`upstream`], and traffic memory in [`buffer`].
 
+pub mod back_stream;
 pub mod balancer;
 pub mod buffer;
 pub mod context;
@@ -22,6 +23,8 @@ pub mod front;
 pub mod health;
 pub mod http;
 pub mod listeners;
+#[cfg(test)]
+mod memory;
 pub mod metrics;
 pub mod pipe;
 pub mod probe;

@@ -8,7 +8,6 @@
 //! a byte either way (not its keep-alive `front_timeout`: a WebSocket may be quiet for long).
 
 use std::io;
-use std::net::Shutdown;
 
 use crate::worker::buffer::Buf;
 use crate::worker::context::{Context, Next};
@@ -141,7 +140,7 @@ impl Pipe {
             }
         }
         if self.client == Flow::Ended && self.up.as_ref().is_none_or(Buf::is_empty) {
-            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.stream.shutdown_write();
             self.client = Flow::Shut;
         }
         // Backend → down.
@@ -218,19 +217,17 @@ enum Pumped {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, SocketAddr};
-    use std::time::Instant;
+    use std::net::SocketAddr;
 
     use weir_schema::Protocol;
 
     use super::*;
     use crate::channel::WorkerConfig;
     use crate::worker::dial::DialState;
-    use crate::worker::rig::{dead_addr, read_until, stuck_addr, Rig, TestBackend, PATIENCE};
+    use crate::worker::rig::{Answer, Net, Rig, TestBackend, TURNS};
 
-    fn rig(backends: &[SocketAddr]) -> (Rig, Option<Pipe>) {
-        let mut rig = Rig::new(backends, Protocol::Tcp, WorkerConfig::default());
+    fn rig(net: &Net, backends: &[SocketAddr]) -> (Rig, Option<Pipe>) {
+        let mut rig = Rig::new(net, backends, Protocol::Tcp, WorkerConfig::default());
         let cluster = rig.cx.router.lookup_tcp(rig.io.info.address).unwrap();
         let pipe = Pipe::connect(cluster, &mut rig.io, &mut rig.cx);
         (rig, pipe)
@@ -238,68 +235,66 @@ mod tests {
 
     /// Turns the loop until the pipe is connected (bounded).
     fn until_connected(rig: &mut Rig, pipe: &mut Pipe) {
-        let start = Instant::now();
-        while !pipe.dial.is_connected() {
-            rig.deliver();
-            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
-            assert!(start.elapsed() < PATIENCE, "never connected");
-        }
+        until(rig, pipe, "connected", |_, pipe| pipe.dial.is_connected());
     }
 
     /// Turns the loop until `done` (bounded); the pipe must keep waiting meanwhile.
-    fn until(rig: &mut Rig, pipe: &mut Pipe, what: &str, done: impl Fn(&Rig) -> bool) {
-        let start = Instant::now();
-        while !done(rig) {
+    fn until(rig: &mut Rig, pipe: &mut Pipe, what: &str, done: impl Fn(&Rig, &Pipe) -> bool) {
+        for _ in 0..TURNS {
+            if done(rig, pipe) {
+                return;
+            }
             rig.deliver();
             assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait, "{what}");
-            assert!(start.elapsed() < PATIENCE, "never reached {what}");
         }
+        panic!("never reached {what}");
     }
 
     /// Bytes both ways, then each side's half-close passed on, then the pipe ends.
     fn carries_bytes_and_half_closes(rig: &mut Rig, pipe: &mut Pipe, backend: &TestBackend) {
-        let mut b = backend.accept();
-        rig.client.write_all(b"ping").unwrap();
-        until(rig, pipe, "ping forwarded", |r| r.cx.metrics.bytes_in == 4);
-        assert_eq!(read_until(&mut b, b"ping"), b"ping");
-        b.write_all(b"pong").unwrap();
-        until(rig, pipe, "pong forwarded", |r| r.cx.metrics.bytes_out == 4);
-        assert_eq!(read_until(&mut rig.client, b"pong"), b"pong");
+        let b = backend.accept();
+        rig.client.send(b"ping");
+        until(rig, pipe, "ping forwarded", |r, _| {
+            r.cx.metrics.bytes_in == 4
+        });
+        assert_eq!(b.take(), b"ping");
+        b.send(b"pong");
+        until(rig, pipe, "pong forwarded", |r, _| {
+            r.cx.metrics.bytes_out == 4
+        });
+        assert_eq!(rig.client.take(), b"pong");
 
-        rig.client.shutdown(Shutdown::Write).unwrap();
-        let start = Instant::now();
-        let mut rest = Vec::new();
-        // The client's end of stream reaches the backend as a half-close.
-        b.set_nonblocking(true).unwrap();
-        loop {
-            rig.deliver();
-            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
-            if let Ok(0) = b.read_to_end(&mut rest) {
-                break;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "the half-close never reached the backend"
-            );
-        }
-        b.shutdown(Shutdown::Write).unwrap();
-        let start = Instant::now();
-        loop {
+        // The client's end of stream reaches the backend as a half-close, and the pipe goes
+        // on the other way.
+        rig.client.shutdown_write();
+        until(rig, pipe, "the half-close passed on", |_, _| b.is_shut());
+        assert!(!rig.client.is_shut());
+        b.send(b"late");
+        until(rig, pipe, "late forwarded", |r, _| {
+            r.cx.metrics.bytes_out == 8
+        });
+        assert_eq!(rig.client.take(), b"late");
+
+        b.shutdown_write();
+        let mut ended = false;
+        for _ in 0..TURNS {
             rig.deliver();
             if pipe.drive(&mut rig.io, &mut rig.cx) == Next::Close {
+                ended = true;
                 break;
             }
-            assert!(start.elapsed() < PATIENCE, "the pipe never ended");
         }
-        let mut tail = Vec::new();
-        assert_eq!(rig.client.read_to_end(&mut tail).unwrap(), 0);
+        assert!(ended, "the pipe never ended");
+        assert!(rig.client.is_shut());
         pipe.teardown(&mut rig.cx);
     }
 
     #[test]
     fn a_pipe_retries_a_refused_connect_on_the_next_backend() {
-        let live = TestBackend::new();
-        let (mut rig, pipe) = rig(&[dead_addr(), live.addr()]);
+        let net = Net::default();
+        let dead = net.backend(Answer::Refuse);
+        let live = net.backend(Answer::Accept);
+        let (mut rig, pipe) = rig(&net, &[dead.addr(), live.addr()]);
         let mut pipe = pipe.unwrap();
         until_connected(&mut rig, &mut pipe);
         assert_eq!(rig.cx.metrics.retries, 1);
@@ -311,9 +306,10 @@ mod tests {
 
     #[test]
     fn a_pipe_connect_timeout_is_retried_on_the_next_backend() {
-        let (stuck, _guard) = stuck_addr();
-        let live = TestBackend::new();
-        let (mut rig, pipe) = rig(&[stuck, live.addr()]);
+        let net = Net::default();
+        let stuck = net.backend(Answer::Hold);
+        let live = net.backend(Answer::Accept);
+        let (mut rig, pipe) = rig(&net, &[stuck.addr(), live.addr()]);
         let mut pipe = pipe.unwrap();
         rig.deliver();
         assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
@@ -330,10 +326,33 @@ mod tests {
     }
 
     #[test]
+    fn a_pipe_connect_held_then_completed_carries_bytes() {
+        let net = Net::default();
+        let slow = net.backend(Answer::Hold);
+        let (mut rig, pipe) = rig(&net, &[slow.addr()]);
+        let mut pipe = pipe.unwrap();
+        let b = slow.accept();
+        for _ in 0..3 {
+            rig.deliver();
+            assert_eq!(pipe.drive(&mut rig.io, &mut rig.cx), Next::Wait);
+            assert_eq!(pipe.dial.state(), DialState::Connecting);
+        }
+        b.complete();
+        until_connected(&mut rig, &mut pipe);
+        assert_eq!(rig.cx.metrics.retries, 0);
+        rig.client.send(b"ping");
+        until(&mut rig, &mut pipe, "ping forwarded", |r, _| {
+            r.cx.metrics.bytes_in == 4
+        });
+        assert_eq!(b.take(), b"ping");
+    }
+
+    #[test]
     fn a_pipe_with_no_backend_left_closes() {
-        let (stuck, _guard) = stuck_addr();
-        let (other, _other_guard) = stuck_addr();
-        let (mut rig, pipe) = rig(&[stuck, other]);
+        let net = Net::default();
+        let stuck = net.backend(Answer::Hold);
+        let other = net.backend(Answer::Hold);
+        let (mut rig, pipe) = rig(&net, &[stuck.addr(), other.addr()]);
         let mut pipe = pipe.unwrap();
         rig.jump_to_deadline();
         // The retry is a new connect, with a connect timeout of its own.
@@ -352,8 +371,9 @@ mod tests {
 
     #[test]
     fn a_connected_pipe_closes_at_its_idle_timeout() {
-        let live = TestBackend::new();
-        let (mut rig, pipe) = rig(&[live.addr()]);
+        let net = Net::default();
+        let live = net.backend(Answer::Accept);
+        let (mut rig, pipe) = rig(&net, &[live.addr()]);
         let mut pipe = pipe.unwrap();
         until_connected(&mut rig, &mut pipe);
         rig.jump_to_deadline();

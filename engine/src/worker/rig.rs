@@ -1,17 +1,18 @@
-//! A worker without its event loop, for unit tests of the protocols: a `Context`, a client
-//! connection's `FrontIo` and the test's end of it, and backends the test answers by hand,
-//! all on loopback sockets. The test plays the event loop: [`Rig::deliver`] polls and sets
-//! readiness as `event_loop.rs` does, and time is the test's (`cx.now`), so a timeout fires
-//! when the test moves the clock to a deadline, not when a timer runs out.
+//! A worker without its event loop or sockets, for unit tests of the protocols: a `Context`,
+//! a client connection's `FrontIo` over an in-memory stream and the test's end of it, and
+//! in-memory backends the test answers by hand ([`super::memory`]). The test plays the event
+//! loop: [`Rig::deliver`] hands readiness on as `event_loop.rs` does, and time is the test's
+//! (`cx.now`), so a timeout fires when the test moves the clock to a deadline, not when a
+//! timer runs out.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap.
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::event::Source;
+use mio::{Interest, Poll, Token};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use weir_schema::{Backend, BackendId, BackendKey, Cluster, ClusterId, Protocol};
@@ -27,81 +28,23 @@ use super::token::{decode_token, token_front, TokenKind};
 use super::upstream::Upstream;
 use crate::channel::WorkerConfig;
 
+pub use super::memory::{Answer, Net, Peer, TestBackend};
+
 /// The route key of the listener the client came through (never bound: routes only).
 pub const LISTENER: &str = "127.0.0.1:8080";
-/// Bounds every wait of these tests.
-pub const PATIENCE: Duration = Duration::from_secs(5);
+/// Bounds every loop of these tests: more turns than any exchange here needs, since nothing
+/// happens between turns that the test does not do itself.
+pub const TURNS: usize = 64;
 
-/// A backend the test answers for by hand.
-pub struct TestBackend {
-    listener: TcpListener,
-}
-
-impl TestBackend {
-    pub fn new() -> TestBackend {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        TestBackend { listener }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap()
-    }
-
-    /// The connection the worker opened (it is in the accept queue already).
-    pub fn accept(&self) -> TcpStream {
-        let mut got = None;
-        assert!(
-            weir_testkit::wait_until(PATIENCE, || {
-                got = self.listener.accept().ok();
-                got.is_some()
-            }),
-            "the worker never connected"
-        );
-        let (stream, _) = got.unwrap();
-        stream.set_nonblocking(false).unwrap();
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
-        stream
-    }
-}
-
-/// An address where nothing listens: a connect to it is refused.
-pub fn dead_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Reads until `bytes` have come (a head, say) or the peer closed.
-pub fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !got.windows(end.len()).any(|w| w == end) {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) => panic!("read: {e}, after {:?}", String::from_utf8_lossy(&got)),
-        }
-    }
-    got
-}
-
-/// Reads what the client was sent until the proxy closed.
-pub fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    stream.read_to_end(&mut got).unwrap();
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-/// A listener of `protocol` with a cluster of `backends` behind it, without the event loop.
+/// A listener of `protocol` with a cluster of backends behind it, without the event loop.
 pub struct Rig {
-    poll: Poll,
-    events: Events,
+    /// Owns the registry's poll; nothing is registered with it.
+    _poll: Poll,
+    pub net: Net,
     pub cx: Context,
     pub io: FrontIo,
     /// The test's end of the client connection.
-    pub client: TcpStream,
+    pub client: Peer,
     /// Readiness on idle pooled connections is not delivered (as if the request came first).
     pub hide_idle_events: bool,
     /// Readiness on backend connections is not delivered yet (readiness is only a hint).
@@ -109,22 +52,29 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// A worker context routing `app.test` on a listener of `protocol` to a cluster of
-    /// `backends`, and one client connected to it.
-    pub fn new(backends: &[SocketAddr], protocol: Protocol, config: WorkerConfig) -> Rig {
+    /// A worker context routing `app.test` on a listener of `protocol` to a cluster of the
+    /// `backends` of `net`, and one client connected to it.
+    pub fn new(
+        net: &Net,
+        backends: &[SocketAddr],
+        protocol: Protocol,
+        config: WorkerConfig,
+    ) -> Rig {
         let poll = Poll::new().unwrap();
         let registry = poll.registry().try_clone().unwrap();
         let now = Instant::now();
+        let mut upstream = Upstream::new(
+            SmallRng::seed_from_u64(7),
+            config.backend_idle_timeout,
+            config.max_idle_per_backend,
+        );
+        upstream.dial_in_memory(net.clone());
         let mut cx = Context {
             now,
             date: HttpDate::new(SystemTime::now()),
             registry,
             pool: BufferPool::new(config.buffer_size, config.max_buffers),
-            upstream: Upstream::new(
-                SmallRng::seed_from_u64(7),
-                config.backend_idle_timeout,
-                config.max_idle_per_backend,
-            ),
+            upstream,
             router: Router::new(),
             metrics: Metrics::default(),
             config,
@@ -150,15 +100,12 @@ impl Rig {
         let host = (protocol != Protocol::Tcp).then_some("app.test");
         cx.router.insert(listener, host, "/", 1, cluster);
 
-        let front = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(front.local_addr().unwrap()).unwrap();
-        client.set_read_timeout(Some(PATIENCE)).unwrap();
-        let (server, peer) = front.accept().unwrap();
-        server.set_nonblocking(true).unwrap();
-        let mut stream = mio::net::TcpStream::from_std(server);
-        cx.registry
+        let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let (stream, client) = net.client(peer);
+        let mut transport = Transport::Memory(stream);
+        transport
             .register(
-                &mut stream,
+                &cx.registry,
                 Token(token_front(0)),
                 Interest::READABLE | Interest::WRITABLE,
             )
@@ -177,7 +124,7 @@ impl Rig {
         let io = FrontIo {
             key: 0,
             serial: 1,
-            transport: Transport::Plain(stream),
+            transport,
             peer,
             deadline: Deadline::new(now + info.request_timeout),
             info: Rc::new(info),
@@ -186,8 +133,8 @@ impl Rig {
             waiting_for_buffer: false,
         };
         Rig {
-            poll,
-            events: Events::with_capacity(64),
+            _poll: poll,
+            net: net.clone(),
             cx,
             io,
             client,
@@ -196,15 +143,12 @@ impl Rig {
         }
     }
 
-    /// Readiness in, as the event loop sets it (polls for at most 10 ms).
+    /// Readiness in, as the event loop sets it.
     pub fn deliver(&mut self) {
-        self.poll
-            .poll(&mut self.events, Some(Duration::from_millis(10)))
-            .unwrap();
-        for event in self.events.iter() {
-            let closed = event.is_read_closed() || event.is_error();
-            let readable = event.is_readable() || closed;
-            match decode_token(event.token().0) {
+        for (token, event) in self.net.take_events() {
+            let closed = event.read_closed || event.error;
+            let readable = event.readable || closed;
+            match decode_token(token.0) {
                 TokenKind::Front(_) => {
                     self.io.readable |= readable;
                     self.io.read_closed |= closed;
@@ -226,7 +170,7 @@ impl Rig {
                     }
                     c.readable |= readable;
                     c.read_closed |= closed;
-                    c.writable_seen |= event.is_writable();
+                    c.writable_seen |= event.writable;
                 }
                 _ => {}
             }
@@ -237,17 +181,4 @@ impl Rig {
     pub fn jump_to_deadline(&mut self) {
         self.cx.now = self.io.deadline.at;
     }
-}
-
-/// A loopback listener whose accept queue is full: it drops SYNs, so a connect to it stays in
-/// progress. Keep the guard alive as long as the address is used.
-pub fn stuck_addr() -> (SocketAddr, (socket2::Socket, TcpStream)) {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket
-        .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-        .unwrap();
-    socket.listen(0).unwrap();
-    let addr: SocketAddr = socket.local_addr().unwrap().as_socket().unwrap();
-    let fill = TcpStream::connect(addr).unwrap();
-    (addr, (socket, fill))
 }

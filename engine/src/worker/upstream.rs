@@ -19,12 +19,12 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rand::rngs::SmallRng;
 use slab::Slab;
 use weir_schema::{Backend, BackendKey, Cluster, ClusterId, HealthCheck};
 
+use super::back_stream::BackStream;
 use super::balancer::{Balancer, Candidate};
 use super::health::{Health, Transition};
 use super::metrics::UpstreamStats;
@@ -76,7 +76,7 @@ pub struct BackendRt {
 /// A connection to a backend.
 #[derive(Debug)]
 pub struct BackConn {
-    pub stream: TcpStream,
+    pub stream: BackStream,
     pub backend: usize,
     /// The session using it; `None` while idle in the pool.
     pub owner: Option<usize>,
@@ -171,6 +171,9 @@ pub struct Upstream {
     /// Most idle connections kept per backend (0: none are pooled).
     max_idle: usize,
     next_serial: u64,
+    /// Where connects go instead of sockets (see [`Upstream::dial_in_memory`]).
+    #[cfg(test)]
+    net: Option<super::memory::Net>,
 }
 
 impl Upstream {
@@ -189,6 +192,28 @@ impl Upstream {
             idle_timeout,
             max_idle,
             next_serial: 0,
+            #[cfg(test)]
+            net: None,
+        }
+    }
+
+    /// Connects from now on go to `net`'s in-memory backends, not to sockets.
+    #[cfg(test)]
+    pub fn dial_in_memory(&mut self, net: super::memory::Net) {
+        self.net = Some(net);
+    }
+
+    /// A non-blocking connect to `address`.
+    #[cfg(not(test))]
+    fn dial(&self, address: SocketAddr) -> io::Result<BackStream> {
+        BackStream::connect(address)
+    }
+
+    #[cfg(test)]
+    fn dial(&self, address: SocketAddr) -> io::Result<BackStream> {
+        match &self.net {
+            Some(net) => net.connect(address).map(BackStream::Memory),
+            None => BackStream::connect(address),
         }
     }
 
@@ -407,7 +432,7 @@ impl Upstream {
         registry: &Registry,
     ) -> io::Result<usize> {
         let address: SocketAddr = self.backends[backend].config.address;
-        let mut stream = TcpStream::connect(address)?;
+        let mut stream = self.dial(address)?;
         let entry = self.conns.vacant_entry();
         registry.register(
             &mut stream,
@@ -450,7 +475,7 @@ impl Upstream {
         match conn.stream.peer_addr() {
             Ok(_) => {
                 conn.connected = true;
-                let _ = conn.stream.set_nodelay(true);
+                conn.stream.set_nodelay();
                 Some(Ok(()))
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {

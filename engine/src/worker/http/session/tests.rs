@@ -1,14 +1,13 @@
-//! The HTTP session driven state by state, without the event loop: the test plays the event
-//! loop (it polls, sets readiness as `event_loop.rs` does, and drives), the client and the
-//! backends, over loopback sockets. Time is the test's: a timeout fires when the test moves
-//! `cx.now` to the session's deadline and calls `on_timeout`, so no test waits for a timer.
+//! The HTTP session driven state by state, without the event loop or sockets: the test plays
+//! the event loop (it hands readiness on as `event_loop.rs` does, and drives), the client and
+//! the backends, over in-memory connections (`worker/memory.rs`). Time is the test's: a
+//! timeout fires when the test moves `cx.now` to the session's deadline and calls
+//! `on_timeout`, so no test waits for a timer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests may unwrap.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
 
 use weir_schema::Protocol;
 
@@ -17,9 +16,7 @@ use crate::channel::WorkerConfig;
 use crate::worker::buffer::Buf;
 use crate::worker::dial::DialState;
 use crate::worker::http::exchange::States;
-use crate::worker::rig::{
-    dead_addr, read_to_close, read_until, stuck_addr, Rig, TestBackend, PATIENCE,
-};
+use crate::worker::rig::{Answer, Net, Peer, Rig, TestBackend, TURNS};
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -44,13 +41,13 @@ impl DerefMut for Harness {
 }
 
 impl Harness {
-    fn new(backends: &[SocketAddr]) -> Harness {
-        Harness::with_config(backends, WorkerConfig::default())
+    fn new(net: &Net, backends: &[SocketAddr]) -> Harness {
+        Harness::with_config(net, backends, WorkerConfig::default())
     }
 
-    fn with_config(backends: &[SocketAddr], config: WorkerConfig) -> Harness {
+    fn with_config(net: &Net, backends: &[SocketAddr], config: WorkerConfig) -> Harness {
         Harness {
-            rig: Rig::new(backends, Protocol::Http, config),
+            rig: Rig::new(net, backends, Protocol::Http, config),
             session: HttpSession::new(),
         }
     }
@@ -67,33 +64,36 @@ impl Harness {
         self.drive()
     }
 
-    /// Turns until `done` holds (bounded in count and time).
+    /// Turns until `done` holds (bounded).
     fn until(&mut self, what: &str, done: impl Fn(&Harness) -> bool) -> Drive {
-        let start = Instant::now();
-        loop {
+        for _ in 0..TURNS {
             let drive = self.turn();
             if done(self) {
                 return drive;
             }
             assert!(
-                drive == Drive::Wait && start.elapsed() < PATIENCE,
+                drive == Drive::Wait,
                 "never reached {what}: {drive:?}, phase {}, exchange {:?}",
                 self.session.phase_name(),
                 self.states()
             );
         }
+        panic!(
+            "never reached {what}: phase {}, exchange {:?}",
+            self.session.phase_name(),
+            self.states()
+        );
     }
 
     /// Turns until the session stops waiting (bounded).
     fn until_not_waiting(&mut self, what: &str) -> Drive {
-        let start = Instant::now();
-        loop {
+        for _ in 0..TURNS {
             let drive = self.turn();
             if drive != Drive::Wait {
                 return drive;
             }
-            assert!(start.elapsed() < PATIENCE, "never reached {what}");
         }
+        panic!("never reached {what}");
     }
 
     fn states(&self) -> Option<States> {
@@ -105,7 +105,7 @@ impl Harness {
     }
 
     fn send(&mut self, bytes: &[u8]) {
-        self.client.write_all(bytes).unwrap();
+        self.client.send(bytes);
     }
 
     /// Moves the clock to the session's deadline and lets it fire.
@@ -116,12 +116,31 @@ impl Harness {
     }
 }
 
+/// What a backend connection received: one whole request head (and body) by now.
+fn request(backend: &Peer) -> Vec<u8> {
+    let got = backend.take();
+    assert!(
+        got.windows(4).any(|w| w == b"\r\n\r\n"),
+        "no whole head: {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    got
+}
+
+/// What the client was sent, which must end with `end`.
+fn answer(client: &Peer, end: &[u8]) -> Vec<u8> {
+    let got = client.take();
+    assert!(got.ends_with(end), "{:?}", String::from_utf8_lossy(&got));
+    got
+}
+
 // ---- one exchange, state by state --------------------------------------------------------
 
 #[test]
 fn an_exchange_goes_connecting_awaiting_head_body_done_and_pools_its_connection() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     // The head is routed and the request sent once connected.
     h.until("the request sent", |h| {
@@ -129,20 +148,19 @@ fn an_exchange_goes_connecting_awaiting_head_body_done_and_pools_its_connection(
             s.link == DialState::Connected && s.response == "awaiting" && s.request == "open"
         })
     });
-    let mut b = backend.accept();
-    let request = read_until(&mut b, b"\r\n\r\n");
-    assert!(request.starts_with(b"GET /x HTTP/1.1\r\n"));
+    let b = backend.accept();
+    assert!(request(&b).starts_with(b"GET /x HTTP/1.1\r\n"));
     // The deadline is the response timeout from the moment of connecting.
     assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.response_timeout);
 
-    b.write_all(b"HTTP/1.1 200 OK\r\nContent-").unwrap();
+    b.send(b"HTTP/1.1 200 OK\r\nContent-");
     h.until("a head begun", |h| h.response() == Some("head"));
-    b.write_all(b"Length: 5\r\n\r\nhe").unwrap();
+    b.send(b"Length: 5\r\n\r\nhe");
     h.until("the body", |h| h.response() == Some("body"));
-    b.write_all(b"llo").unwrap();
+    b.send(b"llo");
     h.until("the exchange done", |h| h.session.phase_name() == "head");
 
-    let answer = read_until(&mut h.client, b"hello");
+    let answer = answer(&h.client, b"hello");
     assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
     // The keep-alive connection waits for its next request at the front timeout.
     assert_eq!(h.io.deadline.at, h.cx.now + h.io.info.front_timeout);
@@ -155,62 +173,63 @@ fn an_exchange_goes_connecting_awaiting_head_body_done_and_pools_its_connection(
     });
     assert_eq!(h.cx.upstream.stats().reused, 1);
     assert_eq!(h.cx.upstream.stats().opened, 1);
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(OK).unwrap();
+    request(&b);
+    b.send(OK);
     h.until("the second exchange done", |h| h.session.served == 2);
 }
 
 #[test]
 fn an_interim_answer_passes_through_before_the_final_one() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n")
-        .unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
     // An interim head does not end the head state: the final one is still to come.
     h.until("the interim head", |h| h.response() == Some("head"));
-    let interim = read_until(&mut h.client, b"\r\n\r\n");
+    let interim = answer(&h.client, b"\r\n\r\n");
     assert!(
         interim.starts_with(b"HTTP/1.1 103 Early Hints\r\n"),
         "{interim:?}"
     );
-    b.write_all(OK).unwrap();
+    b.send(OK);
     h.until("the exchange done", |h| h.session.served == 1);
-    assert!(read_until(&mut h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
 #[test]
 fn a_body_until_close_ends_with_the_backend_and_closes_the_client() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 200 OK\r\n\r\nstream").unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 200 OK\r\n\r\nstream");
     h.until("the body", |h| h.response() == Some("body"));
-    drop(b);
+    b.close();
     h.until("closing", |h| h.session.phase_name() == "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.ends_with("stream"), "{answer}");
     assert!(answer.contains("Connection: close"), "{answer}");
 }
 
 #[test]
 fn a_truncated_body_closes_the_client() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort")
-        .unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");
     h.until("the body", |h| h.response() == Some("body"));
-    drop(b);
+    b.close();
     assert_eq!(h.until_not_waiting("the close"), Drive::Close);
 }
 
@@ -218,24 +237,26 @@ fn a_truncated_body_closes_the_client() {
 
 #[test]
 fn a_refused_connect_is_retried_on_the_next_backend() {
-    let live = TestBackend::new();
-    let mut h = Harness::new(&[dead_addr(), live.addr()]);
+    let net = Net::default();
+    let live = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[net.backend(Answer::Refuse).addr(), live.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
     assert_eq!(h.cx.metrics.retries, 1);
     assert_eq!(h.cx.upstream.stats().connect_errors, 1);
-    let mut b = live.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(OK).unwrap();
+    let b = live.accept();
+    request(&b);
+    b.send(OK);
     h.until("the exchange done", |h| h.session.served == 1);
-    assert!(read_until(&mut h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
 #[test]
 fn a_connect_timeout_is_retried_on_the_next_backend() {
-    let (stuck, _guard) = stuck_addr();
-    let live = TestBackend::new();
-    let mut h = Harness::new(&[stuck, live.addr()]);
+    let net = Net::default();
+    let stuck = net.backend(Answer::Hold).addr();
+    let live = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[stuck, live.addr()]);
 
     h.send(GET);
     h.until("connecting", |h| {
@@ -250,45 +271,54 @@ fn a_connect_timeout_is_retried_on_the_next_backend() {
     assert_eq!(h.cx.metrics.retries, 1);
     assert_eq!(h.cx.upstream.stats().connect_errors, 1);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = live.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(OK).unwrap();
+    let b = live.accept();
+    request(&b);
+    b.send(OK);
     h.until("the exchange done", |h| h.session.served == 1);
 }
 
 #[test]
 fn when_every_connect_fails_the_client_gets_a_502() {
-    let mut h = Harness::new(&[dead_addr(), dead_addr()]);
+    let net = Net::default();
+    let mut h = Harness::new(
+        &net,
+        &[
+            net.backend(Answer::Refuse).addr(),
+            net.backend(Answer::Refuse).addr(),
+        ],
+    );
     h.send(GET);
     h.until("closing", |h| h.session.phase_name() == "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
     assert_eq!(h.cx.upstream.stats().connect_errors, 2);
 }
 
 #[test]
 fn a_cluster_without_backends_answers_the_listeners_503() {
-    let mut h = Harness::new(&[]);
+    let net = Net::default();
+    let mut h = Harness::new(&net, &[]);
     h.send(GET);
     h.until("closing", |h| h.session.phase_name() == "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
     assert!(answer.ends_with("no backend here"), "{answer}");
 }
 
 /// A first exchange leaves its connection pooled; the backend then closes it unseen.
 fn with_stale_pooled_connection(second: &[u8]) -> (Harness, TestBackend) {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(OK).unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(OK);
     h.until("the exchange done", |h| h.session.served == 1);
-    read_until(&mut h.client, b"hello");
+    answer(&h.client, b"hello");
     h.hide_idle_events = true;
-    drop(b);
+    b.close();
     h.send(second);
     h.until("the request on the pooled connection", |h| {
         h.cx.upstream.stats().reused == 1
@@ -302,15 +332,15 @@ fn a_request_on_a_stale_pooled_connection_is_replayed_on_a_fresh_one() {
     h.until("the replay sent", |h| {
         h.cx.upstream.stats().opened == 2 && h.response() == Some("awaiting")
     });
-    let mut fresh = backend.accept();
-    read_until(&mut fresh, b"\r\n\r\n");
+    let fresh = backend.accept();
+    request(&fresh);
     // The replay went out on a new connection.
     assert_eq!(h.cx.upstream.stats().reused, 1);
     assert_eq!(h.cx.upstream.stats().opened, 2);
     assert_eq!(h.cx.metrics.retries, 1);
-    fresh.write_all(OK).unwrap();
+    fresh.send(OK);
     h.until("the replayed exchange done", |h| h.session.served == 2);
-    assert!(read_until(&mut h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
 #[test]
@@ -319,7 +349,7 @@ fn a_request_with_a_body_is_not_replayed() {
     let (mut h, _backend) = with_stale_pooled_connection(post);
     h.until("closing", |h| h.session.phase_name() == "linger");
     assert_eq!(h.cx.metrics.retries, 0);
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.contains("HTTP/1.1 502 "), "{answer}");
 }
 
@@ -327,59 +357,63 @@ fn a_request_with_a_body_is_not_replayed() {
 
 #[test]
 fn a_backend_silent_past_the_response_timeout_gets_a_504() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
+    let b = backend.accept();
+    request(&b);
     assert_eq!(h.time_out(), Drive::Wait);
     assert_eq!(h.session.phase_name(), "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 504 "), "{answer}");
 }
 
 #[test]
 fn a_timeout_in_the_body_can_only_close() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nsome")
-        .unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nsome");
     h.until("the body", |h| h.response() == Some("body"));
     assert_eq!(h.time_out(), Drive::Close);
 }
 
 #[test]
 fn a_request_head_slower_than_the_request_timeout_gets_a_408() {
-    let mut h = Harness::new(&[]);
+    let net = Net::default();
+    let mut h = Harness::new(&net, &[]);
     h.send(b"GET /x HTTP/1.1\r\nHo");
     h.until("the head begun", |h| h.session.front_in.is_some());
     assert_eq!(h.time_out(), Drive::Wait);
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
 }
 
 #[test]
 fn an_idle_keep_alive_connection_closes_silently_at_its_timeout() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(OK).unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(OK);
     h.until("the exchange done", |h| h.session.served == 1);
-    read_until(&mut h.client, b"hello");
+    answer(&h.client, b"hello");
     assert_eq!(h.time_out(), Drive::Close);
 }
 
 #[test]
 fn a_lingering_connection_closes_at_its_timeout() {
-    let mut h = Harness::new(&[]);
+    let net = Net::default();
+    let mut h = Harness::new(&net, &[]);
     h.send(GET);
     h.until("lingering", |h| h.session.phase_name() == "linger");
     assert_eq!(h.io.deadline.at, h.cx.now + super::LINGER);
@@ -390,23 +424,24 @@ fn a_lingering_connection_closes_at_its_timeout() {
 
 #[test]
 fn a_response_head_parks_without_a_buffer_and_goes_on_when_one_is_free() {
-    let backend = TestBackend::new();
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
     let config = WorkerConfig {
         max_buffers: 4,
         ..WorkerConfig::default()
     };
-    let mut h = Harness::with_config(&[backend.addr()], config);
+    let mut h = Harness::with_config(&net, &[backend.addr()], config);
     // A POST's head is given back once sent: it is not kept for a replay.
     h.send(b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi");
     h.until("the request sent", |h| {
         h.response() == Some("awaiting") && h.cx.pool.in_use() <= 1
     });
-    let mut b = backend.accept();
-    read_until(&mut b, b"hi");
+    let b = backend.accept();
+    assert!(b.take().ends_with(b"hi"));
     // Every buffer but one is taken: the answer can be read, not rewritten.
     let free = 4 - h.cx.pool.in_use();
     let held: Vec<Buf> = (1..free).map(|_| h.cx.pool.get().unwrap()).collect();
-    b.write_all(OK).unwrap();
+    b.send(OK);
     h.until("the head parked", |h| h.response() == Some("head parked"));
     assert!(h.io.waiting_for_buffer);
     for buf in held {
@@ -416,27 +451,24 @@ fn a_response_head_parks_without_a_buffer_and_goes_on_when_one_is_free() {
     h.io.waiting_for_buffer = false;
     assert_eq!(h.drive(), Drive::Wait);
     assert_eq!(h.session.served, 1);
-    assert!(read_until(&mut h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
 }
 
 #[test]
 fn a_backend_that_stops_reading_after_answering_abandons_the_request() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n");
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
+    let b = backend.accept();
+    request(&b);
     // It answers before the body has come...
-    b.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nno")
-        .unwrap();
+    b.send(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\n\r\nno");
     h.until("the early answer", |h| h.response() == Some("body"));
-    // ...then resets the connection (SO_LINGER 0), which the worker sees first on a write.
+    // ...then resets the connection, which the worker sees first on a write.
     h.hide_backend_events = true;
-    socket2::SockRef::from(&b)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    drop(b);
+    b.reset();
     h.send(&[b'x'; 1000]);
     h.until("the request abandoned", |h| {
         h.states().is_some_and(|s| s.request == "abandoned")
@@ -452,16 +484,16 @@ fn a_backend_that_stops_reading_after_answering_abandons_the_request() {
 
 #[test]
 fn a_101_for_an_offered_protocol_upgrades_the_session() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(
         b"GET /ws HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
     );
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nframe")
-        .unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nframe");
     assert_eq!(h.until_not_waiting("the upgrade"), Drive::Upgrade);
     let session = std::mem::take(&mut h.session);
     let (dial, _up, down) = session.into_pipe_parts().unwrap();
@@ -473,66 +505,139 @@ fn a_101_for_an_offered_protocol_upgrades_the_session() {
 
 #[test]
 fn a_client_that_resets_while_its_request_is_at_the_backend_ends_the_exchange() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
     let _b = backend.accept();
-    socket2::SockRef::from(&h.client)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
-    // The harness keeps a client: a connection to the backend stands in for the one reset.
-    let client = std::mem::replace(&mut h.client, TcpStream::connect(backend.addr()).unwrap());
-    drop(client);
+    h.client.reset();
     assert_eq!(h.until_not_waiting("the reset noticed"), Drive::Close);
     assert_eq!(h.cx.metrics.client_aborts, 1);
 }
 
 #[test]
 fn a_connect_timeout_with_no_backend_left_gets_a_502() {
-    let (stuck, _guard) = stuck_addr();
-    let mut h = Harness::new(&[stuck]);
+    let net = Net::default();
+    let stuck = net.backend(Answer::Hold).addr();
+    let mut h = Harness::new(&net, &[stuck]);
     h.send(GET);
     h.until("connecting", |h| {
         h.states().is_some_and(|s| s.link == DialState::Connecting)
     });
     assert_eq!(h.time_out(), Drive::Wait);
     assert_eq!(h.session.phase_name(), "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
 }
 
 #[test]
 fn a_backend_that_closes_in_the_middle_of_its_head_gets_a_502() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(b"HTTP/1.1 200 OK\r\nContent-").unwrap();
+    let b = backend.accept();
+    request(&b);
+    b.send(b"HTTP/1.1 200 OK\r\nContent-");
     h.until("a head begun", |h| h.response() == Some("head"));
-    drop(b);
+    b.close();
     h.until("closing", |h| h.session.phase_name() == "linger");
     // Bytes came, so the request is not replayed.
     assert_eq!(h.cx.metrics.retries, 0);
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
 }
 
 #[test]
 fn a_101_the_client_did_not_ask_for_is_a_502() {
-    let backend = TestBackend::new();
-    let mut h = Harness::new(&[backend.addr()]);
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
     h.send(GET);
     h.until("the request sent", |h| h.response() == Some("awaiting"));
-    let mut b = backend.accept();
-    read_until(&mut b, b"\r\n\r\n");
-    b.write_all(
+    let b = backend.accept();
+    request(&b);
+    b.send(
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .unwrap();
+    );
     h.until("closing", |h| h.session.phase_name() == "linger");
-    let answer = read_to_close(&mut h.client);
+    let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+}
+
+#[test]
+fn a_client_that_only_half_closes_still_gets_its_answer() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // `nc -N` and scripts end their side once the request is out.
+    h.client.shutdown_write();
+    b.send(OK);
+    h.until("the exchange done", |h| h.session.served == 1);
+    assert_eq!(h.cx.metrics.client_aborts, 0);
+    assert!(answer(&h.client, b"hello").starts_with(b"HTTP/1.1 200 OK\r\n"));
+}
+
+#[test]
+fn a_held_connect_sends_the_request_once_it_completes() {
+    let net = Net::default();
+    let slow = net.backend(Answer::Hold);
+    let mut h = Harness::new(&net, &[slow.addr()]);
+    h.send(GET);
+    h.until("connecting", |h| {
+        h.states().is_some_and(|s| s.link == DialState::Connecting)
+    });
+    let b = slow.accept();
+    // Nothing goes out, and the clock is the connect timeout's, until the connect completes.
+    for _ in 0..3 {
+        assert_eq!(h.turn(), Drive::Wait);
+    }
+    assert!(b.take().is_empty());
+    assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.connect_timeout);
+    b.complete();
+    h.until("the request sent", |h| {
+        h.states()
+            .is_some_and(|s| s.link == DialState::Connected && s.response == "awaiting")
+    });
+    assert!(request(&b).starts_with(b"GET /x HTTP/1.1\r\n"));
+    assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.response_timeout);
+    assert_eq!(h.cx.metrics.retries, 0);
+    b.send(OK);
+    h.until("the exchange done", |h| h.session.served == 1);
+}
+
+#[test]
+fn a_slow_client_gets_the_answer_as_it_reads() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // The client takes 10 bytes at a time: each write stops at its window, and the rest
+    // follows when the client has read (a writable event).
+    h.client.set_window(Some(10));
+    b.send(OK);
+    let mut got = Vec::new();
+    for _ in 0..TURNS {
+        assert_eq!(h.turn(), Drive::Wait);
+        let chunk = h.client.take();
+        assert!(chunk.len() <= 10, "{} bytes past the window", chunk.len());
+        got.extend(chunk);
+        if h.session.served == 1 {
+            break;
+        }
+        assert_eq!(h.response(), Some("body"));
+    }
+    assert_eq!(h.session.served, 1);
+    assert!(got.len() > 30, "{got:?}");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    assert!(got.ends_with(b"\r\n\r\nhello"), "{got:?}");
 }
