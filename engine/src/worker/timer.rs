@@ -70,6 +70,7 @@ impl Deadline {
     }
 
     /// Pushes a heap entry if the current deadline is earlier than any already armed.
+    #[inline]
     pub fn arm(&mut self, timers: &mut Timers, owner: TimerKey) {
         if self.armed.is_none_or(|armed| self.at < armed) {
             timers.push(self.at, owner);

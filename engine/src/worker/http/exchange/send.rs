@@ -27,6 +27,9 @@ pub enum Sent {
 
 /// The unsent part of a request head, then the first `*body_ready` bytes of `body`. On a
 /// write, `head_sent` and `body_ready` advance and the body bytes are consumed.
+// Inlined into its one caller on the hot path: left to itself the compiler stopped doing so
+// when the backend stream became an enum, at a cost of ~160 instructions a request.
+#[inline]
 pub fn send_request(
     to: &mut impl Write,
     head: Option<&Buf>,
@@ -55,6 +58,7 @@ pub fn send_request(
 }
 
 /// A response head (consumed as it leaves), then the first `*body_ready` bytes of `body`.
+#[inline]
 pub fn send_response(
     to: &mut impl Write,
     head: &mut Option<Buf>,
