@@ -71,10 +71,7 @@ fn a_plain_request_is_sent_to_https_with_its_path_and_query() {
     let seen_before = origin.request_count();
     let url = format!("http://{addr}/cart/add?item=42&q=a%20b");
     let (head, body) = curl_head_and_body(&["-i", "-H", "Host: Shop.Test:8080", &url]);
-    assert!(
-        head.starts_with("HTTP/1.1 301 Moved Permanently"),
-        "{head}"
-    );
+    assert!(head.starts_with("HTTP/1.1 301 Moved Permanently"), "{head}");
     assert_eq!(
         field(&head, "Location"),
         Some("https://shop.test/cart/add?item=42&q=a%20b"),
@@ -111,12 +108,8 @@ fn a_plain_request_is_sent_to_https_with_its_path_and_query() {
 fn a_head_request_gets_the_redirect_without_a_body_on_a_kept_connection() {
     let origin = Backend::start("origin");
     let (_d, _proxy, addr) = start(&origin);
-    let (head, body) = curl_head_and_body(&[
-        "-I",
-        "-H",
-        "Host: shop.test",
-        &format!("http://{addr}/x?y"),
-    ]);
+    let (head, body) =
+        curl_head_and_body(&["-I", "-H", "Host: shop.test", &format!("http://{addr}/x?y")]);
     assert!(head.starts_with("HTTP/1.1 301 "), "{head}");
     assert_eq!(field(&head, "Location"), Some("https://shop.test/x?y"));
     assert_eq!(body, "");

@@ -338,10 +338,38 @@ mod tests {
     #[test]
     fn exact_wildcard_and_prefix() {
         let mut r = Router::new();
-        r.insert(l(), Some("shop.example.com"), "/", 0, 1, RouteOptions::default());
-        r.insert(l(), Some("shop.example.com"), "/api", 1, 2, RouteOptions::default());
-        r.insert(l(), Some("*.example.com"), "/", 2, 3, RouteOptions::default());
-        r.insert(l(), Some("*.eu.example.com"), "/", 3, 4, RouteOptions::default());
+        r.insert(
+            l(),
+            Some("shop.example.com"),
+            "/",
+            0,
+            1,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("shop.example.com"),
+            "/api",
+            1,
+            2,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("*.example.com"),
+            "/",
+            2,
+            3,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("*.eu.example.com"),
+            "/",
+            3,
+            4,
+            RouteOptions::default(),
+        );
         assert_eq!(target(&r, "shop.example.com", "/"), Some(1));
         assert_eq!(target(&r, "shop.example.com", "/api/x"), Some(2));
         assert_eq!(target(&r, "shop.example.com", "/ap"), Some(1));
@@ -370,9 +398,22 @@ mod tests {
     fn prefix_lengths_are_forgotten_when_removed() {
         let mut r = Router::new();
         r.insert(l(), Some("a.test"), "/", 0, 1, RouteOptions::default());
-        r.insert(l(), Some("a.test"), "/long/prefix", 1, 2, RouteOptions::default());
+        r.insert(
+            l(),
+            Some("a.test"),
+            "/long/prefix",
+            1,
+            2,
+            RouteOptions::default(),
+        );
         assert_eq!(target(&r, "a.test", "/long/prefix/x"), Some(2));
-        r.remove(l(), Some("a.test"), "/long/prefix", 2, &RouteOptions::default());
+        r.remove(
+            l(),
+            Some("a.test"),
+            "/long/prefix",
+            2,
+            &RouteOptions::default(),
+        );
         assert_eq!(target(&r, "a.test", "/long/prefix/x"), Some(1));
     }
 
@@ -439,7 +480,7 @@ mod tests {
     fn time_lookups(r: &Router<usize>, host: &str, n: usize) -> Duration {
         let start = Instant::now();
         for _ in 0..n {
-            assert!(target(&r, host, "/some/path").is_some());
+            assert!(r.lookup(l(), host, "/some/path").is_some());
         }
         start.elapsed()
     }

@@ -367,9 +367,6 @@ mod tests {
             redirect_location("a.test", "*", ("/", "")),
             "https://a.test/"
         );
-        assert_eq!(
-            redirect_location("[::1]", "/", ("/", "")),
-            "https://[::1]/"
-        );
+        assert_eq!(redirect_location("[::1]", "/", ("/", "")), "https://[::1]/");
     }
 }

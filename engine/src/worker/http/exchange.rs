@@ -31,9 +31,7 @@ use super::answers::{redirect_location, Status};
 use super::body::BodyFramer;
 use super::parser::{header_slots, parse_response, upgrade_accepted, Framing, RequestHead};
 use super::path::routing_path;
-use super::writer::{
-    write_request_head, write_response_head, Added, ClientConnection, ClientInfo,
-};
+use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::{Dial, DialState, Dialed, Reuse};

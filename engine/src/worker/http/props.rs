@@ -11,9 +11,7 @@ use proptest::prelude::*;
 
 use super::body::{BodyError, BodyFramer};
 use super::parser::{header_slots, parse_request, parse_response, Framing};
-use super::writer::{
-    write_request_head, write_response_head, Added, ClientConnection, ClientInfo,
-};
+use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::BufferPool;
 
 fn client() -> ClientInfo {

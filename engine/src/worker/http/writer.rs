@@ -834,7 +834,8 @@ mod tests {
                     Content-Length: 0\r\n\r\n";
         let text = forwarded_response(raw, keep);
         assert_eq!(
-            text.matches("Strict-Transport-Security: max-age=1\r\n").count(),
+            text.matches("Strict-Transport-Security: max-age=1\r\n")
+                .count(),
             1,
             "{text}"
         );

@@ -551,7 +551,13 @@ impl Harness {
             .cluster_key(&ClusterId("app".to_owned()))
             .unwrap();
         let router = &mut self.rig.cx.router;
-        router.remove(listener, Some("app.test"), "/", cluster, &RouteOptions::default());
+        router.remove(
+            listener,
+            Some("app.test"),
+            "/",
+            cluster,
+            &RouteOptions::default(),
+        );
         router.insert(listener, Some("app.test"), "/", 2, cluster, options);
     }
 }
