@@ -26,6 +26,7 @@ use super::error::WorkerError;
 use super::front::ListenerInfo;
 use super::health::Transition;
 use super::listeners::Listeners;
+use super::router::RouteOptions;
 use super::token::token_other;
 use super::upstream::{Notice, Upstream};
 use crate::channel::recv_with_fds;
@@ -333,14 +334,25 @@ impl Control {
             Change::AddFrontend(f) => {
                 let seq = self.state.frontends.get(f).copied().unwrap_or(0);
                 if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
-                    cx.router
-                        .insert(f.listener, f.hostname.as_deref(), &f.path, seq, cluster);
+                    cx.router.insert(
+                        f.listener,
+                        f.hostname.as_deref(),
+                        &f.path,
+                        seq,
+                        cluster,
+                        RouteOptions::new(&f.options),
+                    );
                 }
             }
             Change::RemoveFrontend(f) => {
                 if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
-                    cx.router
-                        .remove(f.listener, f.hostname.as_deref(), &f.path, cluster);
+                    cx.router.remove(
+                        f.listener,
+                        f.hostname.as_deref(),
+                        &f.path,
+                        cluster,
+                        &RouteOptions::new(&f.options),
+                    );
                 }
             }
             // Certificates only matter to TLS, which a later issue adds; the state keeps them.

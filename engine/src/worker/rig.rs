@@ -22,7 +22,7 @@ use super::context::{BufferWaiters, Context};
 use super::front::{FrontIo, ListenerInfo, Transport};
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
-use super::router::Router;
+use super::router::{RouteOptions, Router};
 use super::timer::Deadline;
 use super::token::{decode_token, token_front, TokenKind};
 use super::upstream::Upstream;
@@ -98,7 +98,8 @@ impl Rig {
         }
         let cluster = cx.upstream.cluster_key(&cluster_id).unwrap();
         let host = (protocol != Protocol::Tcp).then_some("app.test");
-        cx.router.insert(listener, host, "/", 1, cluster);
+        cx.router
+            .insert(listener, host, "/", 1, cluster, RouteOptions::default());
 
         let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
         let (stream, client) = net.client(peer);

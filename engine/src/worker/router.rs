@@ -18,22 +18,61 @@
 
 use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
+use std::rc::Rc;
 
+use weir_schema::model::FrontendOptions;
 use weir_schema::state::FrontendSeq;
+
+/// How a route answers besides picking its target: a frontend's options as the worker uses
+/// them. Kept next to the target, so a lookup yields both without allocating; the HSTS value is
+/// shared with every exchange on the route (an `Rc` clone, not a copy).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Answer `301` to `https://…` instead of forwarding.
+    pub redirect_https: bool,
+    /// The `Strict-Transport-Security` value for every answer on the route.
+    pub hsts: Option<Rc<str>>,
+}
+
+impl RouteOptions {
+    pub fn new(options: &FrontendOptions) -> RouteOptions {
+        RouteOptions {
+            redirect_https: options.redirect_https,
+            hsts: options.hsts.as_deref().map(Rc::from),
+        }
+    }
+}
+
+/// One route of a [`RouteSet`].
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    seq: FrontendSeq,
+    target: T,
+    options: RouteOptions,
+}
 
 /// The routes that share one (host, path): several may exist (different clusters, or a newer
 /// route added before an older one is removed); the newest wins.
 #[derive(Debug, Clone)]
 struct RouteSet<T> {
-    entries: Vec<(FrontendSeq, T)>,
+    entries: Vec<Entry<T>>,
 }
 
 impl<T: Copy + PartialEq> RouteSet<T> {
-    fn best(&self) -> Option<T> {
-        self.entries
+    fn best(&self) -> Option<&Entry<T>> {
+        self.entries.iter().max_by_key(|e| e.seq)
+    }
+
+    /// Removes the route with this target and these options (two frontends may differ only
+    /// in their options).
+    fn remove(&mut self, target: T, options: &RouteOptions) {
+        if let Some(i) = self
+            .entries
             .iter()
-            .max_by_key(|(seq, _)| *seq)
-            .map(|(_, t)| *t)
+            .position(|e| e.target == target && e.options == *options)
+        {
+            self.entries.swap_remove(i);
+        }
     }
 }
 
@@ -53,22 +92,20 @@ impl<T: Copy + PartialEq> PathTable<T> {
         }
     }
 
-    fn insert(&mut self, path: &str, seq: FrontendSeq, target: T) {
+    fn insert(&mut self, path: &str, entry: Entry<T>) {
         let set = self.by_path.entry(path.into()).or_insert_with(|| RouteSet {
             entries: Vec::new(),
         });
-        set.entries.push((seq, target));
+        set.entries.push(entry);
         if let Err(at) = self.lengths.binary_search_by(|l| path.len().cmp(l)) {
             self.lengths.insert(at, path.len());
         }
     }
 
     /// Removes one route; returns whether the table is now empty.
-    fn remove(&mut self, path: &str, target: T) -> bool {
+    fn remove(&mut self, path: &str, target: T, options: &RouteOptions) -> bool {
         if let Some(set) = self.by_path.get_mut(path) {
-            if let Some(i) = set.entries.iter().position(|(_, t)| *t == target) {
-                set.entries.swap_remove(i);
-            }
+            set.remove(target, options);
             if set.entries.is_empty() {
                 self.by_path.remove(path);
                 if !self.by_path.keys().any(|p| p.len() == path.len()) {
@@ -79,7 +116,7 @@ impl<T: Copy + PartialEq> PathTable<T> {
         self.by_path.is_empty()
     }
 
-    fn lookup(&self, path: &str) -> Option<T> {
+    fn lookup(&self, path: &str) -> Option<&Entry<T>> {
         self.lengths.iter().find_map(|&len| {
             let prefix = path.get(..len)?;
             self.by_path.get(prefix)?.best()
@@ -137,10 +174,16 @@ impl<T: Copy + PartialEq> Router<T> {
         path: &str,
         seq: FrontendSeq,
         target: T,
+        options: RouteOptions,
     ) {
         let routes = self.listeners.entry(listener).or_default();
+        let entry = Entry {
+            seq,
+            target,
+            options,
+        };
         match hostname {
-            None => routes.tcp.entries.push((seq, target)),
+            None => routes.tcp.entries.push(entry),
             Some(host) => {
                 let (map, key) = match host.strip_prefix("*.") {
                     Some(suffix) => (&mut routes.wildcard, suffix),
@@ -148,24 +191,34 @@ impl<T: Copy + PartialEq> Router<T> {
                 };
                 map.entry(key.into())
                     .or_insert_with(PathTable::new)
-                    .insert(path, seq, target);
+                    .insert(path, entry);
             }
         }
     }
 
     /// Removes the route added with these values.
-    pub fn remove(&mut self, listener: SocketAddr, hostname: Option<&str>, path: &str, target: T) {
+    pub fn remove(
+        &mut self,
+        listener: SocketAddr,
+        hostname: Option<&str>,
+        path: &str,
+        target: T,
+        options: &RouteOptions,
+    ) {
         let Some(routes) = self.listeners.get_mut(&listener) else {
             return;
         };
         match hostname {
-            None => routes.tcp.entries.retain(|(_, t)| *t != target),
+            None => routes.tcp.remove(target, options),
             Some(host) => {
                 let (map, key) = match host.strip_prefix("*.") {
                     Some(suffix) => (&mut routes.wildcard, suffix),
                     None => (&mut routes.exact, host),
                 };
-                if map.get_mut(key).is_some_and(|t| t.remove(path, target)) {
+                if map
+                    .get_mut(key)
+                    .is_some_and(|t| t.remove(path, target, options))
+                {
                     map.remove(key);
                 }
             }
@@ -175,10 +228,21 @@ impl<T: Copy + PartialEq> Router<T> {
         }
     }
 
-    /// The target for an HTTP request. `host` must already be normalised by [`normalize_host`],
-    /// and `path` by [`routing_path`](crate::worker::http::path::routing_path): prefixes are
-    /// matched against the whole string given.
-    pub fn lookup(&self, listener: SocketAddr, host: &str, path: &str) -> Option<T> {
+    /// The target for an HTTP request, with its route's options. `host` must already be
+    /// normalised by [`normalize_host`], and `path` by
+    /// [`routing_path`](crate::worker::http::path::routing_path): prefixes are matched against
+    /// the whole string given.
+    pub fn lookup(
+        &self,
+        listener: SocketAddr,
+        host: &str,
+        path: &str,
+    ) -> Option<(T, &RouteOptions)> {
+        self.lookup_entry(listener, host, path)
+            .map(|e| (e.target, &e.options))
+    }
+
+    fn lookup_entry(&self, listener: SocketAddr, host: &str, path: &str) -> Option<&Entry<T>> {
         let routes = self.listeners.get(&listener)?;
         if let Some(found) = routes.exact.get(host).and_then(|t| t.lookup(path)) {
             return Some(found);
@@ -204,7 +268,7 @@ impl<T: Copy + PartialEq> Router<T> {
 
     /// The target of a TCP listener.
     pub fn lookup_tcp(&self, listener: SocketAddr) -> Option<T> {
-        self.listeners.get(&listener)?.tcp.best()
+        self.listeners.get(&listener)?.tcp.best().map(|e| e.target)
     }
 }
 
@@ -267,21 +331,53 @@ mod tests {
         "127.0.0.1:8080".parse().unwrap()
     }
 
+    fn target(r: &Router<usize>, host: &str, path: &str) -> Option<usize> {
+        r.lookup(l(), host, path).map(|(t, _)| t)
+    }
+
     #[test]
     fn exact_wildcard_and_prefix() {
         let mut r = Router::new();
-        r.insert(l(), Some("shop.example.com"), "/", 0, 1);
-        r.insert(l(), Some("shop.example.com"), "/api", 1, 2);
-        r.insert(l(), Some("*.example.com"), "/", 2, 3);
-        r.insert(l(), Some("*.eu.example.com"), "/", 3, 4);
-        assert_eq!(r.lookup(l(), "shop.example.com", "/"), Some(1));
-        assert_eq!(r.lookup(l(), "shop.example.com", "/api/x"), Some(2));
-        assert_eq!(r.lookup(l(), "shop.example.com", "/ap"), Some(1));
-        assert_eq!(r.lookup(l(), "blog.example.com", "/api"), Some(3));
-        assert_eq!(r.lookup(l(), "a.b.example.com", "/"), Some(3));
-        assert_eq!(r.lookup(l(), "x.eu.example.com", "/"), Some(4));
-        assert_eq!(r.lookup(l(), "example.com", "/"), None);
-        assert_eq!(r.lookup(l(), "other.org", "/"), None);
+        r.insert(
+            l(),
+            Some("shop.example.com"),
+            "/",
+            0,
+            1,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("shop.example.com"),
+            "/api",
+            1,
+            2,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("*.example.com"),
+            "/",
+            2,
+            3,
+            RouteOptions::default(),
+        );
+        r.insert(
+            l(),
+            Some("*.eu.example.com"),
+            "/",
+            3,
+            4,
+            RouteOptions::default(),
+        );
+        assert_eq!(target(&r, "shop.example.com", "/"), Some(1));
+        assert_eq!(target(&r, "shop.example.com", "/api/x"), Some(2));
+        assert_eq!(target(&r, "shop.example.com", "/ap"), Some(1));
+        assert_eq!(target(&r, "blog.example.com", "/api"), Some(3));
+        assert_eq!(target(&r, "a.b.example.com", "/"), Some(3));
+        assert_eq!(target(&r, "x.eu.example.com", "/"), Some(4));
+        assert_eq!(target(&r, "example.com", "/"), None);
+        assert_eq!(target(&r, "other.org", "/"), None);
         let other: SocketAddr = "127.0.0.1:9090".parse().unwrap();
         assert_eq!(r.lookup(other, "shop.example.com", "/"), None);
     }
@@ -289,34 +385,73 @@ mod tests {
     #[test]
     fn newest_wins_and_removal_falls_back() {
         let mut r = Router::new();
-        r.insert(l(), Some("a.test"), "/", 5, 1);
-        r.insert(l(), Some("a.test"), "/", 9, 2);
-        assert_eq!(r.lookup(l(), "a.test", "/x"), Some(2));
-        r.remove(l(), Some("a.test"), "/", 2);
-        assert_eq!(r.lookup(l(), "a.test", "/x"), Some(1));
-        r.remove(l(), Some("a.test"), "/", 1);
-        assert_eq!(r.lookup(l(), "a.test", "/x"), None);
+        r.insert(l(), Some("a.test"), "/", 5, 1, RouteOptions::default());
+        r.insert(l(), Some("a.test"), "/", 9, 2, RouteOptions::default());
+        assert_eq!(target(&r, "a.test", "/x"), Some(2));
+        r.remove(l(), Some("a.test"), "/", 2, &RouteOptions::default());
+        assert_eq!(target(&r, "a.test", "/x"), Some(1));
+        r.remove(l(), Some("a.test"), "/", 1, &RouteOptions::default());
+        assert_eq!(target(&r, "a.test", "/x"), None);
     }
 
     #[test]
     fn prefix_lengths_are_forgotten_when_removed() {
         let mut r = Router::new();
-        r.insert(l(), Some("a.test"), "/", 0, 1);
-        r.insert(l(), Some("a.test"), "/long/prefix", 1, 2);
-        assert_eq!(r.lookup(l(), "a.test", "/long/prefix/x"), Some(2));
-        r.remove(l(), Some("a.test"), "/long/prefix", 2);
-        assert_eq!(r.lookup(l(), "a.test", "/long/prefix/x"), Some(1));
+        r.insert(l(), Some("a.test"), "/", 0, 1, RouteOptions::default());
+        r.insert(
+            l(),
+            Some("a.test"),
+            "/long/prefix",
+            1,
+            2,
+            RouteOptions::default(),
+        );
+        assert_eq!(target(&r, "a.test", "/long/prefix/x"), Some(2));
+        r.remove(
+            l(),
+            Some("a.test"),
+            "/long/prefix",
+            2,
+            &RouteOptions::default(),
+        );
+        assert_eq!(target(&r, "a.test", "/long/prefix/x"), Some(1));
     }
 
     #[test]
     fn tcp_routes() {
         let mut r = Router::new();
         assert_eq!(r.lookup_tcp(l()), None);
-        r.insert(l(), None, "/", 0, 7);
-        r.insert(l(), None, "/", 1, 8);
+        r.insert(l(), None, "/", 0, 7, RouteOptions::default());
+        r.insert(l(), None, "/", 1, 8, RouteOptions::default());
         assert_eq!(r.lookup_tcp(l()), Some(8));
-        r.remove(l(), None, "/", 8);
+        r.remove(l(), None, "/", 8, &RouteOptions::default());
         assert_eq!(r.lookup_tcp(l()), Some(7));
+    }
+
+    #[test]
+    fn a_route_carries_its_options_and_only_its_own_are_removed() {
+        let hsts = RouteOptions {
+            redirect_https: false,
+            hsts: Some(Rc::from("max-age=60")),
+        };
+        let redirect = RouteOptions {
+            redirect_https: true,
+            hsts: None,
+        };
+        let mut r = Router::new();
+        r.insert(l(), Some("a.test"), "/", 1, 7, hsts.clone());
+        r.insert(l(), Some("*.test"), "/", 2, 7, redirect.clone());
+        assert_eq!(r.lookup(l(), "a.test", "/"), Some((7, &hsts)));
+        assert_eq!(r.lookup(l(), "b.test", "/"), Some((7, &redirect)));
+        // Two frontends that differ only in their options: the newest answers, and removing
+        // one leaves the other, whatever their order.
+        r.insert(l(), Some("a.test"), "/", 3, 7, redirect.clone());
+        assert_eq!(r.lookup(l(), "a.test", "/"), Some((7, &redirect)));
+        r.remove(l(), Some("a.test"), "/", 7, &hsts);
+        assert_eq!(r.lookup(l(), "a.test", "/"), Some((7, &redirect)));
+        r.insert(l(), Some("a.test"), "/", 4, 7, hsts.clone());
+        r.remove(l(), Some("a.test"), "/", 7, &hsts);
+        assert_eq!(r.lookup(l(), "a.test", "/"), Some((7, &redirect)));
     }
 
     #[test]
@@ -353,13 +488,27 @@ mod tests {
     #[test]
     fn hundred_thousand_routes_cost_what_one_costs() {
         let mut one = Router::new();
-        one.insert(l(), Some("app-0.example.com"), "/", 0, 0usize);
+        one.insert(
+            l(),
+            Some("app-0.example.com"),
+            "/",
+            0,
+            0usize,
+            RouteOptions::default(),
+        );
         let mut many = Router::new();
         for i in 0..100_000usize {
-            many.insert(l(), Some(&format!("app-{i}.example.com")), "/", i as u64, i);
+            many.insert(
+                l(),
+                Some(&format!("app-{i}.example.com")),
+                "/",
+                i as u64,
+                i,
+                RouteOptions::default(),
+            );
         }
-        assert_eq!(many.lookup(l(), "app-99999.example.com", "/"), Some(99_999));
-        assert_eq!(many.lookup(l(), "app-100000.example.com", "/"), None);
+        assert_eq!(target(&many, "app-99999.example.com", "/"), Some(99_999));
+        assert_eq!(target(&many, "app-100000.example.com", "/"), None);
         // Warm both, then compare: a hash probe does not grow with the table. The bound is
         // loose on purpose (caches differ); a linear scan would be ~100,000 times slower.
         time_lookups(&one, "app-0.example.com", 1000);

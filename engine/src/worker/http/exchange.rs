@@ -27,11 +27,11 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::answers::Status;
+use super::answers::{redirect_location, Status};
 use super::body::BodyFramer;
 use super::parser::{header_slots, parse_response, upgrade_accepted, Framing, RequestHead};
 use super::path::routing_path;
-use super::writer::{write_request_head, write_response_head, ClientConnection, ClientInfo};
+use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
@@ -43,7 +43,7 @@ mod send;
 
 use send::{send_request, send_response, Sent};
 
-/// Why a request is answered by the proxy itself.
+/// Why a request is answered by the proxy itself (an error, or a frontend's redirect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
     pub status: Status,
@@ -52,6 +52,10 @@ pub struct Refusal {
     pub custom: Option<Rc<str>>,
     /// The refused request was `HEAD` (known once its head parsed): no body in the answer.
     pub head_only: bool,
+    /// A redirect's `Location`.
+    pub location: Option<Box<str>>,
+    /// The route's `Strict-Transport-Security` value, once the request was routed.
+    pub hsts: Option<Rc<str>>,
 }
 
 impl Refusal {
@@ -61,6 +65,15 @@ impl Refusal {
             keep_alive: false,
             custom: None,
             head_only: false,
+            location: None,
+            hsts: None,
+        }
+    }
+
+    fn with_hsts(self, hsts: &Option<Rc<str>>) -> Refusal {
+        Refusal {
+            hsts: hsts.clone(),
+            ..self
         }
     }
 
@@ -201,11 +214,14 @@ pub struct Exchange {
     client_wants: Keep,
     /// The protocols an upgrade request offered (`None`: not an upgrade request).
     upgrade: Option<Box<[u8]>>,
+    /// The route's `Strict-Transport-Security` value, put on the final response head.
+    hsts: Option<Rc<str>>,
 }
 
 impl Exchange {
     /// Routes a request, checks its limits, writes the head for the backend and starts
-    /// connecting. Touches nothing of the session, so the head may borrow its buffer.
+    /// connecting; or refuses it, or redirects it when its route says `redirect_https`.
+    /// Touches nothing of the session, so the head may borrow its buffer.
     pub fn start(
         head: &RequestHead<'_, '_>,
         io: &FrontIo,
@@ -219,26 +235,48 @@ impl Exchange {
             custom: io.info.answer_404.clone(),
             // Set for every refusal of `start` by its caller.
             head_only: false,
+            location: None,
+            hsts: None,
         };
         let mut host_buf = [0u8; 256];
-        let cluster = match head.host {
+        let (cluster, hsts) = match head.host {
             Some(raw) => {
                 let host =
                     normalize_host(raw, &mut host_buf).ok_or(Refusal::close(Status::BadRequest))?;
                 // Routed on the normalised path; forwarded as received.
                 let path = routing_path(head.path);
-                cx.router
+                let (cluster, options) = cx
+                    .router
                     .lookup(io.info.address, host, &path)
-                    .ok_or_else(not_found)?
+                    .ok_or_else(not_found)?;
+                if options.redirect_https {
+                    // Kept alive like a 404: a request body would be read as the next head.
+                    return Err(Refusal {
+                        status: Status::MovedPermanently,
+                        location: Some(
+                            redirect_location(
+                                host,
+                                head.target,
+                                (head.path, head.empty_path_query),
+                            )
+                            .into(),
+                        ),
+                        custom: None,
+                        ..not_found()
+                    });
+                }
+                (cluster, options.hsts.clone())
             }
             None => return Err(not_found()),
         };
         if let (Some(max), Framing::Length(n)) = (io.info.max_request_body, head.framing) {
             if n > max {
-                return Err(Refusal::close(Status::PayloadTooLarge));
+                return Err(Refusal::close(Status::PayloadTooLarge).with_hsts(&hsts));
             }
         }
-        let mut head_out = cx.pool.get().ok_or(Refusal::close(Status::Unavailable))?;
+        let Some(mut head_out) = cx.pool.get() else {
+            return Err(Refusal::close(Status::Unavailable).with_hsts(&hsts));
+        };
         let client = ClientInfo {
             peer: io.peer,
             proto: "http",
@@ -246,13 +284,13 @@ impl Exchange {
         };
         if write_request_head(&mut head_out, head, client).is_err() {
             cx.pool.put(head_out);
-            return Err(Refusal::close(Status::HeadTooLarge));
+            return Err(Refusal::close(Status::HeadTooLarge).with_hsts(&hsts));
         }
         let dial = match Dial::start(cluster, Reuse::Pooled, io, cx) {
             Ok(dial) => dial,
             Err(no) => {
                 cx.pool.put(head_out);
-                return Err(Refusal::no_backend(no, io));
+                return Err(Refusal::no_backend(no, io).with_hsts(&hsts));
             }
         };
         let (_, response_timeout) = cx.upstream.cluster_timeouts(cluster);
@@ -290,6 +328,7 @@ impl Exchange {
                 Keep::Close
             },
             upgrade: head.upgrade.map(Box::from),
+            hsts,
         }))
     }
 
@@ -320,6 +359,11 @@ impl Exchange {
     /// Whether the request is a `HEAD` (its answers carry no body).
     pub fn is_head(&self) -> bool {
         self.method == Method::Head
+    }
+
+    /// The route's `Strict-Transport-Security` value, for our own answers to this request.
+    pub fn hsts(&self) -> Option<&Rc<str>> {
+        self.hsts.as_ref()
     }
 
     fn request_sent(&self) -> bool {
@@ -641,8 +685,13 @@ impl Exchange {
                     .as_deref()
                     .is_some_and(|offer| upgrade_accepted(offer, res.upgrade));
                 if !offered
-                    || write_response_head(out, &res, ClientConnection::Upgrade, cx.date.field())
-                        .is_err()
+                    || write_response_head(
+                        out,
+                        &res,
+                        ClientConnection::Upgrade,
+                        Added::date(cx.date.field()),
+                    )
+                    .is_err()
                 {
                     return self.fail(Status::BadGateway);
                 }
@@ -667,7 +716,7 @@ impl Exchange {
                         out,
                         &res,
                         ClientConnection::KeepAlive { http10: false },
-                        cx.date.field(),
+                        Added::date(cx.date.field()),
                     )
                     .is_err()
                 {
@@ -701,7 +750,11 @@ impl Exchange {
             };
             // Nothing else waits for the client: no interim head is left half sent.
             let alone = out.is_empty();
-            if write_response_head(out, &res, connection, cx.date.field()).is_err() {
+            let fields = Added {
+                date: cx.date.field(),
+                hsts: self.hsts.as_deref(),
+            };
+            if write_response_head(out, &res, connection, fields).is_err() {
                 return self.fail(Status::BadGateway);
             }
             let mut body = BodyState {

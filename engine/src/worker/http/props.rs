@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use super::body::{BodyError, BodyFramer};
 use super::parser::{header_slots, parse_request, parse_response, Framing};
-use super::writer::{write_request_head, write_response_head, ClientConnection, ClientInfo};
+use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::BufferPool;
 
 fn client() -> ClientInfo {
@@ -299,7 +299,7 @@ proptest! {
         if let Ok(Some(res)) = parse_response(&bytes, &mut headers, is_head) {
             prop_assert!(res.raw.len() <= bytes.len());
             let mut out = pool.get().unwrap();
-            let _ = write_response_head(&mut out, &res, ClientConnection::Close, b"Date: x\r\n");
+            let _ = write_response_head(&mut out, &res, ClientConnection::Close, Added::date(b"Date: x\r\n"));
             pool.put(out);
         }
     }

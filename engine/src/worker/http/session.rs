@@ -15,7 +15,7 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use super::answers::{Answer, Status};
+use super::answers::{Answer, RouteFields, Status};
 use super::exchange::{Exchange, Keep, Outcome, Refusal};
 use super::parser::{header_slots, parse_request, HeadError};
 use crate::worker::buffer::Buf;
@@ -258,6 +258,11 @@ impl HttpSession {
     fn answer(&mut self, refusal: Refusal, io: &mut FrontIo, cx: &mut Context) {
         let head_only =
             refusal.head_only || matches!(&self.phase, Phase::Exchange(ex) if ex.is_head());
+        // An answer given during an exchange is on its route: it carries the route's HSTS.
+        let hsts = match &self.phase {
+            Phase::Exchange(ex) if refusal.hsts.is_none() => ex.hsts().cloned(),
+            _ => refusal.hsts,
+        };
         self.end_exchange(cx);
         let close = !refusal.keep_alive || cx.stopping;
         if close {
@@ -270,7 +275,13 @@ impl HttpSession {
             close,
             head_only,
         }
-        .render(&cx.date);
+        .render_on(
+            &cx.date,
+            RouteFields {
+                location: refusal.location.as_deref(),
+                hsts: hsts.as_deref(),
+            },
+        );
         io.deadline.at = cx.now + io.info.front_timeout;
         self.phase = Phase::Answer {
             bytes,

@@ -1,7 +1,8 @@
 //! Writing the heads a proxy forwards, from heads [`super::parser`] parsed and checked: the
 //! request line in origin form, hop-by-hop fields out, one canonical framing field,
 //! `X-Forwarded-*`, `Forwarded` and `Via` added to what the client sent; on the way back our own
-//! `Connection` field and a `Date` when the backend sent none. Sans-io: bytes out into a buffer.
+//! `Connection` field, a `Date` when the backend sent none, and the route's
+//! `Strict-Transport-Security` in place of the backend's. Sans-io: bytes out into a buffer.
 //!
 //! Fields passed on unchanged are copied from the received head in runs (one copy per run of
 //! adjacent kept fields), which is most of a head's bytes.
@@ -487,15 +488,33 @@ pub enum ClientConnection {
     Upgrade,
 }
 
+/// The fields the proxy adds to a response it forwards.
+#[derive(Debug, Clone, Copy)]
+pub struct Added<'a> {
+    /// The whole `Date` field line, for a final response that came without one.
+    pub date: &'a [u8],
+    /// The route's `Strict-Transport-Security` value (its frontend's `hsts`).
+    pub hsts: Option<&'a str>,
+}
+
+impl Added<'_> {
+    /// Only a `Date`: interim heads, and routes without `hsts`.
+    pub fn date(date: &[u8]) -> Added<'_> {
+        Added { date, hsts: None }
+    }
+}
+
 /// Writes the head forwarded to a client: HTTP/1.1 status line, the fields minus the
 /// hop-by-hop ones, and our own `Connection` field. A final response that came without a
-/// `Date` gets `date` (the whole field line), as RFC 9110 6.6.1 asks of a recipient with a
-/// clock that forwards it.
+/// `Date` gets `added.date`, as RFC 9110 6.6.1 asks of a recipient with a clock that forwards
+/// it. With `added.hsts`, a final response carries that `Strict-Transport-Security` value and
+/// none of the backend's: the operator's setting for the route wins, and one field only,
+/// since a browser heeds the first (RFC 6797 8.1). Interim heads get neither.
 pub fn write_response_head(
     out: &mut Buf,
     res: &ResponseHead<'_, '_>,
     connection: ClientConnection,
-    date: &[u8],
+    added: Added<'_>,
 ) -> Result<(), HeadError> {
     let mut w = HeadWriter::new(out, res.raw);
     w.bytes(b"HTTP/1.1 ");
@@ -517,18 +536,26 @@ pub fn write_response_head(
     let mut length_written = bodiless;
     let mut coding_written = bodiless;
     let mut dated = res.code < 200;
+    let hsts = added.hsts.filter(|_| res.code >= 200);
     for h in res.headers {
         if is(h.name.as_bytes(), b"content-length") {
             write_content_length(&mut w, h, res.content_length, &mut length_written);
         } else if is(h.name.as_bytes(), b"transfer-encoding") {
             write_transfer_encoding(&mut w, h, &mut coding_written);
+        } else if hsts.is_some() && is(h.name.as_bytes(), b"strict-transport-security") {
+            // Replaced by the route's own, below.
         } else if !is_hop_by_hop(h.name, res.headers, named, upgrading) {
             dated |= is(h.name.as_bytes(), b"date");
             w.keep(h);
         }
     }
     if !dated {
-        w.bytes(date);
+        w.bytes(added.date);
+    }
+    if let Some(value) = hsts {
+        w.bytes(b"Strict-Transport-Security: ");
+        w.bytes(value.as_bytes());
+        w.bytes(b"\r\n");
     }
     match connection {
         ClientConnection::KeepAlive { http10: true } => w.bytes(b"Connection: keep-alive\r\n"),
@@ -759,8 +786,61 @@ mod tests {
         let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
         let mut pool = BufferPool::new(4096, 1);
         let mut out = pool.get().unwrap();
-        write_response_head(&mut out, &head, connection, DATE).unwrap();
+        write_response_head(&mut out, &head, connection, Added::date(DATE)).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    /// The head written for the response `raw` on a route with `hsts`.
+    fn forwarded_with_hsts(raw: &[u8], hsts: &str) -> String {
+        let mut headers = header_slots();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let added = Added {
+            date: DATE,
+            hsts: Some(hsts),
+        };
+        let keep = ClientConnection::KeepAlive { http10: false };
+        write_response_head(&mut out, &head, keep, added).unwrap();
+        String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn a_route_with_hsts_puts_its_value_in_place_of_the_backends() {
+        assert_eq!(
+            forwarded_with_hsts(
+                b"HTTP/1.1 200 OK\r\nstrict-transport-security: max-age=1\r\nX: y\r\n\
+                  Strict-Transport-Security: preload\r\nContent-Length: 0\r\n\r\n",
+                "max-age=31536000; includeSubDomains"
+            ),
+            "HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 0\r\n\
+             Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+             Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n\r\n"
+        );
+        // Any final answer gets it, errors too; interim heads do not.
+        let text = forwarded_with_hsts(b"HTTP/1.1 500 Oops\r\n\r\n", "max-age=5");
+        assert!(
+            text.ends_with("Strict-Transport-Security: max-age=5\r\n\r\n"),
+            "{text}"
+        );
+        let text = forwarded_with_hsts(b"HTTP/1.1 100 Continue\r\n\r\n", "max-age=5");
+        assert_eq!(text, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    #[test]
+    fn a_route_without_hsts_passes_the_backends_on_and_adds_none() {
+        let keep = ClientConnection::KeepAlive { http10: false };
+        let raw = b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\n\
+                    Content-Length: 0\r\n\r\n";
+        let text = forwarded_response(raw, keep);
+        assert_eq!(
+            text.matches("Strict-Transport-Security: max-age=1\r\n")
+                .count(),
+            1,
+            "{text}"
+        );
+        let text = forwarded_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", keep);
+        assert!(!text.contains("Strict-Transport"), "{text}");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 
-use weir_schema::Protocol;
+use weir_schema::{ClusterId, Protocol};
 
 use super::{Drive, HttpSession};
 use crate::channel::WorkerConfig;
@@ -17,6 +18,7 @@ use crate::worker::buffer::Buf;
 use crate::worker::dial::DialState;
 use crate::worker::http::exchange::States;
 use crate::worker::rig::{Answer, Net, Peer, Rig, TestBackend, TURNS};
+use crate::worker::router::RouteOptions;
 
 const GET: &[u8] = b"GET /x HTTP/1.1\r\nHost: app.test\r\n\r\n";
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
@@ -640,4 +642,114 @@ fn a_slow_client_gets_the_answer_as_it_reads() {
     assert!(got.len() > 30, "{got:?}");
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
     assert!(got.ends_with(b"\r\n\r\nhello"), "{got:?}");
+}
+
+// ---- a route's options -------------------------------------------------------------------
+
+impl Harness {
+    /// Routes `app.test` on the rig's listener with `options` instead of the default ones.
+    fn reroute(&mut self, options: RouteOptions) {
+        let listener: SocketAddr = crate::worker::rig::LISTENER.parse().unwrap();
+        let cluster = self
+            .cx
+            .upstream
+            .cluster_key(&ClusterId("app".to_owned()))
+            .unwrap();
+        let router = &mut self.rig.cx.router;
+        router.remove(
+            listener,
+            Some("app.test"),
+            "/",
+            cluster,
+            &RouteOptions::default(),
+        );
+        router.insert(listener, Some("app.test"), "/", 2, cluster, options);
+    }
+}
+
+fn hsts(value: &str) -> RouteOptions {
+    RouteOptions {
+        redirect_https: false,
+        hsts: Some(Rc::from(value)),
+    }
+}
+
+#[test]
+fn a_route_with_hsts_puts_it_on_forwarded_answers_in_place_of_the_backends() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.reroute(hsts("max-age=600"));
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    b.send(
+        b"HTTP/1.1 200 OK\r\nStrict-Transport-Security: max-age=1\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    h.until("the exchange done", |h| h.session.served == 1);
+    let answer = String::from_utf8(answer(&h.client, b"hello")).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(
+        answer.contains("\r\nStrict-Transport-Security: max-age=600\r\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("max-age=1\r\n"), "{answer}");
+}
+
+#[test]
+fn a_route_with_hsts_puts_it_on_the_proxys_own_answers_on_that_route() {
+    let net = Net::default();
+    let refused = [
+        net.backend(Answer::Refuse).addr(),
+        net.backend(Answer::Refuse).addr(),
+    ];
+    let mut h = Harness::new(&net, &refused);
+    h.reroute(hsts("max-age=600; preload"));
+    h.send(GET);
+    h.until("closing", |h| h.session.phase_name() == "linger");
+    let answer = h.client.take_to_close();
+    assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+    assert!(
+        answer.contains("\r\nStrict-Transport-Security: max-age=600; preload\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn a_404_is_on_no_route_and_gets_no_hsts() {
+    let net = Net::default();
+    let mut h = Harness::new(&net, &[net.backend(Answer::Refuse).addr()]);
+    h.reroute(hsts("max-age=600"));
+    h.send(b"GET / HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n");
+    h.until("closing", |h| h.session.phase_name() == "linger");
+    let answer = h.client.take_to_close();
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    assert!(!answer.contains("Strict-Transport-Security"), "{answer}");
+}
+
+#[test]
+fn a_redirect_route_answers_301_keeps_the_connection_and_never_dials() {
+    let net = Net::default();
+    let mut h = Harness::new(&net, &[net.backend(Answer::Refuse).addr()]);
+    h.reroute(RouteOptions {
+        redirect_https: true,
+        hsts: None,
+    });
+    h.send(b"GET /a/b?q=1 HTTP/1.1\r\nHost: App.Test:8080\r\n\r\n");
+    h.until("answered", |h| h.session.served == 1);
+    let answer = String::from_utf8(answer(&h.client, b"\r\n\r\n")).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 301 Moved Permanently\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("\r\nLocation: https://app.test/a/b?q=1\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nContent-Length: 0\r\n"), "{answer}");
+    assert!(!answer.contains("Connection: close"), "{answer}");
+    assert_eq!(h.session.phase_name(), "head");
+    assert_eq!(h.cx.upstream.stats().opened, 0);
+    assert_eq!(h.cx.upstream.stats().connect_errors, 0);
 }
