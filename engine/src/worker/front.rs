@@ -3,8 +3,8 @@
 //! ([`FrontIo`]).
 //!
 //! [`Transport`] is the one seam through which the HTTP and pipe code read and write client
-//! bytes. Today it is plain TCP; the TLS work adds a variant that decrypts on read and
-//! encrypts on write, so nothing above the seam changes. It is an enum, not a trait object:
+//! bytes: plain TCP, or TLS ([`TlsStream`], which decrypts on read and encrypts on write), so
+//! nothing above the seam knows which. It is an enum, not a trait object:
 //! dispatch is a match the compiler sees through, with no allocation and no indirect call.
 //!
 //! Its contract: a short read (`Ok(n)` with `n` below the room given) means the transport has
@@ -23,12 +23,16 @@ use mio::net::TcpStream;
 use weir_schema::{Listener, Protocol as ListenerProtocol};
 
 use super::timer::Deadline;
+use super::tls::TlsStream;
 use crate::channel::WorkerConfig;
 
-/// The byte stream to a client: plain TCP today; the TLS work adds `Tls(Box<tls::TlsStream>)`.
+/// The byte stream to a client. An https session's transport is `Plain` while its
+/// ClientHello is read (nothing is read through the seam then), and `Tls` from then on.
 #[derive(Debug)]
 pub enum Transport {
     Plain(TcpStream),
+    /// Boxed: a rustls connection is over a kilobyte, an idle plain session's entry is small.
+    Tls(Box<TlsStream>),
 }
 
 impl Read for Transport {
@@ -36,6 +40,7 @@ impl Read for Transport {
     fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(dst),
+            Transport::Tls(s) => s.read(dst),
         }
     }
 }
@@ -45,6 +50,7 @@ impl Write for Transport {
     fn write(&mut self, src: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(src),
+            Transport::Tls(s) => s.write(src),
         }
     }
 
@@ -53,6 +59,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Tls(s) => s.write_vectored(bufs),
         }
     }
 
@@ -66,12 +73,14 @@ impl Transport {
     pub fn socket(&self) -> &TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(s) => s.socket(),
         }
     }
 
     pub fn socket_mut(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(s) => s.socket_mut(),
         }
     }
 
@@ -81,12 +90,16 @@ impl Transport {
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            Transport::Tls(s) => s.shutdown_write(),
         }
     }
 
     /// Whether a client whose side closed reset the connection (its socket has an error), as
     /// opposed to half-closing it.
     pub fn reset_by_peer(&self) -> bool {
+        if let Transport::Tls(s) = self {
+            return s.reset_by_peer();
+        }
         match self.socket().peek(&mut [0u8; 1]) {
             Ok(_) => false,
             Err(e) => {
@@ -95,11 +108,13 @@ impl Transport {
         }
     }
 
-    /// Bytes accepted by `write` but not yet on the socket (never, for plain TCP).
+    /// Bytes accepted by `write` but not yet on the socket (never, for plain TCP), or a TLS
+    /// half-close not yet made.
     #[inline]
     pub fn has_pending_output(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
+            Transport::Tls(s) => s.has_pending_output(),
         }
     }
 
@@ -108,6 +123,7 @@ impl Transport {
     pub fn flush_output(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(_) => Ok(()),
+            Transport::Tls(s) => s.flush_output(),
         }
     }
 }

@@ -241,7 +241,7 @@ impl Exchange {
         let mut head_out = cx.pool.get().ok_or(Refusal::close(Status::Unavailable))?;
         let client = ClientInfo {
             peer: io.peer,
-            proto: "http",
+            proto: io.info.protocol.as_str(),
             port: io.info.port,
         };
         if write_request_head(&mut head_out, head, client).is_err() {
