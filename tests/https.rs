@@ -323,7 +323,10 @@ fn tls_1_0_and_1_1_are_refused() {
         // Refused with an alert (protocol_version; a TLS 1.0 hello, which has no signature
         // algorithms, gets handshake_failure first), no certificate shown.
         assert!(out.contains("SSL alert number"), "{version}: {out}");
-        assert!(out.contains("no peer certificate available"), "{version}: {out}");
+        assert!(
+            out.contains("no peer certificate available"),
+            "{version}: {out}"
+        );
         assert!(out.contains("Cipher is (NONE)"), "{version}: {out}");
     }
     let out = s_client(site.listener, &["-servername", "a.test", "-tls1_2"]);
@@ -560,4 +563,90 @@ fn websocket_over_tls() {
         backend.last_seen().header("x-forwarded-proto"),
         Some("https")
     );
+}
+
+/// `examples/cert-rotation` as a user runs it (its ports moved to free ones): curl with
+/// `--resolve` and `--cacert` gets the page over HTTPS, and after the rotation the new
+/// certificate is the one shown.
+#[test]
+fn the_cert_rotation_example_serves_https_and_rotates() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/cert-rotation");
+    let backend = Backend::start("shop");
+    let listener = free_addr();
+    let desired = Desired::new();
+    for name in [
+        "example-shop-2026.pem",
+        "example-shop-2026.key",
+        "example-shop-2027.pem",
+        "example-shop-2027.key",
+    ] {
+        let text = std::fs::read_to_string(example.join("certs").join(name)).unwrap();
+        desired.write(&format!("routes/certs/{name}"), &text);
+    }
+    let yaml = std::fs::read_to_string(example.join("weir.yaml"))
+        .unwrap()
+        .replace("127.0.0.1:8443", &listener.to_string())
+        .replace("127.0.0.1:9031", &backend.addr.to_string());
+    desired.write("routes/weir.yaml", &yaml);
+    let routes = Site::routes(&desired);
+    let proxy = Proxy::start(&["--desired", &routes, "--workers", "1"]);
+    assert!(util::wait_for_port(listener));
+    let cert = |year: &str| {
+        desired
+            .path()
+            .join(format!("routes/certs/example-shop-{year}.pem"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    let fetch = |host: &str, year: &str| {
+        let resolve = format!("{host}:{}:127.0.0.1", listener.port());
+        let url = format!("https://{host}:{}/", listener.port());
+        curl(&["--resolve", &resolve, "--cacert", &cert(year), &url])
+    };
+    for host in ["shop.example.com", "api.shop.example.com"] {
+        let out = fetch(host, "2026");
+        assert!(
+            out.status.success(),
+            "{host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "shop");
+    }
+
+    // The three steps of the README at once: add shop-2027, switch, remove shop-2026.
+    let rotated = yaml
+        .replace("  # - name: shop-2027", "  - name: shop-2027")
+        .replace(
+            "  #   certificate: certs/example-shop-2027.pem",
+            "    certificate: certs/example-shop-2027.pem",
+        )
+        .replace(
+            "  #   key: certs/example-shop-2027.key",
+            "    key: certs/example-shop-2027.key",
+        )
+        .replace("    certificate: shop-2026\n", "    certificate: shop-2027\n")
+        .replace(
+            "  - name: shop-2026\n    certificate: certs/example-shop-2026.pem   # leaf first, then any chain\n    key: certs/example-shop-2026.key\n",
+            "",
+        );
+    assert!(!rotated.contains("name: shop-2026"), "{rotated}");
+    assert!(!rotated.contains("certificate: shop-2026"), "{rotated}");
+    assert!(rotated.contains("  - name: shop-2027"), "{rotated}");
+    desired.write("routes/weir.yaml", &rotated);
+    let out = proxy.weir(&["apply", &routes, "--auto-approve"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = fetch("shop.example.com", "2027");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "shop");
+    // The old certificate is no longer shown: trusting only it fails.
+    assert!(!fetch("shop.example.com", "2026").status.success());
 }
