@@ -528,11 +528,22 @@ fn https_worker(
     host: &str,
     backend: &Backend,
 ) -> (SocketAddr, rcgen::Certificate) {
+    https_worker_with(
+        w,
+        host,
+        backend,
+        weir_schema::proto::ListenerSettings::default(),
+    )
+}
+
+fn https_worker_with(
+    w: &mut TestWorker,
+    host: &str,
+    backend: &Backend,
+    settings: weir_schema::proto::ListenerSettings,
+) -> (SocketAddr, rcgen::Certificate) {
     use weir_schema::proto;
-    let listener = w.add_listener_with(
-        proto::ListenerProtocol::Https,
-        proto::ListenerSettings::default(),
-    );
+    let listener = w.add_listener_with(proto::ListenerProtocol::Https, settings);
     let made = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
     let certificate = proto::Certificate {
         name: "a".into(),
@@ -609,4 +620,26 @@ fn failed_handshakes_are_counted_and_the_worker_goes_on() {
     good.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
     assert_eq!(read_answer(&mut good).unwrap().status, 200);
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_at_the_request_timeout() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let settings = weir_schema::proto::ListenerSettings {
+        request_timeout_ms: 300,
+        ..Default::default()
+    };
+    let (listener, _) = https_worker_with(&mut w, "a.test", &backend, settings);
+    // Half a TLS record header: a ClientHello that never completes.
+    let mut stalled = connect(listener);
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let started = std::time::Instant::now();
+    weir_testkit::closed_by_peer(&mut stalled).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert!(weir_testkit::wait_until(
+        std::time::Duration::from_secs(5),
+        || w.counter("tls.handshake_failures") == 1
+    ));
+    assert_eq!(w.counter("tls.handshakes"), 0);
 }
