@@ -169,6 +169,9 @@ fn client_config(pki: &Pki) -> Arc<ClientConfig> {
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
+/// When a handshake started, and the certificate it was shown or its error.
+type Handshake = (Instant, Result<CertificateDer<'static>, String>);
+
 /// A completed rustls handshake with `sni`, or its error.
 fn handshake(addr: SocketAddr, config: &Arc<ClientConfig>, sni: &str) -> Result<Tls, String> {
     let name = ServerName::try_from(sni.to_owned()).unwrap();
@@ -426,7 +429,7 @@ fn rotation_under_new_connections_fails_none_and_after_apply_every_handshake_see
     // New connections in a loop, each recording when it started and what it was shown.
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
-    let seen: Arc<Mutex<Vec<(Instant, Result<CertificateDer<'static>, String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Handshake>>> = Arc::default();
     let looper = {
         let (stop, done, seen, config) = (stop.clone(), done.clone(), seen.clone(), config.clone());
         let addr = site.listener;

@@ -60,6 +60,7 @@ impl TicketRotation {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 

@@ -49,7 +49,7 @@ pub enum Shaken {
 
 impl Handshake {
     pub fn new() -> Handshake {
-        Handshake::Hello(Box::new(HelloReader::new()))
+        Handshake::Hello(Box::default())
     }
 
     /// Moves the handshake on; `tls` is the listener's configuration (`None`: the listener
@@ -71,7 +71,7 @@ impl Handshake {
                     Hello::Pending => Shaken::Wait,
                     Hello::Ready(conn) => {
                         *self = Handshake::Keys;
-                        Shaken::Hello(Box::new(conn))
+                        Shaken::Hello(conn)
                     }
                     Hello::Refused(why) => {
                         let _ = tcp.shutdown(Shutdown::Write);
@@ -196,6 +196,7 @@ impl FailureLog {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 

@@ -103,7 +103,7 @@ impl TlsAccept {
         match self.hello.advance(&mut self.tcp, listener) {
             Hello::Pending => Accepting::Pending(self),
             Hello::Refused(why) => Accepting::Refused(self.refuse(why)),
-            Hello::Ready(conn) => match TlsStream::start(self.tcp, conn) {
+            Hello::Ready(conn) => match TlsStream::start(self.tcp, *conn) {
                 Ok(stream) => Accepting::Ready(Box::new(stream)),
                 Err(refused) => Accepting::Refused(refused),
             },
@@ -122,7 +122,7 @@ pub enum Hello {
     /// Not whole yet: call [`HelloReader::advance`] again on the next readable event.
     Pending,
     /// A certificate was found: [`TlsStream::start`] goes on with the handshake.
-    Ready(ServerConnection),
+    Ready(Box<ServerConnection>),
     /// Refused; the alert (if any) was written. The caller shuts the socket.
     Refused(Refusal),
 }
@@ -186,7 +186,7 @@ impl HelloReader {
                 // handshake ends, and records not yet on the socket. `TlsStream` takes one
                 // record at a time, so more is never needed.
                 conn.set_buffer_limit(Some(BUFFER_LIMIT));
-                Hello::Ready(conn)
+                Hello::Ready(Box::new(conn))
             }
             Err((e, mut alert)) => {
                 let _ = alert.write(tcp);
