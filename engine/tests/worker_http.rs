@@ -501,28 +501,145 @@ fn listener_accepts_only_once_it_has_a_route() {
     assert_eq!(answer.text(), "alpha");
 }
 
-#[test]
-fn https_connections_are_closed_until_tls_lands() {
+/// A rustls client trusting only `root`, over a blocking socket.
+fn tls_client(
+    addr: std::net::SocketAddr,
+    root: &rcgen::Certificate,
+    sni: &str,
+) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.der().clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = connect(addr);
+    rustls::StreamOwned::new(conn, sock)
+}
+
+/// An https listener with one certificate for `host`, routed to `backend`.
+fn https_worker(
+    w: &mut TestWorker,
+    host: &str,
+    backend: &Backend,
+) -> (SocketAddr, rcgen::Certificate) {
+    https_worker_with(
+        w,
+        host,
+        backend,
+        weir_schema::proto::ListenerSettings::default(),
+    )
+}
+
+fn https_worker_with(
+    w: &mut TestWorker,
+    host: &str,
+    backend: &Backend,
+    settings: weir_schema::proto::ListenerSettings,
+) -> (SocketAddr, rcgen::Certificate) {
     use weir_schema::proto;
-    let mut w = TestWorker::with_defaults();
-    let listener = w.add_listener_with(
-        proto::ListenerProtocol::Https,
-        proto::ListenerSettings::default(),
-    );
+    let listener = w.add_listener_with(proto::ListenerProtocol::Https, settings);
+    let made = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
     let certificate = proto::Certificate {
         name: "a".into(),
-        certificate_pem: include_str!("../../schema/tests/data/test-a.pem").into(),
-        key_pem: include_str!("../../schema/tests/data/test-a.key").into(),
+        certificate_pem: made.cert.pem(),
+        key_pem: made.key_pair.serialize_pem(),
     };
     let fingerprint = weir_schema::Certificate::try_from(&certificate)
         .unwrap()
         .fingerprint;
-    w.call(proto::request::Kind::AddCertificate(certificate));
+    assert_eq!(
+        w.call(proto::request::Kind::AddCertificate(certificate))
+            .status,
+        proto::ResponseStatus::Ok as i32
+    );
     w.add_cluster(TestWorker::cluster("c"));
-    let mut frontend = TestWorker::frontend(listener, "a.test.example.com", "/", "c");
+    w.add_backend("c", "alpha", backend.addr);
+    let mut frontend = TestWorker::frontend(listener, host, "/", "c");
     frontend.certificate = fingerprint.to_hex();
     w.call(proto::request::Kind::AddFrontend(frontend));
-    let mut client = connect(listener);
-    weir_testkit::closed_by_peer(&mut client).unwrap();
-    assert_eq!(w.counter("tls.refused"), 1);
+    (listener, made.cert)
+}
+
+#[test]
+fn https_requests_are_served_over_tls_and_forwarded_as_https() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let (listener, root) = https_worker(&mut w, "a.test", &backend);
+    let mut client = tls_client(listener, &root, "a.test");
+    // Two requests on one connection: the session stays Http over TLS after the first.
+    for _ in 0..2 {
+        client
+            .write_all(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let answer = read_answer(&mut client).unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "alpha");
+    }
+    let seen = backend.last_seen();
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    assert!(
+        seen.header("forwarded")
+            .is_some_and(|f| f.contains("proto=https")),
+        "{:?}",
+        seen.header("forwarded")
+    );
+    assert_eq!(w.counter("tls.handshakes"), 1);
+    assert_eq!(w.counter("tls.handshake_failures"), 0);
+    // An idle TLS keep-alive connection holds no pool buffer.
+    assert_eq!(w.counter("buffers.in_use"), 0);
+}
+
+#[test]
+fn failed_handshakes_are_counted_and_the_worker_goes_on() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let (listener, root) = https_worker(&mut w, "a.test", &backend);
+    // An unknown name, then plain HTTP on the TLS port.
+    let mut unknown = tls_client(listener, &root, "b.test");
+    assert!(unknown
+        .write_all(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        .and_then(|()| unknown.flush())
+        .and_then(|()| read_answer(&mut unknown).map(|_| ()))
+        .is_err());
+    let mut plain = connect(listener);
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let _ = weir_testkit::closed_by_peer(&mut plain);
+    assert!(weir_testkit::wait_until(
+        std::time::Duration::from_secs(5),
+        || { w.counter("tls.handshake_failures") == 2 }
+    ));
+    let mut good = tls_client(listener, &root, "a.test");
+    good.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_answer(&mut good).unwrap().status, 200);
+}
+
+#[test]
+fn a_stalled_handshake_is_closed_at_the_request_timeout() {
+    let backend = Backend::start("alpha");
+    let mut w = TestWorker::with_defaults();
+    let settings = weir_schema::proto::ListenerSettings {
+        request_timeout_ms: 300,
+        ..Default::default()
+    };
+    let (listener, _) = https_worker_with(&mut w, "a.test", &backend, settings);
+    // Half a TLS record header: a ClientHello that never completes.
+    let mut stalled = connect(listener);
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let started = std::time::Instant::now();
+    weir_testkit::closed_by_peer(&mut stalled).unwrap();
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    assert!(weir_testkit::wait_until(
+        std::time::Duration::from_secs(5),
+        || w.counter("tls.handshake_failures") == 1
+    ));
+    assert_eq!(w.counter("tls.handshakes"), 0);
 }

@@ -31,8 +31,11 @@ pub const TCP_SESSIONS: &str = "tcp.sessions";
 pub const HTTP_RETRIES: &str = "http.retries";
 /// Clients that left while their request was at a backend.
 pub const HTTP_CLIENT_ABORTS: &str = "http.client_aborts";
-/// https connections closed at accept (TLS is not served yet).
-pub const TLS_REFUSED: &str = "tls.refused";
+/// TLS handshakes completed.
+pub const TLS_HANDSHAKES: &str = "tls.handshakes";
+/// TLS handshakes that failed (unknown name, refused version, bad ClientHello, the client
+/// leaving, the request timeout).
+pub const TLS_HANDSHAKE_FAILURES: &str = "tls.handshake_failures";
 pub const BUFFERS_IN_USE: &str = "buffers.in_use";
 pub const BUFFERS_EXHAUSTED: &str = "buffers.exhausted";
 

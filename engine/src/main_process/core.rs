@@ -40,6 +40,7 @@ use super::listeners::Listeners;
 use super::loading::{self, Start};
 use super::persist::AutoSave;
 use super::supervisor::{self, Exit, Fleet, Spawner, INTERNAL};
+use super::tickets::{TicketRotation, ROTATE_EVERY};
 use super::upgrade::{self, Handover};
 use super::{heap, log, persist};
 
@@ -66,6 +67,9 @@ pub struct Core {
     requests: Requests,
     clients: Clients,
     life: Lifecycle,
+    /// TLS ticket keys; `None` if the system could not make any (workers then resume from
+    /// their own session caches only).
+    tickets: Option<TicketRotation>,
 }
 
 impl Core {
@@ -87,7 +91,17 @@ impl Core {
         let saved = AutoSave::new(&config.state, saved_version);
         let command = CommandSocket::serve(command, config.socket_path(), inputs.clone())
             .map_err(MainError::Spawn)?;
-        let fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
+        let mut fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
+        let tickets = match TicketRotation::start(Instant::now(), ROTATE_EVERY) {
+            Ok(rotation) => {
+                fleet.set_ticket_keys(rotation.wire());
+                Some(rotation)
+            }
+            Err(e) => {
+                log::error(&format!("no TLS ticket keys ({e}): tickets are not issued"));
+                None
+            }
+        };
         let mut core = Core {
             config,
             state,
@@ -98,6 +112,7 @@ impl Core {
             requests: Requests::default(),
             clients: Clients::default(),
             life: Lifecycle::new(ready),
+            tickets,
         };
         core.saved.save(&core.state);
         let mut first = Vec::new();
@@ -681,6 +696,13 @@ impl Core {
 
     fn tick(&mut self, now: Instant) {
         self.check_silent(now);
+        if let Some(rotated) = self.tickets.as_mut().and_then(|t| t.rotate_if_due(now)) {
+            match rotated {
+                Ok(keys) => self.fleet.set_ticket_keys(keys),
+                // The keys in use stay; the next period tries again.
+                Err(e) => log::error(&format!("TLS ticket keys not rotated: {e}")),
+            }
+        }
         for pending in self.requests.expired_drains(now) {
             if let Some((client, answer)) = pending.drain_deadline_answer() {
                 self.saved.save(&self.state);

@@ -25,6 +25,7 @@ mod loading;
 mod log;
 mod persist;
 mod supervisor;
+mod tickets;
 pub mod upgrade;
 
 use nix::sys::signal::{SigSet, Signal};

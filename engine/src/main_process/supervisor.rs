@@ -232,6 +232,8 @@ pub struct Fleet {
     slots: Vec<Slot>,
     /// Replaced workers that keep serving until their successor is ready, then drain.
     retiring: Vec<Worker>,
+    /// The TLS ticket keys every worker gets, a new one first (before its state replay).
+    ticket_keys: Option<proto::TicketKeys>,
 }
 
 /// What a worker's exit meant.
@@ -251,7 +253,23 @@ impl Fleet {
                 .map(|i| Slot::new(u32::try_from(i).unwrap_or(u32::MAX)))
                 .collect(),
             retiring: Vec::new(),
+            ticket_keys: None,
         }
+    }
+
+    /// Keeps the ticket keys for workers started from now on and sends them to every worker
+    /// now (retiring ones too: they still serve connections that may resume).
+    pub fn set_ticket_keys(&mut self, keys: proto::TicketKeys) {
+        let request = ticket_keys_request(&keys);
+        for slot in &mut self.slots {
+            if let Some(w) = slot.worker.as_mut() {
+                w.queue(&request);
+            }
+        }
+        for w in &mut self.retiring {
+            w.queue(&request);
+        }
+        self.ticket_keys = Some(keys);
     }
 
     /// How many slots there are (each listener has one socket per slot).
@@ -294,6 +312,9 @@ impl Fleet {
             generation: slot.generation,
         };
         let mut worker = self.spawner.spawn(key, &config.worker_config(slot.id))?;
+        if let Some(keys) = &self.ticket_keys {
+            worker.queue(&ticket_keys_request(keys));
+        }
         for (n, change) in state.to_changes().iter().enumerate() {
             let request = proto::Request {
                 id: format!("{INTERNAL}replay-{n}"),
@@ -510,6 +531,15 @@ fn stop_request() -> proto::Request {
 /// The id of [`stop_request`]: a worker may refuse it without having diverged.
 pub fn stop_id() -> String {
     format!("{INTERNAL}stop")
+}
+
+/// The channel-only request that gives a worker the ticket keys.
+fn ticket_keys_request(keys: &proto::TicketKeys) -> proto::Request {
+    proto::Request {
+        id: format!("{INTERNAL}ticket-keys"),
+        expected_version: None,
+        kind: Some(proto::request::Kind::SetTicketKeys(keys.clone())),
+    }
 }
 
 /// Forwards one change to a worker, with the slot's listening socket for an AddListener.

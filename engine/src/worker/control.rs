@@ -6,9 +6,16 @@
 //! `RemoveBackend` is answered `PROCESSING` with the live request count each time it changes
 //! and `OK` at zero (or `FAILURE` when its drain timeout passes first); health changes go out
 //! unasked, with an empty id.
+//!
+//! TLS: certificates, https listeners and frontends go to the certificate store right after
+//! the State took them (a removed frontend's sequence number is read before), so the very
+//! next handshake sees them; an https listener's rustls configuration is rebuilt when it is
+//! added or updated. The channel-only `set_ticket_keys` never decodes into a command: it is
+//! taken from the raw message.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
@@ -19,7 +26,7 @@ use mio::{Interest, Registry, Token};
 use weir_schema::framing::{FrameDecoder, FrameEncoder, DEFAULT_MAX_FRAME};
 use weir_schema::metric_names::BackendCounter;
 use weir_schema::proto::{self, response::Content};
-use weir_schema::{BackendKey, Change, Command, Request, State};
+use weir_schema::{BackendKey, Change, Command, Listener, Protocol, Request, State};
 
 use super::context::Context;
 use super::error::WorkerError;
@@ -27,6 +34,7 @@ use super::front::ListenerInfo;
 use super::health::Transition;
 use super::listeners::Listeners;
 use super::router::RouteOptions;
+use super::tls::{ListenerTls, TicketKeys, WorkerTls};
 use super::token::token_other;
 use super::upstream::{Notice, Upstream};
 use crate::channel::recv_with_fds;
@@ -56,6 +64,10 @@ pub struct Control {
     soft_stop: Option<String>,
     worker_id: u32,
     started: Instant,
+    /// Certificates, the SNI tables and the resumption state of every https listener.
+    tls: WorkerTls,
+    /// Each https listener's configuration, by address.
+    tls_listeners: HashMap<SocketAddr, ListenerTls>,
 }
 
 /// What the worker must do after a request, beyond what [`Control::handle`] did itself.
@@ -86,7 +98,29 @@ impl Control {
             soft_stop: None,
             worker_id,
             started: Instant::now(),
+            tls: WorkerTls::new(),
+            tls_listeners: HashMap::new(),
         })
+    }
+
+    /// The TLS configuration of the https listener at `address`.
+    pub fn tls_listener(&self, address: SocketAddr) -> Option<&ListenerTls> {
+        self.tls_listeners.get(&address)
+    }
+
+    /// Builds (or rebuilds) an https listener's configuration.
+    fn set_tls_listener(&mut self, listener: &Listener) -> Result<(), String> {
+        if listener.protocol != Protocol::Https {
+            self.tls_listeners.remove(&listener.address);
+            return Ok(());
+        }
+        self.tls.store.set_listener(listener);
+        let config = self
+            .tls
+            .listener(listener.address, &listener.settings)
+            .map_err(|e| format!("listener {}: {e}", listener.address))?;
+        self.tls_listeners.insert(listener.address, config);
+        Ok(())
     }
 
     /// Registers the channel in the worker's poll.
@@ -189,6 +223,17 @@ impl Control {
         live: usize,
     ) -> Result<Directive, WorkerError> {
         let id = raw.id.clone();
+        if let Some(proto::request::Kind::SetTicketKeys(keys)) = &raw.kind {
+            let version = self.state.version;
+            let response = match TicketKeys::from_wire(keys)
+                .and_then(|keys| self.tls.set_ticket_keys(&keys))
+            {
+                Ok(()) => proto::Response::ok(&id, version),
+                Err(e) => proto::Response::failure(&id, e.to_string(), version),
+            };
+            self.send(&response);
+            return Ok(Directive::Continue);
+        }
         let fd = match raw.kind {
             Some(proto::request::Kind::AddListener(_)) => self.fds.pop_front(),
             _ => None,
@@ -265,6 +310,11 @@ impl Control {
             self.send(&response);
             return Ok(Directive::Continue);
         }
+        // The store tells apart two frontends on one name by sequence: read it while it is there.
+        let removed_seq = match change {
+            Change::RemoveFrontend(f) => self.state.frontends.get(f).copied(),
+            _ => None,
+        };
         if let Err(e) = self.state.apply(request) {
             let response = proto::Response::failure(id, e.to_string(), self.state.version);
             self.send(&response);
@@ -287,6 +337,10 @@ impl Control {
                     self.send(&response);
                     return Ok(Directive::Continue);
                 }
+                if let Err(e) = self.set_tls_listener(l) {
+                    self.send(&proto::Response::failure(id, e, version));
+                    return Ok(Directive::Continue);
+                }
                 listeners.add(
                     mio::net::TcpListener::from_std(listener),
                     l.address,
@@ -294,6 +348,10 @@ impl Control {
                 );
             }
             Change::UpdateListener(l) => {
+                if let Err(e) = self.set_tls_listener(l) {
+                    self.send(&proto::Response::failure(id, e, version));
+                    return Ok(Directive::Continue);
+                }
                 let new = Rc::new(ListenerInfo::new(l, defaults));
                 if let Some(old) = listeners.update(l.address, new.clone()) {
                     self.send(&proto::Response::ok(id, version));
@@ -302,6 +360,8 @@ impl Control {
             }
             Change::RemoveListener(address) => {
                 listeners.remove(*address, &cx.registry);
+                self.tls.store.remove_listener(*address);
+                self.tls_listeners.remove(address);
             }
             Change::AddCluster(c) => cx.upstream.add_cluster(c),
             Change::UpdateCluster(c) => cx.upstream.update_cluster(c, now),
@@ -333,6 +393,7 @@ impl Control {
             }
             Change::AddFrontend(f) => {
                 let seq = self.state.frontends.get(f).copied().unwrap_or(0);
+                self.tls.store.add_frontend(f, seq);
                 if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
                     cx.router.insert(
                         f.listener,
@@ -345,6 +406,9 @@ impl Control {
                 }
             }
             Change::RemoveFrontend(f) => {
+                if let Some(seq) = removed_seq {
+                    self.tls.store.remove_frontend(f, seq);
+                }
                 if let Some(cluster) = cx.upstream.cluster_key(&f.cluster) {
                     cx.router.remove(
                         f.listener,
@@ -355,10 +419,11 @@ impl Control {
                     );
                 }
             }
-            // Certificates only matter to TLS, which a later issue adds; the state keeps them.
-            Change::AddCertificate(_)
-            | Change::ReplaceCertificate { .. }
-            | Change::RemoveCertificate(_) => {}
+            Change::AddCertificate(c) => self.tls.store.add_certificate(c),
+            Change::ReplaceCertificate { old, new } => {
+                self.tls.store.replace_certificate(*old, new);
+            }
+            Change::RemoveCertificate(fp) => self.tls.store.remove_certificate(*fp),
         }
         self.send(&proto::Response::ok(id, version));
         Ok(Directive::Continue)

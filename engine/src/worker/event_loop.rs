@@ -19,12 +19,14 @@ use super::context::{Context, Next};
 use super::control::{Control, Directive};
 use super::error::WorkerError;
 use super::front::{FrontIo, Transport};
+use super::handshake::{self, FailureLog, Handshake, Shaken};
 use super::http::session::{Drive, HttpSession};
 use super::listeners::{Accepted, Listeners};
 use super::pipe::Pipe;
 use super::probe::Probes;
 use super::sessions::{Protocol, Session};
 use super::timer::{Deadline, TimerKey, Timers};
+use super::tls::TlsStream;
 use super::token::{decode_token, token_front, TokenKind};
 
 /// How often the worker looks at health checks and drain deadlines.
@@ -42,6 +44,7 @@ pub struct Worker {
     probes: Probes,
     next_serial: u64,
     next_tick: Instant,
+    tls_failures: FailureLog,
 }
 
 impl Worker {
@@ -57,6 +60,7 @@ impl Worker {
             probes: Probes::new(),
             next_serial: 1,
             next_tick: now + TICK,
+            tls_failures: FailureLog::new(now),
         }
     }
 
@@ -238,6 +242,8 @@ impl Worker {
                     return;
                 }
             }
+        } else if io.info.protocol == ListenerProtocol::Https {
+            Protocol::TlsHandshake(Handshake::new())
         } else {
             Protocol::Http(HttpSession::new())
         };
@@ -259,7 +265,26 @@ impl Worker {
         };
         let cx = &mut self.cx;
         let next = match &mut session.protocol {
-            Protocol::TlsHandshake(never) => match *never {},
+            Protocol::TlsHandshake(shake) => {
+                if timed_out {
+                    shake.on_timeout(&mut session.io, cx, &mut self.tls_failures);
+                    Next::Close
+                } else {
+                    let tls = self.control.tls_listener(session.io.info.address);
+                    match shake.drive(&mut session.io, cx, tls, &mut self.tls_failures) {
+                        Shaken::Wait => Next::Wait,
+                        Shaken::Close => Next::Close,
+                        Shaken::Hello(conn) => return self.start_tls(key, *conn),
+                        Shaken::Done => {
+                            // Records read with the client's last flight may hold a request
+                            // already, and no readiness event will come for them.
+                            session.protocol = Protocol::Http(HttpSession::new());
+                            session.io.readable = true;
+                            return self.step(key, false);
+                        }
+                    }
+                }
+            }
             Protocol::Http(http) => {
                 let drive = if timed_out {
                     http.on_timeout(&mut session.io, cx)
@@ -304,6 +329,48 @@ impl Worker {
         }
     }
 
+    /// Moves an https session's socket into a [`TlsStream`] once its ClientHello is read, and
+    /// goes on with the handshake. The session leaves the slab for the move and comes back
+    /// under the same key (the slab reuses the key just freed); were it ever another, the
+    /// socket is registered again under the new one.
+    fn start_tls(&mut self, key: usize, conn: rustls::ServerConnection) {
+        let Session { mut io, protocol } = self.sessions.remove(key);
+        let Transport::Plain(tcp) = io.transport else {
+            // Only a `Plain` transport reads a ClientHello.
+            let _ = self.cx.registry.deregister(&mut io.transport);
+            return;
+        };
+        let stream = match TlsStream::start(tcp, conn) {
+            Ok(stream) => stream,
+            Err(mut refused) => {
+                let _ = self.cx.registry.deregister(&mut refused.tcp);
+                handshake::refused(io.peer, &mut self.cx, &mut self.tls_failures, refused.why);
+                return;
+            }
+        };
+        io.transport = Transport::Tls(Box::new(stream));
+        let entry = self.sessions.vacant_entry();
+        let new_key = entry.key();
+        if new_key != key {
+            io.key = new_key;
+            let both = Interest::READABLE | Interest::WRITABLE;
+            let transport = &mut io.transport;
+            if self
+                .cx
+                .registry
+                .reregister(transport, Token(token_front(new_key)), both)
+                .is_err()
+            {
+                let _ = self.cx.registry.deregister(transport);
+                return;
+            }
+        }
+        // The client's next flight may be in already: read it now.
+        io.readable = true;
+        entry.insert(Session { io, protocol });
+        self.step(new_key, false);
+    }
+
     /// Drives the sessions that stopped for want of a buffer, while buffers are free. Ends: a
     /// session lists itself again only when the pool refused it, that is when none is free.
     fn wake_buffer_waiters(&mut self) {
@@ -336,7 +403,7 @@ impl Worker {
         }
         let mut session = self.sessions.remove(key);
         match &mut session.protocol {
-            Protocol::TlsHandshake(never) => match *never {},
+            Protocol::TlsHandshake(_) => {}
             Protocol::Http(http) => http.teardown(&mut self.cx),
             Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
         }

@@ -3,8 +3,8 @@
 //! ([`FrontIo`]).
 //!
 //! [`Transport`] is the one seam through which the HTTP and pipe code read and write client
-//! bytes. Today it is plain TCP; the TLS work adds a variant that decrypts on read and
-//! encrypts on write, so nothing above the seam changes. It is an enum, not a trait object:
+//! bytes: plain TCP, or TLS ([`TlsStream`], which decrypts on read and encrypts on write), so
+//! nothing above the seam knows which. It is an enum, not a trait object:
 //! dispatch is a match the compiler sees through, with no allocation and no indirect call.
 //!
 //! Its contract: a short read (`Ok(n)` with `n` below the room given) means the transport has
@@ -27,13 +27,17 @@ use weir_schema::{Listener, Protocol as ListenerProtocol};
 #[cfg(test)]
 use super::memory::MemStream;
 use super::timer::Deadline;
+use super::tls::TlsStream;
 use crate::channel::WorkerConfig;
 
-/// The byte stream to a client: plain TCP today; the TLS work adds `Tls(Box<tls::TlsStream>)`.
-/// Test builds add an in-memory stream, so sessions are unit-tested without sockets.
+/// The byte stream to a client. An https session's transport is `Plain` while its
+/// ClientHello is read (nothing is read through the seam then), and `Tls` from then on. Test
+/// builds add an in-memory stream, so sessions are unit-tested without sockets.
 #[derive(Debug)]
 pub enum Transport {
     Plain(TcpStream),
+    /// Boxed: a rustls connection is over a kilobyte, an idle plain session's entry is small.
+    Tls(Box<TlsStream>),
     #[cfg(test)]
     Memory(MemStream),
 }
@@ -43,6 +47,7 @@ impl Read for Transport {
     fn read(&mut self, dst: &mut [u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read(dst),
+            Transport::Tls(s) => s.read(dst),
             #[cfg(test)]
             Transport::Memory(m) => m.read(dst),
         }
@@ -54,6 +59,7 @@ impl Write for Transport {
     fn write(&mut self, src: &[u8]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write(src),
+            Transport::Tls(s) => s.write(src),
             #[cfg(test)]
             Transport::Memory(m) => m.write(src),
         }
@@ -64,6 +70,7 @@ impl Write for Transport {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Transport::Plain(s) => s.write_vectored(bufs),
+            Transport::Tls(s) => s.write_vectored(bufs),
             #[cfg(test)]
             Transport::Memory(m) => m.write_vectored(bufs),
         }
@@ -84,6 +91,7 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.register(registry, token, interests),
+            Transport::Tls(s) => s.socket_mut().register(registry, token, interests),
             #[cfg(test)]
             Transport::Memory(m) => {
                 m.register(token);
@@ -100,6 +108,7 @@ impl Source for Transport {
     ) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.reregister(registry, token, interests),
+            Transport::Tls(s) => s.socket_mut().reregister(registry, token, interests),
             #[cfg(test)]
             Transport::Memory(m) => {
                 m.register(token);
@@ -111,6 +120,7 @@ impl Source for Transport {
     fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         match self {
             Transport::Plain(s) => s.deregister(registry),
+            Transport::Tls(s) => s.socket_mut().deregister(registry),
             #[cfg(test)]
             Transport::Memory(m) => {
                 m.deregister();
@@ -127,6 +137,7 @@ impl Transport {
             Transport::Plain(s) => {
                 let _ = s.shutdown(Shutdown::Write);
             }
+            Transport::Tls(s) => s.shutdown_write(),
             #[cfg(test)]
             Transport::Memory(m) => m.shutdown_write(),
         }
@@ -137,6 +148,7 @@ impl Transport {
     pub fn reset_by_peer(&self) -> bool {
         let peeked = match self {
             Transport::Plain(s) => s.peek(&mut [0u8; 1]),
+            Transport::Tls(s) => return s.reset_by_peer(),
             #[cfg(test)]
             Transport::Memory(m) => m.peek(&mut [0u8; 1]),
         };
@@ -148,11 +160,13 @@ impl Transport {
         }
     }
 
-    /// Bytes accepted by `write` but not yet on the socket (never, for plain TCP).
+    /// Bytes accepted by `write` but not yet on the socket (never, for plain TCP), or a TLS
+    /// half-close not yet made.
     #[inline]
     pub fn has_pending_output(&self) -> bool {
         match self {
             Transport::Plain(_) => false,
+            Transport::Tls(s) => s.has_pending_output(),
             #[cfg(test)]
             Transport::Memory(_) => false,
         }
@@ -163,6 +177,7 @@ impl Transport {
     pub fn flush_output(&mut self) -> io::Result<()> {
         match self {
             Transport::Plain(_) => Ok(()),
+            Transport::Tls(s) => s.flush_output(),
             #[cfg(test)]
             Transport::Memory(_) => Ok(()),
         }

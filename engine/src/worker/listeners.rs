@@ -118,8 +118,8 @@ impl Listeners {
     }
 
     /// The next connection of listener `key` to serve, or `None` once its queue is empty.
-    /// Connections over the cap (`live` sessions already), while stopping, or on an https
-    /// listener (until TLS lands) are refused here: an HTTP client gets a best-effort 503.
+    /// Connections over the cap (`live` sessions already) or while stopping are refused here:
+    /// a plain HTTP client gets a best-effort 503.
     pub fn accept(&mut self, key: usize, cx: &mut Context, live: usize) -> Option<Accepted> {
         loop {
             let listener = self.slab.get(key)?;
@@ -135,7 +135,8 @@ impl Listeners {
             cx.metrics.connections_accepted += 1;
             if live >= cx.config.max_connections || cx.stopping {
                 cx.metrics.connections_refused += 1;
-                if info.protocol.is_http() && !cx.stopping {
+                // Not on https: a plaintext answer is not something a TLS client can read.
+                if info.protocol == ListenerProtocol::Http && !cx.stopping {
                     // Best effort, non-blocking: a fresh socket has room for 200 bytes.
                     let answer = Answer {
                         status: Status::Unavailable,
@@ -147,11 +148,6 @@ impl Listeners {
                     let _ = io::Write::write(&mut &stream, &answer);
                     cx.metrics.count_status(503);
                 }
-                continue;
-            }
-            if info.protocol == ListenerProtocol::Https {
-                // TLS arrives with a later issue (`Protocol::TlsHandshake`).
-                cx.metrics.tls_refused += 1;
                 continue;
             }
             let _ = stream.set_nodelay(true);

@@ -36,8 +36,11 @@ pub struct Metrics {
     pub retries: u64,
     /// Clients that left while their request was at a backend (which was then let go).
     pub client_aborts: u64,
-    /// https connections closed at accept (TLS is not served yet).
-    pub tls_refused: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed: unknown name, refused version or suite, a broken or
+    /// missing ClientHello, the client leaving, the request timeout.
+    pub tls_handshake_failures: u64,
 }
 
 impl Metrics {
@@ -84,7 +87,8 @@ impl Metrics {
         add(names::TCP_SESSIONS, self.tcp_sessions);
         add(names::HTTP_RETRIES, self.retries);
         add(names::HTTP_CLIENT_ABORTS, self.client_aborts);
-        add(names::TLS_REFUSED, self.tls_refused);
+        add(names::TLS_HANDSHAKES, self.tls_handshakes);
+        add(names::TLS_HANDSHAKE_FAILURES, self.tls_handshake_failures);
         add(names::BUFFERS_IN_USE, buffers.in_use() as u64);
         add(names::BUFFERS_EXHAUSTED, buffers.exhausted);
     }

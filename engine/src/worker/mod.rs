@@ -20,6 +20,7 @@ pub mod dial;
 pub mod error;
 pub mod event_loop;
 pub mod front;
+pub mod handshake;
 pub mod health;
 pub mod http;
 pub mod listeners;

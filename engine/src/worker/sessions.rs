@@ -4,20 +4,16 @@
 //! connection at a time. Sessions sit in a `Slab`; their tokens are in [`super::token`].
 
 use super::front::FrontIo;
+use super::handshake::Handshake;
 use super::http::session::HttpSession;
 use super::pipe::Pipe;
-
-/// Place-holder for TLS, which a later issue adds: it cannot be built, so https connections
-/// are closed at accept until then.
-#[derive(Debug)]
-pub enum TlsPending {}
 
 /// What a session speaks; it upgrades in place (`TlsHandshake → Http → Pipe`).
 #[derive(Debug)]
 pub enum Protocol {
-    /// Where rustls will terminate HTTPS before handing the session to `Http`.
-    #[allow(dead_code)] // Uninhabited until TLS lands.
-    TlsHandshake(TlsPending),
+    /// An https connection until its handshake completes; then `Http` over the `Tls`
+    /// transport.
+    TlsHandshake(Handshake),
     Http(HttpSession),
     /// Bytes both ways: TCP listeners, and WebSocket after a `101`.
     Pipe(Box<Pipe>),

@@ -279,7 +279,7 @@ impl Exchange {
         };
         let client = ClientInfo {
             peer: io.peer,
-            proto: "http",
+            proto: io.info.protocol.as_str(),
             port: io.info.port,
         };
         if write_request_head(&mut head_out, head, client).is_err() {

@@ -19,5 +19,5 @@ mod tests;
 
 pub use config::{ListenerTls, TlsConfigError, WorkerTls};
 pub use store::{CertStore, SniResolver};
-pub use stream::{Accepting, Refusal, Refused, TlsAccept, TlsStream};
+pub use stream::{Accepting, Hello, HelloReader, Refusal, Refused, TlsAccept, TlsStream};
 pub use tickets::{TicketKey, TicketKeyError, TicketKeys, Ticketer};

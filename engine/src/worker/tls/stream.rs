@@ -28,6 +28,10 @@ use super::config::ListenerTls;
 /// older output waits, this bounds the ciphertext a connection holds to about one record.
 pub const WRITE_CHUNK: usize = 16 * 1024;
 
+/// rustls' limit on a connection's buffered plaintext and unsent records: one chunk and the
+/// handshake's own flights, so a slow reader never makes a connection hold more.
+pub const BUFFER_LIMIT: usize = 2 * WRITE_CHUNK;
+
 /// A fatal `unrecognized_name` alert record, sent before any key exists (RFC 8446 6, 6.2).
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
@@ -64,7 +68,7 @@ pub enum Accepting {
 /// A connection whose ClientHello is still arriving.
 pub struct TlsAccept {
     tcp: TcpStream,
-    acceptor: Acceptor,
+    hello: HelloReader,
 }
 
 impl std::fmt::Debug for TlsAccept {
@@ -81,7 +85,7 @@ impl TlsAccept {
     pub fn new(tcp: TcpStream) -> Box<TlsAccept> {
         Box::new(TlsAccept {
             tcp,
-            acceptor: Acceptor::default(),
+            hello: HelloReader::new(),
         })
     }
 
@@ -96,24 +100,76 @@ impl TlsAccept {
     /// Reads what has arrived; once the ClientHello is whole, picks its certificate from the
     /// listener's current tables.
     pub fn advance(mut self: Box<Self>, listener: &ListenerTls) -> Accepting {
+        match self.hello.advance(&mut self.tcp, listener) {
+            Hello::Pending => Accepting::Pending(self),
+            Hello::Refused(why) => Accepting::Refused(self.refuse(why)),
+            Hello::Ready(conn) => match TlsStream::start(self.tcp, *conn) {
+                Ok(stream) => Accepting::Ready(Box::new(stream)),
+                Err(refused) => Accepting::Refused(refused),
+            },
+        }
+    }
+
+    fn refuse(self: Box<Self>, why: Refusal) -> Refused {
+        let _ = self.tcp.shutdown(Shutdown::Write);
+        Refused { tcp: self.tcp, why }
+    }
+}
+
+/// What reading a ClientHello from a socket the caller keeps led to.
+#[derive(Debug)]
+pub enum Hello {
+    /// Not whole yet: call [`HelloReader::advance`] again on the next readable event.
+    Pending,
+    /// A certificate was found: [`TlsStream::start`] goes on with the handshake.
+    Ready(Box<ServerConnection>),
+    /// Refused; the alert (if any) was written. The caller shuts the socket.
+    Refused(Refusal),
+}
+
+/// The ClientHello reader of [`TlsAccept`], for a caller that keeps the socket itself (a
+/// worker session, whose socket stays in its transport until the stream takes it).
+pub struct HelloReader {
+    acceptor: Acceptor,
+}
+
+impl std::fmt::Debug for HelloReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelloReader").finish_non_exhaustive()
+    }
+}
+
+impl Default for HelloReader {
+    fn default() -> Self {
+        HelloReader::new()
+    }
+}
+
+impl HelloReader {
+    pub fn new() -> HelloReader {
+        HelloReader {
+            acceptor: Acceptor::default(),
+        }
+    }
+
+    /// Reads what has arrived on `tcp`; once the ClientHello is whole, picks its certificate
+    /// from the listener's current tables.
+    pub fn advance(&mut self, tcp: &mut TcpStream, listener: &ListenerTls) -> Hello {
         loop {
-            match self.acceptor.read_tls(&mut self.tcp) {
-                Ok(0) => {
-                    let closed = io::Error::from(io::ErrorKind::UnexpectedEof);
-                    return Accepting::Refused(self.refuse(Refusal::Io(closed)));
-                }
+            match self.acceptor.read_tls(tcp) {
+                Ok(0) => return Hello::Refused(Refusal::Io(io::ErrorKind::UnexpectedEof.into())),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Accepting::Refused(self.refuse(Refusal::Io(e))),
+                Err(e) => return Hello::Refused(Refusal::Io(e)),
             }
         }
         let accepted = match self.acceptor.accept() {
-            Ok(None) => return Accepting::Pending(self),
+            Ok(None) => return Hello::Pending,
             Ok(Some(accepted)) => accepted,
             Err((e, mut alert)) => {
-                let _ = alert.write(&mut self.tcp);
-                return Accepting::Refused(self.refuse(Refusal::Handshake(e)));
+                let _ = alert.write(tcp);
+                return Hello::Refused(Refusal::Handshake(e));
             }
         };
         if listener
@@ -121,47 +177,22 @@ impl TlsAccept {
             .choose(accepted.client_hello().server_name())
             .is_none()
         {
-            let _ = self.tcp.write(&UNRECOGNIZED_NAME_ALERT);
-            return Accepting::Refused(self.refuse(Refusal::UnrecognizedName));
+            let _ = tcp.write(&UNRECOGNIZED_NAME_ALERT);
+            return Hello::Refused(Refusal::UnrecognizedName);
         }
         match accepted.into_connection(listener.config.clone()) {
             Ok(mut conn) => {
-                // Records that came with the ClientHello are buffered, not yet processed: do it
-                // now, since no readiness event will come for bytes already read.
-                if let Err(e) = conn.process_new_packets() {
-                    let mut tcp = self.tcp;
-                    while conn.wants_write() && matches!(conn.write_tls(&mut tcp), Ok(n) if n > 0) {
-                    }
-                    let _ = tcp.shutdown(Shutdown::Write);
-                    return Accepting::Refused(Refused {
-                        tcp,
-                        why: Refusal::Handshake(e),
-                    });
-                }
-                let this = *self;
-                let mut stream = TlsStream::new(this.tcp, conn);
-                match stream.flush_output() {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => {
-                        return Accepting::Refused(Refused {
-                            tcp: stream.tcp,
-                            why: Refusal::Io(e),
-                        })
-                    }
-                }
-                Accepting::Ready(Box::new(stream))
+                // Bound what rustls may hold for this connection: plaintext written before the
+                // handshake ends, and records not yet on the socket. `TlsStream` takes one
+                // record at a time, so more is never needed.
+                conn.set_buffer_limit(Some(BUFFER_LIMIT));
+                Hello::Ready(Box::new(conn))
             }
             Err((e, mut alert)) => {
-                let _ = alert.write(&mut self.tcp);
-                Accepting::Refused(self.refuse(Refusal::Handshake(e)))
+                let _ = alert.write(tcp);
+                Hello::Refused(Refusal::Handshake(e))
             }
         }
-    }
-
-    fn refuse(self: Box<Self>, why: Refusal) -> Refused {
-        let _ = self.tcp.shutdown(Shutdown::Write);
-        Refused { tcp: self.tcp, why }
     }
 }
 
@@ -204,12 +235,61 @@ impl TlsStream {
         }
     }
 
+    /// Goes on with a handshake whose ClientHello was read: processes records that came with
+    /// it and sends the first flight (what does not fit waits for `flush_output`).
+    pub fn start(mut tcp: TcpStream, mut conn: ServerConnection) -> Result<TlsStream, Refused> {
+        // Records that came with the ClientHello are buffered, not yet processed: do it now,
+        // since no readiness event will come for bytes already read.
+        if let Err(e) = conn.process_new_packets() {
+            while conn.wants_write() && matches!(conn.write_tls(&mut tcp), Ok(n) if n > 0) {}
+            let _ = tcp.shutdown(Shutdown::Write);
+            return Err(Refused {
+                tcp,
+                why: Refusal::Handshake(e),
+            });
+        }
+        let mut stream = TlsStream::new(tcp, conn);
+        match stream.flush_output() {
+            Ok(()) => Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(stream),
+            Err(e) => Err(Refused {
+                tcp: stream.tcp,
+                why: Refusal::Io(e),
+            }),
+        }
+    }
+
     pub fn socket(&self) -> &TcpStream {
         &self.tcp
     }
 
     pub fn socket_mut(&mut self) -> &mut TcpStream {
         &mut self.tcp
+    }
+
+    /// Moves the handshake on without reading plaintext: `Ok(true)` once it is complete,
+    /// `Ok(false)` while it waits for the client, an error if it failed or the client left.
+    /// Application data that came with the client's last flight stays buffered for `read`.
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        while self.conn.is_handshaking() {
+            match self.flush_output() {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+            match self.read_records() {
+                Ok(true) => {}
+                Ok(false) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        // Our last flight and the session tickets go now; the rest waits for writable.
+        match self.flush_output() {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+            Err(e) => Err(e),
+        }
     }
 
     /// Sends `close_notify`, then half-closes the socket once everything before it is out.

@@ -1,0 +1,222 @@
+//! An https session before it speaks HTTP: its TLS handshake, and the log of failed ones.
+//!
+//! The session reads the ClientHello while its transport is still the plain socket
+//! ([`Handshake::Hello`]); once a certificate is chosen the event loop moves the socket into a
+//! [`TlsStream`] (the `Tls` transport) and the rest of the handshake runs there
+//! ([`Handshake::Keys`]). When it completes the session becomes `Http` in place. The whole
+//! handshake is bounded by the listener's request timeout, set when the connection was
+//! accepted and kept until the first request is read.
+//!
+//! Failures (unknown name, refused version, garbage, the client leaving, the timeout) are
+//! counted and logged with the client's address, at most [`LOG_LINES_PER_SECOND`] lines a
+//! second per worker; the lines dropped are counted in the next line that is written.
+
+use std::fmt;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use rustls::ServerConnection;
+
+use super::context::Context;
+use super::front::{FrontIo, Transport};
+use super::tls::{Hello, HelloReader, ListenerTls, Refusal};
+
+/// Handshake failure lines a worker writes per second at most.
+pub const LOG_LINES_PER_SECOND: u32 = 5;
+
+/// Where an https session's handshake is.
+#[derive(Debug)]
+pub enum Handshake {
+    /// Reading the ClientHello from the plain transport.
+    Hello(Box<HelloReader>),
+    /// A certificate was chosen; the handshake goes on in the `Tls` transport.
+    Keys,
+}
+
+/// What driving a handshake decided.
+#[derive(Debug)]
+pub enum Shaken {
+    Wait,
+    /// Failed (counted and logged): close the session.
+    Close,
+    /// The ClientHello was read and a certificate chosen: move the socket into a `TlsStream`
+    /// with this connection, then drive again.
+    Hello(Box<ServerConnection>),
+    /// Complete: the session speaks HTTP from now on.
+    Done,
+}
+
+impl Handshake {
+    pub fn new() -> Handshake {
+        Handshake::Hello(Box::default())
+    }
+
+    /// Moves the handshake on; `tls` is the listener's configuration (`None`: the listener
+    /// is gone, and so is the session).
+    pub fn drive(
+        &mut self,
+        io: &mut FrontIo,
+        cx: &mut Context,
+        tls: Option<&ListenerTls>,
+        log: &mut FailureLog,
+    ) -> Shaken {
+        match self {
+            Handshake::Hello(reader) => {
+                let (Some(tls), Transport::Plain(tcp)) = (tls, &mut io.transport) else {
+                    return Shaken::Close;
+                };
+                io.readable = false;
+                match reader.advance(tcp, tls) {
+                    Hello::Pending => Shaken::Wait,
+                    Hello::Ready(conn) => {
+                        *self = Handshake::Keys;
+                        Shaken::Hello(conn)
+                    }
+                    Hello::Refused(why) => {
+                        let _ = tcp.shutdown(Shutdown::Write);
+                        fail(io.peer, cx, log, &Why::Refused(why))
+                    }
+                }
+            }
+            Handshake::Keys => {
+                let Transport::Tls(stream) = &mut io.transport else {
+                    return Shaken::Close;
+                };
+                io.readable = false;
+                match stream.handshake() {
+                    Ok(false) => Shaken::Wait,
+                    Ok(true) => {
+                        cx.metrics.tls_handshakes += 1;
+                        Shaken::Done
+                    }
+                    Err(e) => fail(io.peer, cx, log, &Why::Io(e)),
+                }
+            }
+        }
+    }
+
+    /// The request timeout passed before the handshake completed.
+    pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context, log: &mut FailureLog) {
+        fail(io.peer, cx, log, &Why::TimedOut);
+    }
+}
+
+impl Default for Handshake {
+    fn default() -> Self {
+        Handshake::new()
+    }
+}
+
+/// Why a handshake failed, for the log line.
+enum Why {
+    Refused(Refusal),
+    Io(io::Error),
+    TimedOut,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Refused(Refusal::UnrecognizedName) => {
+                f.write_str("no certificate for the requested name (unrecognized_name)")
+            }
+            Why::Refused(Refusal::Handshake(e)) => write!(f, "{e}"),
+            Why::Refused(Refusal::Io(e)) | Why::Io(e) => match e.kind() {
+                io::ErrorKind::UnexpectedEof => f.write_str("the client closed the connection"),
+                _ => write!(f, "{e}"),
+            },
+            Why::TimedOut => f.write_str("timed out"),
+        }
+    }
+}
+
+/// The handshake of `peer` failed after its ClientHello was read, as its socket moved into
+/// the `Tls` transport.
+pub fn refused(peer: SocketAddr, cx: &mut Context, log: &mut FailureLog, why: Refusal) {
+    fail(peer, cx, log, &Why::Refused(why));
+}
+
+fn fail(peer: SocketAddr, cx: &mut Context, log: &mut FailureLog, why: &Why) -> Shaken {
+    cx.metrics.tls_handshake_failures += 1;
+    log.write(cx.now, cx.config.id, peer, why);
+    Shaken::Close
+}
+
+/// Rate-limited handshake failure lines on stderr.
+#[derive(Debug)]
+pub struct FailureLog {
+    window: Instant,
+    written: u32,
+    dropped: u64,
+}
+
+impl FailureLog {
+    pub fn new(now: Instant) -> FailureLog {
+        FailureLog {
+            window: now,
+            written: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The line to write for a failure at `now`, or `None` if this second's lines are spent.
+    fn line(
+        &mut self,
+        now: Instant,
+        worker: u32,
+        peer: SocketAddr,
+        why: &dyn fmt::Display,
+    ) -> Option<String> {
+        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.written = 0;
+        }
+        if self.written >= LOG_LINES_PER_SECOND {
+            self.dropped += 1;
+            return None;
+        }
+        self.written += 1;
+        let dropped = std::mem::take(&mut self.dropped);
+        let mut line = format!(
+            "weir[worker {worker} {}] warn: TLS handshake from {peer} failed: {why}",
+            std::process::id()
+        );
+        if dropped > 0 {
+            line.push_str(&format!(" ({dropped} earlier failure lines dropped)"));
+        }
+        Some(line)
+    }
+
+    fn write(&mut self, now: Instant, worker: u32, peer: SocketAddr, why: &dyn fmt::Display) {
+        if let Some(line) = self.line(now, worker, peer, why) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_lines_are_rate_limited_and_say_how_many_were_dropped() {
+        let start = Instant::now();
+        let mut log = FailureLog::new(start);
+        let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let written = (0..20)
+            .filter_map(|_| log.line(start, 0, peer, &"bad"))
+            .count();
+        assert_eq!(written, LOG_LINES_PER_SECOND as usize);
+        let next = log
+            .line(start + Duration::from_secs(1), 0, peer, &"bad")
+            .unwrap();
+        assert!(next.contains("127.0.0.1:4000"), "{next}");
+        assert!(next.contains("15 earlier failure lines dropped"), "{next}");
+        let after = log
+            .line(start + Duration::from_secs(1), 0, peer, &"bad")
+            .unwrap();
+        assert!(!after.contains("dropped"), "{after}");
+    }
+}
