@@ -23,6 +23,7 @@ pub mod address;
 pub mod apply;
 pub mod client;
 pub mod diff;
+pub mod export;
 pub mod plan;
 pub mod render;
 pub mod saved_plan;

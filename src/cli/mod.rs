@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod apply;
 mod demo;
+mod export;
 mod plan;
 mod proxy;
 mod state;
@@ -70,6 +71,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Start the proxy, apply a directory and keep it reconciled (default: examples/quickstart)
     Up(up::UpArgs),
+    /// Write the proxy's state (or a saved state) as desired-state files
+    Export(export::ExportArgs),
     /// Show, save or load the proxy's state
     State(state::StateArgs),
     /// Show the proxy's workers, connections and state version
@@ -89,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Up(args) => up::run(args),
+        Command::Export(args) => export::run(args),
         Command::State(args) => state::run_state(args),
         Command::Status(args) => state::run_status(args),
         Command::Metrics(args) => state::run_metrics(args),
