@@ -271,12 +271,13 @@ fn a_live_proxy_round_trips_and_keys_are_written_only_when_asked() {
     assert_eq!(load(&with_keys).fingerprint(), live.fingerprint());
     let key = with_keys.join("certs/shop-2026.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o600, "{} is readable by others", key.display());
-    let plan = proxy.weir(&[
-        "plan",
-        with_keys.to_str().unwrap(),
-        "--detailed-exitcode",
-    ]);
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} is readable by others",
+        key.display()
+    );
+    let plan = proxy.weir(&["plan", with_keys.to_str().unwrap(), "--detailed-exitcode"]);
     assert_eq!(
         plan.status.code(),
         Some(0),

@@ -188,7 +188,7 @@ struct CertificateDoc {
 pub fn duration_text(d: Duration) -> String {
     let ms = d.as_millis();
     for (unit, per) in [("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
-        if ms % per == 0 {
+        if (ms / per) * per == ms {
             return format!("{}{unit}", ms / per);
         }
     }
@@ -306,12 +306,9 @@ pub fn export(state: &State, options: &Options) -> Result<Export, ExportError> {
         hostname: f.hostname.clone(),
         path: (f.path != "/").then(|| f.path.clone()),
         cluster: f.cluster.0.clone(),
-        certificate: f.certificate.map(|fp| {
-            cert_names
-                .get(&fp)
-                .cloned()
-                .unwrap_or_else(|| fp.to_hex())
-        }),
+        certificate: f
+            .certificate
+            .map(|fp| cert_names.get(&fp).cloned().unwrap_or_else(|| fp.to_hex())),
     };
 
     let mut main = Doc {
@@ -334,15 +331,13 @@ pub fn export(state: &State, options: &Options) -> Result<Export, ExportError> {
             // Equal routes (same listener, hostname and path) to different clusters would be
             // reordered by being spread over files, and the newest wins: they stay together
             // in the main file, in the order they were added.
-            let mut routes: BTreeMap<(SocketAddr, &Option<String>, &str), usize> =
-                BTreeMap::new();
+            let mut routes: BTreeMap<(SocketAddr, &Option<String>, &str), usize> = BTreeMap::new();
             for f in &frontends {
                 *routes
                     .entry((f.listener, &f.hostname, f.path.as_str()))
                     .or_default() += 1;
             }
-            let shared =
-                |f: &Frontend| routes[&(f.listener, &f.hostname, f.path.as_str())] > 1;
+            let shared = |f: &Frontend| routes[&(f.listener, &f.hostname, f.path.as_str())] > 1;
             let mut by_cluster: BTreeMap<&ClusterId, Vec<FrontendDoc>> = BTreeMap::new();
             for f in frontends.iter().filter(|f| !shared(f)) {
                 by_cluster
