@@ -24,8 +24,10 @@ pub mod apply;
 pub mod client;
 pub mod diff;
 pub mod export;
+pub mod fleet_render;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod saved_plan;
 pub mod watch;
 

@@ -10,6 +10,7 @@ mod demo;
 mod export;
 mod plan;
 mod proxy;
+mod rollout;
 mod state;
 mod up;
 mod validate;
@@ -51,6 +52,41 @@ impl SocketArg {
         self.socket
             .clone()
             .unwrap_or_else(weir_schema::paths::default_socket_path)
+    }
+}
+
+/// The command sockets `plan` and `apply` take: one proxy, or several for a rollout.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketsArg {
+    /// Command socket of the proxy; repeat it to plan or roll out to several proxies
+    /// [default: $WEIR_SOCKET, else a per-user runtime path]
+    #[arg(long = "socket", env = "WEIR_SOCKET", value_name = "PATH")]
+    pub sockets: Vec<PathBuf>,
+}
+
+impl SocketsArg {
+    pub fn one(socket: SocketArg) -> SocketsArg {
+        SocketsArg {
+            sockets: socket.socket.into_iter().collect(),
+        }
+    }
+
+    /// The sockets given, or the default one.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        if self.sockets.is_empty() {
+            vec![weir_schema::paths::default_socket_path()]
+        } else {
+            self.sockets.clone()
+        }
+    }
+
+    /// The one socket, when only one proxy is meant.
+    pub fn path(&self) -> PathBuf {
+        self.paths().swap_remove(0)
+    }
+
+    pub fn several(&self) -> bool {
+        self.sockets.len() > 1
     }
 }
 
