@@ -474,6 +474,42 @@ mod tests {
         assert_eq!(duration_text(Duration::from_millis(1500)), "1500ms");
     }
 
+    /// Certificate names are aliases a live state may repeat; the files need them unique.
+    #[test]
+    fn repeated_certificate_names_get_distinct_names_and_files() {
+        use weir_schema::{Certificate, Change};
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+        let mut state = State::new();
+        for file in ["a", "b"] {
+            let pem = std::fs::read_to_string(format!("{dir}{file}.pem")).unwrap();
+            let key = std::fs::read_to_string(format!("{dir}{file}.key")).unwrap();
+            let cert = Certificate::from_pem("shop", &pem, &key).unwrap();
+            state
+                .apply_change(&Change::AddCertificate(Box::new(cert)), None)
+                .unwrap();
+        }
+        let options = Options {
+            format: Format::Yaml,
+            split: Split::None,
+            with_keys: true,
+            source: "a test".into(),
+        };
+        let exported = export(&state, &options).unwrap();
+        let paths: BTreeSet<String> = exported
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect();
+        assert_eq!(paths.len(), 5, "{paths:?}");
+        let second = state.certificates.keys().nth(1).unwrap().to_hex();
+        let renamed = format!("shop-{}", &second[..12]);
+        assert!(paths.contains("certs/shop.pem"), "{paths:?}");
+        assert!(paths.contains(&format!("certs/{renamed}.key")), "{paths:?}");
+        let main = &exported.files[0].contents;
+        assert!(main.contains(&format!("name: {renamed}")), "{main}");
+        assert!(exported.files.iter().filter(|f| f.secret).count() == 2);
+    }
+
     #[test]
     fn file_names_are_safe_and_distinct() {
         let stems = unique_stems(["a/b", "a_b", "..x", ""].into_iter());
