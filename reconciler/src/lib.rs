@@ -23,8 +23,11 @@ pub mod address;
 pub mod apply;
 pub mod client;
 pub mod diff;
+pub mod export;
+pub mod fleet_render;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod saved_plan;
 pub mod watch;
 

@@ -22,14 +22,14 @@ use weir_reconciler::{saved_plan, ApplyError, ApplyEvent, ApplyObserver, Plan};
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 
 use super::plan::{color_wanted, load_desired, parse_targets, refuse_unknown_targets};
-use super::{exit, SocketArg};
+use super::{exit, SocketsArg};
 
 #[derive(Debug, clap::Args)]
 pub struct ApplyArgs {
     /// Desired-state directory or file, a saved state, or a plan saved by `weir plan --out`
     pub path: PathBuf,
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub socket: SocketsArg,
     /// Apply without asking (needed when stdin is not a terminal)
     #[arg(long)]
     pub auto_approve: bool,
@@ -45,6 +45,8 @@ pub struct ApplyArgs {
     /// No colours, even on a terminal
     #[arg(long)]
     pub no_color: bool,
+    #[command(flatten)]
+    pub rollout: super::rollout::RolloutArgs,
 }
 
 /// A drain deadline, in the one duration syntax (`weir_schema::duration`). Zero is refused:
@@ -61,6 +63,9 @@ fn parse_drain_timeout(s: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
+    if args.socket.several() {
+        return super::rollout::apply_many(&args);
+    }
     let mut client = Client::connect(&args.socket.path())?;
     let color = !args.json && color_wanted(args.no_color);
     // Buffered: a big apply prints a line per step, and stdout alone would make a system call
@@ -176,7 +181,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
 }
 
 /// Asks on the terminal; refuses when stdin is not one.
-fn confirm(stdout: &mut impl Write) -> anyhow::Result<bool> {
+pub(super) fn confirm(stdout: &mut impl Write) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         anyhow::bail!(
             "stdin is not a terminal, so the plan cannot be confirmed: pass --auto-approve to apply it"

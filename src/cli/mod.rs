@@ -7,8 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod apply;
 mod demo;
+mod export;
 mod plan;
 mod proxy;
+mod rollout;
 mod state;
 mod up;
 mod validate;
@@ -53,6 +55,41 @@ impl SocketArg {
     }
 }
 
+/// The command sockets `plan` and `apply` take: one proxy, or several for a rollout.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketsArg {
+    /// Command socket of the proxy; repeat it to plan or roll out to several proxies
+    /// [default: $WEIR_SOCKET, else a per-user runtime path]
+    #[arg(long = "socket", env = "WEIR_SOCKET", value_name = "PATH")]
+    pub sockets: Vec<PathBuf>,
+}
+
+impl SocketsArg {
+    pub fn one(socket: SocketArg) -> SocketsArg {
+        SocketsArg {
+            sockets: socket.socket.into_iter().collect(),
+        }
+    }
+
+    /// The sockets given, or the default one.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        if self.sockets.is_empty() {
+            vec![weir_schema::paths::default_socket_path()]
+        } else {
+            self.sockets.clone()
+        }
+    }
+
+    /// The one socket, when only one proxy is meant.
+    pub fn path(&self) -> PathBuf {
+        self.paths().swap_remove(0)
+    }
+
+    pub fn several(&self) -> bool {
+        self.sockets.len() > 1
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the proxy in the foreground (main process and workers)
@@ -70,6 +107,8 @@ enum Command {
     Watch(watch::WatchArgs),
     /// Start the proxy, apply a directory and keep it reconciled (default: examples/quickstart)
     Up(up::UpArgs),
+    /// Write the proxy's state (or a saved state) as desired-state files
+    Export(export::ExportArgs),
     /// Show, save or load the proxy's state
     State(state::StateArgs),
     /// Show the proxy's workers, connections and state version
@@ -89,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::run(args),
         Command::Watch(args) => watch::run(args),
         Command::Up(args) => up::run(args),
+        Command::Export(args) => export::run(args),
         Command::State(args) => state::run_state(args),
         Command::Status(args) => state::run_status(args),
         Command::Metrics(args) => state::run_metrics(args),

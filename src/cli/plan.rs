@@ -14,14 +14,14 @@ use weir_reconciler::render::{self, TextOptions};
 use weir_reconciler::{saved_plan, Address, Kind, Names, Plan};
 use weir_schema::State;
 
-use super::{exit, SocketArg};
+use super::{exit, SocketsArg};
 
 #[derive(Debug, clap::Args)]
 pub struct PlanArgs {
     /// Desired-state directory or file, or a saved state file
     pub path: PathBuf,
     #[command(flatten)]
-    pub socket: SocketArg,
+    pub socket: SocketsArg,
     /// Also save the plan to FILE, for `weir apply FILE` (holds private keys: mode 0600)
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -45,6 +45,9 @@ pub struct PlanArgs {
 pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let targets = parse_targets(&args.targets)?;
     let desired = load_desired(&args.path)?;
+    if args.socket.several() && args.from_state.is_none() {
+        return super::rollout::plan_many(&args, &desired, &targets);
+    }
     let mut live_connections = Default::default();
     let mut client = None;
     let live = match &args.from_state {

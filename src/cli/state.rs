@@ -9,7 +9,7 @@ use weir_reconciler::client::Client;
 use weir_schema::{Command, State};
 
 use super::apply::ApplyArgs;
-use super::{exit, SocketArg};
+use super::{exit, SocketArg, SocketsArg};
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -124,12 +124,13 @@ fn restore(file: PathBuf, socket: SocketArg) -> anyhow::Result<u8> {
     }
     super::apply::run(ApplyArgs {
         path: file,
-        socket,
+        socket: SocketsArg::one(socket),
         auto_approve: true,
         json: false,
         targets: Vec::new(),
         drain_timeout: None,
         no_color: false,
+        rollout: Default::default(),
     })
 }
 
