@@ -366,7 +366,7 @@ impl HttpSession {
     }
 
     fn finish_exchange(&mut self, io: &mut FrontIo, cx: &mut Context) -> Step {
-        let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Head) else {
+        let Phase::Exchange(mut ex) = std::mem::replace(&mut self.phase, Phase::Head) else {
             return Step::Close;
         };
         let client = ex.finish(cx);
