@@ -310,17 +310,18 @@ mod tests {
 
     #[test]
     fn removing_one_prefix_keeps_others_of_the_same_length() {
+        // Alone on their host, and beside a shorter prefix.
         let mut r = Router::new();
-        r.insert(l(), Some("a.test"), "/", 0, 1);
         r.insert(l(), Some("a.test"), "/aa", 1, 2);
         r.insert(l(), Some("a.test"), "/bb", 2, 3);
         r.remove(l(), Some("a.test"), "/aa", 2);
-        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), Some(1));
-        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(3));
-        // A host keeps its other paths when one goes.
-        r.remove(l(), Some("a.test"), "/", 1);
         assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(3));
         assert_eq!(r.lookup(l(), "a.test", "/aa/x"), None);
+        r.insert(l(), Some("a.test"), "/", 3, 1);
+        r.insert(l(), Some("a.test"), "/aa", 4, 2);
+        r.remove(l(), Some("a.test"), "/bb", 3);
+        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), Some(2));
+        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(1));
     }
 
     #[test]
