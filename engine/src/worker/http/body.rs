@@ -616,6 +616,8 @@ mod tests {
         b"5;a=\"\t !#[]~\x80\"",
         b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz",
         b"5;a=\"x\" ; b ;c=d",
+        b"5;a=b;c=d",
+        b"5;a=\"b\";c",
     ];
 
     /// Chunk lines whose extensions break RFC 9112 7.1.1.
