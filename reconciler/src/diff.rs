@@ -251,6 +251,125 @@ pub(crate) fn diff_with(live: &State, desired: &State, names: &Names) -> Vec<Res
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use weir_schema::model::{BackendId, BackendKey, ClusterId, Frontend};
+    use weir_schema::{Change, ListenerSettings, LoadBalancing, Protocol};
+
+    fn listener(port: u16, protocol: Protocol) -> Listener {
+        Listener {
+            address: format!("127.0.0.1:{port}").parse().unwrap(),
+            protocol,
+            name: format!("l{port}"),
+            settings: ListenerSettings::default(),
+        }
+    }
+
+    fn backend(id: &str, port: u16) -> Backend {
+        Backend {
+            key: BackendKey {
+                cluster: ClusterId("shop".into()),
+                id: BackendId(id.into()),
+            },
+            address: format!("127.0.0.1:{port}").parse().unwrap(),
+            weight: 100,
+            backup: false,
+        }
+    }
+
+    fn frontend(port: u16, host: &str) -> Frontend {
+        Frontend {
+            listener: format!("127.0.0.1:{port}").parse().unwrap(),
+            hostname: Some(host.into()),
+            path: "/".into(),
+            cluster: ClusterId("shop".into()),
+            certificate: None,
+        }
+    }
+
+    fn state(changes: Vec<Change>) -> State {
+        let mut s = State::new();
+        for c in changes {
+            s.apply_change(&c, None).unwrap();
+        }
+        s
+    }
+
+    /// Each change as (address, action), in diff order.
+    fn actions(changes: &[ResourceChange]) -> Vec<(String, Action)> {
+        changes
+            .iter()
+            .map(|c| (c.address.to_string(), c.action))
+            .collect()
+    }
+
+    #[test]
+    fn each_kind_follows_the_identity_table() {
+        let live = state(vec![
+            Change::AddListener(listener(18001, Protocol::Http)),
+            Change::AddListener(listener(18002, Protocol::Http)),
+            Change::AddListener(listener(18003, Protocol::Http)),
+            Change::AddCluster(Cluster::new("shop")),
+            Change::AddCluster(Cluster::new("old")),
+            Change::AddBackend(backend("blue", 19001)),
+            Change::AddBackend(backend("green", 19002)),
+            Change::AddBackend(backend("same", 19003)),
+            Change::AddFrontend(frontend(18001, "a.test")),
+            Change::AddFrontend(frontend(18001, "b.test")),
+        ]);
+        let mut timeout = listener(18001, Protocol::Http);
+        timeout.settings.front_timeout = Some(Duration::from_secs(9));
+        let mut shop = Cluster::new("shop");
+        shop.load_balancing = LoadBalancing::LeastConnections;
+        let mut heavy = backend("blue", 19001);
+        heavy.weight = 300;
+        let desired = state(vec![
+            // A setting changes in place; a protocol needs a new listener.
+            Change::AddListener(timeout),
+            Change::AddListener(listener(18002, Protocol::Tcp)),
+            Change::AddListener(listener(18003, Protocol::Http)),
+            Change::AddCluster(shop),
+            Change::AddCluster(Cluster::new("new")),
+            // A weight changes in place; a new address is a new backend.
+            Change::AddBackend(heavy),
+            Change::AddBackend(backend("green", 19012)),
+            Change::AddBackend(backend("same", 19003)),
+            Change::AddFrontend(frontend(18001, "a.test")),
+            Change::AddFrontend(frontend(18001, "c.test")),
+        ]);
+        let changes = diff(&live, &desired);
+        assert_eq!(
+            actions(&changes),
+            vec![
+                ("listener.l18001".to_owned(), Action::Update),
+                ("listener.l18002".to_owned(), Action::Replace),
+                ("cluster.new".to_owned(), Action::Add),
+                ("cluster.old".to_owned(), Action::Remove),
+                ("cluster.shop".to_owned(), Action::Update),
+                ("backend.shop/blue".to_owned(), Action::Update),
+                ("backend.shop/green".to_owned(), Action::Replace),
+                ("frontend.l18001/b.test/ -> shop".to_owned(), Action::Remove),
+                ("frontend.l18001/c.test/ -> shop".to_owned(), Action::Add),
+            ]
+        );
+        // Before is the live value, after the desired one.
+        for c in &changes {
+            let live_has = c.action != Action::Add;
+            let desired_has = c.action != Action::Remove;
+            assert_eq!(c.before.is_some(), live_has, "{}", c.address);
+            assert_eq!(c.after.is_some(), desired_has, "{}", c.address);
+        }
+        assert_eq!(diff(&live, &live), vec![]);
+        assert_eq!(diff(&desired, &desired), vec![]);
+    }
+
+    #[test]
+    fn actions_read_as_terraform_does() {
+        let all = [Action::Add, Action::Update, Action::Replace, Action::Remove];
+        let words: Vec<&str> = all.iter().map(|a| a.as_str()).collect();
+        let symbols: Vec<&str> = all.iter().map(|a| a.symbol()).collect();
+        assert_eq!(words, ["add", "update", "replace", "remove"]);
+        assert_eq!(symbols, ["+", "~", "-/+", "-"]);
+    }
 
     #[test]
     fn keyed_diff_merges_in_order() {

@@ -771,3 +771,180 @@ enum Dep {
     Cluster(String),
     Certificate(Fingerprint),
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
+mod tests {
+    use super::*;
+    use weir_schema::{Listener, ListenerSettings, Protocol};
+
+    const WEB: &str = "127.0.0.1:18001";
+
+    fn backend(id: &str, port: u16) -> Backend {
+        Backend {
+            key: BackendKey {
+                cluster: ClusterId("shop".into()),
+                id: BackendId(id.into()),
+            },
+            address: format!("127.0.0.1:{port}").parse().unwrap(),
+            weight: 100,
+            backup: false,
+        }
+    }
+
+    /// A listener, the cluster `shop` routed from it, and `backends` in that cluster.
+    fn state(backends: &[Backend]) -> State {
+        let mut changes = vec![
+            Change::AddListener(Listener {
+                address: WEB.parse().unwrap(),
+                protocol: Protocol::Http,
+                name: "web".into(),
+                settings: ListenerSettings::default(),
+            }),
+            Change::AddCluster(weir_schema::Cluster::new("shop")),
+        ];
+        changes.extend(backends.iter().cloned().map(Change::AddBackend));
+        changes.push(Change::AddFrontend(Frontend {
+            listener: WEB.parse().unwrap(),
+            hostname: Some("shop.test".into()),
+            path: "/".into(),
+            cluster: ClusterId("shop".into()),
+            certificate: None,
+        }));
+        let mut s = State::new();
+        for c in changes {
+            s.apply_change(&c, None).unwrap();
+        }
+        s
+    }
+
+    fn drain(b: &Backend) -> Change {
+        Change::RemoveBackend {
+            key: b.key.clone(),
+            drain_timeout: None,
+        }
+    }
+
+    /// Each step as (phase number, request).
+    fn steps(p: &Plan) -> Vec<(u8, Change)> {
+        p.steps()
+            .iter()
+            .map(|s| (s.phase.number(), s.change.clone()))
+            .collect()
+    }
+
+    /// Applies every step to `live`, checking each; the state reached.
+    fn replay(live: &State, p: &Plan) -> State {
+        let mut s = live.clone();
+        for step in p.steps() {
+            s.apply_change(&step.change, None).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn a_sole_backend_moving_gets_a_stand_in_at_its_new_address() {
+        let (old, new) = (backend("blue", 19001), backend("blue", 19002));
+        let live = state(std::slice::from_ref(&old));
+        let desired = state(std::slice::from_ref(&new));
+        let p = plan(&live, &desired, &[]);
+        let stand_in = backend("blue~new", 19002);
+        assert_eq!(
+            steps(&p),
+            vec![
+                (3, Change::AddBackend(stand_in.clone())),
+                (8, drain(&old)),
+                (8, Change::AddBackend(new)),
+                (8, drain(&stand_in)),
+            ]
+        );
+        assert!(p.steps().iter().all(|s| s.part_of == Action::Replace));
+        assert_eq!(replay(&live, &p).fingerprint(), desired.fingerprint());
+    }
+
+    #[test]
+    fn a_backend_moving_beside_others_needs_no_stand_in() {
+        let green = backend("green", 19005);
+        let (old, new) = (backend("blue", 19001), backend("blue", 19002));
+        let live = state(&[old.clone(), green.clone()]);
+        let desired = state(&[new.clone(), green]);
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            steps(&p),
+            vec![(8, drain(&old)), (8, Change::AddBackend(new))]
+        );
+    }
+
+    #[test]
+    fn a_backend_moving_while_its_cluster_gains_one_needs_no_stand_in() {
+        let green = backend("green", 19005);
+        let (old, new) = (backend("blue", 19001), backend("blue", 19002));
+        let live = state(std::slice::from_ref(&old));
+        let desired = state(&[new.clone(), green.clone()]);
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            steps(&p),
+            vec![
+                (3, Change::AddBackend(green)),
+                (8, drain(&old)),
+                (8, Change::AddBackend(new)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_stand_in_takes_a_name_neither_state_uses() {
+        // Targeted at `blue`, the plan leaves out the desired `blue~new`, so `blue` is alone
+        // while it moves and its stand-in needs a name that is free on both sides.
+        let (old, new) = (backend("blue", 19001), backend("blue", 19002));
+        let live = state(std::slice::from_ref(&old));
+        let desired = state(&[new.clone(), backend("blue~new", 19003)]);
+        let target = Address::new(Kind::Backend, "shop/blue");
+        let p = plan(&live, &desired, &[target]);
+        let stand_in = backend("blue~new2", 19002);
+        assert_eq!(
+            steps(&p),
+            vec![
+                (3, Change::AddBackend(stand_in.clone())),
+                (8, drain(&old)),
+                (8, Change::AddBackend(new)),
+                (8, drain(&stand_in)),
+            ]
+        );
+        replay(&live, &p);
+    }
+
+    #[test]
+    fn phases_are_numbered_in_the_order_they_run() {
+        for (i, phase) in Phase::ALL.into_iter().enumerate() {
+            let n = u8::try_from(i + 1).unwrap();
+            assert_eq!(phase.number(), n);
+            assert_eq!(Phase::from_number(n), Some(phase));
+        }
+        assert_eq!(Phase::from_number(0), None);
+        assert_eq!(Phase::from_number(11), None);
+        assert_eq!(Phase::FrontendsAdd.to_string(), "phase 5: frontends add");
+    }
+
+    #[test]
+    fn a_replacement_counts_as_one_add_and_one_remove() {
+        let (old, new) = (backend("blue", 19001), backend("blue", 19002));
+        let mut heavy = backend("green", 19005);
+        heavy.weight = 300;
+        let live = state(&[old, backend("green", 19005), backend("gone", 19006)]);
+        let desired = state(&[new, heavy, backend("added", 19007)]);
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            p.summary(),
+            Summary {
+                add: 2,
+                change: 1,
+                remove: 2
+            }
+        );
+        assert_eq!(
+            p.summary().to_string(),
+            "Plan: 2 to add, 1 to change, 2 to remove."
+        );
+    }
+}

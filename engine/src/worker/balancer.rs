@@ -197,6 +197,39 @@ mod tests {
         assert!((0.72..0.78).contains(&share), "{got:?}");
     }
 
+    /// Each candidate's share of `n` picks.
+    fn shares(lb: LoadBalancing, candidates: &[Candidate], n: usize) -> Vec<f64> {
+        let got = counts(lb, candidates, n);
+        got.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    fn assert_shares_near(got: &[f64], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 0.02, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn random_follows_small_weights_across_several_backends() {
+        // Small weights leave no slack: a pick point on a boundary going to the wrong side,
+        // or a lost remainder, moves a whole sixth of the traffic.
+        let got = shares(LoadBalancing::Random, &[up(1), up(2), up(3)], 60_000);
+        assert_shares_near(&got, &[1.0 / 6.0, 2.0 / 6.0, 3.0 / 6.0]);
+    }
+
+    #[test]
+    fn power_of_two_among_equally_loaded_follows_weights() {
+        // Neither of two equally loaded draws is less loaded, so the first (weighted) draw
+        // stands and the split is the weights', as with Random.
+        let got = shares(LoadBalancing::PowerOfTwo, &[up(300), up(100)], 40_000);
+        assert_shares_near(&got, &[0.75, 0.25]);
+        let mut c = [up(300), up(100)];
+        c[0].active = 6;
+        c[1].active = 2;
+        let got = shares(LoadBalancing::PowerOfTwo, &c, 40_000);
+        assert_shares_near(&got, &[0.75, 0.25]);
+    }
+
     #[test]
     fn power_of_two_prefers_the_less_loaded() {
         let mut c = [up(100), up(100), up(100)];
@@ -218,6 +251,56 @@ mod tests {
         assert_eq!(b.pick(&c, &mut rng), Some(1));
         let idle = counts(LoadBalancing::LeastConnections, &[up(1), up(1), up(1)], 300);
         assert_eq!(idle, vec![100, 100, 100]);
+    }
+
+    /// Live requests per unit of weight, as least-connections compares them.
+    fn load(c: &Candidate) -> f64 {
+        f64::from(c.active) / f64::from(c.weight.max(1))
+    }
+
+    #[test]
+    fn least_connections_always_picks_a_least_loaded_candidate() {
+        // Every three-backend cluster with 0 to 3 requests and weights 1 to 3 each.
+        let grid: Vec<Candidate> = (0..4)
+            .flat_map(|active| {
+                (1..4).map(move |weight| Candidate {
+                    active,
+                    ..up(weight)
+                })
+            })
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(3);
+        for a in &grid {
+            for b in &grid {
+                for c in &grid {
+                    let candidates = [*a, *b, *c];
+                    let least = candidates.iter().map(load).fold(f64::INFINITY, f64::min);
+                    // From every scan position, not only a fresh balancer's.
+                    let mut balancer = Balancer::new(LoadBalancing::LeastConnections);
+                    for _ in 0..3 {
+                        let i = balancer.pick(&candidates, &mut rng).unwrap();
+                        assert_eq!(load(&candidates[i]), least, "{candidates:?} -> {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reset_restarts_round_robin() {
+        // The set of backends changed (same count, other backends): the smooth order starts
+        // over rather than carrying the old backends' positions.
+        let w = [up(5), up(1), up(1)];
+        let mut b = Balancer::new(LoadBalancing::RoundRobin);
+        let mut rng = SmallRng::seed_from_u64(1);
+        let fresh: Vec<usize> = (0..7).map(|_| b.pick(&w, &mut rng).unwrap()).collect();
+        let mut b = Balancer::new(LoadBalancing::RoundRobin);
+        for _ in 0..3 {
+            b.pick(&w, &mut rng).unwrap();
+        }
+        b.reset();
+        let after: Vec<usize> = (0..7).map(|_| b.pick(&w, &mut rng).unwrap()).collect();
+        assert_eq!(after, fresh);
     }
 
     #[test]

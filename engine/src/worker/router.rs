@@ -418,6 +418,42 @@ mod tests {
     }
 
     #[test]
+    fn removing_one_prefix_keeps_others_of_the_same_length() {
+        // Alone on their host, and beside a shorter prefix.
+        let mut r = Router::new();
+        r.insert(l(), Some("a.test"), "/aa", 1, 2);
+        r.insert(l(), Some("a.test"), "/bb", 2, 3);
+        r.remove(l(), Some("a.test"), "/aa", 2);
+        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(3));
+        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), None);
+        r.insert(l(), Some("a.test"), "/", 3, 1);
+        r.insert(l(), Some("a.test"), "/aa", 4, 2);
+        r.remove(l(), Some("a.test"), "/bb", 3);
+        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), Some(2));
+        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(1));
+    }
+
+    #[test]
+    fn a_listener_has_routes_until_its_last_one_goes() {
+        let mut r = Router::new();
+        let tcp: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        assert!(!r.has_routes(l()));
+        r.insert(l(), Some("a.test"), "/", 0, 1);
+        r.insert(l(), Some("*.a.test"), "/", 1, 2);
+        r.insert(tcp, None, "/", 2, 3);
+        assert!(r.has_routes(l()) && r.has_routes(tcp));
+        r.remove(l(), Some("a.test"), "/", 1);
+        assert!(r.has_routes(l()), "the wildcard route is left");
+        r.remove(l(), Some("*.a.test"), "/", 2);
+        assert!(!r.has_routes(l()));
+        r.remove(tcp, None, "/", 3);
+        assert!(!r.has_routes(tcp));
+        // Removing a route that is not there changes nothing.
+        r.remove(tcp, None, "/", 3);
+        assert!(!r.has_routes(tcp));
+    }
+
+    #[test]
     fn tcp_routes() {
         let mut r = Router::new();
         assert_eq!(r.lookup_tcp(l()), None);
@@ -466,6 +502,30 @@ mod tests {
         assert_eq!(normalize_host(b"a test", &mut out), None);
         assert_eq!(normalize_host(b"a.test:x", &mut out), None);
         assert_eq!(normalize_host(b"", &mut out), None);
+        assert_eq!(normalize_host(b":80", &mut out), None);
+        // Every bad byte counts, not only the first or the last.
+        assert_eq!(normalize_host(b"a b c", &mut out), None);
+        assert_eq!(normalize_host(b"a\0b\0c", &mut out), None);
+        // IPv6 literals: the port is optional, nothing else may follow the bracket.
+        assert_eq!(normalize_host(b"[::1]", &mut out), Some("[::1]"));
+        assert_eq!(
+            normalize_host(b"[2001:DB8::1]:8443", &mut out),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(normalize_host(b"[::1]:x", &mut out), None);
+        assert_eq!(normalize_host(b"[::1]x", &mut out), None);
+        assert_eq!(normalize_host(b"[::1", &mut out), None);
+        // A name fills the buffer exactly; one byte more is refused.
+        let longest = "a".repeat(256);
+        assert_eq!(
+            normalize_host(longest.as_bytes(), &mut out),
+            Some(longest.as_str())
+        );
+        assert_eq!(normalize_host(&[b'a'; 257], &mut out), None);
+        assert_eq!(
+            normalize_host(format!("{longest}.:80").as_bytes(), &mut out),
+            Some(longest.as_str())
+        );
         for b in (0..=255u8).filter(|&b| b != b':') {
             let allowed = b.is_ascii_alphanumeric() || b"-._[]".contains(&b);
             let lower = String::from_utf8(vec![b'x', b.to_ascii_lowercase(), b'y']).ok();

@@ -118,6 +118,43 @@ mod tests {
     }
 
     #[test]
+    fn counts_what_is_armed() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        assert!(timers.is_empty());
+        assert_eq!((timers.len(), timers.next_deadline()), (0, None));
+        for key in 0..3 {
+            timers.push(t0, owner(key));
+        }
+        assert!(!timers.is_empty());
+        assert_eq!(timers.len(), 3);
+        while timers.pop_due(t0).is_some() {}
+        assert!(timers.is_empty());
+        assert_eq!(timers.len(), 0);
+    }
+
+    #[test]
+    fn an_entry_is_due_at_its_deadline() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        timers.push(t0, owner(1));
+        assert_eq!(timers.pop_due(t0), Some(owner(1)));
+        let mut d = Deadline::new(t0);
+        assert!(d.on_pop(t0, &mut timers, owner(1)));
+        assert!(timers.is_empty(), "a due timeout is not re-armed");
+    }
+
+    #[test]
+    fn rearming_the_same_deadline_costs_no_entry() {
+        let t0 = Instant::now();
+        let mut timers = Timers::new();
+        let mut d = Deadline::new(t0 + Duration::from_secs(1));
+        d.arm(&mut timers, owner(7));
+        d.arm(&mut timers, owner(7));
+        assert_eq!(timers.len(), 1);
+    }
+
+    #[test]
     fn later_deadline_rearms_lazily_and_earlier_pushes() {
         let t0 = Instant::now();
         let mut timers = Timers::new();

@@ -464,6 +464,119 @@ mod tests {
     }
 
     #[test]
+    fn what_each_framing_reports() {
+        // A length: what is left, and the payload seen.
+        let mut f = BodyFramer::new(Framing::Length(5));
+        assert_eq!(
+            (f.remaining(), f.data_bytes(), f.until_close()),
+            (Some(5), 0, false)
+        );
+        f.advance(b"abc").unwrap();
+        assert_eq!((f.remaining(), f.data_bytes()), (Some(2), 3));
+        f.advance(b"deGET /").unwrap();
+        assert_eq!(
+            (f.remaining(), f.data_bytes(), f.is_done()),
+            (Some(0), 5, true)
+        );
+        // No body at all.
+        for empty in [Framing::Empty, Framing::Length(0)] {
+            let mut f = BodyFramer::new(empty);
+            assert!(f.is_done());
+            assert_eq!((f.remaining(), f.advance(b"GET /").unwrap()), (Some(0), 0));
+            assert_eq!(f.data_bytes(), 0);
+        }
+        // Until the connection closes: everything is body, nothing says how much is left.
+        let mut f = BodyFramer::new(Framing::UntilClose);
+        assert!(f.until_close());
+        assert_eq!(f.advance(b"abc").unwrap(), 3);
+        assert_eq!(f.advance(b"0\r\n\r\n").unwrap(), 5);
+        assert_eq!(
+            (f.remaining(), f.data_bytes(), f.is_done()),
+            (None, 8, false)
+        );
+        // Chunked: the payload without its framing, the length unknown until the end.
+        let mut f = BodyFramer::new(Framing::Chunked);
+        assert_eq!((f.remaining(), f.until_close()), (None, false));
+        f.advance(b"3\r\nabc\r\n").unwrap();
+        assert_eq!((f.remaining(), f.data_bytes()), (None, 3));
+        f.advance(b"0\r\n\r\n").unwrap();
+        assert_eq!((f.remaining(), f.data_bytes()), (Some(0), 3));
+    }
+
+    #[test]
+    fn each_refusal_says_why() {
+        let cases: &[(&[u8], &str)] = &[
+            (b";a\r\n", "bad chunk size"),
+            (b" 5\r\n", "bad chunk size"),
+            (b"\t5\r\n", "bad chunk size"),
+            (b"5\rhello", "bare CR in a chunk line"),
+            (b"1\r\nab\r\n", "chunk data longer than its size"),
+            (b"1\r\na\rx", "chunk data not followed by CRLF"),
+            (b"1000000000000000\r\n", "chunk size too large"),
+            (
+                b"5;a=\"x\x01\"\r\n",
+                "bad or unterminated quoted string in a chunk extension",
+            ),
+            (
+                b"5;a=\"x\r\n",
+                "bad or unterminated quoted string in a chunk extension",
+            ),
+            (b"5;;a\r\n", "chunk extension without a name"),
+            (b"5; =x\r\n", "chunk extension without a name"),
+            (b"5;a=;b\r\n", "chunk extension without a value"),
+            (b"5;a= \r\n", "chunk extension without a value"),
+            (b"5;a b\r\n", "bad chunk extension"),
+            (
+                b"0\r\n X-A: 1\r\n\r\n",
+                "trailer line starting with whitespace (obs-fold)",
+            ),
+            (
+                b"0\r\n\tX-A: 1\r\n\r\n",
+                "trailer line starting with whitespace (obs-fold)",
+            ),
+            (b"0\r\nX-A: a\rb\r\n\r\n", "bare CR in trailers"),
+            (b"0\r\n\rb", "bare CR in trailers"),
+            (b"0\r\n\n", "bare LF in trailers"),
+            (b"0\r\nX-A: a\n\r\n", "bare LF in trailers"),
+            (b"0\r\nX-A\n", "bare LF in trailers"),
+            (b"0\r\nX-A: 1\x00\r\n\r\n", "control character in trailers"),
+            (b"0\r\nX-A: 1\x7f\r\n\r\n", "control character in trailers"),
+            (b"0\r\nX(A): 1\r\n\r\n", "trailer line not a field line"),
+            (b"0\r\n: 1\r\n\r\n", "trailer line not a field line"),
+            (
+                b"0\r\nX-A : 1\r\n\r\n",
+                "whitespace before a colon in trailers",
+            ),
+            (
+                b"0\r\nTE: x\r\n\r\n",
+                "framing or routing field in trailers",
+            ),
+        ];
+        for (input, why) in cases {
+            assert_eq!(
+                whole(input),
+                Err(BodyError(why)),
+                "{}",
+                input.escape_ascii()
+            );
+        }
+    }
+
+    #[test]
+    fn real_trailer_sections_of_several_kilobytes_pass() {
+        // Signatures and checksums in trailers run to kilobytes; 16 KiB is the bound.
+        let mut body = b"0\r\n".to_vec();
+        for i in 0..13 {
+            body.extend_from_slice(format!("X-Signature-{i}: ").as_bytes());
+            body.resize(body.len() + 1000, b'q');
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"\r\n");
+        assert!(body.len() > 12 * 1024);
+        assert_eq!(whole(&body), Ok((body.len(), true)));
+    }
+
+    #[test]
     fn chunked_bodies_stop_after_the_last_chunk() {
         let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\nGET / HTTP/1.1";
         assert_eq!(whole(body).unwrap(), (body.len() - 14, true));
@@ -503,6 +616,8 @@ mod tests {
         b"5;a=\"\t !#[]~\x80\"",
         b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz",
         b"5;a=\"x\" ; b ;c=d",
+        b"5;a=b;c=d",
+        b"5;a=\"b\";c",
     ];
 
     /// Chunk lines whose extensions break RFC 9112 7.1.1.
