@@ -283,6 +283,7 @@ mod tests {
             path: "/".into(),
             cluster: ClusterId("shop".into()),
             certificate: None,
+            options: Default::default(),
         }
     }
 

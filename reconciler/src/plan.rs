@@ -810,6 +810,7 @@ mod tests {
             path: "/".into(),
             cluster: ClusterId("shop".into()),
             certificate: None,
+            options: Default::default(),
         }));
         let mut s = State::new();
         for c in changes {

@@ -421,16 +421,16 @@ mod tests {
     fn removing_one_prefix_keeps_others_of_the_same_length() {
         // Alone on their host, and beside a shorter prefix.
         let mut r = Router::new();
-        r.insert(l(), Some("a.test"), "/aa", 1, 2);
-        r.insert(l(), Some("a.test"), "/bb", 2, 3);
-        r.remove(l(), Some("a.test"), "/aa", 2);
-        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(3));
-        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), None);
-        r.insert(l(), Some("a.test"), "/", 3, 1);
-        r.insert(l(), Some("a.test"), "/aa", 4, 2);
-        r.remove(l(), Some("a.test"), "/bb", 3);
-        assert_eq!(r.lookup(l(), "a.test", "/aa/x"), Some(2));
-        assert_eq!(r.lookup(l(), "a.test", "/bb/x"), Some(1));
+        r.insert(l(), Some("a.test"), "/aa", 1, 2, RouteOptions::default());
+        r.insert(l(), Some("a.test"), "/bb", 2, 3, RouteOptions::default());
+        r.remove(l(), Some("a.test"), "/aa", 2, &RouteOptions::default());
+        assert_eq!(target(&r, "a.test", "/bb/x"), Some(3));
+        assert_eq!(target(&r, "a.test", "/aa/x"), None);
+        r.insert(l(), Some("a.test"), "/", 3, 1, RouteOptions::default());
+        r.insert(l(), Some("a.test"), "/aa", 4, 2, RouteOptions::default());
+        r.remove(l(), Some("a.test"), "/bb", 3, &RouteOptions::default());
+        assert_eq!(target(&r, "a.test", "/aa/x"), Some(2));
+        assert_eq!(target(&r, "a.test", "/bb/x"), Some(1));
     }
 
     #[test]
@@ -438,18 +438,18 @@ mod tests {
         let mut r = Router::new();
         let tcp: SocketAddr = "127.0.0.1:9090".parse().unwrap();
         assert!(!r.has_routes(l()));
-        r.insert(l(), Some("a.test"), "/", 0, 1);
-        r.insert(l(), Some("*.a.test"), "/", 1, 2);
-        r.insert(tcp, None, "/", 2, 3);
+        r.insert(l(), Some("a.test"), "/", 0, 1, RouteOptions::default());
+        r.insert(l(), Some("*.a.test"), "/", 1, 2, RouteOptions::default());
+        r.insert(tcp, None, "/", 2, 3, RouteOptions::default());
         assert!(r.has_routes(l()) && r.has_routes(tcp));
-        r.remove(l(), Some("a.test"), "/", 1);
+        r.remove(l(), Some("a.test"), "/", 1, &RouteOptions::default());
         assert!(r.has_routes(l()), "the wildcard route is left");
-        r.remove(l(), Some("*.a.test"), "/", 2);
+        r.remove(l(), Some("*.a.test"), "/", 2, &RouteOptions::default());
         assert!(!r.has_routes(l()));
-        r.remove(tcp, None, "/", 3);
+        r.remove(tcp, None, "/", 3, &RouteOptions::default());
         assert!(!r.has_routes(tcp));
         // Removing a route that is not there changes nothing.
-        r.remove(tcp, None, "/", 3);
+        r.remove(tcp, None, "/", 3, &RouteOptions::default());
         assert!(!r.has_routes(tcp));
     }
 
