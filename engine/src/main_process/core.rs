@@ -18,6 +18,8 @@
 //!   without a first answer, a query is answered without it (and flags it) and a change has it
 //!   killed and replaced, like a crashed worker (see [`Core::check_silent`]).
 
+mod finish;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -449,88 +451,6 @@ impl Core {
             kind: Some(kind),
         };
         self.fleet.send_to(keys, &request);
-    }
-
-    // ---- finishing forwarded requests ----------------------------------------------------
-
-    fn finish_all(&mut self, done: Vec<Pending>) {
-        for pending in done {
-            self.finish(pending);
-        }
-    }
-
-    fn finish(&mut self, pending: Pending) {
-        let note = pending.silence_note(self.config.worker_answer_timeout());
-        match pending.origin {
-            Origin::Startup => {
-                log::info("every worker has applied the state");
-                self.life.report_ready();
-            }
-            Origin::WorkerUpgrade {
-                client,
-                request_id,
-                old,
-            } => {
-                self.fleet.retire(old);
-                self.forget(old);
-                self.answer(
-                    client,
-                    ok_with(
-                        &request_id,
-                        format!("worker {} replaced", old.slot),
-                        self.state.version,
-                    ),
-                );
-            }
-            Origin::Client { client, request_id } => {
-                let mut answer = match pending.aggregate {
-                    Aggregate::Change { version } => {
-                        self.saved.save(&self.state);
-                        proto::Response::ok(&request_id, version)
-                    }
-                    // A worker met the drain deadline first: the client gets the deadline's
-                    // FAILURE, as it would from the main process's own tick.
-                    Aggregate::Drain { version, drain } if drain.expired() => {
-                        self.saved.save(&self.state);
-                        drain.deadline_answer(&request_id, version)
-                    }
-                    Aggregate::Drain { version, drain } => {
-                        self.saved.save(&self.state);
-                        let mut e = event(proto::EventKind::BackendDrained);
-                        e.cluster_id = drain.backend.cluster.0.clone();
-                        e.backend_id = drain.backend.id.0.clone();
-                        e.state_version = version;
-                        e.message = format!("backend {} drained", drain.backend);
-                        self.emit(e);
-                        proto::Response::ok(&request_id, version).with_content(drain.as_content())
-                    }
-                    Aggregate::Status { reports, .. } => {
-                        proto::Response::ok(&request_id, self.state.version)
-                            .with_content(Content::StatusReport(self.status_report(reports)))
-                    }
-                    Aggregate::Metrics(sums) => {
-                        proto::Response::ok(&request_id, self.state.version)
-                            .with_content(metrics_content(sums))
-                    }
-                    Aggregate::Barrier => proto::Response::ok(&request_id, self.state.version),
-                };
-                if let Some(note) = note {
-                    answer.message = note;
-                }
-                self.answer(client, answer);
-            }
-        }
-    }
-
-    fn status_report(&self, reports: Vec<proto::WorkerStatus>) -> proto::ProxyStatus {
-        proto::ProxyStatus {
-            pid: std::process::id(),
-            uptime_ms: u64::try_from(self.life.started().elapsed().as_millis()).unwrap_or(u64::MAX),
-            state_version: self.state.version,
-            state_fingerprint: self.state.fingerprint().to_hex(),
-            workers: self.fleet.status(reports),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-        }
     }
 
     // ---- workers -------------------------------------------------------------------------
