@@ -1,13 +1,13 @@
 //! Saving and loading the state on disk, atomically.
 //!
-//! A save writes a temporary file next to the target, fsyncs it, renames it over the target and
-//! fsyncs the directory, so a crash at any point leaves either the old file or the new one,
+//! A save writes a private temporary file next to the target (`weir_schema::private_file`:
+//! 0600, created exclusively under an unguessable name), fsyncs it, renames it over the target
+//! and fsyncs the directory, so a crash at any point leaves either the old file or the new one,
 //! never a mix. The format (header, checksum, snapshot) is `weir_schema::saved`'s; a corrupt or
 //! truncated file is refused before anything is applied.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use weir_schema::saved::{self, SavedStateError};
@@ -32,40 +32,15 @@ pub enum PersistError {
     },
 }
 
-/// Writes `state` to `path` atomically (mode 0600: certificates' keys are in it).
+/// Writes `state` to `path` atomically (mode 0600: certificates' keys are in it), through
+/// [`weir_schema::private_file`]: an exclusive, no-symlink temp file with an unguessable name,
+/// so nobody can plant a file or a link where the keys are about to be written.
 pub fn save(state: &State, path: &Path) -> Result<(), PersistError> {
-    let error = |error| PersistError::Write {
-        path: path.to_owned(),
-        error,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| error(io::Error::other("the path names no file")))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let write = || -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&saved::encode(state))?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        // The rename is durable only once the directory entry is.
-        File::open(&dir)?.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        error(e)
+    weir_schema::private_file::write(path, &saved::encode(state)).map_err(|error| {
+        PersistError::Write {
+            path: path.to_owned(),
+            error,
+        }
     })
 }
 
@@ -146,6 +121,28 @@ mod tests {
         assert_eq!(loaded.version, 1);
         // No temporary file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_saved_state_is_private_even_over_a_world_readable_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        // A link planted where the old code put its temporary file (a guessable name) is
+        // neither followed nor overwritten.
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"untouched").unwrap();
+        let planted = dir
+            .path()
+            .join(format!(".state.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        save(&sample(), &path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+        assert_eq!(load(&path).unwrap().fingerprint(), sample().fingerprint());
     }
 
     #[test]
