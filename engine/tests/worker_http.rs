@@ -600,6 +600,8 @@ fn failed_handshakes_are_counted_and_the_worker_goes_on() {
     let backend = Backend::start("alpha");
     let mut w = TestWorker::with_defaults();
     let (listener, root) = https_worker(&mut w, "a.test", &backend);
+    // A port probe (connect, then close without a byte) is no failed handshake.
+    drop(connect(listener));
     // An unknown name, then plain HTTP on the TLS port.
     let mut unknown = tls_client(listener, &root, "b.test");
     assert!(unknown
@@ -620,6 +622,12 @@ fn failed_handshakes_are_counted_and_the_worker_goes_on() {
     good.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
     assert_eq!(read_answer(&mut good).unwrap().status, 200);
+    assert_eq!(
+        w.counter("tls.handshake_failures"),
+        2,
+        "the probe was counted"
+    );
+    assert_eq!(w.counter("tls.handshakes"), 1);
 }
 
 #[test]

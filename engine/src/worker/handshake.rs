@@ -77,6 +77,8 @@ impl Handshake {
                         let _ = tcp.shutdown(Shutdown::Write);
                         fail(io.peer, cx, log, &Why::Refused(why))
                     }
+                    // Not counted nor logged: probes would drown the real failures.
+                    Hello::Closed => Shaken::Close,
                 }
             }
             Handshake::Keys => {

@@ -103,6 +103,9 @@ impl TlsAccept {
         match self.hello.advance(&mut self.tcp, listener) {
             Hello::Pending => Accepting::Pending(self),
             Hello::Refused(why) => Accepting::Refused(self.refuse(why)),
+            Hello::Closed => {
+                Accepting::Refused(self.refuse(Refusal::Io(io::ErrorKind::UnexpectedEof.into())))
+            }
             Hello::Ready(conn) => match TlsStream::start(self.tcp, *conn) {
                 Ok(stream) => Accepting::Ready(Box::new(stream)),
                 Err(refused) => Accepting::Refused(refused),
@@ -125,12 +128,17 @@ pub enum Hello {
     Ready(Box<ServerConnection>),
     /// Refused; the alert (if any) was written. The caller shuts the socket.
     Refused(Refusal),
+    /// The client closed before sending a byte: a port probe (a load balancer's TCP health
+    /// check, a readiness wait), not a failed handshake.
+    Closed,
 }
 
 /// The ClientHello reader of [`TlsAccept`], for a caller that keeps the socket itself (a
 /// worker session, whose socket stays in its transport until the stream takes it).
 pub struct HelloReader {
     acceptor: Acceptor,
+    /// Some byte of the ClientHello arrived.
+    started: bool,
 }
 
 impl std::fmt::Debug for HelloReader {
@@ -149,6 +157,7 @@ impl HelloReader {
     pub fn new() -> HelloReader {
         HelloReader {
             acceptor: Acceptor::default(),
+            started: false,
         }
     }
 
@@ -157,8 +166,9 @@ impl HelloReader {
     pub fn advance(&mut self, tcp: &mut TcpStream, listener: &ListenerTls) -> Hello {
         loop {
             match self.acceptor.read_tls(tcp) {
+                Ok(0) if !self.started => return Hello::Closed,
                 Ok(0) => return Hello::Refused(Refusal::Io(io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
+                Ok(_) => self.started = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Hello::Refused(Refusal::Io(e)),
