@@ -389,6 +389,7 @@ impl Resolver<'_> {
             return;
         }
         let listener = Listener {
+            owner: None,
             address,
             protocol,
             name: name.clone(),
@@ -455,6 +456,7 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|h| self.health_check(f, path.within(Within::HealthCheck), h));
         let cluster = Cluster {
+            owner: None,
             id: id.clone(),
             load_balancing: doc.load_balancing.map(Into::into).unwrap_or_default(),
             health_check,
@@ -566,6 +568,7 @@ impl Resolver<'_> {
             demo = false;
         }
         let backend = Backend {
+            owner: None,
             key: key.clone(),
             address,
             weight: doc.weight.filter(|w| *w > 0).unwrap_or(DEFAULT_WEIGHT),
@@ -640,6 +643,7 @@ impl Resolver<'_> {
             return;
         };
         let frontend = Frontend {
+            owner: None,
             listener,
             hostname,
             path: route_path,
