@@ -395,11 +395,38 @@ mod tests {
     }
 
     #[test]
+    fn a_backend_in_another_owners_cluster_is_refused() {
+        let live = shared();
+        let mut desired = state(vec![Change::AddCluster(cluster("a", None))]);
+        let backend = weir_schema::Backend {
+            key: weir_schema::BackendKey {
+                cluster: weir_schema::ClusterId("a".to_owned()),
+                id: weir_schema::BackendId("extra".to_owned()),
+            },
+            address: "127.0.0.1:9999".parse().unwrap(),
+            weight: 100,
+            backup: false,
+            owner: None,
+        };
+        desired
+            .apply_change(&Change::AddBackend(backend), None)
+            .unwrap();
+        let err = scoped_desired(&live, &desired, &scope("b", false)).unwrap_err();
+        assert!(
+            matches!(&err, OwnerError::HeldByOther { holder, .. } if holder.0 == "a"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unowned_resources_need_adopt() {
         let live = state(vec![Change::AddCluster(cluster("old", None))]);
         let desired = state(vec![Change::AddCluster(cluster("old", None))]);
         let referred = scoped_desired(&live, &desired, &scope("a", false)).unwrap();
-        assert_eq!(referred, live, "the same value is a reference, left un-owned");
+        assert_eq!(
+            referred, live,
+            "the same value is a reference, left un-owned"
+        );
         let mut tuned = cluster("old", None);
         tuned.connect_timeout = Some(std::time::Duration::from_secs(1));
         let changed = state(vec![Change::AddCluster(tuned)]);
