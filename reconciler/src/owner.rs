@@ -29,17 +29,20 @@ pub struct Scope {
 pub enum OwnerError {
     #[error("{resource} is owned by {holder}; {owner} cannot change it")]
     HeldByOther {
-        resource: ResourceRef,
+        resource: Box<ResourceRef>,
         holder: Owner,
         owner: Owner,
     },
     #[error("{resource} exists with no owner; give --adopt to let {owner} take it over")]
-    Unowned { resource: ResourceRef, owner: Owner },
+    Unowned {
+        resource: Box<ResourceRef>,
+        owner: Owner,
+    },
     #[error("{owner} cannot remove {resource}: {user} (owned by {user_owner}) still uses it")]
     StillUsed {
-        resource: ResourceRef,
+        resource: Box<ResourceRef>,
         owner: Owner,
-        user: ResourceRef,
+        user: Box<ResourceRef>,
         user_owner: String,
     },
 }
@@ -58,12 +61,12 @@ impl Scope {
         match live {
             _ if self.holds(live) => Ok(()),
             Some(holder) => Err(OwnerError::HeldByOther {
-                resource,
+                resource: Box::new(resource),
                 holder: holder.clone(),
                 owner: self.owner.clone(),
             }),
             None => Err(OwnerError::Unowned {
-                resource,
+                resource: Box::new(resource),
                 owner: self.owner.clone(),
             }),
         }
@@ -234,9 +237,9 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
 fn check_references(out: &State, scope: &Scope) -> Result<(), OwnerError> {
     let gone = |resource: ResourceRef, user: ResourceRef, user_owner: &Option<Owner>| {
         OwnerError::StillUsed {
-            resource,
+            resource: Box::new(resource),
             owner: scope.owner.clone(),
-            user,
+            user: Box::new(user),
             user_owner: owner_name(user_owner),
         }
     };

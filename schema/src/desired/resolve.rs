@@ -859,7 +859,7 @@ mod tests {
         );
         let bad = source("b.yaml", "clusters:\n  - id: shop\n");
         let files = [good, bad];
-        let resolved = resolve(&files, true, 0);
+        let resolved = resolve(&files, true, 0, None);
         assert_eq!(resolved.errors.len(), 1, "{:?}", resolved.errors);
         // The duplicate names where the first definition is, so both files are read.
         assert_eq!(
@@ -869,7 +869,7 @@ mod tests {
         assert!(files.iter().all(|f| f.positions.get().is_some()));
 
         let files = [source("c.yaml", "clusters:\n  - id: shop\n")];
-        let resolved = resolve(&files, true, 0);
+        let resolved = resolve(&files, true, 0, None);
         assert!(resolved.errors.is_empty(), "{:?}", resolved.errors);
         assert!(files[0].positions.get().is_none());
     }
