@@ -8,6 +8,7 @@
 //! so the diff removes it. Identity collisions and removals that would break another owner's
 //! references are refused here, before any plan exists, naming the owners and resources.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
 use weir_schema::model::ResourceRef;
@@ -76,11 +77,11 @@ impl Scope {
 /// Desired resources that are another owner's live ones, referred to rather than touched.
 #[derive(Default)]
 struct References {
-    listeners: Vec<SocketAddr>,
-    clusters: Vec<ClusterId>,
-    backends: Vec<BackendKey>,
-    certificates: Vec<Fingerprint>,
-    frontends: Vec<Frontend>,
+    listeners: BTreeSet<SocketAddr>,
+    clusters: BTreeSet<ClusterId>,
+    backends: BTreeSet<BackendKey>,
+    certificates: BTreeSet<Fingerprint>,
+    frontends: BTreeSet<Frontend>,
 }
 
 impl References {
@@ -121,7 +122,7 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
                 ..want.clone()
             } == *l;
             refs.check(same, scope, ResourceRef::Listener(*addr), &l.owner)?;
-            refs.listeners.push(*addr);
+            refs.listeners.insert(*addr);
         }
     }
     for (id, want) in &desired.clusters {
@@ -131,7 +132,7 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
                 ..want.clone()
             } == *c;
             refs.check(same, scope, ResourceRef::Cluster(id.clone()), &c.owner)?;
-            refs.clusters.push(id.clone());
+            refs.clusters.insert(id.clone());
         }
     }
     for (key, want) in &desired.backends {
@@ -141,25 +142,31 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
                 ..want.clone()
             } == *b;
             refs.check(same, scope, ResourceRef::Backend(key.clone()), &b.owner)?;
-            refs.backends.push(key.clone());
+            refs.backends.insert(key.clone());
+        } else if let Some(c) = live
+            .clusters
+            .get(&key.cluster)
+            .filter(|c| !scope.holds(&c.owner))
+        {
+            // A new backend in a cluster someone else holds would change where their routes
+            // send traffic.
+            scope.claim(ResourceRef::Cluster(key.cluster.clone()), &c.owner)?;
         }
     }
+    // A certificate's fingerprint is its whole content (the name is only an alias), and a
+    // frontend's identity its whole value: present live under another owner means shared.
     for fp in desired.certificates.keys() {
-        if let Some(c) = live.certificates.get(fp).filter(|c| !scope.holds(&c.owner)) {
-            // The fingerprint is the whole content; the name is only an alias.
-            refs.certificates.push(*fp);
-            let _ = c;
+        if let Some(c) = live.certificates.get(fp) {
+            if !scope.holds(&c.owner) {
+                refs.certificates.insert(*fp);
+            }
         }
     }
     for f in desired.frontends.keys() {
-        if let Some((live_f, _)) = live
-            .frontends
-            .get_key_value(f)
-            .filter(|(f, _)| !scope.holds(&f.owner))
-        {
-            // Equal identity is equal value for a frontend: a shared route, left to its owner.
-            let _ = live_f;
-            refs.frontends.push(f.clone());
+        if let Some((live_f, _)) = live.frontends.get_key_value(f) {
+            if !scope.holds(&live_f.owner) {
+                refs.frontends.insert(f.clone());
+            }
         }
     }
 
