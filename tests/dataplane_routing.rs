@@ -340,6 +340,7 @@ fn routes_change_under_a_running_request_loop_without_failures() {
     let mut c = client(&proxy);
     let listener = addr;
     let old = Frontend {
+        owner: None,
         listener,
         hostname: Some("app.test".into()),
         path: "/".into(),

@@ -382,6 +382,7 @@ fn a_certificate_whose_key_does_not_match_is_refused_before_any_worker_sees_it()
         expected_version: None,
         kind: Some(weir_schema::proto::request::Kind::AddCertificate(
             weir_schema::proto::Certificate {
+                owner: String::new(),
                 name: "b".into(),
                 certificate_pem: leaf.pem,
                 key_pem: other.key,

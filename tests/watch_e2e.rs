@@ -308,6 +308,7 @@ fn hand_made_route(proxy: &Proxy, listener: SocketAddr) {
     let mut client = Client::connect(&proxy.socket).unwrap();
     client
         .call(Command::Change(Change::AddFrontend(Frontend {
+            owner: None,
             listener,
             hostname: Some("rogue.test".into()),
             path: "/".into(),

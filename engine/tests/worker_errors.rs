@@ -110,6 +110,7 @@ fn lowered_body_limit_applies_to_an_open_keep_alive_connection() {
     assert_eq!(read_answer(&mut client).unwrap().status, 200);
 
     w.call(proto::request::Kind::UpdateListener(proto::Listener {
+        owner: String::new(),
         address: listener.to_string(),
         protocol: proto::ListenerProtocol::Http as i32,
         name: String::new(),

@@ -546,6 +546,7 @@ fn https_worker_with(
     let listener = w.add_listener_with(proto::ListenerProtocol::Https, settings);
     let made = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
     let certificate = proto::Certificate {
+        owner: String::new(),
         name: "a".into(),
         certificate_pem: made.cert.pem(),
         key_pem: made.key_pair.serialize_pem(),

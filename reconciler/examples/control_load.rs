@@ -58,6 +58,7 @@ fn main() -> ExitCode {
 
 fn backend(cluster: &str, id: &str, address: SocketAddr) -> Backend {
     Backend {
+        owner: None,
         key: BackendKey {
             cluster: ClusterId(cluster.to_owned()),
             id: BackendId(id.to_owned()),
@@ -146,6 +147,7 @@ fn pipeline(args: &[String]) -> Result<bool, Error> {
     frames.push(encode(
         0,
         Change::AddListener(Listener {
+            owner: None,
             address: listen,
             protocol: Protocol::Http,
             name: "web".into(),
@@ -163,6 +165,7 @@ fn pipeline(args: &[String]) -> Result<bool, Error> {
         frames.push(encode(
             n + 2,
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: listen,
                 hostname: Some(format!("{name}.example.com")),
                 path: "/".into(),

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use weir_schema::model::Resource;
-use weir_schema::{Backend, Cluster, Listener, State};
+use weir_schema::{Backend, Certificate, Cluster, Listener, State};
 
 use crate::address::{Address, Names};
 
@@ -160,8 +160,18 @@ fn compare_backend(a: &Backend, b: &Backend) -> Delta {
     }
 }
 
-/// Certificates and frontends are their whole identity: equal keys mean equal resources (a
-/// certificate's name is an alias, not content).
+/// A certificate is its whole identity (its name is an alias, not content); only its owner
+/// changes in place, by replacing it with itself (`ReplaceCertificate` to the same fingerprint).
+fn compare_certificate(a: &Certificate, b: &Certificate) -> Delta {
+    if a.owner == b.owner {
+        Delta::Same
+    } else {
+        Delta::InPlace
+    }
+}
+
+/// Frontends are their whole identity: equal keys mean equal resources. Their owner is left
+/// out: the protocol has no in-place frontend change to carry it (see `owner::scoped_desired`).
 fn compare_identity<V>(_: &V, _: &V) -> Delta {
     Delta::Same
 }
@@ -234,7 +244,11 @@ pub(crate) fn diff_with(live: &State, desired: &State, names: &Names) -> Vec<Res
     );
     collect(
         &mut out,
-        keyed_diff(&live.certificates, &desired.certificates, compare_identity),
+        keyed_diff(
+            &live.certificates,
+            &desired.certificates,
+            compare_certificate,
+        ),
         names,
         |_, c| Resource::Certificate(Box::new(c.clone())),
     );

@@ -25,6 +25,7 @@ pub mod client;
 pub mod diff;
 pub mod export;
 pub mod fleet_render;
+pub mod owner;
 pub mod plan;
 pub mod render;
 pub mod rollout;

@@ -329,6 +329,11 @@ fn update_change(r: &Resource) -> Change {
         Resource::Listener(l) => Change::UpdateListener(l.clone()),
         Resource::Cluster(c) => Change::UpdateCluster(c.clone()),
         Resource::Backend(b) => Change::UpdateBackend(b.clone()),
+        // Only its owner changes: the certificate replaces itself.
+        Resource::Certificate(c) => Change::ReplaceCertificate {
+            old: c.fingerprint,
+            new: c.clone(),
+        },
         // Never produced by the diff (see `phase_of`).
         other => add_change(other),
     }
@@ -552,6 +557,7 @@ fn frontends_on(live: &State, listener: SocketAddr) -> Vec<&Frontend> {
         cluster: ClusterId(String::new()),
         certificate: None,
         options: Default::default(),
+        owner: None,
     };
     live.frontends
         .range(first..)

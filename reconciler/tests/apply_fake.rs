@@ -159,6 +159,7 @@ fn apps(prefix: &str, n: usize) -> State {
     add(
         &mut s,
         Change::AddListener(Listener {
+            owner: None,
             address: listener(),
             protocol: Protocol::Http,
             name: "web".into(),
@@ -171,6 +172,7 @@ fn apps(prefix: &str, n: usize) -> State {
         add(
             &mut s,
             Change::AddBackend(Backend {
+                owner: None,
                 key: BackendKey {
                     cluster: ClusterId(id.clone()),
                     id: BackendId("b1".into()),
@@ -183,6 +185,7 @@ fn apps(prefix: &str, n: usize) -> State {
         add(
             &mut s,
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: listener(),
                 hostname: Some(format!("app-{i}.test")),
                 path: "/".into(),

@@ -121,6 +121,7 @@ fn build(spec: &Spec, all_certs: &[Certificate]) -> State {
             apply(
                 &mut s,
                 Change::AddListener(Listener {
+                    owner: None,
                     address,
                     protocol: PROTOCOLS[usize::from(*p)],
                     name: if *alias {
@@ -151,6 +152,7 @@ fn build(spec: &Spec, all_certs: &[Certificate]) -> State {
                 apply(
                     &mut s,
                     Change::AddBackend(Backend {
+                        owner: None,
                         key: BackendKey {
                             cluster: ClusterId(format!("c{ci}")),
                             id: BackendId(format!("b{bi}")),
@@ -189,6 +191,7 @@ fn build(spec: &Spec, all_certs: &[Certificate]) -> State {
         apply(
             &mut s,
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: address,
                 hostname,
                 path,

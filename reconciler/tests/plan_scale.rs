@@ -14,6 +14,7 @@ fn apps(n: usize, port_offset: u16) -> State {
     let listener: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
     s.apply_change(
         &Change::AddListener(Listener {
+            owner: None,
             address: listener,
             protocol: Protocol::Http,
             name: "web".into(),
@@ -29,6 +30,7 @@ fn apps(n: usize, port_offset: u16) -> State {
         let port = 10_000 + u16::try_from(i % 50_000).unwrap() + port_offset;
         s.apply_change(
             &Change::AddBackend(Backend {
+                owner: None,
                 key: BackendKey {
                     cluster: id.clone(),
                     id: BackendId("b1".into()),
@@ -42,6 +44,7 @@ fn apps(n: usize, port_offset: u16) -> State {
         .unwrap();
         s.apply_change(
             &Change::AddFrontend(Frontend {
+                owner: None,
                 listener,
                 hostname: Some(format!("app-{i:05}.example.com")),
                 path: "/".into(),

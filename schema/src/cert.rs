@@ -79,6 +79,8 @@ pub struct Certificate {
     /// `None` for a certificate read from a redacted state: it can be compared and listed, not
     /// served or re-added.
     pub key_pem: Option<PrivateKeyPem>,
+    /// Not part of the identity; see [`crate::model::Owner`].
+    pub owner: Option<crate::model::Owner>,
     /// The same chain as DER, leaf first.
     pub chain: Vec<CertificateDer<'static>>,
     /// The key ready for rustls, built once here so workers share the parsing; `None` exactly
@@ -88,7 +90,9 @@ pub struct Certificate {
 
 impl PartialEq for Certificate {
     fn eq(&self, other: &Self) -> bool {
-        self.fingerprint == other.fingerprint && self.name == other.name
+        self.fingerprint == other.fingerprint
+            && self.name == other.name
+            && self.owner == other.owner
     }
 }
 
@@ -102,6 +106,7 @@ impl fmt::Debug for Certificate {
             .field("dns_names", &self.dns_names)
             .field("not_after", &self.not_after)
             .field("has_key", &self.key_pem.is_some())
+            .field("owner", &self.owner)
             .finish_non_exhaustive()
     }
 }
@@ -166,6 +171,7 @@ impl Certificate {
             key_pem: None,
             chain,
             certified_key: None,
+            owner: None,
         })
     }
 

@@ -279,6 +279,8 @@ pub struct Listener {
     /// The alias desired-state files use for it; defaults to the address.
     pub name: String,
     pub settings: ListenerSettings,
+    /// The team whose `weir apply --owner` last set it (see [`Owner`]).
+    pub owner: Option<Owner>,
 }
 
 /// How a cluster spreads requests over its backends.
@@ -338,6 +340,7 @@ pub struct Cluster {
     pub health_check: Option<HealthCheck>,
     pub connect_timeout: Option<Duration>,
     pub response_timeout: Option<Duration>,
+    pub owner: Option<Owner>,
 }
 
 impl Cluster {
@@ -349,6 +352,7 @@ impl Cluster {
             health_check: None,
             connect_timeout: None,
             response_timeout: None,
+            owner: None,
         }
     }
 }
@@ -361,6 +365,7 @@ pub struct Backend {
     pub weight: u32,
     /// A backup backend gets traffic only when no primary backend of its cluster is up.
     pub backup: bool,
+    pub owner: Option<Owner>,
 }
 
 /// A route from a listener to a cluster. The whole value is the identity, so a frontend is
@@ -368,7 +373,10 @@ pub struct Backend {
 ///
 /// On http/https listeners `hostname` is `Some` (exact, or `*.example.com`) and `path` is a
 /// prefix starting with `/`. On tcp listeners `hostname` is `None` and `path` is `/`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// The owner is the one field outside the identity: `Eq`, `Ord` and `Hash` ignore it, so a
+/// frontend keeps its place (and its add sequence) when only its owner changes.
+#[derive(Debug, Clone)]
 pub struct Frontend {
     pub listener: SocketAddr,
     pub hostname: Option<String>,
@@ -378,6 +386,82 @@ pub struct Frontend {
     /// Part of the identity like every other field: changing an option is a new frontend
     /// added, then the old one removed (the newest wins meanwhile).
     pub options: FrontendOptions,
+    /// Not part of the identity (see the type's docs).
+    pub owner: Option<Owner>,
+}
+
+impl Frontend {
+    /// The fields that make the identity, in the order frontends sort by.
+    #[allow(clippy::type_complexity)]
+    fn identity(
+        &self,
+    ) -> (
+        &SocketAddr,
+        &Option<String>,
+        &String,
+        &ClusterId,
+        &Option<Fingerprint>,
+        &FrontendOptions,
+    ) {
+        (
+            &self.listener,
+            &self.hostname,
+            &self.path,
+            &self.cluster,
+            &self.certificate,
+            &self.options,
+        )
+    }
+}
+
+impl PartialEq for Frontend {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity() == other.identity()
+    }
+}
+
+impl Eq for Frontend {}
+
+impl PartialOrd for Frontend {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Frontend {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.identity().cmp(&other.identity())
+    }
+}
+
+impl std::hash::Hash for Frontend {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.identity().hash(state);
+    }
+}
+
+/// The team a resource belongs to: `weir apply --owner NAME` records it on every resource it
+/// creates or updates, and a plan with an owner touches only that owner's resources. Not part
+/// of any identity; on the wire an empty string means none.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Owner(pub String);
+
+impl Owner {
+    /// The owner an empty-or-not wire string names.
+    pub fn from_wire(s: &str) -> Option<Owner> {
+        (!s.is_empty()).then(|| Owner(s.to_owned()))
+    }
+
+    /// The wire string of an optional owner: empty for none.
+    pub fn to_wire(owner: &Option<Owner>) -> String {
+        owner.as_ref().map(|o| o.0.clone()).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// How an HTTP(S) frontend answers besides routing.

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::cert::Certificate;
 use crate::command::{Change, Command, PrivateKeys, Request};
 use crate::model::{
-    Backend, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, Listener, Protocol,
+    Backend, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, Listener, Owner, Protocol,
     TlsSettingsError,
 };
 use crate::proto;
@@ -544,11 +544,12 @@ impl State {
             backends: self.backends.values().map(Into::into).collect(),
             certificates: self
                 .certificates
-                .keys()
-                .map(|fp| proto::Certificate {
+                .iter()
+                .map(|(fp, c)| proto::Certificate {
                     name: fp.to_hex(),
                     certificate_pem: String::new(),
                     key_pem: String::new(),
+                    owner: Owner::to_wire(&c.owner),
                 })
                 .collect(),
             frontends: self.frontends.keys().map(Into::into).collect(),

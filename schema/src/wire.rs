@@ -14,7 +14,7 @@ use crate::command::{Change, Command, PrivateKeys, Request};
 use crate::model::{
     normalize_hostname, normalize_hsts, normalize_path, normalize_route_path, Backend, BackendId,
     BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions, HealthCheck, Listener,
-    ListenerSettings, LoadBalancing, Protocol, RouteError, TlsCipherSuite, TlsVersion,
+    ListenerSettings, LoadBalancing, Owner, Protocol, RouteError, TlsCipherSuite, TlsVersion,
     DEFAULT_WEIGHT,
 };
 use crate::proto;
@@ -143,6 +143,7 @@ impl TryFrom<&proto::Listener> for Listener {
                 cipher_suites,
                 default_certificate,
             },
+            owner: Owner::from_wire(&l.owner),
         })
     }
 }
@@ -176,6 +177,7 @@ impl From<&Listener> for proto::Listener {
                     .map(|fp| fp.to_hex())
                     .unwrap_or_default(),
             }),
+            owner: Owner::to_wire(&l.owner),
         }
     }
 }
@@ -233,6 +235,7 @@ impl TryFrom<&proto::Cluster> for Cluster {
             health_check,
             connect_timeout: ms(c.connect_timeout_ms),
             response_timeout: ms(c.response_timeout_ms),
+            owner: Owner::from_wire(&c.owner),
         })
     }
 }
@@ -251,6 +254,7 @@ impl From<&Cluster> for proto::Cluster {
             }),
             connect_timeout_ms: to_ms(c.connect_timeout),
             response_timeout_ms: to_ms(c.response_timeout),
+            owner: Owner::to_wire(&c.owner),
         }
     }
 }
@@ -276,6 +280,7 @@ impl TryFrom<&proto::Backend> for Backend {
             address: address("address", &b.address)?,
             weight,
             backup: b.backup,
+            owner: Owner::from_wire(&b.owner),
         })
     }
 }
@@ -288,6 +293,7 @@ impl From<&Backend> for proto::Backend {
             address: b.address.to_string(),
             weight: Some(b.weight),
             backup: b.backup,
+            owner: Owner::to_wire(&b.owner),
         }
     }
 }
@@ -319,6 +325,7 @@ impl TryFrom<&proto::Frontend> for Frontend {
                     Some(normalize_hsts(&f.hsts)?)
                 },
             },
+            owner: Owner::from_wire(&f.owner),
         })
     }
 }
@@ -333,6 +340,7 @@ impl From<&Frontend> for proto::Frontend {
             certificate: f.certificate.map(|fp| fp.to_hex()).unwrap_or_default(),
             redirect_https: f.options.redirect_https,
             hsts: f.options.hsts.clone().unwrap_or_default(),
+            owner: Owner::to_wire(&f.owner),
         }
     }
 }
@@ -343,18 +351,18 @@ impl From<&Frontend> for proto::Frontend {
 impl TryFrom<&proto::Certificate> for Certificate {
     type Error = WireError;
     fn try_from(c: &proto::Certificate) -> Result<Self, WireError> {
-        Ok(Certificate::from_pem(
-            &c.name,
-            &c.certificate_pem,
-            &c.key_pem,
-        )?)
+        let mut cert = Certificate::from_pem(&c.name, &c.certificate_pem, &c.key_pem)?;
+        cert.owner = Owner::from_wire(&c.owner);
+        Ok(cert)
     }
 }
 
 /// A certificate listed in a state snapshot: without a key when the answer was redacted.
 pub fn certificate_from_snapshot(c: &proto::Certificate) -> Result<Certificate, WireError> {
     if c.key_pem.is_empty() {
-        Ok(Certificate::public_from_pem(&c.name, &c.certificate_pem)?)
+        let mut cert = Certificate::public_from_pem(&c.name, &c.certificate_pem)?;
+        cert.owner = Owner::from_wire(&c.owner);
+        Ok(cert)
     } else {
         Ok(c.try_into()?)
     }
@@ -377,6 +385,7 @@ pub fn certificate_to_wire(c: &Certificate, keys: PrivateKeys) -> proto::Certifi
         name: c.name.clone(),
         certificate_pem: c.certificate_pem.clone(),
         key_pem,
+        owner: Owner::to_wire(&c.owner),
     }
 }
 
@@ -385,6 +394,7 @@ impl fmt::Debug for proto::Certificate {
         f.debug_struct("Certificate")
             .field("name", &self.name)
             .field("certificate_pem", &self.certificate_pem)
+            .field("owner", &self.owner)
             .field(
                 "key_pem",
                 &if self.key_pem.is_empty() {

@@ -24,6 +24,7 @@ fn tls_frontend(host: &str, fp: Fingerprint) -> Frontend {
 
 fn tcp_frontend() -> Frontend {
     Frontend {
+        owner: None,
         listener: addr(TCP),
         hostname: None,
         path: "/".to_owned(),
@@ -384,6 +385,7 @@ fn add_certificate_from_wire(cert_pem: &str, key_pem: &str) -> Result<Request, W
         id: "c".into(),
         expected_version: None,
         kind: Some(proto::request::Kind::AddCertificate(proto::Certificate {
+            owner: String::new(),
             name: "c".into(),
             certificate_pem: cert_pem.into(),
             key_pem: key_pem.into(),

@@ -21,7 +21,7 @@ use weir_reconciler::render::{self, TextOptions};
 use weir_reconciler::{saved_plan, ApplyError, ApplyEvent, ApplyObserver, Plan};
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 
-use super::plan::{color_wanted, load_desired, parse_targets, refuse_unknown_targets};
+use super::plan::{color_wanted, parse_targets, refuse_unknown_targets};
 use super::{exit, SocketsArg};
 
 #[derive(Debug, clap::Args)]
@@ -47,6 +47,8 @@ pub struct ApplyArgs {
     pub no_color: bool,
     #[command(flatten)]
     pub rollout: super::rollout::RolloutArgs,
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
 }
 
 /// A drain deadline, in the one duration syntax (`weir_schema::duration`). Zero is refused:
@@ -64,6 +66,9 @@ fn parse_drain_timeout(s: &str) -> Result<Duration, String> {
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
     if args.socket.several() {
+        if args.owner.owner.is_some() {
+            anyhow::bail!("--owner applies to one proxy at a time: give one --socket");
+        }
         return super::rollout::apply_many(&args);
     }
     let mut client = Client::connect(&args.socket.path())?;
@@ -99,8 +104,8 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<u8> {
         }
     } else {
         let targets = parse_targets(&args.targets)?;
-        let desired = load_desired(&args.path)?;
         let live = client.query_state()?;
+        let desired = args.owner.desired(&args.path, &live)?;
         refuse_unknown_targets(&targets, &live, &desired)?;
         let mut plan = weir_reconciler::plan(&live, &desired, &targets);
         plan.set_drain_timeout(args.drain_timeout);

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use weir_reconciler::client::Client;
 use weir_reconciler::export::{self, Format, Options, Split};
+use weir_reconciler::owner::owned_by;
+use weir_schema::Owner;
 
 use super::plan::load_desired;
 use super::{exit, SocketArg};
@@ -43,6 +45,10 @@ pub struct ExportArgs {
     /// Also write the certificates' private keys (files of mode 0600)
     #[arg(long)]
     pub with_keys: bool,
+    /// Export only this owner's resources (what `weir plan --owner NAME` compares); what they
+    /// use of other owners is named, not written
+    #[arg(long, value_name = "NAME")]
+    pub owner: Option<String>,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
@@ -62,6 +68,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
             };
             (state, format!("proxy {}", socket.display()))
         }
+    };
+    let state = match &args.owner {
+        Some(name) => owned_by(&state, &Owner(name.clone())),
+        None => state,
     };
     let options = Options {
         format: match args.format {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod apply;
 mod demo;
 mod export;
+mod owner;
 mod plan;
 mod proxy;
 mod rollout;

@@ -40,12 +40,17 @@ pub struct PlanArgs {
     /// No colours, even on a terminal
     #[arg(long)]
     pub no_color: bool,
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
 }
 
 pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
     let targets = parse_targets(&args.targets)?;
-    let desired = load_desired(&args.path)?;
     if args.socket.several() && args.from_state.is_none() {
+        if args.owner.owner.is_some() {
+            anyhow::bail!("--owner plans one proxy at a time: give one --socket");
+        }
+        let desired = load_desired(&args.path)?;
         return super::rollout::plan_many(&args, &desired, &targets);
     }
     let mut live_connections = Default::default();
@@ -58,6 +63,7 @@ pub fn run(args: PlanArgs) -> anyhow::Result<u8> {
             .insert(Client::connect(&args.socket.path())?)
             .query_state()?,
     };
+    let desired = args.owner.desired(&args.path, &live)?;
     refuse_unknown_targets(&targets, &live, &desired)?;
     let plan = weir_reconciler::plan(&live, &desired, &targets);
     // Connection counts are a courtesy shown next to backends that will drain: asked for only

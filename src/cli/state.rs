@@ -131,6 +131,7 @@ fn restore(file: PathBuf, socket: SocketArg) -> anyhow::Result<u8> {
         drain_timeout: None,
         no_color: false,
         rollout: Default::default(),
+        owner: Default::default(),
     })
 }
 
@@ -145,6 +146,7 @@ fn state_json(state: &State) -> Value {
             "tls_versions": l.settings.tls_versions.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
             "cipher_suites": l.settings.cipher_suites.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
             "default_certificate": l.settings.default_certificate.map(|fp| fp.to_hex()),
+            "owner": owner_json(&l.owner),
         })).collect::<Vec<_>>(),
         "clusters": state.clusters.values().map(|c| json!({
             "id": c.id.0,
@@ -154,7 +156,9 @@ fn state_json(state: &State) -> Value {
                 "address": b.address.to_string(),
                 "weight": b.weight,
                 "backup": b.backup,
+                "owner": owner_json(&b.owner),
             })).collect::<Vec<_>>(),
+            "owner": owner_json(&c.owner),
         })).collect::<Vec<_>>(),
         "frontends": state.frontends_in_order().into_iter().map(|f| json!({
             "listener": f.listener.to_string(),
@@ -164,13 +168,27 @@ fn state_json(state: &State) -> Value {
             "certificate": f.certificate.map(|fp| fp.to_hex()),
             "redirect_https": f.options.redirect_https,
             "hsts": f.options.hsts,
+            "owner": owner_json(&f.owner),
         })).collect::<Vec<_>>(),
         // Fingerprints and names only: a certificate's key never leaves the proxy through here.
         "certificates": state.certificates.values().map(|c| json!({
             "fingerprint": c.fingerprint.to_hex(),
             "name": c.name,
+            "owner": owner_json(&c.owner),
         })).collect::<Vec<_>>(),
     })
+}
+
+fn owner_json(owner: &Option<weir_schema::Owner>) -> Option<&str> {
+    owner.as_ref().map(|o| o.0.as_str())
+}
+
+/// ` [owner NAME]`, or nothing for a resource with no owner.
+fn owner_text(owner: &Option<weir_schema::Owner>) -> String {
+    owner
+        .as_ref()
+        .map(|o| format!(" [owner {o}]"))
+        .unwrap_or_default()
 }
 
 fn state_summary(state: &State) -> String {
@@ -189,31 +207,48 @@ fn state_summary(state: &State) -> String {
         counts.listeners, counts.clusters, counts.backends, counts.frontends, counts.certificates
     );
     for l in state.listeners.values() {
-        let _ = writeln!(out, "listener {} {} ({})", l.address, l.protocol, l.name);
+        let _ = writeln!(
+            out,
+            "listener {} {} ({}){}",
+            l.address,
+            l.protocol,
+            l.name,
+            owner_text(&l.owner)
+        );
     }
     for c in state.clusters.values() {
-        let _ = writeln!(out, "cluster {}", c.id);
+        let _ = writeln!(out, "cluster {}{}", c.id, owner_text(&c.owner));
         for b in state.backends_of(&c.id) {
             let backup = if b.backup { " backup" } else { "" };
             let _ = writeln!(
                 out,
-                "  backend {} {} weight {}{backup}",
-                b.key.id, b.address, b.weight
+                "  backend {} {} weight {}{backup}{}",
+                b.key.id,
+                b.address,
+                b.weight,
+                owner_text(&b.owner)
             );
         }
     }
     for f in state.frontends_in_order() {
         let _ = writeln!(
             out,
-            "frontend {} {}{} -> {}",
+            "frontend {} {}{} -> {}{}",
             f.listener,
             f.hostname.as_deref().unwrap_or("*"),
             f.path,
-            f.cluster
+            f.cluster,
+            owner_text(&f.owner)
         );
     }
     for c in state.certificates.values() {
-        let _ = writeln!(out, "certificate {} ({})", c.fingerprint, c.name);
+        let _ = writeln!(
+            out,
+            "certificate {} ({}){}",
+            c.fingerprint,
+            c.name,
+            owner_text(&c.owner)
+        );
     }
     out
 }

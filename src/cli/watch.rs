@@ -47,6 +47,8 @@ pub struct WatchOptions {
     /// Print one JSON object per line instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub owner: super::owner::OwnerArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -109,6 +111,7 @@ pub fn watch_until_stopped(
             DriftMode::Correct => OnDrift::Correct,
             DriftMode::Report => OnDrift::Report,
         },
+        scope: options.owner.scope(),
     };
     let printer = Printer {
         json: options.json,

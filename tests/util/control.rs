@@ -51,6 +51,7 @@ pub fn add_cluster(id: &str) -> Change {
 
 pub fn add_backend(cluster: &str, id: &str, address: SocketAddr) -> Change {
     Change::AddBackend(Backend {
+        owner: None,
         key: backend_key(cluster, id),
         address,
         weight: 100,
@@ -67,6 +68,7 @@ pub fn backend_key(cluster: &str, id: &str) -> BackendKey {
 
 pub fn add_http_listener(address: SocketAddr) -> Change {
     Change::AddListener(Listener {
+        owner: None,
         address,
         protocol: Protocol::Http,
         name: address.to_string(),
@@ -76,6 +78,7 @@ pub fn add_http_listener(address: SocketAddr) -> Change {
 
 pub fn add_frontend(listener: SocketAddr, host: &str, cluster: &str) -> Change {
     Change::AddFrontend(Frontend {
+        owner: None,
         listener,
         hostname: Some(host.into()),
         path: "/".into(),

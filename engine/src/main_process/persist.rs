@@ -99,6 +99,7 @@ mod tests {
         state
             .apply_change(
                 &Change::AddCluster(Cluster {
+                    owner: None,
                     id: ClusterId("shop".into()),
                     load_balancing: LoadBalancing::RoundRobin,
                     health_check: None,

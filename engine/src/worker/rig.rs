@@ -86,6 +86,7 @@ impl Rig {
         cx.upstream.add_cluster(&Cluster::new("app"));
         for (i, &address) in backends.iter().enumerate() {
             let backend = Backend {
+                owner: None,
                 key: BackendKey {
                     cluster: cluster_id.clone(),
                     id: BackendId(format!("b{i}")),

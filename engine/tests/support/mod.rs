@@ -116,6 +116,7 @@ impl TestWorker {
         let socket = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = socket.local_addr().expect("addr");
         let request = self.request(Kind::AddListener(proto::Listener {
+            owner: String::new(),
             address: addr.to_string(),
             protocol: protocol as i32,
             name: String::new(),
@@ -163,6 +164,7 @@ impl TestWorker {
         backup: bool,
     ) {
         self.call(Kind::AddBackend(proto::Backend {
+            owner: String::new(),
             cluster_id: cluster.to_owned(),
             id: id.to_owned(),
             address: addr.to_string(),

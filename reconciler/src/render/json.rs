@@ -412,6 +412,7 @@ mod tests {
         let http = "127.0.0.1:18001".parse().unwrap();
         let https = "127.0.0.1:18002".parse().unwrap();
         let backend = |id: &str, port: u16| Backend {
+            owner: None,
             key: BackendKey {
                 cluster: ClusterId("shop".into()),
                 id: BackendId(id.into()),
@@ -429,6 +430,7 @@ mod tests {
         };
         let live = build(vec![
             Change::AddListener(Listener {
+                owner: None,
                 address: http,
                 protocol: Protocol::Http,
                 name: "web".into(),
@@ -437,6 +439,7 @@ mod tests {
             Change::AddCluster(Cluster::new("shop")),
             Change::AddBackend(backend("blue", 19001)),
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: http,
                 hostname: Some("shop.test".into()),
                 path: "/".into(),
@@ -458,6 +461,7 @@ mod tests {
         green.backup = true;
         let desired = build(vec![
             Change::AddListener(Listener {
+                owner: None,
                 address: http,
                 protocol: Protocol::Http,
                 name: "web".into(),
@@ -469,6 +473,7 @@ mod tests {
                 },
             }),
             Change::AddListener(Listener {
+                owner: None,
                 address: https,
                 protocol: Protocol::Https,
                 name: "secure".into(),
@@ -481,6 +486,7 @@ mod tests {
             Change::AddCluster(cluster),
             Change::AddBackend(green),
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: http,
                 hostname: Some("shop.test".into()),
                 path: "/".into(),
@@ -489,6 +495,7 @@ mod tests {
                 options: Default::default(),
             }),
             Change::AddFrontend(Frontend {
+                owner: None,
                 listener: https,
                 hostname: Some("shop.test".into()),
                 path: "/api".into(),

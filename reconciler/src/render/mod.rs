@@ -41,6 +41,25 @@ fn duration(d: Option<Duration>) -> Value {
 
 /// A resource's attributes, by name, as JSON values (`null` for "the default").
 pub fn attributes(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
+    let mut attrs = settings(r, names);
+    // Only when set, so plans made without owners read as they always did.
+    if let Some(owner) = owner_of(r) {
+        attrs.push(("owner", json!(owner.0)));
+    }
+    attrs
+}
+
+fn owner_of(r: &Resource) -> Option<&weir_schema::Owner> {
+    match r {
+        Resource::Listener(l) => l.owner.as_ref(),
+        Resource::Cluster(c) => c.owner.as_ref(),
+        Resource::Backend(b) => b.owner.as_ref(),
+        Resource::Certificate(c) => c.owner.as_ref(),
+        Resource::Frontend(f) => f.owner.as_ref(),
+    }
+}
+
+fn settings(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
     match r {
         Resource::Listener(l) => vec![
             ("address", json!(l.address.to_string())),

@@ -5,9 +5,13 @@
 //! fingerprint the proxy had after the last apply (what drift is measured against), and
 //! whether a retry is owed (an apply failed or the proxy was unreachable).
 
+use std::borrow::Cow;
 use std::time::Instant;
 
+use weir_schema::desired::{LoadError, LoadErrors};
 use weir_schema::{Fingerprint, State};
+
+use crate::owner::{scoped_desired, Scope};
 
 use super::debounce::{is_ignored, Debouncer};
 use super::{Config, DesiredSource, Event, OnDrift, Proxy, Report, Trigger};
@@ -118,7 +122,22 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
 
     /// Loads the desired files and, if they are good, makes the proxy match them.
     fn reconcile(&mut self, trigger: Trigger, reports: &mut Vec<Report>) {
-        match self.source.load() {
+        let loaded = if let Some(scope) = &self.config.scope {
+            // The files may name another owner's resources: they load against the live state,
+            // and are checked against the scope at once, so a refusal reads like a load error.
+            let Some(live) = reached(self.proxy.state(), &mut self.retry, reports) else {
+                return;
+            };
+            self.source.load_against(&live).and_then(|files| {
+                match scoped(&live, &files, Some(scope)) {
+                    Ok(_) => Ok(files),
+                    Err(errors) => Err(errors),
+                }
+            })
+        } else {
+            self.source.load()
+        };
+        match loaded {
             Ok(desired) => {
                 if std::mem::take(&mut self.invalid) {
                     reports.push(Report::Valid);
@@ -144,7 +163,15 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
         let Some(live) = reached(self.proxy.state(), &mut self.retry, reports) else {
             return;
         };
-        let planned = self.proxy.plan(&live, desired);
+        let desired = match scoped(&live, desired, self.config.scope.as_ref()) {
+            Ok(desired) => desired,
+            Err(errors) => {
+                self.invalid = true;
+                reports.push(Report::Invalid { errors });
+                return;
+            }
+        };
+        let planned = self.proxy.plan(&live, &desired);
         let target = desired.fingerprint();
         if planned.is_empty {
             self.retry = false;
@@ -195,7 +222,14 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
         let Some(live) = reached(self.proxy.state(), &mut self.retry, reports) else {
             return;
         };
-        let planned = self.proxy.plan(&live, desired);
+        let desired = match scoped(&live, desired, self.config.scope.as_ref()) {
+            Ok(desired) => desired,
+            Err(errors) => {
+                reports.push(Report::Invalid { errors });
+                return;
+            }
+        };
+        let planned = self.proxy.plan(&live, &desired);
         if planned.is_empty {
             // Same content under another fingerprint (nothing a plan would change): adopt it.
             self.applied = Some(live_fp);
@@ -211,6 +245,27 @@ impl<S: DesiredSource, P: Proxy> WatchLoop<S, P> {
             self.reported_drift = Some(live_fp);
         }
     }
+}
+
+/// What the loop plans to from `live`: the files themselves, or with a scope the scoped desired
+/// state, whose refusal (another owner's resource touched) is reported like a load error.
+fn scoped<'a>(
+    live: &State,
+    files: &'a State,
+    scope: Option<&Scope>,
+) -> Result<Cow<'a, State>, LoadErrors> {
+    let Some(scope) = scope else {
+        return Ok(Cow::Borrowed(files));
+    };
+    scoped_desired(live, files, scope)
+        .map(Cow::Owned)
+        .map_err(|e| {
+            LoadErrors(vec![LoadError {
+                location: None,
+                field: None,
+                message: e.to_string(),
+            }])
+        })
 }
 
 /// The value of an answer from the proxy; an unreachable proxy is reported and the work it
@@ -320,6 +375,7 @@ mod tests {
             max_delay: ms(2000),
             drift_interval: Some(ms(10_000)),
             on_drift,
+            scope: None,
         }
     }
 
@@ -381,6 +437,62 @@ mod tests {
             field: Some("clusters[0].id".into()),
             message: "expected a string".into(),
         }])
+    }
+
+    #[test]
+    fn a_scoped_watch_keeps_other_owners_resources_and_reports_a_refusal() {
+        let owned = |id: &str, owner: &str| Cluster {
+            owner: Some(weir_schema::Owner(owner.into())),
+            ..Cluster::new(id)
+        };
+        let mut live = State::new();
+        live.apply_change(&Change::AddCluster(owned("base", "platform")), None)
+            .unwrap();
+        let files: Files = Rc::new(RefCell::new(Ok(state_with_clusters(&["app"]))));
+        let mut cfg = config(OnDrift::Correct);
+        cfg.scope = Some(Scope {
+            owner: weir_schema::Owner("team".into()),
+            adopt: false,
+        });
+        let proxy = FakeProxy {
+            live,
+            ..FakeProxy::default()
+        };
+        let mut w = WatchLoop::new(cfg, FakeSource(files.clone()), proxy);
+        let t0 = Instant::now();
+        assert_eq!(applied(&w.start(t0)), 1);
+        let live = &w.proxy_mut().live;
+        assert_eq!(
+            live.clusters[&ClusterId("base".into())],
+            owned("base", "platform")
+        );
+        assert_eq!(
+            live.clusters[&ClusterId("app".into())],
+            owned("app", "team")
+        );
+
+        // The team's files now change the platform's cluster: refused, nothing applied.
+        let mut tuned = Cluster::new("base");
+        tuned.connect_timeout = Some(ms(500));
+        let mut next = state_with_clusters(&["app"]);
+        next.apply_change(&Change::AddCluster(tuned), None).unwrap();
+        *files.borrow_mut() = Ok(next);
+        let reports = drive(&mut w, t0, vec![(0, changed("base.yaml"))], 1_000);
+        assert_eq!(applied(&reports), 0);
+        let refused = reports.iter().find_map(|r| match r {
+            Report::Invalid { errors } => Some(errors.to_string()),
+            _ => None,
+        });
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("owned by platform")),
+            "{reports:?}"
+        );
+        assert_eq!(
+            w.proxy_mut().live.clusters[&ClusterId("base".into())],
+            owned("base", "platform")
+        );
     }
 
     #[test]

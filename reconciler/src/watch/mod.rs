@@ -66,6 +66,9 @@ pub struct Config {
     /// How often to check for drift; `None` never checks.
     pub drift_interval: Option<Duration>,
     pub on_drift: OnDrift,
+    /// With an owner (`weir watch --owner`), the files are that owner's: the loop plans to the
+    /// scoped desired state ([`crate::owner`]) computed against each live state it reads.
+    pub scope: Option<crate::owner::Scope>,
 }
 
 /// Why a reconcile ran.
@@ -118,6 +121,12 @@ pub trait Proxy {
 /// Where desired state comes from: the directory on disk, or a fake in tests.
 pub trait DesiredSource {
     fn load(&mut self) -> Result<State, LoadErrors>;
+    /// Loads with the live state at hand, for an ownership scope: the files may name another
+    /// owner's listener, cluster or certificate without defining it.
+    fn load_against(&mut self, live: &State) -> Result<State, LoadErrors> {
+        let _ = live;
+        self.load()
+    }
 }
 
 /// Loads desired state from a path with [`weir_schema::desired::load`].
@@ -127,6 +136,10 @@ pub struct DirSource(pub PathBuf);
 impl DesiredSource for DirSource {
     fn load(&mut self) -> Result<State, LoadErrors> {
         weir_schema::desired::load(&self.0).map(|d| d.state)
+    }
+
+    fn load_against(&mut self, live: &State) -> Result<State, LoadErrors> {
+        weir_schema::desired::load_with_live(&self.0, live).map(|d| d.state)
     }
 }
 

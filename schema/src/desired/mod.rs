@@ -200,6 +200,20 @@ pub fn load(path: &Path) -> Result<Desired, LoadErrors> {
 /// [`load`] with the current time given (seconds since the Unix epoch), which decides the
 /// certificate expiry warnings; tests use it to stand at a chosen date.
 pub fn load_at(path: &Path, now: i64) -> Result<Desired, LoadErrors> {
+    load_inner(path, now, None)
+}
+
+/// [`load`] for a plan with an ownership scope: a listener, cluster or certificate the files
+/// name but do not define is taken from `live` when it exists there (another team's, say),
+/// as it is live. A saved state file is loaded as it is.
+pub fn load_with_live(path: &Path, live: &State) -> Result<Desired, LoadErrors> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    load_inner(path, now, Some(live))
+}
+
+fn load_inner(path: &Path, now: i64, live: Option<&State>) -> Result<Desired, LoadErrors> {
     let unplaced = |message: String| {
         LoadErrors(vec![LoadError {
             location: None,
@@ -271,7 +285,7 @@ pub fn load_at(path: &Path, now: i64) -> Result<Desired, LoadErrors> {
 
     // With a file unparsed, a reference to something it defines would look unknown.
     let complete = errors.is_empty();
-    let resolved = resolve::resolve(&sources, complete, now);
+    let resolved = resolve::resolve(&sources, complete, now, live);
     errors.extend(resolved.errors);
     if !errors.is_empty() {
         // Stable and readable: by file, line and column (unplaced problems first).

@@ -146,9 +146,15 @@ pub(crate) struct Resolved {
 
 /// Builds the state. `complete` is false when some file did not parse: references to unknown
 /// names are then not reported, since the missing file may define them.
-pub(crate) fn resolve(files: &[SourceFile], complete: bool, now: i64) -> Resolved {
+pub(crate) fn resolve(
+    files: &[SourceFile],
+    complete: bool,
+    now: i64,
+    live: Option<&State>,
+) -> Resolved {
     let mut r = Resolver {
         files,
+        live,
         complete,
         now,
         state: State::new(),
@@ -221,6 +227,9 @@ struct CertEntry {
 
 struct Resolver<'a> {
     files: &'a [SourceFile],
+    /// The proxy's state, when references may name its resources (`weir plan --owner`): a
+    /// listener, cluster or certificate another team owns is used, not defined, by these files.
+    live: Option<&'a State>,
     complete: bool,
     now: i64,
     state: State,
@@ -389,6 +398,7 @@ impl Resolver<'_> {
             return;
         }
         let listener = Listener {
+            owner: None,
             address,
             protocol,
             name: name.clone(),
@@ -455,6 +465,7 @@ impl Resolver<'_> {
             .as_ref()
             .and_then(|h| self.health_check(f, path.within(Within::HealthCheck), h));
         let cluster = Cluster {
+            owner: None,
             id: id.clone(),
             load_balancing: doc.load_balancing.map(Into::into).unwrap_or_default(),
             health_check,
@@ -566,6 +577,7 @@ impl Resolver<'_> {
             demo = false;
         }
         let backend = Backend {
+            owner: None,
             key: key.clone(),
             address,
             weight: doc.weight.filter(|w| *w > 0).unwrap_or(DEFAULT_WEIGHT),
@@ -584,7 +596,8 @@ impl Resolver<'_> {
     fn frontend(&mut self, f: usize, path: Field, doc: &FrontendDoc) {
         let listener = self.find_listener(f, path.field("listener"), &doc.listener);
         let cluster = ClusterId(doc.cluster.trim().to_owned());
-        let cluster_ok = self.state.clusters.contains_key(&cluster);
+        let cluster_ok =
+            self.state.clusters.contains_key(&cluster) || self.borrow_cluster(&cluster);
         if !cluster_ok
             && self.complete
             && !self.broken.contains(&Broken::Cluster(cluster.0.clone()))
@@ -640,6 +653,7 @@ impl Resolver<'_> {
             return;
         };
         let frontend = Frontend {
+            owner: None,
             listener,
             hostname,
             path: route_path,
@@ -710,11 +724,60 @@ impl Resolver<'_> {
                 return Some(address);
             }
         }
+        if let Some(address) = self.borrow_listener(name) {
+            return Some(address);
+        }
         if self.complete && !self.broken.contains(&Broken::Listener(name.to_owned())) {
             let known = known("listeners", self.listener_names.keys().map(String::as_str));
             self.error(f, path, format!("unknown listener {name:?} ({known})"));
         }
         None
+    }
+}
+
+impl Resolver<'_> {
+    /// A live listener named `name` (or at that address), copied into the desired state as it
+    /// is live, owner included, so an ownership scope sees a reference and leaves it alone.
+    fn borrow_listener(&mut self, name: &str) -> Option<SocketAddr> {
+        let live = self.live?;
+        let by_address = name.parse::<SocketAddr>().ok();
+        let l = live
+            .listeners
+            .values()
+            .find(|l| l.name == name || Some(l.address) == by_address)?;
+        if !self.state.listeners.contains_key(&l.address) {
+            self.state
+                .apply_change(&Change::AddListener(l.clone()), None)
+                .ok()?;
+        }
+        Some(l.address)
+    }
+
+    /// A live cluster, copied as [`Resolver::borrow_listener`] copies a listener (without its
+    /// backends: a frontend needs only the cluster).
+    fn borrow_cluster(&mut self, id: &ClusterId) -> bool {
+        let Some(c) = self.live.and_then(|live| live.clusters.get(id)) else {
+            return false;
+        };
+        self.state
+            .apply_change(&Change::AddCluster(c.clone()), None)
+            .is_ok()
+    }
+
+    /// A live certificate by its alias or its hex fingerprint, copied likewise.
+    pub(super) fn borrow_certificate(&mut self, name: &str) -> Option<Fingerprint> {
+        let live = self.live?;
+        let by_fingerprint = Fingerprint::from_hex(name);
+        let c = live
+            .certificates
+            .values()
+            .find(|c| c.name == name || Some(c.fingerprint) == by_fingerprint)?;
+        if !self.state.certificates.contains_key(&c.fingerprint) {
+            self.state
+                .apply_change(&Change::AddCertificate(Box::new(c.clone())), None)
+                .ok()?;
+        }
+        Some(c.fingerprint)
     }
 }
 
@@ -796,7 +859,7 @@ mod tests {
         );
         let bad = source("b.yaml", "clusters:\n  - id: shop\n");
         let files = [good, bad];
-        let resolved = resolve(&files, true, 0);
+        let resolved = resolve(&files, true, 0, None);
         assert_eq!(resolved.errors.len(), 1, "{:?}", resolved.errors);
         // The duplicate names where the first definition is, so both files are read.
         assert_eq!(
@@ -806,7 +869,7 @@ mod tests {
         assert!(files.iter().all(|f| f.positions.get().is_some()));
 
         let files = [source("c.yaml", "clusters:\n  - id: shop\n")];
-        let resolved = resolve(&files, true, 0);
+        let resolved = resolve(&files, true, 0, None);
         assert!(resolved.errors.is_empty(), "{:?}", resolved.errors);
         assert!(files[0].positions.get().is_none());
     }

@@ -33,6 +33,7 @@ pub fn cert_b() -> Certificate {
 
 pub fn listener(address: &str, protocol: Protocol) -> Listener {
     Listener {
+        owner: None,
         address: addr(address),
         protocol,
         name: address.to_owned(),
@@ -43,6 +44,7 @@ pub fn listener(address: &str, protocol: Protocol) -> Listener {
 /// A listener with every setting given.
 pub fn tuned_listener() -> Listener {
     Listener {
+        owner: None,
         address: addr("127.0.0.1:8443"),
         protocol: Protocol::Https,
         name: "tls".to_owned(),
@@ -77,6 +79,7 @@ pub fn cluster(id: &str) -> Cluster {
 /// A cluster with every setting given.
 pub fn tuned_cluster(id: &str) -> Cluster {
     Cluster {
+        owner: None,
         id: ClusterId(id.to_owned()),
         load_balancing: LoadBalancing::PowerOfTwo,
         health_check: Some(HealthCheck {
@@ -100,6 +103,7 @@ pub fn key(cluster: &str, id: &str) -> BackendKey {
 
 pub fn backend(cluster: &str, id: &str, address: &str) -> Backend {
     Backend {
+        owner: None,
         key: key(cluster, id),
         address: addr(address),
         weight: 100,
@@ -109,6 +113,7 @@ pub fn backend(cluster: &str, id: &str, address: &str) -> Backend {
 
 pub fn http_frontend(listener: &str, host: &str, path: &str, cluster: &str) -> Frontend {
     Frontend {
+        owner: None,
         listener: addr(listener),
         hostname: Some(host.to_owned()),
         path: path.to_owned(),

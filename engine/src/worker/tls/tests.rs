@@ -33,6 +33,7 @@ fn certificate(name: &str, dns: &[&str]) -> Certificate {
 
 fn frontend(listener: SocketAddr, host: &str, cert: &Certificate) -> Frontend {
     Frontend {
+        owner: None,
         listener,
         hostname: Some(host.into()),
         path: "/".into(),
@@ -44,6 +45,7 @@ fn frontend(listener: SocketAddr, host: &str, cert: &Certificate) -> Frontend {
 
 fn https(address: SocketAddr, settings: ListenerSettings) -> Listener {
     Listener {
+        owner: None,
         address,
         protocol: Protocol::Https,
         name: "tls".into(),

@@ -132,6 +132,9 @@ impl Resolver<'_> {
         if let Some(entry) = self.certificate_names.get(name) {
             return Some(entry.fingerprint);
         }
+        if let Some(fingerprint) = self.borrow_certificate(name) {
+            return Some(fingerprint);
+        }
         if self.complete && !self.broken.contains(&Broken::Certificate(name.to_owned())) {
             let known = known(
                 "certificates",
