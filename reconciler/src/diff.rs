@@ -275,6 +275,7 @@ mod tests {
             protocol,
             name: format!("l{port}"),
             settings: ListenerSettings::default(),
+            owner: None,
         }
     }
 
@@ -287,6 +288,7 @@ mod tests {
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             weight: 100,
             backup: false,
+            owner: None,
         }
     }
 
@@ -298,6 +300,7 @@ mod tests {
             cluster: ClusterId("shop".into()),
             certificate: None,
             options: Default::default(),
+            owner: None,
         }
     }
 

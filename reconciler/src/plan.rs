@@ -795,6 +795,7 @@ mod tests {
             address: format!("127.0.0.1:{port}").parse().unwrap(),
             weight: 100,
             backup: false,
+            owner: None,
         }
     }
 
@@ -806,6 +807,7 @@ mod tests {
                 protocol: Protocol::Http,
                 name: "web".into(),
                 settings: ListenerSettings::default(),
+                owner: None,
             }),
             Change::AddCluster(weir_schema::Cluster::new("shop")),
         ];
@@ -817,6 +819,7 @@ mod tests {
             cluster: ClusterId("shop".into()),
             certificate: None,
             options: Default::default(),
+            owner: None,
         }));
         let mut s = State::new();
         for c in changes {
