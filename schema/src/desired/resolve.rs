@@ -9,10 +9,10 @@
 //! each raise a second, misleading "unknown" error.
 
 mod certificates;
+mod field;
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -24,6 +24,7 @@ use crate::model::{
 };
 use crate::state::{State, StateError};
 
+use self::field::{Field, Within};
 use super::files::Format;
 use super::mirror::{BackendDoc, ClusterDoc, FileDoc, FrontendDoc, ListenerDoc};
 use super::positions::{Pos, Positions};
@@ -60,69 +61,6 @@ impl SourceFile {
             Format::Yaml => yaml_file::positions(&self.text),
             Format::Toml => toml_file::positions(&self.text),
         })
-    }
-}
-
-/// Where groups of fields sit inside a resource.
-#[derive(Debug, Clone, Copy)]
-enum Within {
-    /// `clusters[i].backends[j]`
-    Backend(usize),
-    /// `clusters[i].health_check`
-    HealthCheck,
-}
-
-/// A resource or one of its fields, such as `clusters[3].backends[0].address`. Kept in parts
-/// and spelled out only when an error or a warning needs it: every resource has several
-/// fields, and most loads report nothing.
-#[derive(Debug, Clone, Copy)]
-struct Field {
-    list: &'static str,
-    index: usize,
-    within: Option<Within>,
-    name: Option<&'static str>,
-}
-
-impl Field {
-    /// `list[index]`: one resource of a file.
-    fn item(list: &'static str, index: usize) -> Field {
-        Field {
-            list,
-            index,
-            within: None,
-            name: None,
-        }
-    }
-
-    /// A group of fields inside this resource.
-    fn within(self, within: Within) -> Field {
-        Field {
-            within: Some(within),
-            ..self
-        }
-    }
-
-    /// A named field of this resource (or group).
-    fn field(self, name: &'static str) -> Field {
-        Field {
-            name: Some(name),
-            ..self
-        }
-    }
-}
-
-impl fmt::Display for Field {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]", self.list, self.index)?;
-        match self.within {
-            Some(Within::Backend(j)) => write!(f, ".backends[{j}]")?,
-            Some(Within::HealthCheck) => f.write_str(".health_check")?,
-            None => {}
-        }
-        if let Some(name) = self.name {
-            write!(f, ".{name}")?;
-        }
-        Ok(())
     }
 }
 
