@@ -1101,4 +1101,26 @@ mod tests {
             Err(HeadError::Malformed(_))
         ));
     }
+
+    #[test]
+    fn only_a_three_part_line_ending_in_a_well_formed_version_has_another_version() {
+        // httparse refuses an empty method or target before it reads the version, so these
+        // reach the check only when called directly: it must not count on that.
+        for (line, other) in [
+            (&b"GET / HTTP/1.2\r\nHost: a"[..], true),
+            (b"GET / HTTP/2", true),
+            (b"GET / HTTP/2.x", false),
+            (b" / HTTP/1.2", false),
+            (b"GET  HTTP/1.2", false),
+            (b"GET / x HTTP/1.2", false),
+            (b"GET / HTTP/1.2\n", true),
+        ] {
+            assert_eq!(
+                has_other_version(line),
+                other,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
 }
