@@ -1123,4 +1123,32 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn field_names_differing_alike_in_two_places_do_not_match() {
+        // Differences in two bytes must not cancel out (`ud` is not `te`, though each byte is
+        // one bit away in the same bit).
+        assert!(!is(b"ud", b"te"));
+        let allowed = |b: u8| b == b'\t' || b >= 0x20 && b != 0x7f;
+        for lower in [&b"content-length"[..], b"te", b"100-continue"] {
+            for i in 0..lower.len() {
+                for j in i + 1..lower.len() {
+                    for bit in 0..8 {
+                        let mut field = lower.to_vec();
+                        field[i] ^= 1 << bit;
+                        field[j] ^= 1 << bit;
+                        if !allowed(field[i]) || !allowed(field[j]) {
+                            continue;
+                        }
+                        assert_eq!(
+                            is(&field, lower),
+                            field.eq_ignore_ascii_case(lower),
+                            "{:?}",
+                            String::from_utf8_lossy(&field)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
