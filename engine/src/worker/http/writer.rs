@@ -919,4 +919,26 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_field_lies_in_the_head_only_when_all_of_it_does_and_it_is_not_empty() {
+        let buf = "X-A: 1\r\nX-B: 2\r\n";
+        let raw = &buf.as_bytes()[..8];
+        let inside = httparse::Header {
+            name: &buf[..3],
+            value: &buf.as_bytes()[5..6],
+        };
+        assert_eq!(span_in(raw, &inside), Some((0, 6)));
+        // After the head in the same memory: a copy from it would run past its end.
+        let beyond = httparse::Header {
+            name: &buf[8..11],
+            value: &buf.as_bytes()[13..14],
+        };
+        assert_eq!(span_in(raw, &beyond), None);
+        let empty = httparse::Header {
+            name: &buf[2..2],
+            value: &buf.as_bytes()[2..2],
+        };
+        assert_eq!(span_in(raw, &empty), None);
+    }
 }
