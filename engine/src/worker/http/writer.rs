@@ -941,4 +941,53 @@ mod tests {
         };
         assert_eq!(span_in(raw, &empty), None);
     }
+
+    #[test]
+    fn forwarded_elements_from_earlier_proxies_come_before_ours() {
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nForwarded: for=198.51.100.1\r\nHost: a\r\n\
+              Forwarded: for=198.51.100.2;proto=https\r\n\r\n",
+        );
+        assert!(
+            text.contains(
+                "Forwarded: for=198.51.100.1, for=198.51.100.2;proto=https, \
+                 for=192.0.2.7;host=\"a\";proto=http\r\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("Forwarded:").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn near_twins_of_our_fields_are_kept() {
+        // An underscore stands only for a dash, and only a dash: other bytes in a dash's
+        // place, or an underscore elsewhere, make a field of the client's own.
+        let out = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX.Forwarded_For: 1\r\nX_Forwarded_Fo_: 2\r\n\r\n",
+        );
+        assert!(out.contains("X.Forwarded_For: 1\r\n"), "{out}");
+        assert!(out.contains("X_Forwarded_Fo_: 2\r\n"), "{out}");
+    }
+
+    #[test]
+    fn every_digit_of_the_status_code_goes_out() {
+        let keep = ClientConnection::KeepAlive { http10: false };
+        for (raw, line) in [
+            (
+                &b"HTTP/1.1 418 Teapot\r\nContent-Length: 0\r\n\r\n"[..],
+                "HTTP/1.1 418 Teapot\r\n",
+            ),
+            (
+                b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 599 Edge\r\n",
+            ),
+            (
+                b"HTTP/1.1 226 Used\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 226 Used\r\n",
+            ),
+        ] {
+            let text = forwarded_response(raw, keep);
+            assert!(text.starts_with(line), "{text}");
+        }
+    }
 }
