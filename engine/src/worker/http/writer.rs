@@ -990,4 +990,22 @@ mod tests {
             assert!(text.starts_with(line), "{text}");
         }
     }
+
+    #[test]
+    fn upgrade_passes_only_on_an_upgrade_exchange() {
+        let text = forwarded_response(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            ClientConnection::Upgrade,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+        let keep = ClientConnection::KeepAlive { http10: false };
+        let text = forwarded_response(
+            b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+            keep,
+        );
+        assert!(!text.contains("Upgrade"), "{text}");
+    }
 }
