@@ -863,4 +863,292 @@ mod tests {
             Err(HeadError::VersionNotSupported)
         );
     }
+
+    #[test]
+    fn request_heads_carry_their_line_and_the_fields_a_proxy_acts_on() {
+        let raw = b"PUT /a?b HTTP/1.1\r\nHost:  b.test \r\nContent-Length: 12\r\n\
+                    Expect: 100-continue\r\n\r\nbody";
+        let mut headers = header_slots();
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!((head.method, head.target, head.minor), ("PUT", "/a?b", 1));
+        assert_eq!(head.raw.len(), raw.len() - 4);
+        assert_eq!(head.headers.len(), 3);
+        assert_eq!(head.host, Some(&b"b.test"[..]));
+        assert_eq!(
+            (head.path, head.empty_path_query, head.absolute),
+            ("/a?b", "", false)
+        );
+        assert_eq!(head.content_length, Some(12));
+        assert_eq!(head.framing, Framing::Length(12));
+        assert!(head.expect_continue);
+        assert!(!head.is_head());
+        assert!(head.is_idempotent());
+
+        let mut headers = header_slots();
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nExpect: 200-ok\r\n\r\n";
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!(head.minor, 1);
+        assert_eq!(head.content_length, Some(0));
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(!head.expect_continue);
+        assert!(!head.is_head());
+        assert!(!head.is_idempotent());
+
+        let mut headers = header_slots();
+        let head = parse_request(b"HEAD / HTTP/1.0\r\n\r\n", &mut headers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.minor, head.host, head.content_length),
+            (0, None, None)
+        );
+        assert!(head.is_head());
+    }
+
+    #[test]
+    fn content_length_values_are_read_digit_by_digit_up_to_19_digits() {
+        for (value, n) in [
+            ("12", 12),
+            ("907", 907),
+            ("9999999999999999999", 9_999_999_999_999_999_999),
+            ("12, 12", 12),
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(
+                req(raw.as_bytes()),
+                Ok(Some((Framing::Length(n), true, false))),
+                "{value}"
+            );
+        }
+        assert!(rejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10000000000000000000\r\n\r\n"
+        ));
+        assert!(rejected(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn absolute_targets_give_the_host_and_the_path_routed_on() {
+        // (target, host, path, query after an empty path)
+        for (target, host, path, query) in [
+            ("http://a.test/x?y", "a.test", "/x?y", ""),
+            ("HTTP://a.test/x", "a.test", "/x", ""),
+            ("https://b.test:8443/", "b.test:8443", "/", ""),
+            ("hTTpS://b.test/z", "b.test", "/z", ""),
+            ("http://a.test", "a.test", "/", ""),
+            ("http://a.test?q=1", "a.test", "/", "?q=1"),
+            ("http://a.test?q=/x", "a.test", "/", "?q=/x"),
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\nHost: other\r\n\r\n");
+            let mut headers = header_slots();
+            let head = parse_request(raw.as_bytes(), &mut headers)
+                .unwrap()
+                .unwrap();
+            assert!(head.absolute, "{target}");
+            assert_eq!(head.host, Some(host.as_bytes()), "{target}");
+            assert_eq!(
+                (head.path, head.empty_path_query),
+                (path, query),
+                "{target}"
+            );
+        }
+        let mut headers = header_slots();
+        let head = parse_request(b"OPTIONS * HTTP/1.1\r\nHost: c\r\n\r\n", &mut headers)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (head.host, head.path, head.absolute),
+            (Some(&b"c"[..]), "/", false)
+        );
+        assert!(rejected(b"GET * HTTP/1.1\r\nHost: c\r\n\r\n"));
+        assert!(rejected(b"GET ftp://a/ HTTP/1.1\r\nHost: c\r\n\r\n"));
+    }
+
+    #[test]
+    fn keep_alive_and_upgrade_follow_every_connection_token() {
+        for (raw, keep_alive) in [
+            (
+                &b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"[..],
+                false,
+            ),
+            (b"GET / HTTP/1.0\r\nConnection: close\r\n\r\n", false),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+                true,
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x, Close\r\n\r\n",
+                false,
+            ),
+        ] {
+            assert_eq!(
+                req(raw),
+                Ok(Some((Framing::Empty, keep_alive, false))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // The first Upgrade field is the offer; h2c in any of them voids it.
+        let mut headers = header_slots();
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                    Upgrade: foo\r\n\r\n";
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        assert_eq!(head.upgrade, Some(&b"websocket"[..]));
+        for offer in [
+            "h2c\r\nUpgrade: h2c",
+            "h2c\r\nUpgrade: websocket",
+            "a\r\nUpgrade: h2c",
+        ] {
+            let raw = format!(
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: {offer}\r\n\r\n"
+            );
+            assert_eq!(
+                req(raw.as_bytes()),
+                Ok(Some((Framing::Empty, true, false))),
+                "{offer}"
+            );
+        }
+        // An Upgrade field without the token is no upgrade.
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"),
+            Ok(Some((Framing::Empty, true, false)))
+        );
+    }
+
+    #[test]
+    fn response_heads_carry_their_line_and_fields() {
+        let raw = b"HTTP/1.0 201 Made It\r\nContent-Length: 10\r\nConnection: keep-alive\r\n\r\n";
+        let mut headers = header_slots();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        assert_eq!((head.code, head.reason, head.minor), (201, "Made It", 0));
+        assert_eq!(head.raw.len(), raw.len());
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.content_length, Some(10));
+        assert_eq!(head.framing, Framing::Length(10));
+        assert!(head.keep_alive);
+        assert_eq!(head.upgrade, b"");
+
+        let raw = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\n\
+                    Upgrade: websocket\r\n\r\n";
+        let mut headers = header_slots();
+        let head = parse_response(raw, &mut headers, false).unwrap().unwrap();
+        assert_eq!(
+            (head.code, head.minor, head.framing),
+            (101, 1, Framing::Empty)
+        );
+        assert_eq!(head.upgrade, b"websocket");
+
+        for (raw, expect) in [
+            (
+                &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+                (100, Framing::Empty, true),
+            ),
+            (b"HTTP/1.1 199 Hm\r\n\r\n", (199, Framing::Empty, true)),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                (200, Framing::Empty, true),
+            ),
+            (
+                b"HTTP/1.1 205 Reset\r\n\r\n",
+                (205, Framing::UntilClose, false),
+            ),
+            (
+                b"HTTP/1.1 303 See\r\n\r\n",
+                (303, Framing::UntilClose, false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 1\r\n\r\n",
+                (200, Framing::Length(1), false),
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n",
+                (200, Framing::UntilClose, false),
+            ),
+        ] {
+            assert_eq!(
+                res(raw, false),
+                Ok(Some(expect)),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn a_garbled_status_line_is_malformed_with_the_reason_httparse_gave() {
+        for raw in [&b"garbage\r\n\r\n"[..], b"HTTX/1.1 200 OK\r\n\r\n"] {
+            assert!(
+                matches!(res(raw, false), Err(HeadError::Malformed(_))),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n"),
+            Err(HeadError::Malformed(
+                "invalid header field name (or whitespace before a colon, or obs-fold)"
+            ))
+        );
+        // An empty method or target leaves no version to judge: 400, not 505.
+        for raw in [&b"GET  HTTP/1.2\r\n\r\n"[..], b" / HTTP/1.2\r\n\r\n"] {
+            assert!(rejected(raw), "{:?}", String::from_utf8_lossy(raw));
+        }
+        // A bare LF is refused before the head is complete.
+        assert!(rejected(b"GET / HTTP/1.1\r\nHost: a\n"));
+        assert!(matches!(
+            res(b"HTTP/1.1 200 OK\nX: a\r\n", false),
+            Err(HeadError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn only_a_three_part_line_ending_in_a_well_formed_version_has_another_version() {
+        // httparse refuses an empty method or target before it reads the version, so these
+        // reach the check only when called directly: it must not count on that.
+        for (line, other) in [
+            (&b"GET / HTTP/1.2\r\nHost: a"[..], true),
+            (b"GET / HTTP/2", true),
+            (b"GET / HTTP/2.x", false),
+            (b" / HTTP/1.2", false),
+            (b"GET  HTTP/1.2", false),
+            (b"GET / x HTTP/1.2", false),
+            (b"GET / HTTP/1.2\n", true),
+        ] {
+            assert_eq!(
+                has_other_version(line),
+                other,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
+
+    #[test]
+    fn field_names_differing_alike_in_two_places_do_not_match() {
+        // Differences in two bytes must not cancel out (`ud` is not `te`, though each byte is
+        // one bit away in the same bit).
+        assert!(!is(b"ud", b"te"));
+        let allowed = |b: u8| b == b'\t' || b >= 0x20 && b != 0x7f;
+        for lower in [&b"content-length"[..], b"te", b"100-continue"] {
+            for i in 0..lower.len() {
+                for j in i + 1..lower.len() {
+                    for bit in 0..8 {
+                        let mut field = lower.to_vec();
+                        field[i] ^= 1 << bit;
+                        field[j] ^= 1 << bit;
+                        if !allowed(field[i]) || !allowed(field[j]) {
+                            continue;
+                        }
+                        assert_eq!(
+                            is(&field, lower),
+                            field.eq_ignore_ascii_case(lower),
+                            "{:?}",
+                            String::from_utf8_lossy(&field)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }

@@ -919,4 +919,93 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_field_lies_in_the_head_only_when_all_of_it_does_and_it_is_not_empty() {
+        let buf = "X-A: 1\r\nX-B: 2\r\n";
+        let raw = &buf.as_bytes()[..8];
+        let inside = httparse::Header {
+            name: &buf[..3],
+            value: &buf.as_bytes()[5..6],
+        };
+        assert_eq!(span_in(raw, &inside), Some((0, 6)));
+        // After the head in the same memory: a copy from it would run past its end.
+        let beyond = httparse::Header {
+            name: &buf[8..11],
+            value: &buf.as_bytes()[13..14],
+        };
+        assert_eq!(span_in(raw, &beyond), None);
+        let empty = httparse::Header {
+            name: &buf[2..2],
+            value: &buf.as_bytes()[2..2],
+        };
+        assert_eq!(span_in(raw, &empty), None);
+    }
+
+    #[test]
+    fn forwarded_elements_from_earlier_proxies_come_before_ours() {
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nForwarded: for=198.51.100.1\r\nHost: a\r\n\
+              Forwarded: for=198.51.100.2;proto=https\r\n\r\n",
+        );
+        assert!(
+            text.contains(
+                "Forwarded: for=198.51.100.1, for=198.51.100.2;proto=https, \
+                 for=192.0.2.7;host=\"a\";proto=http\r\n"
+            ),
+            "{text}"
+        );
+        assert_eq!(text.matches("Forwarded:").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn near_twins_of_our_fields_are_kept() {
+        // An underscore stands only for a dash, and only a dash: other bytes in a dash's
+        // place, or an underscore elsewhere, make a field of the client's own.
+        let out = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nX.Forwarded_For: 1\r\nX_Forwarded_Fo_: 2\r\n\r\n",
+        );
+        assert!(out.contains("X.Forwarded_For: 1\r\n"), "{out}");
+        assert!(out.contains("X_Forwarded_Fo_: 2\r\n"), "{out}");
+    }
+
+    #[test]
+    fn every_digit_of_the_status_code_goes_out() {
+        let keep = ClientConnection::KeepAlive { http10: false };
+        for (raw, line) in [
+            (
+                &b"HTTP/1.1 418 Teapot\r\nContent-Length: 0\r\n\r\n"[..],
+                "HTTP/1.1 418 Teapot\r\n",
+            ),
+            (
+                b"HTTP/1.1 599 Edge\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 599 Edge\r\n",
+            ),
+            (
+                b"HTTP/1.1 226 Used\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 226 Used\r\n",
+            ),
+        ] {
+            let text = forwarded_response(raw, keep);
+            assert!(text.starts_with(line), "{text}");
+        }
+    }
+
+    #[test]
+    fn upgrade_passes_only_on_an_upgrade_exchange() {
+        let text = forwarded_response(
+            b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            ClientConnection::Upgrade,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+        let keep = ClientConnection::KeepAlive { http10: false };
+        let text = forwarded_response(
+            b"HTTP/1.1 200 OK\r\nUpgrade: websocket\r\nContent-Length: 0\r\n\r\n",
+            keep,
+        );
+        assert!(!text.contains("Upgrade"), "{text}");
+    }
 }
