@@ -132,7 +132,12 @@ impl Client {
     /// [`ClientError::Failure`].
     pub fn call(&mut self, command: Command) -> Result<proto::Response, ClientError> {
         let request = Request::new(self.next_id(), command);
-        let answer = self.call_with(&request, |_| {})?;
+        self.call_request(&request)
+    }
+
+    /// Sends `request` and waits for its final answer; a `FAILURE` is an error.
+    fn call_request(&mut self, request: &Request) -> Result<proto::Response, ClientError> {
+        let answer = self.call_with(request, |_| {})?;
         if answer.status() == ResponseStatus::Failure {
             return Err(ClientError::Failure(answer.message));
         }
@@ -153,11 +158,7 @@ impl Client {
     }
 
     fn state_answer(&mut self, request: &Request) -> Result<State, ClientError> {
-        let answer = self.call_with(request, |_| {})?;
-        if answer.status() == ResponseStatus::Failure {
-            return Err(ClientError::Failure(answer.message));
-        }
-        match answer.content {
+        match self.call_request(request)?.content {
             Some(Content::State(snapshot)) => Ok(State::from_snapshot(&snapshot)?),
             _ => Err(ClientError::UnexpectedAnswer),
         }
