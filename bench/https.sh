@@ -65,43 +65,13 @@ make_cert() {
 
 # --- TLS-terminating proxies (same forwarding fields as bench/http.sh, proto https) -----
 
-# start_nginx_tls PORT ORIGIN_PORT
+# start_nginx_tls PORT ORIGIN_PORT: bench/lib.sh's nginx proxy, terminating TLS.
 start_nginx_tls() {
-	local port=$1 oport=$2 dir="$BENCH_TMP/nginx"
-	mkdir -p "$dir"
-	{
-		nginx_common "$dir"
-		cat <<EOF
-    upstream origin {
-        server 127.0.0.1:$oport;
-        keepalive 128;
-        keepalive_requests 1000000;
-        keepalive_timeout 300s;
-    }
-    server {
-        listen 127.0.0.1:$port ssl;
-        server_name $HOST;
+	start_nginx_proxy "$1" "$2" "        server_name $HOST;
         ssl_certificate $CERT_DIR/cert.pem;
         ssl_certificate_key $CERT_DIR/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ecdh_curve X25519:prime256v1:secp384r1;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header Via "1.1 nginx";
-            proxy_set_header Forwarded "for=\$remote_addr;host=\\"\$host\\";proto=\$scheme";
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Port \$server_port;
-        }
-    }
-}
-EOF
-	} >"$dir/nginx.conf"
-	start_bg nginx nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
-	wait_port "$port" "$STARTED_PID"
+        ssl_ecdh_curve X25519:prime256v1:secp384r1;"
 }
 
 # start_haproxy_tls PORT ORIGIN_PORT

@@ -209,12 +209,13 @@ EOF
 	wait_port "$port" "$STARTED_PID"
 }
 
-# start_nginx_proxy PORT ORIGIN_PORT: nginx as a reverse proxy with an upstream
+# start_nginx_proxy PORT ORIGIN_PORT [TLS_LINES]: nginx as a reverse proxy with an upstream
 # keep-alive pool. Like HAProxy below, it adds the forwarding fields Weir must add
 # (X-Forwarded-For/-Proto/-Port, Forwarded, Via), so all three do the same work per
-# request and the origin parses the same heads.
+# request and the origin parses the same heads. With TLS_LINES (server directives:
+# certificate, protocols, curves), the listener terminates TLS (https.sh).
 start_nginx_proxy() {
-	local port=$1 oport=$2 dir="$BENCH_TMP/nginx"
+	local port=$1 oport=$2 tls=${3:-} dir="$BENCH_TMP/nginx"
 	mkdir -p "$dir"
 	{
 		nginx_common "$dir"
@@ -226,7 +227,8 @@ start_nginx_proxy() {
         keepalive_timeout 300s;
     }
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port${tls:+ ssl};
+$tls
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
