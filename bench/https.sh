@@ -74,38 +74,9 @@ start_nginx_tls() {
         ssl_ecdh_curve X25519:prime256v1:secp384r1;"
 }
 
-# start_haproxy_tls PORT ORIGIN_PORT
+# start_haproxy_tls PORT ORIGIN_PORT: bench/lib.sh's HAProxy, terminating TLS.
 start_haproxy_tls() {
-	local port=$1 oport=$2 dir="$BENCH_TMP/haproxy"
-	mkdir -p "$dir"
-	cat >"$dir/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    maxconn 8000
-    ssl-default-bind-options ssl-min-ver TLSv1.2
-    ssl-default-bind-curves X25519:P-256:P-384
-defaults
-    mode http
-    option http-keep-alive
-    option forwardfor
-    http-reuse always
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    timeout http-request 30s
-frontend fe
-    bind 127.0.0.1:$port ssl crt $CERT_DIR/both.pem alpn http/1.1
-    default_backend origin
-backend origin
-    http-request add-header Via "1.1 haproxy"
-    http-request add-header Forwarded "for=%[src];host=\"%[req.hdr(host)]\";proto=https"
-    http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Port %[dst_port]
-    server o1 127.0.0.1:$oport
-EOF
-	start_bg haproxy haproxy -db -f "$dir/haproxy.cfg"
-	wait_port "$port" "$STARTED_PID"
+	start_haproxy "$1" "$2" "$CERT_DIR/both.pem"
 }
 
 # write_weir_tls_desired DIR LISTEN_PORT ORIGIN_PORT: one https listener, one route.

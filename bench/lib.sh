@@ -251,13 +251,22 @@ EOF
 # start_haproxy PORT ORIGIN_PORT: HAProxy in http mode, one thread, server
 # connections kept alive and shared between client connections, adding the same
 # forwarding fields as the other two.
+# With CERT_PEM (certificate and key in one file), it terminates TLS (https.sh).
 start_haproxy() {
-	local port=$1 oport=$2 dir="$BENCH_TMP/haproxy"
+	local port=$1 oport=$2 pem=${3:-} dir="$BENCH_TMP/haproxy"
+	local tls_global="" bind="" proto=http
+	if [[ -n "$pem" ]]; then
+		tls_global="    ssl-default-bind-options ssl-min-ver TLSv1.2
+    ssl-default-bind-curves X25519:P-256:P-384"
+		bind=" ssl crt $pem alpn http/1.1"
+		proto=https
+	fi
 	mkdir -p "$dir"
 	cat >"$dir/haproxy.cfg" <<EOF
 global
     nbthread 1
     maxconn 8000
+$tls_global
 defaults
     mode http
     option http-keep-alive
@@ -269,13 +278,13 @@ defaults
     timeout http-keep-alive 300s
     timeout http-request 30s
 frontend fe
-    bind 127.0.0.1:$port
+    bind 127.0.0.1:$port$bind
     default_backend origin
 backend origin
     # HAProxy 2.6 has no "option forwarded" yet (2.7 does).
     http-request add-header Via "1.1 haproxy"
-    http-request add-header Forwarded "for=%[src];host=\"%[req.hdr(host)]\";proto=http"
-    http-request set-header X-Forwarded-Proto http
+    http-request add-header Forwarded "for=%[src];host=\"%[req.hdr(host)]\";proto=$proto"
+    http-request set-header X-Forwarded-Proto $proto
     http-request set-header X-Forwarded-Port %[dst_port]
     server o1 127.0.0.1:$oport
 EOF
