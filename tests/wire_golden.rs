@@ -76,6 +76,7 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
                         value: 7,
                     },
                 ],
+                ..Default::default()
             })),
         ),
         (

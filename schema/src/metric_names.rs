@@ -94,6 +94,164 @@ impl BackendCounter {
     }
 }
 
+/// A counter kept for each cluster, reported as `cluster.<id>.<suffix>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClusterCounter {
+    Requests,
+    /// Responses sent to clients for requests routed to the cluster, by status class (1..=5).
+    Responses(u8),
+}
+
+impl ClusterCounter {
+    pub const ALL: [ClusterCounter; 6] = [
+        ClusterCounter::Requests,
+        ClusterCounter::Responses(1),
+        ClusterCounter::Responses(2),
+        ClusterCounter::Responses(3),
+        ClusterCounter::Responses(4),
+        ClusterCounter::Responses(5),
+    ];
+
+    /// The last part of the name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ClusterCounter::Requests => "requests",
+            ClusterCounter::Responses(1) => "responses.1xx",
+            ClusterCounter::Responses(2) => "responses.2xx",
+            ClusterCounter::Responses(3) => "responses.3xx",
+            ClusterCounter::Responses(4) => "responses.4xx",
+            ClusterCounter::Responses(_) => "responses.5xx",
+        }
+    }
+
+    /// This counter's name for the cluster `id`.
+    pub fn name(self, id: &ClusterId) -> String {
+        format!("cluster.{id}.{}", self.suffix())
+    }
+
+    /// The cluster that `name` is this counter of, if it is one.
+    pub fn cluster_of(self, name: &str) -> Option<ClusterId> {
+        let id = name
+            .strip_prefix("cluster.")?
+            .strip_suffix(self.suffix())?
+            .strip_suffix('.')?;
+        (!id.is_empty()).then(|| ClusterId(id.to_owned()))
+    }
+}
+
+/// Upper bounds, in microseconds, of every latency histogram's buckets. A histogram has one
+/// more bucket than this, for the samples above the last bound (Prometheus's `+Inf`).
+pub const LATENCY_BOUNDS_US: [u64; 15] = [
+    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The latency histograms kept per cluster (`cluster.<id>.<suffix>`) and per backend
+/// (`backend.<cluster>/<id>.<suffix>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Latency {
+    /// From the request's first byte to the response's last byte sent to the client.
+    Total,
+    /// From the request sent to the backend to the backend's first response byte.
+    FirstByte,
+}
+
+impl Latency {
+    pub const ALL: [Latency; 2] = [Latency::Total, Latency::FirstByte];
+
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Latency::Total => "latency",
+            Latency::FirstByte => "first_byte_latency",
+        }
+    }
+
+    pub fn cluster_name(self, id: &ClusterId) -> String {
+        format!("cluster.{id}.{}", self.suffix())
+    }
+
+    pub fn backend_name(self, key: &BackendKey) -> String {
+        format!("backend.{key}.{}", self.suffix())
+    }
+
+    /// What the histogram `name` measures, and for which cluster or backend.
+    pub fn parse(name: &str) -> Option<(Latency, LatencyScope)> {
+        // `first_byte_latency` ends in `latency`: try the longer suffix first.
+        for latency in [Latency::FirstByte, Latency::Total] {
+            let Some(rest) = name
+                .strip_suffix(latency.suffix())
+                .and_then(|r| r.strip_suffix('.'))
+            else {
+                continue;
+            };
+            if let Some(id) = rest.strip_prefix("cluster.") {
+                if !id.is_empty() {
+                    return Some((latency, LatencyScope::Cluster(ClusterId(id.to_owned()))));
+                }
+            } else if let Some((cluster, id)) = rest
+                .strip_prefix("backend.")
+                .and_then(|k| k.split_once('/'))
+            {
+                let key = BackendKey {
+                    cluster: ClusterId(cluster.to_owned()),
+                    id: BackendId(id.to_owned()),
+                };
+                return Some((latency, LatencyScope::Backend(key)));
+            }
+            return None;
+        }
+        None
+    }
+}
+
+/// Whom a latency histogram is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LatencyScope {
+    Cluster(ClusterId),
+    Backend(BackendKey),
+}
+
+/// The value below which a fraction `q` (0..=1) of a histogram's samples fall, in seconds,
+/// interpolated linearly inside the bucket it lands in (as Prometheus's `histogram_quantile`).
+/// `None` when the histogram is empty. A quantile in the open last bucket is the last bound.
+pub fn quantile_seconds(buckets: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = q.clamp(0.0, 1.0) * total as f64;
+    let mut below = 0u64;
+    for (i, &count) in buckets.iter().enumerate() {
+        if count > 0 && (below + count) as f64 >= rank {
+            let Some(&upper) = LATENCY_BOUNDS_US.get(i) else {
+                break;
+            };
+            let lower = if i == 0 { 0 } else { LATENCY_BOUNDS_US[i - 1] };
+            let within = (rank - below as f64) / count as f64;
+            let us = lower as f64 + (upper - lower) as f64 * within;
+            return Some(us / 1e6);
+        }
+        below += count;
+    }
+    LATENCY_BOUNDS_US.last().map(|&us| us as f64 / 1e6)
+}
+
+/// Whether `name` is a gauge (a level that goes up and down: open connections, buffers in use,
+/// a backend being up) rather than a counter that only grows. Exporters (Prometheus's `# TYPE`,
+/// statsd's `|g` vs `|c`) ask this; a producer adding a gauge adds it here.
+pub fn is_gauge(name: &str) -> bool {
+    const WORKER_GAUGES: [&str; 2] = [CONNECTIONS_ACTIVE, BUFFERS_IN_USE];
+    const BACKEND_GAUGES: [BackendCounter; 3] = [
+        BackendCounter::Active,
+        BackendCounter::Idle,
+        BackendCounter::Up,
+    ];
+    WORKER_GAUGES.contains(&name)
+        || BACKEND_GAUGES
+            .iter()
+            .any(|counter| counter.backend_of(name).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +278,67 @@ mod tests {
             BackendCounter::ConnectErrors.backend_of(BACKEND_CONNECT_ERRORS),
             None
         );
+    }
+
+    #[test]
+    fn cluster_counter_and_latency_names_read_back() {
+        let id = ClusterId("shop.eu".into());
+        for counter in ClusterCounter::ALL {
+            let name = counter.name(&id);
+            assert_eq!(counter.cluster_of(&name), Some(id.clone()), "{name}");
+            for other in ClusterCounter::ALL.into_iter().filter(|&o| o != counter) {
+                assert_eq!(other.cluster_of(&name), None, "{name} read as {other:?}");
+            }
+        }
+        assert_eq!(
+            ClusterCounter::Responses(5).name(&id),
+            "cluster.shop.eu.responses.5xx"
+        );
+        let key = BackendKey {
+            cluster: id.clone(),
+            id: BackendId("blue-1.a".into()),
+        };
+        for latency in Latency::ALL {
+            assert_eq!(
+                Latency::parse(&latency.cluster_name(&id)),
+                Some((latency, LatencyScope::Cluster(id.clone())))
+            );
+            assert_eq!(
+                Latency::parse(&latency.backend_name(&key)),
+                Some((latency, LatencyScope::Backend(key.clone())))
+            );
+        }
+        assert_eq!(Latency::parse("cluster..latency"), None);
+        assert_eq!(Latency::parse(HTTP_REQUESTS), None);
+    }
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        let mut buckets = [0u64; LATENCY_BOUNDS_US.len() + 1];
+        assert_eq!(quantile_seconds(&buckets, 0.5), None);
+        // 100 samples in (1ms, 2.5ms]: the median is half way through that bucket.
+        buckets[3] = 100;
+        let p50 = quantile_seconds(&buckets, 0.5).unwrap();
+        assert!((p50 - 0.00175).abs() < 1e-9, "{p50}");
+        let p100 = quantile_seconds(&buckets, 1.0).unwrap();
+        assert!((p100 - 0.0025).abs() < 1e-9, "{p100}");
+        // One slow sample beyond the last bound: p99 stays in the fast bucket, p100 is capped.
+        buckets[LATENCY_BOUNDS_US.len()] = 1;
+        assert!(quantile_seconds(&buckets, 0.99).unwrap() <= 0.0025);
+        assert_eq!(quantile_seconds(&buckets, 1.0), Some(10.0));
+    }
+
+    #[test]
+    fn gauges_are_the_levels_and_nothing_else() {
+        let key = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("blue".into()),
+        };
+        assert!(is_gauge(CONNECTIONS_ACTIVE));
+        assert!(is_gauge(&BackendCounter::Up.name(&key)));
+        assert!(is_gauge(&BackendCounter::Active.name(&key)));
+        assert!(!is_gauge(&BackendCounter::Requests.name(&key)));
+        assert!(!is_gauge(HTTP_REQUESTS));
+        assert!(!is_gauge(CONNECTIONS_ACCEPTED));
     }
 }

@@ -346,6 +346,7 @@ pub fn metrics_content(sums: BTreeMap<String, u64>) -> Content {
             .into_iter()
             .map(|(name, value)| proto::Counter { name, value })
             .collect(),
+        histograms: Vec::new(),
     })
 }
 
@@ -593,6 +594,7 @@ mod tests {
                 name: "http.requests".into(),
                 value: 5,
             }],
+            ..Default::default()
         }));
         p.on_answer(A, &answer);
         p.on_answer(B, &answer);
@@ -670,6 +672,7 @@ mod tests {
                 name: "http.requests".into(),
                 value: 5,
             }],
+            ..Default::default()
         }));
         p.on_answer(B, &answer);
         for silent in p.overdue(Instant::now(), LIMIT) {

@@ -502,7 +502,10 @@ impl Control {
                 });
             }
         }
-        proto::Metrics { counters }
+        proto::Metrics {
+            counters,
+            histograms: Vec::new(),
+        }
     }
 }
 

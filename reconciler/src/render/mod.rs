@@ -161,7 +161,10 @@ mod tests {
                 });
             }
         }
-        let got = connections_from_metrics(&proto::Metrics { counters });
+        let got = connections_from_metrics(&proto::Metrics {
+            counters,
+            ..Default::default()
+        });
         let expected = BTreeMap::from([(key("shop", "blue-1"), 3), (key("shop", "blue-2"), 0)]);
         assert_eq!(got, expected);
     }
