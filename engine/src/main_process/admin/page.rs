@@ -258,7 +258,8 @@ mod tests {
     #[test]
     fn every_state_string_is_escaped() {
         let sample = Sample::default();
-        let interval = Sampler::default().interval(&sample);
+        let sampler = Sampler::default();
+        let interval = sampler.interval(&sample);
         let page = render(&snapshot("shop<script>", "b\"1'&"), &interval);
         assert!(page.contains("shop&lt;script&gt;"), "{page}");
         assert!(page.contains("b&quot;1&#39;&amp;"), "{page}");
