@@ -4,7 +4,8 @@
 //! - `GET /metrics` parses with a real Prometheus parser (the `prometheus_client` Python
 //!   package's), and its counts per status class and per backend match the traffic sent;
 //!   latency histograms appear per cluster as the workers report them;
-//! - other methods get 405, other paths 404, `HEAD` the headers alone;
+//! - other methods get 405, other paths 404, `HEAD` the headers alone; connections are capped
+//!   and a silent one is closed at the read deadline;
 //! - a non-loopback address, or one in use, stops the start with a clear error;
 //! - the status page loads in headless Chromium (Debian's `chromium` package): a screenshot of
 //!   sane size, and the DOM it rendered holds the live cluster and backend names. A screenshot
@@ -15,8 +16,8 @@
 mod util;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use serde_json::Value;
 use util::{curl, proxy_on_yaml, wait_for_port, Desired, Proxy};
 use weir_schema::metric_names::LATENCY_BOUNDS_US;
 use weir_schema::{prometheus, proto};
-use weir_testkit::{free_addr, http_get, wait_until, Backend};
+use weir_testkit::{closed_by_peer, free_addr, http_get, wait_until, Backend};
 
 /// A backend answering 500 to `/fail` and 200 with its name to anything else.
 fn backend(name: &'static str) -> Backend {
@@ -482,4 +483,35 @@ fn the_status_page_renders_in_headless_chromium_with_the_live_names() {
     }
     assert!(dom.contains(&blue.addr.to_string()), "{dom}");
     assert!(dom.contains("http-equiv=\"refresh\""), "{dom}");
+}
+
+#[test]
+fn connections_are_capped_and_a_silent_one_is_closed_at_the_read_deadline() {
+    let blue = backend("blue-1");
+    let (_desired, _proxy, _addr, admin) = proxy_with_admin(&[&blue]);
+    // The cap is 32 connections (`admin/server.rs`); these say nothing.
+    let silent: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(admin).unwrap())
+        .collect();
+    let mut over = TcpStream::connect(admin).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    over.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // Each silent one is closed at the 5 s read deadline, which frees the endpoint.
+    for mut stream in silent {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        closed_by_peer(&mut stream).unwrap();
+    }
+    let out = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{admin}/metrics"),
+    ]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "200");
 }
