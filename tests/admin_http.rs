@@ -5,7 +5,8 @@
 //!   package's), and its counts per status class and per backend match the traffic sent;
 //!   latency histograms appear per cluster as the workers report them;
 //! - other methods get 405, other paths 404, `HEAD` the headers alone; connections are capped
-//!   and a silent one is closed at the read deadline;
+//!   and a silent one is closed at the read deadline; after `weir upgrade` the new main process
+//!   serves the address;
 //! - a non-loopback address, or one in use, stops the start with a clear error;
 //! - the status page loads in headless Chromium (Debian's `chromium` package): a screenshot of
 //!   sane size, and the DOM it rendered holds the live cluster and backend names. A screenshot
@@ -514,4 +515,39 @@ fn connections_are_capped_and_a_silent_one_is_closed_at_the_read_deadline() {
         &format!("http://{admin}/metrics"),
     ]);
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "200");
+}
+
+#[test]
+fn after_weir_upgrade_the_new_main_process_serves_the_endpoint() {
+    let blue = backend("blue-1");
+    let (_desired, mut proxy, _addr, admin) = proxy_with_admin(&[&blue]);
+    let out = proxy.weir(&["upgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    // The old main process lets go of the address and exits once its workers drained: from
+    // then on only the new one can answer.
+    assert!(wait_until(Duration::from_secs(30), || proxy
+        .child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    let mut client = util::control::client(&proxy);
+    let new = util::control::status(&mut client).pid;
+    assert_ne!(new, proxy.pid());
+    let answers = || {
+        let out = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://{admin}/metrics"),
+        ]);
+        String::from_utf8(out.stdout).unwrap() == "200"
+    };
+    let served = wait_until(Duration::from_secs(10), answers);
+    // Not left running whatever the outcome: the new main process is no child of this test.
+    util::control::call(&mut client, weir_schema::Command::HardStop);
+    assert!(
+        served,
+        "the new main process never served the admin endpoint"
+    );
 }
