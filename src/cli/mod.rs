@@ -13,6 +13,7 @@ mod plan;
 mod proxy;
 mod rollout;
 mod state;
+mod top;
 mod up;
 mod validate;
 mod watch;
@@ -116,6 +117,8 @@ enum Command {
     Status(state::StatusArgs),
     /// Show the proxy's counters
     Metrics(state::MetricsArgs),
+    /// A live view of the clusters: rps, 5xx share, p50/p99, backends up or down
+    Top(top::TopArgs),
     /// Replace the running main process with this binary, without dropping connections
     Upgrade(state::UpgradeArgs),
 }
@@ -133,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::State(args) => state::run_state(args),
         Command::Status(args) => state::run_status(args),
         Command::Metrics(args) => state::run_metrics(args),
+        Command::Top(args) => top::run(args),
         Command::Upgrade(args) => state::run_upgrade(args),
     }
 }

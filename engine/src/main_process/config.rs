@@ -28,6 +28,9 @@
 //! [state]
 //! path = "/var/lib/weir/state"
 //! auto_save = true            # save after every accepted change
+//!
+//! [metrics]
+//! prometheus = "127.0.0.1:9901"   # GET /metrics and the status page; loopback only
 //! ```
 //!
 //! `worker_answer_ms` bounds how long the main process waits for a worker's first answer to a
@@ -35,10 +38,11 @@
 //! flags it), and in both cases it is replaced (killed, restarted with the full state). A drain's
 //! progress counts as an answer, so a long drain is governed by `drain_ms` alone.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::channel::WorkerConfig;
 
@@ -108,6 +112,43 @@ pub struct StateConfig {
     pub auto_save: bool,
 }
 
+/// Where metrics go besides the command socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// statsd over UDP (read here; the workers' statsd sender is another part's).
+    pub statsd: Option<SocketAddr>,
+    /// The statsd name prefix.
+    pub prefix: String,
+    /// The admin endpoint of the main process: `GET /metrics` and the status page. It has no
+    /// authentication, so only a loopback address is accepted.
+    #[serde(deserialize_with = "loopback")]
+    pub prometheus: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            statsd: None,
+            prefix: "weir".to_owned(),
+            prometheus: None,
+        }
+    }
+}
+
+/// A loopback address, refused at parse time so the error carries the file's line.
+fn loopback<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let address = SocketAddr::deserialize(d)?;
+    if !address.ip().is_loopback() {
+        return Err(serde::de::Error::custom(format!(
+            "{address} is not a loopback address: the admin endpoint has no authentication, \
+             so it listens only on 127.0.0.0/8 or ::1 (put a proxy with access control in \
+             front of it to reach it from elsewhere)"
+        )));
+    }
+    Ok(Some(address))
+}
+
 /// Everything `weir proxy` runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,6 +168,7 @@ pub struct Config {
     pub desired: Option<PathBuf>,
     pub timeouts: Timeouts,
     pub state: StateConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -144,6 +186,7 @@ impl Default for Config {
             desired: None,
             timeouts: Timeouts::default(),
             state: StateConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -357,6 +400,21 @@ mod tests {
             .finish(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("timeouts.worker_answer_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_endpoint_is_loopback_only_and_refused_at_its_line() {
+        let c = Config::from_toml("[metrics]\nprometheus = \"127.0.0.1:9901\"\n").unwrap();
+        assert_eq!(c.metrics.prometheus, Some(([127, 0, 0, 1], 9901).into()));
+        let c = Config::from_toml("[metrics]\nprometheus = \"[::1]:9901\"\n").unwrap();
+        assert!(c.metrics.prometheus.is_some());
+        assert_eq!(Config::default().metrics.prometheus, None);
+        for public in ["0.0.0.0:9901", "192.0.2.1:9901", "[::]:9901"] {
+            let text = format!("# admin\n[metrics]\nprometheus = \"{public}\"\n");
+            let e = Config::from_toml(&text).unwrap_err();
+            assert!(e.contains("line 3"), "{e}");
+            assert!(e.contains("not a loopback address"), "{e}");
+        }
     }
 
     #[test]

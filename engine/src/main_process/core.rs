@@ -18,18 +18,20 @@
 //!   without a first answer, a query is answered without it (and flags it) and a change has it
 //!   killed and replaced, like a crashed worker (see [`Core::check_silent`]).
 
+mod admin;
 mod finish;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use weir_schema::proto::{self, response::Content};
 use weir_schema::wire::WireError;
 use weir_schema::{Change, Command, Request, State};
 
+use super::admin::Admin;
 use super::clients::{ok_with, Clients};
 use super::command_server::CommandSocket;
 use super::config::Config;
@@ -72,6 +74,10 @@ pub struct Core {
     /// TLS ticket keys; `None` if the system could not make any (workers then resume from
     /// their own session caches only).
     tickets: Option<TicketRotation>,
+    /// The admin HTTP endpoint (`[metrics] prometheus`), if configured.
+    admin: Option<Admin>,
+    /// The last change applied and when, for the status page.
+    last_change: Option<(String, SystemTime)>,
 }
 
 impl Core {
@@ -82,6 +88,7 @@ impl Core {
         inputs: Sender<Input>,
     ) -> Result<Core, MainError> {
         let exe = upgrade::current_binary().map_err(MainError::Spawn)?;
+        let take_over = handover.is_some();
         let Start {
             config,
             state,
@@ -93,6 +100,11 @@ impl Core {
         let saved = AutoSave::new(&config.state, saved_version);
         let command = CommandSocket::serve(command, config.socket_path(), inputs.clone())
             .map_err(MainError::Spawn)?;
+        let admin = config
+            .metrics
+            .prometheus
+            .map(|address| Admin::start(address, inputs.clone(), take_over))
+            .transpose()?;
         let mut fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
         let tickets = match TicketRotation::start(Instant::now(), ROTATE_EVERY) {
             Ok(rotation) => {
@@ -115,7 +127,13 @@ impl Core {
             clients: Clients::default(),
             life: Lifecycle::new(ready),
             tickets,
+            admin,
+            last_change: None,
         };
+        if core.state.version > 0 {
+            let loaded = format!("state version {} loaded at start", core.state.version);
+            core.last_change = Some((loaded, SystemTime::now()));
+        }
         core.saved.save(&core.state);
         let mut first = Vec::new();
         for index in 0..core.fleet.len() {
@@ -201,6 +219,7 @@ impl Core {
             Input::Signal(signal) => log::info(&format!("{signal} ignored")),
             Input::UpgradeReady { pid } => self.on_upgrade_ready(pid),
             Input::UpgradeFailed { reason } => self.on_upgrade_failed(&reason),
+            Input::Admin { query, page } => self.on_admin(query, page),
         }
     }
 
@@ -361,6 +380,7 @@ impl Core {
         let mut e = event(proto::EventKind::StateChanged);
         e.state_version = self.state.version;
         e.message = change.describe();
+        self.last_change = Some((e.message.clone(), SystemTime::now()));
         self.emit(e);
         Some((id, waiting))
     }
@@ -716,7 +736,9 @@ impl Core {
                 self.state.version,
             ),
         );
-        // The new main process and its workers hold the sockets now.
+        // The new main process and its workers hold the sockets now; it takes the admin
+        // address over once this one lets go of it.
+        self.admin = None;
         self.listeners.close_all();
         self.fleet.soft_stop_all();
     }

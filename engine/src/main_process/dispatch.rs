@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::BackendKey;
 
-use super::input::{ClientId, WorkerKey};
+use super::input::{AdminPage, ClientId, WorkerKey};
 
 /// Who asked: a client's request, or the main process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +38,8 @@ pub enum Origin {
         request_id: String,
         old: WorkerKey,
     },
+    /// A request on the admin HTTP endpoint (`query` is the admin thread's number for it).
+    Admin { query: u64, page: AdminPage },
 }
 
 /// A backend being drained: live connections per worker, and when the wait ends.
@@ -322,7 +324,7 @@ impl Pending {
             Origin::Client { request_id, .. } | Origin::WorkerUpgrade { request_id, .. } => {
                 request_id
             }
-            Origin::Startup => "",
+            Origin::Startup | Origin::Admin { .. } => "",
         }
     }
 }
@@ -412,7 +414,7 @@ impl Requests {
         let outcome = pending.on_answer(worker, answer);
         let client = match pending.origin {
             Origin::Client { client, .. } => Some(client),
-            Origin::Startup | Origin::WorkerUpgrade { .. } => None,
+            Origin::Startup | Origin::WorkerUpgrade { .. } | Origin::Admin { .. } => None,
         };
         let done = if pending.is_done() {
             self.pending.remove(id)

@@ -4,6 +4,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::admin::AdminError;
 use super::command_server::SocketError;
 use super::config::ConfigError;
 use super::persist::PersistError;
@@ -17,6 +18,8 @@ pub enum MainError {
     Socket(#[from] SocketError),
     #[error(transparent)]
     Persist(#[from] PersistError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error("desired state {path}:\n{errors}")]
     Desired { path: PathBuf, errors: String },
     /// A listener of the state at start cannot listen. `error` is part of the message and not

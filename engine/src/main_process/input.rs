@@ -22,6 +22,15 @@ pub struct WorkerKey {
     pub generation: u64,
 }
 
+/// What an admin HTTP request asks for (see `admin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminPage {
+    /// `GET /metrics`: the Prometheus exposition.
+    Metrics,
+    /// `GET /`: the status page.
+    Status,
+}
+
 /// Everything the core reacts to.
 #[derive(Debug)]
 pub enum Input {
@@ -56,5 +65,11 @@ pub enum Input {
     },
     UpgradeFailed {
         reason: String,
+    },
+    /// An admin HTTP request needs the workers' metrics; `query` is the admin thread's number
+    /// for it, carried back with the answer.
+    Admin {
+        query: u64,
+        page: AdminPage,
     },
 }

@@ -9,6 +9,7 @@
 //! Entry point: [`run`], called by `weir proxy`. Workers are the same binary started as
 //! `weir worker` (see [`crate::channel`] for what the two sides promise each other).
 
+mod admin;
 mod clients;
 mod command_server;
 pub mod config;

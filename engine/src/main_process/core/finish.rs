@@ -34,6 +34,7 @@ impl Core {
                     ),
                 );
             }
+            Origin::Admin { query, .. } => self.answer_admin(query, pending.aggregate),
             Origin::Client { client, request_id } => {
                 let mut answer = match pending.aggregate {
                     Aggregate::Change { version } => {
