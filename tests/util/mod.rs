@@ -101,6 +101,34 @@ impl Proxy {
         Proxy::launch(command, socket, dir)
     }
 
+    /// Starts `weir proxy --socket S EXTRA...` under the file-descriptor limits a shell sets
+    /// before it execs the proxy: `ulimit -Sn soft`, then `ulimit -Hn hard` when given (else
+    /// the hard limit stays this process's). The proxy's stderr goes to `stderr`.
+    pub fn start_with_fd_limit(
+        soft: u64,
+        hard: Option<u64>,
+        extra: &[&str],
+        stderr: std::fs::File,
+    ) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("weir.sock");
+        let mut limits = format!("ulimit -Sn {soft}");
+        if let Some(hard) = hard {
+            limits.push_str(&format!(" && ulimit -Hn {hard}"));
+        }
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{limits} && exec \"$0\" \"$@\""))
+            .arg(weir_bin())
+            .arg("proxy")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stderr(stderr);
+        Proxy::launch(command, socket, dir)
+    }
+
     fn launch(mut command: Command, socket: PathBuf, dir: tempfile::TempDir) -> Proxy {
         let child = command
             .env_remove("WEIR_SOCKET")
