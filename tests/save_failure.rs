@@ -75,7 +75,7 @@ fn a_change_that_cannot_be_saved_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_proxy_that_cannot_save_its_starting_state_does_not_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = util::private_tempdir();
     let blocker = dir.path().join("blocker");
     fs::write(&blocker, b"file").unwrap();
     let desired = util::Desired::new();

@@ -91,8 +91,13 @@ impl Core {
             saved_version,
         } = loading::start(config, handover)?;
         let saved = AutoSave::new(&config.state, saved_version);
-        let command = CommandSocket::serve(command, config.socket_path(), inputs.clone())
-            .map_err(MainError::Spawn)?;
+        let command = CommandSocket::serve(
+            command,
+            config.socket_path(),
+            inputs.clone(),
+            config.client_limits(),
+        )
+        .map_err(MainError::Spawn)?;
         let mut fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
         let tickets = match TicketRotation::start(Instant::now(), ROTATE_EVERY) {
             Ok(rotation) => {
@@ -178,7 +183,8 @@ impl Core {
                 client,
                 answers,
                 writer,
-            } => self.clients.connected(client, answers, writer),
+                activity,
+            } => self.clients.connected(client, answers, writer, activity),
             Input::ClientRequest {
                 client,
                 id,
