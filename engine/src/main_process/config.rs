@@ -12,6 +12,7 @@
 //! max_connections = 10000
 //! max_idle_per_backend = 512 # idle keep-alive connections kept to each backend (0: none)
 //! max_command_clients = 64    # command-socket clients connected at once
+//! shared_listeners = false    # true: may listen where another proxy of this user does
 //! log_level = "info"          # error | warn | info | debug
 //! desired = "routes/"         # a desired-state directory applied at start
 //!
@@ -136,6 +137,10 @@ pub struct Config {
     pub max_idle_per_backend: usize,
     /// Command-socket clients connected at once; one more is refused, saying so.
     pub max_command_clients: usize,
+    /// Listen on an address another proxy of the same user already listens on, sharing its
+    /// connections through SO_REUSEPORT (several proxies on one host on purpose, e.g. a fleet
+    /// tried out on one machine). Off: such an address is refused.
+    pub shared_listeners: bool,
     pub log_level: LogLevel,
     /// A desired-state directory (or file) applied at start, after the saved state.
     pub desired: Option<PathBuf>,
@@ -155,6 +160,7 @@ impl Default for Config {
             max_connect_attempts: worker.max_connect_attempts,
             max_idle_per_backend: worker.max_idle_per_backend,
             max_command_clients: 64,
+            shared_listeners: false,
             log_level: LogLevel::Info,
             desired: None,
             timeouts: Timeouts::default(),

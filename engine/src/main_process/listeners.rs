@@ -16,9 +16,15 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use weir_schema::Listener;
+
+/// How long an address this process closed is still taken for its own: its workers close
+/// their copies of the sockets only as they apply the removal, and a plan that recreates a
+/// listener (a protocol change) pipelines the new AddListener right behind.
+const RECLAIM_WINDOW: Duration = Duration::from_secs(60);
 
 /// Pending connections a listening socket queues while its worker is busy or restarting.
 const BACKLOG: i32 = 1024;
@@ -68,13 +74,34 @@ pub fn probe_free(address: SocketAddr) -> io::Result<()> {
 #[derive(Debug, Default)]
 pub struct Listeners {
     sockets: BTreeMap<SocketAddr, Vec<TcpListener>>,
+    /// Addresses closed here lately, and when (see [`RECLAIM_WINDOW`]).
+    released: BTreeMap<SocketAddr, Instant>,
+    /// `shared_listeners`: no probe, another proxy's SO_REUSEPORT group may be joined.
+    shared: bool,
 }
 
 impl Listeners {
+    /// No sockets yet; `shared` lets addresses be shared with other processes (see
+    /// `Config::shared_listeners`).
+    pub fn new(shared: bool) -> Listeners {
+        Listeners {
+            shared,
+            ..Listeners::default()
+        }
+    }
+
     /// Opens `address` once for each of `slots` workers, if nothing else is bound to it; on
     /// any failure nothing is kept.
     pub fn open(&mut self, address: SocketAddr, slots: usize) -> io::Result<()> {
-        probe_free(address)?;
+        // A port Weir already listens on at another IP (127.0.0.1:80 beside 0.0.0.0:80) would
+        // fail the probe against Weir's own group: there only SO_REUSEPORT's own rule holds.
+        let now = Instant::now();
+        self.released
+            .retain(|_, closed| now.duration_since(*closed) < RECLAIM_WINDOW);
+        let shares_port = self.sockets.keys().any(|a| a.port() == address.port());
+        if !self.shared && !shares_port && !self.released.contains_key(&address) {
+            probe_free(address)?;
+        }
         let sockets = (0..slots)
             .map(|_| bind(address))
             .collect::<io::Result<Vec<_>>>()?;
@@ -110,7 +137,9 @@ impl Listeners {
 
     /// Closes every socket of `address`.
     pub fn close(&mut self, address: &SocketAddr) {
-        self.sockets.remove(address);
+        if self.sockets.remove(address).is_some() {
+            self.released.insert(*address, Instant::now());
+        }
     }
 
     /// Closes every socket (stop: no new connection is queued anywhere).
