@@ -1,6 +1,7 @@
 //! Rollouts to three proxies on 127.0.0.1: `weir plan` and `weir apply` with several
 //! `--socket`s. The proxies share the desired listener's port (their listening sockets use
-//! SO_REUSEPORT), the way one address is served by a fleet of machines.
+//! SO_REUSEPORT, and `shared_listeners = true` lets each join the others' address), the way
+//! one address is served by a fleet of machines.
 #![allow(clippy::unwrap_used)]
 
 mod util;
@@ -34,8 +35,19 @@ fn desired(listener: SocketAddr, backends: &[(&str, SocketAddr)]) -> Desired {
     desired
 }
 
-fn three_proxies() -> Vec<Proxy> {
-    (0..3).map(|_| Proxy::start(&["--workers", "1"])).collect()
+/// Three proxies allowed to share listening addresses; the directory holds their settings.
+fn three_proxies() -> (Vec<Proxy>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = control::write_config(
+        dir.path(),
+        "shared_listeners = true
+",
+    );
+    let config = config.to_str().unwrap();
+    let proxies = (0..3)
+        .map(|_| Proxy::start(&["--workers", "1", "--config", config]))
+        .collect();
+    (proxies, dir)
 }
 
 /// `weir ARGS... --socket P1 --socket P2 --socket P3`.
@@ -65,7 +77,7 @@ fn a_rollout_converges_all_three_and_plans_show_drift_apart() {
     let dir = desired(listener, &[("blue", backend.addr)]);
     let path = dir.path().to_str().unwrap();
     let want = weir_schema::desired::load(dir.path()).unwrap().state;
-    let proxies = three_proxies();
+    let (proxies, _config) = three_proxies();
     // The third proxy has drifted: it holds a cluster nobody asked for.
     let mut third = control::client(&proxies[2]);
     assert!(control::is_ok(&control::apply(
@@ -118,7 +130,7 @@ fn a_proxy_that_refuses_a_step_stops_the_rollout_after_the_canary() {
     let listener = weir_testkit::free_addr();
     let dir = desired(listener, &[("blue", backend.addr)]);
     let want = weir_schema::desired::load(dir.path()).unwrap().state;
-    let proxies = three_proxies();
+    let (proxies, _config) = three_proxies();
 
     // The second proxy is stopping (a request it serves is held at a backend), so it refuses
     // every change; its command socket still answers queries.
@@ -185,7 +197,7 @@ fn rollouts_under_request_loops_fail_no_request() {
     let v1 = desired(listener, &[("blue", blue.addr)]);
     let v2 = desired(listener, &[("green", green.addr), ("blue-2", blue.addr)]);
     let v3 = desired(listener, &[("green", green.addr)]);
-    let proxies = three_proxies();
+    let (proxies, _config) = three_proxies();
     let first = weir_all(
         &proxies,
         &[

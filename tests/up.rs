@@ -99,7 +99,7 @@ struct Started {
 /// Starts `weir up` on a copy of the quickstart and waits until its first route answers 200.
 fn start_quickstart() -> Started {
     let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
-    let work = tempfile::tempdir().unwrap();
+    let work = util::private_tempdir();
     let dir = work.path().join("quickstart");
     std::fs::create_dir(&dir).unwrap();
     let mut ports = BTreeMap::new();

@@ -42,6 +42,8 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn a_failed_upgrade_leaves_no_state_file_and_the_file_was_private() {
     let root = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The command socket's directory must be private.
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
     // The proxy's temporary directory is one anyone may enter, as /tmp is.
     let tmp = root.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();

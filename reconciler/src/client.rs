@@ -17,10 +17,23 @@ pub enum ClientError {
     Connect { path: PathBuf, error: io::Error },
     #[error("cannot connect to the command socket {path}: it is not a socket but a {kind} (see --socket)")]
     NotASocket { path: PathBuf, kind: &'static str },
+    #[error(
+        "refusing the command socket {path}: it is served by a process of uid {server}, not by \
+         this user (uid {own}) or root; another user may have put it there (see --socket)"
+    )]
+    ForeignServer {
+        path: PathBuf,
+        server: u32,
+        own: u32,
+    },
+    #[error("cannot check who serves the command socket {path}: {error}")]
+    PeerUnknown { path: PathBuf, error: nix::Error },
     #[error("command socket: {0}")]
     Frame(#[from] FrameError),
     #[error("the proxy closed the command socket before answering")]
     Closed,
+    #[error("the proxy refused the connection: {0}")]
+    Refused(String),
     #[error("the proxy refused the request: {0}")]
     Failure(String),
     #[error("the proxy answered without the expected content")]
@@ -71,6 +84,21 @@ impl Client {
         Ok(())
     }
 
+    /// Whether the proxy has closed this connection (or sent something unasked, which only a
+    /// closing proxy does to a client that follows no events): an idle client is closed after
+    /// the proxy's `command_idle_ms`, and a caller that keeps one open reconnects rather than
+    /// fail its next request.
+    pub fn peer_closed(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        if !self.reader.buffer().is_empty() {
+            return true;
+        }
+        let stream = self.reader.get_ref();
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+    }
+
     /// Bounds how long one read may wait; `None` waits forever (drains can be long).
     pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         self.reader.get_ref().set_read_timeout(timeout)
@@ -84,8 +112,8 @@ impl Client {
 
     /// Sends one request without waiting for its answer.
     pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
-        write_frame(&mut self.writer, &proto::Request::from(request))?;
-        Ok(())
+        write_frame(&mut self.writer, &proto::Request::from(request))
+            .map_err(|e| self.refusal().unwrap_or(e.into()))
     }
 
     /// Queues one request without sending it yet; [`Client::flush`] (or the next
@@ -106,8 +134,21 @@ impl Client {
     /// Reads the next answer of any request (or an event, on a subscription), after sending
     /// whatever is still queued.
     pub fn recv(&mut self) -> Result<proto::Response, ClientError> {
-        self.flush()?;
-        read_frame(&mut self.reader, DEFAULT_MAX_FRAME)?.ok_or(ClientError::Closed)
+        if let Err(e) = self.flush() {
+            return Err(self.refusal().unwrap_or(e));
+        }
+        let answer = read_frame(&mut self.reader, DEFAULT_MAX_FRAME)?.ok_or(ClientError::Closed)?;
+        refused(&answer).map_or(Ok(answer), Err)
+    }
+
+    /// Whether the proxy, having closed the connection, left word of why: a FAILURE with no
+    /// request id (too many clients). Read without waiting: it is in the socket or not at all.
+    fn refusal(&mut self) -> Option<ClientError> {
+        let stream = self.reader.get_ref();
+        stream.set_nonblocking(true).ok()?;
+        let read = read_frame::<proto::Response, _>(&mut self.reader, DEFAULT_MAX_FRAME);
+        let _ = self.reader.get_ref().set_nonblocking(false);
+        refused(&read.ok()??)
     }
 
     /// Sends `request` and waits for its final answer, handing every `PROCESSING` answer (and
@@ -181,6 +222,12 @@ impl Client {
     }
 }
 
+/// The proxy's refusal of the connection itself (an answer to no request), if `answer` is one.
+fn refused(answer: &proto::Response) -> Option<ClientError> {
+    (answer.id.is_empty() && answer.status() == ResponseStatus::Failure)
+        .then(|| ClientError::Refused(answer.message.clone()))
+}
+
 /// Connects to `path` and splits the stream into its buffered halves.
 fn open(path: &Path) -> Result<(BufReader<UnixStream>, BufWriter<UnixStream>), ClientError> {
     let connect_error = |error| ClientError::Connect {
@@ -197,11 +244,35 @@ fn open(path: &Path) -> Result<(BufReader<UnixStream>, BufWriter<UnixStream>), C
             None => connect_error(error),
         }
     })?;
+    check_server(&stream, path)?;
     let writer = stream.try_clone().map_err(connect_error)?;
     Ok((
         BufReader::with_capacity(64 * 1024, stream),
         BufWriter::with_capacity(64 * 1024, writer),
     ))
+}
+
+/// Refuses a socket served by another user (root excepted) before a byte is sent: a request
+/// may carry what only this user should say, and an answer read from an impostor is not the
+/// proxy's. The kernel gives the uid that opened the listening socket (SO_PEERCRED).
+fn check_server(stream: &UnixStream, path: &Path) -> Result<(), ClientError> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let server = getsockopt(stream, PeerCredentials)
+        .map_err(|error| ClientError::PeerUnknown {
+            path: path.to_owned(),
+            error,
+        })?
+        .uid();
+    let own = nix::unistd::geteuid().as_raw();
+    if weir_schema::paths::peer_allowed(server, own) {
+        Ok(())
+    } else {
+        Err(ClientError::ForeignServer {
+            path: path.to_owned(),
+            server,
+            own,
+        })
+    }
 }
 
 /// What is at `path` when it exists but is not a socket.

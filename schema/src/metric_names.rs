@@ -24,6 +24,11 @@ pub const BACKEND_CONNECTIONS_OPENED: &str = "backend.connections_opened";
 pub const BACKEND_CONNECTIONS_REUSED: &str = "backend.connections_reused";
 pub const BACKEND_IDLE_EXPIRED: &str = "backend.idle_expired";
 pub const BACKEND_IDLE_CLOSED_BY_BACKEND: &str = "backend.idle_closed_by_backend";
+/// Backend connects that failed for want of fds or local ports in the worker: answered 503,
+/// never counted against the backend.
+pub const BACKEND_LOCAL_SHORTAGES: &str = "backend.local_shortages";
+/// Accepts that failed for want of fds (or memory): the listener pauses, then retries.
+pub const CONNECTIONS_ACCEPT_SHORTAGES: &str = "connections.accept_shortages";
 pub const BYTES_IN: &str = "bytes.in";
 pub const BYTES_OUT: &str = "bytes.out";
 pub const WEBSOCKET_UPGRADES: &str = "websocket.upgrades";

@@ -1,4 +1,4 @@
-//! Where things live by default on this machine.
+//! Where things live by default on this machine, and who may use the command socket.
 
 use std::path::PathBuf;
 
@@ -18,4 +18,11 @@ pub fn default_socket_path() -> PathBuf {
     std::env::temp_dir()
         .join(format!("weir-{user}"))
         .join("weir.sock")
+}
+
+/// Whether a peer with `peer_uid` may talk to one running as `own_uid` over the command
+/// socket: the same user, or root. The proxy checks its clients with it and clients check
+/// the proxy, each through the socket's peer credentials (SO_PEERCRED).
+pub fn peer_allowed(peer_uid: u32, own_uid: u32) -> bool {
+    peer_uid == own_uid || peer_uid == 0
 }

@@ -120,8 +120,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<u8> {
 
 /// Makes sure the socket's directory exists and no proxy is already live on it.
 fn prepare_socket(socket: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = socket.parent() {
-        std::fs::create_dir_all(parent)
+    if let Some(parent) = socket.parent().filter(|p| !p.exists()) {
+        // Private, as the proxy requires of its socket's directory.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     match UnixStream::connect(socket) {

@@ -36,7 +36,18 @@ pub fn wait_for_port(addr: SocketAddr) -> bool {
     })
 }
 
-/// A temporary directory holding desired-state files.
+/// A temporary directory only this user may enter (mode 0700), as a command socket's
+/// directory must be: `tempfile` leaves the umask's mode (often 0755), which the proxy
+/// refuses.
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod 0700");
+    dir
+}
+
+/// A temporary directory holding desired-state files (private: tests put sockets in it).
 pub struct Desired {
     pub dir: tempfile::TempDir,
 }
@@ -44,7 +55,7 @@ pub struct Desired {
 impl Desired {
     pub fn new() -> Desired {
         Desired {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: private_tempdir(),
         }
     }
 
@@ -73,7 +84,7 @@ pub struct Proxy {
 impl Proxy {
     /// Starts `weir proxy --socket S EXTRA...` and waits until its command socket answers.
     pub fn start(extra: &[&str]) -> Proxy {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = private_tempdir();
         let socket = dir.path().join("weir.sock");
         let mut command = Command::new(weir_bin());
         command
@@ -98,6 +109,34 @@ impl Proxy {
         for (name, value) in env {
             command.env(name, value);
         }
+        Proxy::launch(command, socket, dir)
+    }
+
+    /// Starts `weir proxy --socket S EXTRA...` under the file-descriptor limits a shell sets
+    /// before it execs the proxy: `ulimit -Sn soft`, then `ulimit -Hn hard` when given (else
+    /// the hard limit stays this process's). The proxy's stderr goes to `stderr`.
+    pub fn start_with_fd_limit(
+        soft: u64,
+        hard: Option<u64>,
+        extra: &[&str],
+        stderr: std::fs::File,
+    ) -> Proxy {
+        let dir = private_tempdir();
+        let socket = dir.path().join("weir.sock");
+        let mut limits = format!("ulimit -Sn {soft}");
+        if let Some(hard) = hard {
+            limits.push_str(&format!(" && ulimit -Hn {hard}"));
+        }
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("{limits} && exec \"$0\" \"$@\""))
+            .arg(weir_bin())
+            .arg("proxy")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stderr(stderr);
         Proxy::launch(command, socket, dir)
     }
 

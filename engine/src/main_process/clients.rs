@@ -6,17 +6,19 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use weir_schema::proto::{self, response::Content};
 
 use super::events::{EventLog, DEFAULT_CAPACITY};
-use super::input::ClientId;
+use super::input::{Activity, ClientId};
 
 #[derive(Debug)]
 struct Client {
     answers: Sender<proto::Response>,
     writer: Option<JoinHandle<()>>,
+    activity: Arc<Activity>,
 }
 
 /// Connected clients, subscribers and the event log.
@@ -43,12 +45,14 @@ impl Clients {
         client: ClientId,
         answers: Sender<proto::Response>,
         writer: JoinHandle<()>,
+        activity: Arc<Activity>,
     ) {
         self.connected.insert(
             client,
             Client {
                 answers,
                 writer: Some(writer),
+                activity,
             },
         );
     }
@@ -61,12 +65,19 @@ impl Clients {
     /// Sends `response` to `client`, if it is still connected.
     pub fn answer(&self, client: ClientId, response: proto::Response) {
         if let Some(c) = self.connected.get(&client) {
+            if !response.id.is_empty() && response.is_final() {
+                c.activity.answered();
+            }
             let _ = c.answers.send(response);
         }
     }
 
     /// Subscribes `client` to events, first replaying the retained ones after `from`.
     pub fn subscribe(&mut self, client: ClientId, id: &str, from: Option<u64>, version: u64) {
+        // Before its answer: a subscriber is never idle, not even between the two.
+        if let Some(c) = self.connected.get(&client) {
+            c.activity.subscribed();
+        }
         let (replay, gap) = match from {
             Some(seq) => self.events.since(seq),
             None => (Vec::new(), false),

@@ -11,6 +11,8 @@
 //! max_buffers = 16384
 //! max_connections = 10000
 //! max_idle_per_backend = 512 # idle keep-alive connections kept to each backend (0: none)
+//! max_command_clients = 64    # command-socket clients connected at once
+//! shared_listeners = false    # true: may listen where another proxy of this user does
 //! log_level = "info"          # error | warn | info | debug
 //! desired = "routes/"         # a desired-state directory applied at start
 //!
@@ -24,6 +26,8 @@
 //! stop_ms = 30000             # SoftStop / SIGTERM: longest wait for in-flight requests
 //! worker_answer_ms = 5000     # a worker silent this long on a request is hung (replaced)
 //! backend_idle_ms = 30000     # idle pooled backend connections are closed after this
+//! command_idle_ms = 60000     # a command client silent this long is closed (unless it
+//!                             # waits for an answer or follows events)
 //!
 //! [state]
 //! path = "/var/lib/weir/state"
@@ -86,6 +90,7 @@ pub struct Timeouts {
     pub stop_ms: u64,
     pub worker_answer_ms: u64,
     pub backend_idle_ms: u64,
+    pub command_idle_ms: u64,
 }
 
 impl Default for Timeouts {
@@ -100,6 +105,7 @@ impl Default for Timeouts {
             stop_ms: 30_000,
             worker_answer_ms: 5_000,
             backend_idle_ms: 30_000,
+            command_idle_ms: 60_000,
         }
     }
 }
@@ -149,6 +155,13 @@ fn loopback<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Er
     Ok(Some(address))
 }
 
+/// How many command clients may be connected at once, and how long one may stay idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    pub max: usize,
+    pub idle: Duration,
+}
+
 /// Everything `weir proxy` runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -163,6 +176,12 @@ pub struct Config {
     pub max_connect_attempts: u32,
     /// Idle keep-alive connections kept per backend, per worker.
     pub max_idle_per_backend: usize,
+    /// Command-socket clients connected at once; one more is refused, saying so.
+    pub max_command_clients: usize,
+    /// Listen on an address another proxy of the same user already listens on, sharing its
+    /// connections through SO_REUSEPORT (several proxies on one host on purpose, e.g. a fleet
+    /// tried out on one machine). Off: such an address is refused.
+    pub shared_listeners: bool,
     pub log_level: LogLevel,
     /// A desired-state directory (or file) applied at start, after the saved state.
     pub desired: Option<PathBuf>,
@@ -182,6 +201,8 @@ impl Default for Config {
             max_connections: worker.max_connections,
             max_connect_attempts: worker.max_connect_attempts,
             max_idle_per_backend: worker.max_idle_per_backend,
+            max_command_clients: 64,
+            shared_listeners: false,
             log_level: LogLevel::Info,
             desired: None,
             timeouts: Timeouts::default(),
@@ -267,6 +288,9 @@ impl Config {
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }
+        if self.max_command_clients == 0 {
+            return invalid("max_command_clients", "must be at least 1");
+        }
         if self.max_connect_attempts == 0 {
             return invalid("max_connect_attempts", "must be at least 1");
         }
@@ -281,6 +305,7 @@ impl Config {
             ("timeouts.stop_ms", t.stop_ms),
             ("timeouts.worker_answer_ms", t.worker_answer_ms),
             ("timeouts.backend_idle_ms", t.backend_idle_ms),
+            ("timeouts.command_idle_ms", t.command_idle_ms),
         ] {
             if value == 0 {
                 return invalid(key, "must be at least 1 millisecond");
@@ -332,6 +357,14 @@ impl Config {
 
     pub fn stop_timeout(&self) -> Duration {
         Duration::from_millis(self.timeouts.stop_ms)
+    }
+
+    /// The bounds on command clients.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            max: self.max_command_clients,
+            idle: Duration::from_millis(self.timeouts.command_idle_ms),
+        }
     }
 
     /// How long a worker may stay silent on a request before it counts as hung.

@@ -98,8 +98,13 @@ impl Core {
             saved_version,
         } = loading::start(config, handover)?;
         let saved = AutoSave::new(&config.state, saved_version);
-        let command = CommandSocket::serve(command, config.socket_path(), inputs.clone())
-            .map_err(MainError::Spawn)?;
+        let command = CommandSocket::serve(
+            command,
+            config.socket_path(),
+            inputs.clone(),
+            config.client_limits(),
+        )
+        .map_err(MainError::Spawn)?;
         let admin = config
             .metrics
             .prometheus
@@ -134,7 +139,9 @@ impl Core {
             let loaded = format!("state version {} loaded at start", core.state.version);
             core.last_change = Some((loaded, SystemTime::now()));
         }
-        core.saved.save(&core.state);
+        // With saving on, a proxy that cannot save what it starts with says so now, rather
+        // than refuse every change later.
+        core.saved.save(&core.state)?;
         let mut first = Vec::new();
         for index in 0..core.fleet.len() {
             let key = core.start_worker(index).map_err(MainError::Spawn)?;
@@ -194,7 +201,8 @@ impl Core {
                 client,
                 answers,
                 writer,
-            } => self.clients.connected(client, answers, writer),
+                activity,
+            } => self.clients.connected(client, answers, writer, activity),
             Input::ClientRequest {
                 client,
                 id,
@@ -324,6 +332,15 @@ impl Core {
                 return self.fail(client, &id, why);
             }
         }
+        if let Err(why) = self
+            .saved
+            .save_ahead(&self.state, std::slice::from_ref(&change))
+        {
+            if let Change::AddListener(l) = &change {
+                self.listeners.close(&l.address);
+            }
+            return self.fail(client, &id, why);
+        }
         let waiting = self.commit(&change, None);
         let version = self.state.version;
         let aggregate = match &change {
@@ -402,13 +419,25 @@ impl Core {
             Ok(changes) => changes,
             Err(e) => return self.fail(client, &id, e),
         };
-        let added = changes.iter().filter_map(|change| match change {
-            Change::AddListener(l) => Some(l),
-            _ => None,
-        });
-        if let Err((l, e)) = self.listeners.open_each(added, self.fleet.len()) {
+        let added: Vec<&weir_schema::Listener> = changes
+            .iter()
+            .filter_map(|change| match change {
+                Change::AddListener(l) => Some(l),
+                _ => None,
+            })
+            .collect();
+        if let Err((l, e)) = self
+            .listeners
+            .open_each(added.iter().copied(), self.fleet.len())
+        {
             let origin = format!("from {}", path.display());
             let why = listen_failure(&l.name, &l.address, Some(&origin), &e);
+            return self.fail(client, &id, why);
+        }
+        if let Err(why) = self.saved.save_ahead(&self.state, &changes) {
+            for l in &added {
+                self.listeners.close(&l.address);
+            }
             return self.fail(client, &id, why);
         }
         let count = changes.len();
@@ -636,6 +665,13 @@ impl Core {
 
     fn tick(&mut self, now: Instant) {
         self.check_silent(now);
+        for (key, pid) in self.fleet.kill_overdue(now) {
+            log::warn(&format!(
+                "worker {} (pid {pid}), replaced, still had connections after {} ms; killed",
+                key.slot,
+                self.config.stop_timeout().as_millis()
+            ));
+        }
         if let Some(rotated) = self.tickets.as_mut().and_then(|t| t.rotate_if_due(now)) {
             match rotated {
                 Ok(keys) => self.fleet.set_ticket_keys(keys),
@@ -645,7 +681,7 @@ impl Core {
         }
         for pending in self.requests.expired_drains(now) {
             if let Some((client, answer)) = pending.drain_deadline_answer() {
-                self.saved.save(&self.state);
+                self.save_state();
                 self.answer(client, answer);
             }
         }
@@ -688,7 +724,7 @@ impl Core {
 
     fn shutdown(&mut self) {
         self.fleet.kill_all();
-        self.saved.save(&self.state);
+        self.save_state();
         self.command.close(!self.life.handed_over());
         self.clients.close();
         log::info("stopped");

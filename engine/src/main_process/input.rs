@@ -5,7 +5,9 @@
 //! an [`Input`] on the core's one channel. This module depends on no other module of the main
 //! process, so each of them can send inputs without an import loop.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nix::sys::signal::Signal;
@@ -14,6 +16,38 @@ use weir_schema::{proto, Request};
 
 /// A connected command client.
 pub type ClientId = u64;
+
+/// Whether a command client is waiting for something, shared by its reader thread (which
+/// closes an idle client) and the core (which answers it): a client with a request under way
+/// (a long drain) or subscribed to events is quiet, not idle.
+#[derive(Debug, Default)]
+pub struct Activity {
+    pending: AtomicUsize,
+    subscribed: AtomicBool,
+}
+
+impl Activity {
+    /// The reader read a request that will get a final answer (it has an id).
+    pub fn request_read(&self) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The core sent a request's final answer.
+    pub fn answered(&self) {
+        let _ = self
+            .pending
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    }
+
+    pub fn subscribed(&self) {
+        self.subscribed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waiting for an answer or for events.
+    pub fn busy(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) > 0 || self.subscribed.load(Ordering::SeqCst)
+    }
+}
 
 /// One worker process: its slot and which start of that slot it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +72,7 @@ pub enum Input {
         client: ClientId,
         answers: Sender<proto::Response>,
         writer: JoinHandle<()>,
+        activity: Arc<Activity>,
     },
     ClientRequest {
         client: ClientId,

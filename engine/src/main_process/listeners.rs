@@ -1,6 +1,13 @@
 //! Listening sockets: each listener is opened once per worker slot with SO_REUSEPORT, and the
 //! main process keeps every fd for as long as the listener exists.
 //!
+//! SO_REUSEPORT gives each worker its own accept queue, balanced by the kernel; but it would
+//! also let a second proxy (or any program of the same user asking for it) join an address
+//! Weir listens on, and take a share of its connections. So an address is probed first with
+//! a plain bind, without SO_REUSEPORT, which fails if anything at all is bound there
+//! ([`probe_free`]); only then is the group opened. Weir's own sockets never need the probe
+//! again: restarted workers and a new main process (upgrade) take over the same fds.
+//!
 //! Keeping the fds is what lets a crashed worker's replacement take over the very same socket,
 //! accept queue included, and what lets a new main process inherit them on upgrade: a listening
 //! socket is never closed while its listener is in the state.
@@ -9,9 +16,15 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use weir_schema::Listener;
+
+/// How long an address this process closed is still taken for its own: its workers close
+/// their copies of the sockets only as they apply the removal, and a plan that recreates a
+/// listener (a protocol change) pipelines the new AddListener right behind.
+const RECLAIM_WINDOW: Duration = Duration::from_secs(60);
 
 /// Pending connections a listening socket queues while its worker is busy or restarting.
 const BACKLOG: i32 = 1024;
@@ -34,15 +47,61 @@ pub fn bind(address: SocketAddr) -> io::Result<TcpListener> {
     Ok(socket.into())
 }
 
+/// Fails with `AddrInUse` if any socket, of this process or another, is bound to `address`.
+/// The probe binds without SO_REUSEPORT (a socket bound that way conflicts with every other
+/// one on the address, reuseport or not) and closes at once without listening. SO_REUSEADDR
+/// only lets it past connections of an earlier listener lingering in TIME_WAIT.
+pub fn probe_free(address: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    if address.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    match socket.bind(&address.into()) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{e}: another proxy or program holds this address"),
+        )),
+        other => other,
+    }
+}
+
 /// Every listening socket, per address and worker slot.
 #[derive(Debug, Default)]
 pub struct Listeners {
     sockets: BTreeMap<SocketAddr, Vec<TcpListener>>,
+    /// Addresses closed here lately, and when (see [`RECLAIM_WINDOW`]).
+    released: BTreeMap<SocketAddr, Instant>,
+    /// `shared_listeners`: no probe, another proxy's SO_REUSEPORT group may be joined.
+    shared: bool,
 }
 
 impl Listeners {
-    /// Opens `address` once for each of `slots` workers; on any failure nothing is kept.
+    /// No sockets yet; `shared` lets addresses be shared with other processes (see
+    /// `Config::shared_listeners`).
+    pub fn new(shared: bool) -> Listeners {
+        Listeners {
+            shared,
+            ..Listeners::default()
+        }
+    }
+
+    /// Opens `address` once for each of `slots` workers, if nothing else is bound to it; on
+    /// any failure nothing is kept.
     pub fn open(&mut self, address: SocketAddr, slots: usize) -> io::Result<()> {
+        // A port Weir already listens on at another IP (127.0.0.1:80 beside 0.0.0.0:80) would
+        // fail the probe against Weir's own group: there only SO_REUSEPORT's own rule holds.
+        let now = Instant::now();
+        self.released
+            .retain(|_, closed| now.duration_since(*closed) < RECLAIM_WINDOW);
+        let shares_port = self.sockets.keys().any(|a| a.port() == address.port());
+        if !self.shared && !shares_port && !self.released.contains_key(&address) {
+            probe_free(address)?;
+        }
         let sockets = (0..slots)
             .map(|_| bind(address))
             .collect::<io::Result<Vec<_>>>()?;
@@ -78,7 +137,9 @@ impl Listeners {
 
     /// Closes every socket of `address`.
     pub fn close(&mut self, address: &SocketAddr) {
-        self.sockets.remove(address);
+        if self.sockets.remove(address).is_some() {
+            self.released.insert(*address, Instant::now());
+        }
     }
 
     /// Closes every socket (stop: no new connection is queued anywhere).
@@ -127,6 +188,23 @@ mod tests {
         assert!(std::net::TcpStream::connect(address).is_ok());
         listeners.close(&address);
         assert!(listeners.fd(&address, 0).is_none());
+    }
+
+    #[test]
+    fn a_port_another_reuseport_group_holds_fails_to_open() {
+        // What another proxy's listener looks like: SO_REUSEPORT, listening.
+        let other = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let address = other.local_addr().unwrap();
+        let mut listeners = Listeners::default();
+        let e = listeners.open(address, 2).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("another proxy or program"), "{e}");
+        assert!(listeners.fd(&address, 0).is_none());
+        // Once it is gone the address opens, and a closed listener's address opens again.
+        drop(other);
+        listeners.open(address, 2).unwrap();
+        listeners.close(&address);
+        listeners.open(address, 2).unwrap();
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub struct Start {
 /// Takes over from a previous main process (`handover`), or builds the state from the saved
 /// state and the desired directory and opens its sockets.
 pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainError> {
-    let mut listeners = Listeners::default();
     let Some(handover) = handover else {
+        let mut listeners = Listeners::new(config.shared_listeners);
         let (state, origins) = initial_state(&config)?;
         listeners
             .open_each(state.listeners.values(), config.worker_count())
@@ -56,6 +56,7 @@ pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainEr
             saved_version: 0,
         });
     };
+    let mut listeners = Listeners::new(handover.config.shared_listeners);
     let adopted = handover.adopt().map_err(MainError::Handover)?;
     let state = persist::load(&adopted.state_file)?;
     let _ = std::fs::remove_file(&adopted.state_file);

@@ -18,6 +18,7 @@ mod dispatch;
 mod error;
 mod events;
 pub mod fd;
+mod fd_limit;
 mod heap;
 mod input;
 mod lifecycle;
@@ -47,11 +48,40 @@ fn handled_signals() -> SigSet {
     set
 }
 
+/// Raises the soft fd limit (workers inherit it) and warns once if it is still too low.
+fn check_fd_limit(config: &Config) {
+    let limit = match fd_limit::raise() {
+        Ok(raised) => {
+            if raised.after > raised.before {
+                log::info(&format!(
+                    "file descriptor limit raised from {} to {}",
+                    raised.before, raised.after
+                ));
+            }
+            raised.after
+        }
+        Err(e) => {
+            log::warn(&format!("cannot raise the file descriptor limit: {e}"));
+            match nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE) {
+                Ok((soft, _)) => soft,
+                Err(_) => return,
+            }
+        }
+    };
+    let workers = config.worker_count();
+    if let Some(warning) =
+        fd_limit::shortfall(limit, fd_limit::file_max(), workers, config.max_connections)
+    {
+        log::warn(&warning);
+    }
+}
+
 /// Runs the main process until it is stopped. `handover` is the JSON a previous main process
 /// passed on upgrade (`None` for a normal start). Must be called before this process starts
 /// any thread: it blocks the handled signals, and threads inherit the mask.
 pub fn run(config: Config, handover: Option<&str>) -> Result<(), MainError> {
     log::set_level(config.log_level);
+    check_fd_limit(&config);
     let signals = handled_signals();
     signals.thread_block().map_err(MainError::Signals)?;
     let (inputs, receiver) = std::sync::mpsc::channel();

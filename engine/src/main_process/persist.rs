@@ -11,10 +11,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use weir_schema::saved::{self, SavedStateError};
-use weir_schema::State;
+use weir_schema::{Change, State};
 
 use super::config::StateConfig;
-use super::log;
 
 /// Why a state could not be saved or loaded.
 ///
@@ -61,18 +60,41 @@ impl AutoSave {
         }
     }
 
-    /// Saves `state` if saving is on and the file is behind; a failure is logged, not fatal.
-    pub fn save(&mut self, state: &State) {
+    /// Whether every change is saved before it goes live.
+    pub fn is_on(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Saves `state` if saving is on and the file is behind. The core saves each change
+    /// ahead of applying it ([`AutoSave::save_ahead`]), so this only writes at start and
+    /// after anything that changed the state without a check.
+    pub fn save(&mut self, state: &State) -> Result<(), PersistError> {
         let Some(path) = &self.path else {
-            return;
+            return Ok(());
         };
         if self.saved_version == state.version {
-            return;
+            return Ok(());
         }
-        match save(state, path) {
-            Ok(()) => self.saved_version = state.version,
-            Err(e) => log::error(&e.to_string()),
+        save(state, path)?;
+        self.saved_version = state.version;
+        Ok(())
+    }
+
+    /// Saves the state `changes` would make of `live`, before any of them is applied: with
+    /// saving on, a change that cannot be made durable is refused (the live state stays as
+    /// it was), never acknowledged and then lost at the next restart. The changes were
+    /// checked already; one that fails to apply here is refused all the same.
+    pub fn save_ahead(&mut self, live: &State, changes: &[Change]) -> Result<(), String> {
+        if !self.is_on() {
+            return Ok(());
         }
+        let mut next = live.clone();
+        for change in changes {
+            next.apply_change(change, None)
+                .map_err(|e| format!("{}: {e}", change.describe()))?;
+        }
+        self.save(&next)
+            .map_err(|e| format!("{e}; nothing was changed (state.auto_save is on)"))
     }
 }
 

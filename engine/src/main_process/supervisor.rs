@@ -60,6 +60,8 @@ pub struct Worker {
     out: Vec<u8>,
     /// The channel failed: the worker is being killed and must not be written to.
     broken: bool,
+    /// For a retiring worker told to stop: when it is killed if it has not exited yet.
+    kill_at: Option<Instant>,
 }
 
 impl Worker {
@@ -194,9 +196,12 @@ impl Spawner {
             .stdin(Stdio::null());
         let child = fd::spawn_with_fds(&mut command, &[worker_end.as_raw_fd()])?;
         drop(worker_end);
-        let pid = Pid::from_raw(i32::try_from(child.id()).map_err(io::Error::other)?);
-        // Dropping a std Child neither kills nor reaps it: the waiter thread and the core do.
-        drop(child);
+        // Past the fork, a failure must not leave the child behind: it is killed and reaped.
+        reap_on_error(child, |pid| self.watch(key, pid, main_end))
+    }
+
+    /// Starts the two watcher threads of a started worker.
+    fn watch(&self, key: WorkerKey, pid: Pid, main_end: UnixStream) -> io::Result<Worker> {
         main_end.set_write_timeout(Some(WRITE_TIMEOUT))?;
         let reader = main_end.try_clone()?;
         let inputs = self.inputs.clone();
@@ -218,8 +223,27 @@ impl Spawner {
             channel: main_end,
             out: Vec::new(),
             broken: false,
+            kill_at: None,
         })
     }
+}
+
+/// Hands a freshly started `child` to `watch`; if that fails, the child is killed and reaped
+/// before the error is returned, so a start that fails after the fork leaves no process and
+/// no zombie behind. (Dropping a std `Child` neither kills nor reaps it.)
+fn reap_on_error<T>(
+    mut child: std::process::Child,
+    watch: impl FnOnce(Pid) -> io::Result<T>,
+) -> io::Result<T> {
+    let result = i32::try_from(child.id())
+        .map_err(io::Error::other)
+        .map(Pid::from_raw)
+        .and_then(watch);
+    if result.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    result
 }
 
 /// Every worker: one per slot, plus the replaced ones still finishing their requests.
@@ -387,11 +411,28 @@ impl Fleet {
         }
     }
 
-    /// Asks a retiring worker to finish its requests and exit.
-    pub fn retire(&mut self, key: WorkerKey) {
+    /// Asks a retiring worker to finish its requests and exit; one still running at
+    /// `kill_at` is killed ([`Fleet::kill_overdue`]), so a long-lived connection (a WebSocket,
+    /// a stuck backend) cannot keep a replaced worker alive for ever.
+    pub fn retire(&mut self, key: WorkerKey, kill_at: Instant) {
         if let Some(w) = self.retiring.iter_mut().find(|w| w.key == key) {
             w.queue(&stop_request());
+            w.kill_at = Some(kill_at);
         }
+    }
+
+    /// Kills the retiring workers past their deadline; returns them. Each is reaped when its
+    /// exit arrives, like any other.
+    pub fn kill_overdue(&mut self, now: Instant) -> Vec<(WorkerKey, Pid)> {
+        let mut killed = Vec::new();
+        for w in &mut self.retiring {
+            if w.kill_at.is_some_and(|t| t <= now) {
+                w.kill_at = None;
+                w.abandon();
+                killed.push((w.key, w.pid));
+            }
+        }
+        killed
     }
 
     /// Forwards an accepted change to every worker; returns the serving ones, which owe an
@@ -599,6 +640,35 @@ fn wait_exit(pid: Pid) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Whether `pid` is gone from the process table: not running, and not a zombie either.
+    fn gone(pid: u32) -> bool {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    #[test]
+    fn a_start_that_fails_after_the_fork_kills_and_reaps_the_child() {
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let result: io::Result<()> =
+            reap_on_error(child, |_| Err(io::Error::other("no thread for it")));
+        assert_eq!(result.unwrap_err().to_string(), "no thread for it");
+        // Reaped at once: no zombie is left for anyone to collect.
+        assert!(
+            gone(pid),
+            "{:?}",
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        );
+
+        // A start that succeeds leaves the child to its watcher.
+        let child = Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = child.id();
+        let watched = reap_on_error(child, Ok).unwrap();
+        assert_eq!(watched.as_raw(), i32::try_from(pid).unwrap());
+        assert!(!gone(pid));
+        let _ = kill(watched, Signal::SIGKILL);
+        let _ = waitpid(watched, None);
+    }
 
     #[test]
     fn restarts_back_off_while_a_worker_keeps_crashing() {

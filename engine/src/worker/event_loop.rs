@@ -425,8 +425,12 @@ impl Worker {
         }
     }
 
-    /// Periodic work: active health checks, drain deadlines.
+    /// Periodic work: active health checks, drain deadlines, listeners paused for want of fds.
     fn tick(&mut self) {
+        if !self.cx.stopping {
+            self.listeners
+                .resume_paused(self.cx.now, &self.cx.registry, &self.cx.router);
+        }
         self.probes.start_due(&mut self.cx);
         self.probes.expire(&mut self.cx);
         self.control.expire_drains(self.cx.now);

@@ -5,11 +5,19 @@
 //! after a (re)start, or a plan that adds a listener before its frontends, thus leaves early
 //! connections in the kernel's accept queue, shared with the other workers, instead of
 //! answering them 404 from a half-loaded state.
+//!
+//! An accept that fails for want of fds (or memory) pauses its listener for [`ACCEPT_PAUSE`]:
+//! it leaves the poll, and the connections queued meanwhile wait in the kernel (other
+//! workers, with their own queues, go on). Retrying at once would fail the same way, and with
+//! a level of readiness that never drops, spin; giving up until the next arrival would strand
+//! the queue. Re-registering a paused listener raises its readiness again if anything is
+//! queued, so the queue is served as soon as the pause ends.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -20,7 +28,12 @@ use super::context::Context;
 use super::front::ListenerInfo;
 use super::http::answers::{Answer, Status};
 use super::router::Router;
+use super::shortage::is_local_shortage;
 use super::token::token_listener;
+
+/// How long a listener stops accepting after an accept failed for want of fds (nginx waits
+/// 500 ms; the event loop's tick resumes it, so the pause lasts up to one tick more).
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A listening socket the worker accepts on.
 #[derive(Debug)]
@@ -29,6 +42,8 @@ struct ListenerRt {
     address: SocketAddr,
     info: Rc<ListenerInfo>,
     accepting: bool,
+    /// Out of the poll after an accept failed for want of fds, until this instant.
+    paused_until: Option<Instant>,
 }
 
 /// A connection to serve, fresh from a listener's accept queue.
@@ -58,6 +73,7 @@ impl Listeners {
             address,
             info,
             accepting: false,
+            paused_until: None,
         });
         self.by_addr.insert(address, key);
     }
@@ -100,7 +116,7 @@ impl Listeners {
     /// Registers the listeners that now have a route, after a batch of requests is applied.
     pub fn start_accepting(&mut self, registry: &Registry, router: &Router<usize>) {
         for (key, l) in self.slab.iter_mut() {
-            if l.accepting || !router.has_routes(l.address) {
+            if l.accepting || l.paused_until.is_some() || !router.has_routes(l.address) {
                 continue;
             }
             // On failure it stays unregistered and the next batch of requests tries again.
@@ -117,6 +133,31 @@ impl Listeners {
         }
     }
 
+    /// Puts the listeners whose pause is over back into the poll (see the module docs).
+    pub fn resume_paused(&mut self, now: Instant, registry: &Registry, router: &Router<usize>) {
+        let mut resumed = false;
+        for (_, l) in self.slab.iter_mut() {
+            if l.paused_until.is_some_and(|t| t <= now) {
+                l.paused_until = None;
+                resumed = true;
+            }
+        }
+        if resumed {
+            self.start_accepting(registry, router);
+        }
+    }
+
+    /// Takes listener `key` out of the poll for [`ACCEPT_PAUSE`].
+    fn pause(&mut self, key: usize, cx: &mut Context) {
+        if let Some(l) = self.slab.get_mut(key) {
+            if l.accepting {
+                let _ = cx.registry.deregister(&mut l.socket);
+                l.accepting = false;
+            }
+            l.paused_until = Some(cx.now + ACCEPT_PAUSE);
+        }
+    }
+
     /// The next connection of listener `key` to serve, or `None` once its queue is empty.
     /// Connections over the cap (`live` sessions already) or while stopping are refused here:
     /// a plain HTTP client gets a best-effort 503.
@@ -127,9 +168,16 @@ impl Listeners {
                 Ok(pair) => pair,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // Out of fds, or a connection reset before accept. The connections still queued
-                // are accepted on the listener's next readiness (the next arrival).
-                Err(_) => return None,
+                // A connection reset before it was accepted: the next one may be fine.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
+                // Out of fds (or anything else that would fail again at once): pause.
+                Err(e) => {
+                    if is_local_shortage(&e) {
+                        cx.metrics.accept_shortages += 1;
+                    }
+                    self.pause(key, cx);
+                    return None;
+                }
             };
             let info = listener.info.clone();
             cx.metrics.connections_accepted += 1;

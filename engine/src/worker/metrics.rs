@@ -18,6 +18,8 @@ pub struct UpstreamStats {
     pub idle_expired: u64,
     /// Idle pooled connections the backend closed (or wrote to unasked), dropped from the pool.
     pub idle_lost: u64,
+    /// Connects that failed for want of fds or local ports here (see `shortage`).
+    pub local_shortages: u64,
 }
 
 /// Worker-wide counters.
@@ -26,6 +28,8 @@ pub struct Metrics {
     pub connections_accepted: u64,
     /// Refused because of the connection cap (HTTP got a 503, TCP a close).
     pub connections_refused: u64,
+    /// Accepts that failed for want of fds or memory (the listener then pauses).
+    pub accept_shortages: u64,
     pub http_requests: u64,
     /// Responses sent to clients by status class: index 1 = 1xx ... 5 = 5xx.
     pub responses: [u64; 6],
@@ -66,6 +70,7 @@ impl Metrics {
         add(names::CONNECTIONS_ACCEPTED, self.connections_accepted);
         add(names::CONNECTIONS_ACTIVE, active_connections as u64);
         add(names::CONNECTIONS_REFUSED, self.connections_refused);
+        add(names::CONNECTIONS_ACCEPT_SHORTAGES, self.accept_shortages);
         add(names::HTTP_REQUESTS, self.http_requests);
         for (class, name) in [
             (1, names::HTTP_RESPONSES_1XX),
@@ -81,6 +86,7 @@ impl Metrics {
         add(names::BACKEND_CONNECTIONS_REUSED, upstream.reused);
         add(names::BACKEND_IDLE_EXPIRED, upstream.idle_expired);
         add(names::BACKEND_IDLE_CLOSED_BY_BACKEND, upstream.idle_lost);
+        add(names::BACKEND_LOCAL_SHORTAGES, upstream.local_shortages);
         add(names::BYTES_IN, self.bytes_in);
         add(names::BYTES_OUT, self.bytes_out);
         add(names::WEBSOCKET_UPGRADES, self.websocket_upgrades);

@@ -33,6 +33,7 @@ pub mod probe;
 mod rig;
 pub mod router;
 pub mod sessions;
+pub mod shortage;
 pub mod timer;
 pub mod tls;
 pub mod token;

@@ -15,6 +15,7 @@ use mio::{Interest, Token};
 use slab::Slab;
 
 use super::context::Context;
+use super::shortage::is_local_shortage;
 use super::token::token_other;
 
 #[derive(Debug)]
@@ -50,18 +51,24 @@ impl Probes {
             if self.probes.iter().any(|(_, p)| p.backend == backend) {
                 continue;
             }
-            let Ok(mut stream) = TcpStream::connect(address) else {
-                cx.upstream.record_check(backend, false);
-                continue;
+            let mut stream = match TcpStream::connect(address) {
+                Ok(stream) => stream,
+                // Out of fds or ports here: no verdict on the backend; the next check tries.
+                Err(e) if is_local_shortage(&e) => continue,
+                Err(_) => {
+                    cx.upstream.record_check(backend, false);
+                    continue;
+                }
             };
             let entry = self.probes.vacant_entry();
             let token = Token(token_other(entry.key() + 1));
-            if cx
-                .registry
-                .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                .is_err()
+            if let Err(e) =
+                cx.registry
+                    .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
             {
-                cx.upstream.record_check(backend, false);
+                if !is_local_shortage(&e) {
+                    cx.upstream.record_check(backend, false);
+                }
                 continue;
             }
             let request = format!(

@@ -108,6 +108,9 @@ pub enum NoBackend {
     NoneHealthy,
     /// Backends exist but every connect attempt failed: 502.
     ConnectFailed,
+    /// This worker is out of file descriptors or local ports ([`super::shortage`]): 503, and
+    /// no backend is blamed.
+    LocalShortage,
 }
 
 /// The backends one request has tried, and how many attempts it made.
@@ -396,6 +399,12 @@ impl Upstream {
                         backend,
                         reused: false,
                     });
+                }
+                // Out of fds or ports here: another backend would fare no better, and this one
+                // did nothing wrong.
+                Err(e) if super::shortage::is_local_shortage(&e) => {
+                    self.stats.local_shortages += 1;
+                    return Err(NoBackend::LocalShortage);
                 }
                 Err(_) => {
                     attempt.failures += 1;

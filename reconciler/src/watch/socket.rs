@@ -42,6 +42,10 @@ impl SocketProxy {
         timeout: Option<Duration>,
         f: impl FnOnce(&mut Client) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
+        // The proxy closes a connection left idle (`timeouts.command_idle_ms`): start afresh.
+        if self.client.as_ref().is_some_and(Client::peer_closed) {
+            self.client = None;
+        }
         let client = match &mut self.client {
             Some(client) => client,
             empty => empty.insert(Client::connect(&self.path)?),

@@ -23,7 +23,8 @@ impl Core {
                 request_id,
                 old,
             } => {
-                self.fleet.retire(old);
+                self.fleet
+                    .retire(old, Instant::now() + self.config.stop_timeout());
                 self.forget(old);
                 self.answer(
                     client,
@@ -38,17 +39,17 @@ impl Core {
             Origin::Client { client, request_id } => {
                 let mut answer = match pending.aggregate {
                     Aggregate::Change { version } => {
-                        self.saved.save(&self.state);
+                        self.save_state();
                         proto::Response::ok(&request_id, version)
                     }
                     // A worker met the drain deadline first: the client gets the deadline's
                     // FAILURE, as it would from the main process's own tick.
                     Aggregate::Drain { version, drain } if drain.expired() => {
-                        self.saved.save(&self.state);
+                        self.save_state();
                         drain.deadline_answer(&request_id, version)
                     }
                     Aggregate::Drain { version, drain } => {
-                        self.saved.save(&self.state);
+                        self.save_state();
                         let mut e = event(proto::EventKind::BackendDrained);
                         e.cluster_id = drain.backend.cluster.0.clone();
                         e.backend_id = drain.backend.id.0.clone();
@@ -72,6 +73,15 @@ impl Core {
                 }
                 self.answer(client, answer);
             }
+        }
+    }
+
+    /// Brings the saved state up to date if it is behind. Changes were saved before they
+    /// went live ([`AutoSave::save_ahead`]), so this normally writes nothing; a failure here
+    /// can only be logged.
+    pub(super) fn save_state(&mut self) {
+        if let Err(e) = self.saved.save(&self.state) {
+            log::error(&e.to_string());
         }
     }
 

@@ -81,7 +81,7 @@ impl Refusal {
     /// The answer when no backend connection could be had.
     fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
         match no {
-            NoBackend::NoneHealthy => Refusal {
+            NoBackend::NoneHealthy | NoBackend::LocalShortage => Refusal {
                 custom: io.info.answer_503.clone(),
                 ..Refusal::close(Status::Unavailable)
             },
