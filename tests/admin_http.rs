@@ -356,7 +356,7 @@ fn only_get_and_head_of_the_two_pages() {
 
 /// Runs `weir proxy` with `toml` as its config and returns its output (it must exit).
 fn start_fails(toml: &str) -> (Output, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = util::private_tempdir();
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, toml).unwrap();
     let socket = dir.path().join("weir.sock");
