@@ -393,8 +393,8 @@ mod tests {
         let log = c.access_log.unwrap();
         assert_eq!(log.target, LogTarget::Stdout);
         assert_eq!(log.format, crate::access_log_config::LogFormat::Json);
-        let e = Config::from_toml("workers = 2\n[access_log]\ntarget = \"ftp://x:1\"\n")
-            .unwrap_err();
+        let e =
+            Config::from_toml("workers = 2\n[access_log]\ntarget = \"ftp://x:1\"\n").unwrap_err();
         assert!(e.contains("line 3") && e.contains("ftp://x:1"), "{e}");
         let e = Config::from_toml("[access_log]\nformat = \"xml\"\n").unwrap_err();
         assert!(e.contains("line 2") && e.contains("xml"), "{e}");

@@ -59,7 +59,12 @@ pub struct Line {
 impl Line {
     /// Starts the line of a new request (or session): `head` is (method, host, path, head
     /// length) when a request head was read.
-    pub fn start(&mut self, id: u64, now: Instant, head: Option<(&str, Option<&[u8]>, &str, usize)>) {
+    pub fn start(
+        &mut self,
+        id: u64,
+        now: Instant,
+        head: Option<(&str, Option<&[u8]>, &str, usize)>,
+    ) {
         self.text.clear();
         self.open = true;
         self.started = Some(now);

@@ -190,7 +190,10 @@ fn write_stream(out: &mut impl Write, buf: &mut Vec<u8>, chunk: usize) -> io::Re
             // End at the last line boundary within the chunk (a longer line goes whole).
             len = match rest[..len].iter().rposition(|&b| b == b'\n') {
                 Some(i) => i + 1,
-                None => rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1),
+                None => rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(rest.len(), |i| i + 1),
             };
         }
         match out.write(&rest[..len]) {

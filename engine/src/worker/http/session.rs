@@ -180,8 +180,13 @@ impl HttpSession {
     /// Writes the current request's access line, if one is open.
     fn finish_line(&mut self, io: &FrontIo, cx: &mut Context, outcome: &LogOutcome) {
         let peers = (io.peer, io.info.address);
-        cx.access_log
-            .finish(self.log.as_deref_mut(), peers, outcome, &cx.upstream, cx.now);
+        cx.access_log.finish(
+            self.log.as_deref_mut(),
+            peers,
+            outcome,
+            &cx.upstream,
+            cx.now,
+        );
     }
 
     // ---- reading a request head ---------------------------------------------------------
