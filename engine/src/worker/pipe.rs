@@ -10,7 +10,7 @@
 use std::io;
 use std::time::Instant;
 
-use crate::worker::access_log::{Line, Outcome as LogOutcome};
+use crate::worker::access_log::{LineKey, Outcome as LogOutcome};
 use crate::worker::buffer::Buf;
 use crate::worker::context::{Context, Next};
 use crate::worker::dial::{Dial, Dialed, Reuse};
@@ -43,7 +43,7 @@ pub struct Pipe {
     /// The access line written when the pipe ends (`None` with the log off), and what it
     /// reports: bytes counted here, timings from `started` (a TCP session) or from the
     /// upgrade request's exchange (WebSocket).
-    line: Option<Box<Line>>,
+    line: LineKey,
     outcome: LogOutcome,
     started: Instant,
 }
@@ -52,7 +52,7 @@ impl Pipe {
     /// A pipe for a new client of a TCP listener routed to `cluster`; `None` if no backend
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
-        let mut line = None;
+        let mut line = LineKey::default();
         cx.access_log.start(&mut line, cx.now, None);
         let dial = match Dial::start(cluster, Reuse::FreshOnly, io, cx) {
             Ok(dial) => dial,
@@ -64,7 +64,7 @@ impl Pipe {
                 };
                 let peers = (io.peer, io.info.address);
                 cx.access_log
-                    .finish(line.as_deref_mut(), peers, &outcome, &cx.upstream, cx.now);
+                    .finish(line, peers, &outcome, &cx.upstream, cx.now);
                 cx.access_log.recycle(&mut line);
                 return None;
             }
@@ -247,7 +247,7 @@ impl Pipe {
             self.outcome.cluster = Some(cluster);
             self.outcome.backend = backend;
             let peers = (io.peer, io.info.address);
-            let line = self.line.as_deref_mut();
+            let line = self.line;
             cx.access_log
                 .finish(line, peers, &self.outcome, &cx.upstream, cx.now);
             cx.access_log.recycle(&mut self.line);

@@ -5,9 +5,10 @@
 //! hand it to [`AccessLog::log`], which formats it at once into the worker's reused buffer
 //! ([`format`]). The buffer goes to the target once per loop turn ([`AccessLog::flush`]), in
 //! one write for a file. What a request must keep until it finishes (its method, host and path,
-//! which live in a buffer that is reused before the answer ends) is copied into a [`Line`],
-//! a boxed scratch area that a session keeps across its requests and gives back to a free list
-//! when it closes: in the common case a request allocates nothing for its log line.
+//! which live in a buffer that is reused before the answer ends) is copied into a [`Line`], a
+//! scratch area in the log's own table that a session names by a 4-byte [`LineKey`], keeps
+//! across its requests and gives back when it closes: in the common case a request allocates
+//! nothing for its log line.
 //!
 //! **Invariant: the data path never blocks on a log target.** Every target is non-blocking
 //! ([`target`]); lines a target cannot take wait in the buffer up to [`MAX_BUFFERED`] bytes,
@@ -18,6 +19,7 @@ mod target;
 
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -35,8 +37,19 @@ use crate::log_limit::{Admit, LogLimit};
 
 /// Most bytes of lines waiting for a slow target; past it, new lines are dropped.
 pub const MAX_BUFFERED: usize = 256 * 1024;
-/// Spare [`Line`]s kept for new sessions.
-const MAX_SPARE_LINES: usize = 1024;
+/// A session's line in the log's table (`None`: it has none, or the log is off).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LineKey(Option<NonZeroU32>);
+
+impl LineKey {
+    pub fn is_some(self) -> bool {
+        self.0.is_some()
+    }
+
+    fn index(self) -> Option<usize> {
+        self.0.map(|k| k.get() as usize - 1)
+    }
+}
 
 /// What a request keeps for its log line until it finishes.
 #[derive(Debug, Default)]
@@ -133,7 +146,10 @@ struct Writer {
     /// A random high half, so ids stay unique across workers and restarts; a counter below.
     id_base: u64,
     next_id: u32,
-    spare: Vec<Box<Line>>,
+    /// Every line sessions have held; a freed one keeps its allocation for the next session.
+    lines: Vec<Line>,
+    /// Indexes of `lines` no session holds.
+    free: Vec<u32>,
     errors: LogLimit,
 }
 
@@ -164,7 +180,8 @@ impl AccessLog {
                 worker,
                 id_base: u64::from(SmallRng::from_os_rng().next_u32()) << 32,
                 next_id: 0,
-                spare: Vec::new(),
+                lines: Vec::new(),
+                free: Vec::new(),
                 errors: LogLimit::new(5, 1, now),
             })),
             dropped: 0,
@@ -176,43 +193,81 @@ impl AccessLog {
         self.on.is_some()
     }
 
-    /// A line for a new request or session, taken from the free list: `None` when the log
-    /// is off. `line` is the session's own, reused when it has one.
+    /// Opens the line of a new request or session: in the session's own slot `key` when it
+    /// has one, else in a free one. Nothing when the log is off.
     pub fn start(
         &mut self,
-        line: &mut Option<Box<Line>>,
+        key: &mut LineKey,
         now: Instant,
         head: Option<(&str, Option<&[u8]>, &str, usize)>,
     ) {
         let Some(w) = self.on.as_mut() else {
             return;
         };
-        let l = line.get_or_insert_with(|| w.spare.pop().unwrap_or_default());
-        w.next_id = w.next_id.wrapping_add(1);
-        l.start(w.id_base | u64::from(w.next_id), now, head);
-    }
-
-    /// Gives a closing session's line back for another session.
-    pub fn recycle(&mut self, line: &mut Option<Box<Line>>) {
-        if let (Some(w), Some(l)) = (self.on.as_mut(), line.take()) {
-            if w.spare.len() < MAX_SPARE_LINES {
-                w.spare.push(l);
+        let index = match key.index() {
+            Some(i) => i,
+            None => {
+                let i = match w.free.pop() {
+                    Some(i) => i as usize,
+                    None => {
+                        w.lines.push(Line::default());
+                        w.lines.len() - 1
+                    }
+                };
+                // Cannot overflow: there are fewer lines than sessions.
+                *key = LineKey(u32::try_from(i + 1).ok().and_then(NonZeroU32::new));
+                i
             }
+        };
+        w.next_id = w.next_id.wrapping_add(1);
+        let id = w.id_base | u64::from(w.next_id);
+        if let Some(line) = w.lines.get_mut(index) {
+            line.start(id, now, head);
         }
     }
 
-    /// Writes the line of `line`'s request, finished with `outcome`, if it is open.
+    /// Whether `key`'s request is open (started, not logged yet).
+    pub fn is_open(&self, key: LineKey) -> bool {
+        self.line(key).is_some_and(|l| l.open)
+    }
+
+    fn line(&self, key: LineKey) -> Option<&Line> {
+        self.on.as_ref()?.lines.get(key.index()?)
+    }
+
+    /// Gives a closing session's line back for another session.
+    pub fn recycle(&mut self, key: &mut LineKey) {
+        if let (Some(w), Some(i)) = (self.on.as_mut(), key.index()) {
+            if let Some(line) = w.lines.get_mut(i) {
+                line.open = false;
+                // A rare huge request head does not pin its copy for good.
+                if line.text.capacity() > 4096 {
+                    line.text = Vec::new();
+                }
+                w.free.push(i as u32);
+            }
+        }
+        *key = LineKey::default();
+    }
+
+    /// Writes the line of `key`'s request, finished with `outcome`, if it is open.
     pub fn finish(
         &mut self,
-        line: Option<&mut Line>,
+        key: LineKey,
         io: (SocketAddr, SocketAddr),
         outcome: &Outcome,
         upstream: &Upstream,
         now: Instant,
     ) {
-        let Some(line) = line.filter(|l| l.open) else {
+        let Some(w) = self.on.as_mut() else {
             return;
         };
+        let Some(line) = key.index().and_then(|i| w.lines.get_mut(i)) else {
+            return;
+        };
+        if !line.open {
+            return;
+        }
         line.open = false;
         let (cluster, backend) = upstream.names(outcome.cluster, outcome.backend);
         let record = Record {
@@ -233,7 +288,11 @@ impl AccessLog {
             backend_time: outcome.backend_time,
             request_id: line.request_id,
         };
-        self.log(&record);
+        if w.buf.len() >= MAX_BUFFERED {
+            self.dropped += 1;
+            return;
+        }
+        write_line(&mut w.buf, w.format, &w.clock, &record);
     }
 
     /// Formats `record` into the buffer, or drops it when a slow target left the buffer full.

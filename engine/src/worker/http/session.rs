@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::answers::{Answer, RouteFields, Status};
 use super::exchange::{Exchange, Keep, Outcome, Refusal};
 use super::parser::{header_slots, parse_request, HeadError};
-use crate::worker::access_log::{Line, Outcome as LogOutcome};
+use crate::worker::access_log::{LineKey, Outcome as LogOutcome};
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::Dial;
@@ -36,7 +36,7 @@ pub struct PipeParts {
     /// The `101` head and any backend bytes after it, for the client.
     pub down: Option<Buf>,
     /// The upgrade request's access line, written when the pipe ends.
-    pub line: Option<Box<Line>>,
+    pub line: LineKey,
     pub outcome: LogOutcome,
 }
 
@@ -83,9 +83,9 @@ pub struct HttpSession {
     phase: Phase,
     front_in: Option<Buf>,
     /// Requests completed on this connection.
-    served: u64,
+    served: u32,
     /// The current request's access line, kept (closed) between requests for the next one.
-    log: Option<Box<Line>>,
+    log: LineKey,
 }
 
 impl Default for HttpSession {
@@ -100,7 +100,7 @@ impl HttpSession {
             phase: Phase::Head,
             front_in: None,
             served: 0,
-            log: None,
+            log: LineKey::default(),
         }
     }
 
@@ -172,7 +172,7 @@ impl HttpSession {
             dial,
             up: self.front_in.take(),
             down,
-            line: self.log.take(),
+            line: std::mem::take(&mut self.log),
             outcome,
         })
     }
@@ -180,13 +180,8 @@ impl HttpSession {
     /// Writes the current request's access line, if one is open.
     fn finish_line(&mut self, io: &FrontIo, cx: &mut Context, outcome: &LogOutcome) {
         let peers = (io.peer, io.info.address);
-        cx.access_log.finish(
-            self.log.as_deref_mut(),
-            peers,
-            outcome,
-            &cx.upstream,
-            cx.now,
-        );
+        cx.access_log
+            .finish(self.log, peers, outcome, &cx.upstream, cx.now);
     }
 
     // ---- reading a request head ---------------------------------------------------------
@@ -339,7 +334,7 @@ impl HttpSession {
             };
             outcome.status = Some(refusal.status.code());
             outcome.bytes_out += bytes.len() as u64;
-            if !self.log.as_ref().is_some_and(|l| l.open) {
+            if !cx.access_log.is_open(self.log) {
                 // No request head was read (400, 408, ...): a line without method or path.
                 cx.access_log.start(&mut self.log, cx.now, None);
             }
@@ -386,7 +381,7 @@ impl HttpSession {
                 self.phase = Phase::Closing;
             }
             Keep::Keep => {
-                self.served += 1;
+                self.served = self.served.saturating_add(1);
                 self.phase = Phase::Head;
                 io.deadline.at = cx.now + io.info.front_timeout;
             }
@@ -441,7 +436,7 @@ impl HttpSession {
             self.finish_line(io, cx, &ex.outcome());
         }
         let client = ex.finish(cx);
-        self.served += 1;
+        self.served = self.served.saturating_add(1);
         match client {
             Keep::Close => {
                 cx.pool.release(&mut self.front_in);
