@@ -127,7 +127,7 @@ fn accept_loop(listener: &UnixListener, inputs: &Sender<Input>, stop: &AtomicBoo
             Ok((stream, _)) => stream,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
-                log::warn(&format!("command socket: accept failed: {e}"));
+                log::connection_warn(&format!("command socket: accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
@@ -136,17 +136,17 @@ fn accept_loop(listener: &UnixListener, inputs: &Sender<Input>, stop: &AtomicBoo
         match uid {
             Ok(uid) if peer_allowed(uid, own_uid) => {}
             Ok(uid) => {
-                log::warn(&format!("command socket: refused a client of uid {uid}"));
+                log::connection_warn(&format!("command socket: refused a client of uid {uid}"));
                 continue;
             }
             Err(e) => {
-                log::warn(&format!("command socket: no peer credentials ({e})"));
+                log::connection_warn(&format!("command socket: no peer credentials ({e})"));
                 continue;
             }
         }
         let client = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = start_client(client, stream, inputs) {
-            log::warn(&format!("command socket: cannot serve a client: {e}"));
+            log::connection_warn(&format!("command socket: cannot serve a client: {e}"));
         }
     }
 }
@@ -195,7 +195,7 @@ fn read_loop(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) {
             Ok(None) => break,
             Err(FrameError::Io(_)) | Err(FrameError::Truncated) => break,
             Err(e) => {
-                log::warn(&format!("command client {client}: {e}; closing it"));
+                log::connection_warn(&format!("command client {client}: {e}; closing it"));
                 break;
             }
         }
