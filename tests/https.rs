@@ -323,8 +323,10 @@ fn handshake_failure_lines_are_rate_limited_and_the_suppressed_ones_counted() {
     let started = Instant::now();
     for _ in 0..flood {
         let mut conn = TcpStream::connect(site.listener).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        conn.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n").unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
         let _ = conn.read_to_end(&mut Vec::new());
     }
     let elapsed = started.elapsed();
@@ -341,7 +343,10 @@ fn handshake_failure_lines_are_rate_limited_and_the_suppressed_ones_counted() {
     // A burst of 10, then 5 a second (plus one for the second under way).
     let allowed = 10 + 5 * (elapsed.as_secs() + 1);
     let written = failure_lines();
-    assert!(written <= allowed && written < flood, "{written} lines in {elapsed:?}");
+    assert!(
+        written <= allowed && written < flood,
+        "{written} lines in {elapsed:?}"
+    );
     // Once the bucket refills, the next failure's line comes after the count of those dropped.
     let mut suppressed = String::new();
     assert!(wait_until(Duration::from_secs(10), || {

@@ -329,3 +329,72 @@ fn flush_tcp(
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes `room` bytes, then says `WouldBlock`; records each write's size.
+    struct Slow {
+        room: usize,
+        got: Vec<u8>,
+        writes: Vec<usize>,
+    }
+
+    impl Write for Slow {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.room);
+            self.room -= n;
+            self.got.extend_from_slice(&b[..n]);
+            self.writes.push(n);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_blocked_stream_keeps_the_rest_and_pipe_writes_end_at_line_boundaries() {
+        let mut buf = b"aaaa\nbbbbbb\ncc\n".to_vec();
+        let mut out = Slow {
+            room: usize::MAX,
+            got: Vec::new(),
+            writes: Vec::new(),
+        };
+        write_stream(&mut out, &mut buf, 8).unwrap();
+        assert!(buf.is_empty());
+        // Never more than the chunk, except a line longer than it, and always whole lines.
+        assert_eq!(out.writes, [5, 7, 3]);
+        let mut buf = b"aaaa\nbbbb\n".to_vec();
+        let mut out = Slow {
+            room: 7,
+            got: Vec::new(),
+            writes: Vec::new(),
+        };
+        write_stream(&mut out, &mut buf, usize::MAX).unwrap();
+        assert_eq!(out.got, b"aaaa\nbb");
+        assert_eq!(buf, b"bb\n");
+    }
+
+    #[test]
+    fn datagrams_are_lines_and_a_full_socket_drops_the_rest_of_the_batch() {
+        let mut buf = b"one\ntwo\nthree\n".to_vec();
+        let mut sent = Vec::new();
+        let (dropped, broken) = send_lines(&mut buf, |line| {
+            if sent.len() == 1 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            sent.push(line.to_vec());
+            Ok(line.len())
+        });
+        assert_eq!(sent, [b"one".to_vec()]);
+        assert_eq!((dropped, broken), (2, false));
+        assert!(buf.is_empty());
+    }
+}
