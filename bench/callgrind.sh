@@ -9,7 +9,8 @@
 # `callgrind_annotate` (its path is printed). Startup instructions are included, so compare
 # runs of the same DURATION.
 #
-# Environment: DURATION=5s WRK_CONNS=16 WEIR_BIN=path (as in http.sh)
+# Environment: DURATION=5s WRK_CONNS=16 WEIR_BIN=path (as in http.sh); WEIR_CONFIG=weir.toml
+# to profile with settings (access_log.sh uses it for the access log's cost)
 #
 # Ends with one line:
 #   RESULT instructions_per_request=... requests=... profile=...
@@ -42,7 +43,7 @@ chmod +x "$wrapper"
 port="$(free_port)"
 write_weir_desired "$BENCH_TMP/desired" "$port" "$origin_port" "$HOST"
 WEIR_BIN="$wrapper" # start_weir runs $WEIR_BIN; the wrapper holds the real path
-start_weir weir "$port" "$BENCH_TMP/desired" "$HOST" 120
+start_weir weir "$port" "$BENCH_TMP/desired" "$HOST" 120 "${WEIR_CONFIG:-}"
 
 wrk -t1 -c"${WRK_CONNS:-16}" -d"$DURATION" -H "Host: $HOST" "http://127.0.0.1:$port/" \
 	>"$BENCH_TMP/wrk.log" 2>&1 || die "wrk failed, see $BENCH_TMP/wrk.log"

@@ -209,17 +209,21 @@ EOF
 	wait_port "$port" "$STARTED_PID"
 }
 
-# start_nginx_proxy PORT ORIGIN_PORT [TLS_LINES]: nginx as a reverse proxy with an upstream
-# keep-alive pool. Like HAProxy below, it adds the forwarding fields Weir must add
-# (X-Forwarded-For/-Proto/-Port, Forwarded, Via), so all three do the same work per
-# request and the origin parses the same heads. With TLS_LINES (server directives:
-# certificate, protocols, curves), the listener terminates TLS (https.sh).
+# start_nginx_proxy PORT ORIGIN_PORT [TLS_LINES] [HTTP_LINES] [SERVER_LINES]: nginx as a
+# reverse proxy with an upstream keep-alive pool. Like HAProxy below, it adds the forwarding
+# fields Weir must add (X-Forwarded-For/-Proto/-Port, Forwarded, Via), so all three do the
+# same work per request and the origin parses the same heads. With TLS_LINES (server
+# directives: certificate, protocols, curves), the listener terminates TLS (https.sh).
+# HTTP_LINES go in the http block and SERVER_LINES in the server block (access_log.sh's
+# log_format and access_log).
 start_nginx_proxy() {
-	local port=$1 oport=$2 tls=${3:-} dir="$BENCH_TMP/nginx"
+	local port=$1 oport=$2 tls=${3:-} http_lines=${4:-} server_lines=${5:-}
+	local dir="$BENCH_TMP/nginx"
 	mkdir -p "$dir"
 	{
 		nginx_common "$dir"
 		cat <<EOF
+$http_lines
     upstream origin {
         server 127.0.0.1:$oport;
         keepalive 128;
@@ -229,6 +233,7 @@ start_nginx_proxy() {
     server {
         listen 127.0.0.1:$port${tls:+ ssl};
 $tls
+$server_lines
         location / {
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -314,12 +319,13 @@ frontends:
 EOF
 }
 
-# start_weir NAME PORT DESIRED_DIR HOST [SECONDS]: `weir proxy` with one worker,
-# waiting until HOST is actually routed (not only until the port accepts).
+# start_weir NAME PORT DESIRED_DIR HOST [SECONDS] [CONFIG]: `weir proxy` with one worker
+# (and weir.toml CONFIG, if given), waiting until HOST is actually routed (not only until the
+# port accepts).
 start_weir() {
-	local name=$1 port=$2 desired=$3 host=$4 timeout=${5:-60}
+	local name=$1 port=$2 desired=$3 host=$4 timeout=${5:-60} config=${6:-}
 	start_bg "$name" "$WEIR_BIN" proxy --workers 1 --desired "$desired" \
-		--socket "$BENCH_TMP/$name.sock"
+		--socket "$BENCH_TMP/$name.sock" ${config:+--config "$config"}
 	wait_port "$port" "$STARTED_PID" "$timeout"
 	wait_http "$port" "$host" "$STARTED_PID" "$timeout"
 }

@@ -302,6 +302,75 @@ fn metric(proxy: &Proxy, name: &str) -> u64 {
         .value
 }
 
+/// A flood of failed handshakes is counted whole, but its log lines are rate-limited (a burst,
+/// then a few a second), and the next line written says how many were suppressed.
+#[test]
+fn handshake_failure_lines_are_rate_limited_and_the_suppressed_ones_counted() {
+    let pki = Pki::new();
+    let backend = Backend::start("app");
+    let desired = Desired::new();
+    let site = Site::new(backend.addr)
+        .certificate("a", pki.leaf(&["a.test"], 1))
+        .frontend("a.test", "a");
+    site.write(&desired);
+    let stderr_path = desired.path().join("stderr.log");
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let routes = Site::routes(&desired);
+    let proxy = Proxy::start_with_stderr(&["--desired", &routes, "--workers", "1"], stderr);
+    assert!(util::wait_for_port(site.listener));
+    // Plain HTTP on the TLS port: not a ClientHello, a failure each time.
+    let flood = 300;
+    let started = Instant::now();
+    for _ in 0..flood {
+        let mut conn = TcpStream::connect(site.listener).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+            .unwrap();
+        let _ = conn.read_to_end(&mut Vec::new());
+    }
+    let elapsed = started.elapsed();
+    assert!(wait_until(Duration::from_secs(10), || {
+        metric(&proxy, "tls.handshake_failures") >= flood
+    }));
+    let failure_lines = || {
+        std::fs::read_to_string(&stderr_path)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("TLS handshake from"))
+            .count() as u64
+    };
+    // A burst of 10, then 5 a second (plus one for the second under way).
+    let allowed = 10 + 5 * (elapsed.as_secs() + 1);
+    let written = failure_lines();
+    assert!(
+        written <= allowed && written < flood,
+        "{written} lines in {elapsed:?}"
+    );
+    // Once the bucket refills, the next failure's line comes after the count of those dropped.
+    let mut suppressed = String::new();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let mut conn = TcpStream::connect(site.listener).unwrap();
+        conn.write_all(b"garbage\r\n\r\n").unwrap();
+        let _ = conn.read_to_end(&mut Vec::new());
+        let text = std::fs::read_to_string(&stderr_path).unwrap();
+        match text.lines().find(|l| l.contains("suppressed")) {
+            Some(line) => {
+                suppressed = line.to_owned();
+                true
+            }
+            None => false,
+        }
+    }));
+    let count: u64 = suppressed
+        .split("suppressed ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{suppressed}"));
+    assert!(count > 0 && count + written <= flood + 1, "{suppressed}");
+}
+
 #[test]
 fn tls_1_0_and_1_1_are_refused() {
     let pki = Pki::new();

@@ -25,6 +25,8 @@ use std::time::Duration;
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use serde::{Deserialize, Serialize};
 
+use crate::access_log_config::AccessLogConfig;
+
 /// Settings a worker runs with, handed over on its command line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -59,6 +61,8 @@ pub struct WorkerConfig {
     /// Most idle keep-alive connections this worker keeps to one backend (0: none, every
     /// request opens its own).
     pub max_idle_per_backend: usize,
+    /// Where the worker writes its access lines (`None`: no access log).
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +81,7 @@ impl Default for WorkerConfig {
             backend_idle_timeout: Duration::from_secs(30),
             max_connect_attempts: 3,
             max_idle_per_backend: 512,
+            access_log: None,
         }
     }
 }

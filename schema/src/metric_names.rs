@@ -43,6 +43,8 @@ pub const TLS_HANDSHAKES: &str = "tls.handshakes";
 pub const TLS_HANDSHAKE_FAILURES: &str = "tls.handshake_failures";
 pub const BUFFERS_IN_USE: &str = "buffers.in_use";
 pub const BUFFERS_EXHAUSTED: &str = "buffers.exhausted";
+/// Access lines dropped because their target could not take them (blocked or gone).
+pub const ACCESS_LOG_DROPPED: &str = "access_log.dropped";
 
 /// A counter kept for each backend, reported as `backend.<cluster>/<id>.<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

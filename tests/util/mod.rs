@@ -95,6 +95,20 @@ impl Proxy {
         Proxy::launch(command, socket, dir)
     }
 
+    /// [`Proxy::start`] with the proxy's stderr (its own log lines, its workers') in `stderr`.
+    pub fn start_with_stderr(extra: &[&str], stderr: std::fs::File) -> Proxy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("weir.sock");
+        let mut command = Command::new(weir_bin());
+        command
+            .arg("proxy")
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stderr(stderr);
+        Proxy::launch(command, socket, dir)
+    }
+
     /// Starts `weir proxy EXTRA...` with no `--socket`, with `env` set, and waits until its
     /// command socket answers at `socket`, where the default path resolution must put it.
     /// `dir` (holding whatever the environment points at) lives as long as the proxy.

@@ -202,7 +202,7 @@ impl Accept {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
-                    log::warn(&format!("command socket: accept failed: {e}"));
+                    log::connection_warn(&format!("command socket: accept failed: {e}"));
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 }
@@ -211,11 +211,11 @@ impl Accept {
             match uid {
                 Ok(uid) if peer_allowed(uid, self.own_uid) => {}
                 Ok(uid) => {
-                    log::warn(&format!("command socket: refused a client of uid {uid}"));
+                    log::connection_warn(&format!("command socket: refused a client of uid {uid}"));
                     continue;
                 }
                 Err(e) => {
-                    log::warn(&format!("command socket: no peer credentials ({e})"));
+                    log::connection_warn(&format!("command socket: no peer credentials ({e})"));
                     continue;
                 }
             }
@@ -225,7 +225,7 @@ impl Accept {
             }
             let client = NEXT_CLIENT.fetch_add(1, Ordering::Relaxed);
             if let Err(e) = self.start_client(client, stream) {
-                log::warn(&format!("command socket: cannot serve a client: {e}"));
+                log::connection_warn(&format!("command socket: cannot serve a client: {e}"));
             }
         }
     }
@@ -359,7 +359,7 @@ fn read_loop(
             Ok(None) => break,
             Err(FrameError::Io(_)) | Err(FrameError::Truncated) => break,
             Err(e) => {
-                log::warn(&format!("command client {client}: {e}; closing it"));
+                log::connection_warn(&format!("command client {client}: {e}; closing it"));
                 break;
             }
         }

@@ -35,6 +35,9 @@
 //!
 //! [metrics]
 //! prometheus = "127.0.0.1:9901"   # GET /metrics and the status page; loopback only
+//! [access_log]                # without this section: no access log
+//! target = "stdout"           # stdout | /path/to/file | udp://h:p | tcp://h:p | unix:/path
+//! format = "text"             # text | json
 //! ```
 //!
 //! `worker_answer_ms` bounds how long the main process waits for a worker's first answer to a
@@ -48,6 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::access_log_config::{AccessLogConfig, LogTarget};
 use crate::channel::WorkerConfig;
 
 /// Why the configuration was refused.
@@ -188,6 +192,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub state: StateConfig,
     pub metrics: MetricsConfig,
+    /// Where workers write access lines; `None`: no access log (our choice, as HAProxy's).
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl Default for Config {
@@ -208,6 +214,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             state: StateConfig::default(),
             metrics: MetricsConfig::default(),
+            access_log: None,
         }
     }
 }
@@ -232,10 +239,15 @@ impl Config {
             message,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let log_path = match config.access_log.as_mut().map(|log| &mut log.target) {
+            Some(LogTarget::File(p) | LogTarget::Unix(p)) => Some(p),
+            _ => None,
+        };
         for p in [
-            &mut config.socket,
-            &mut config.desired,
-            &mut config.state.path,
+            config.socket.as_mut(),
+            config.desired.as_mut(),
+            config.state.path.as_mut(),
+            log_path,
         ]
         .into_iter()
         .flatten()
@@ -314,6 +326,19 @@ impl Config {
         if self.state.auto_save && self.state.path.is_none() {
             return invalid("state.auto_save", "needs `state.path` to be set");
         }
+        if let Some(LogTarget::File(path)) = self.access_log.as_ref().map(|l| &l.target) {
+            // Workers open it themselves; a file they could not open is named here, at start.
+            if let Err(e) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+            {
+                return invalid(
+                    "access_log.target",
+                    &format!("cannot open {}: {e}", path.display()),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -348,6 +373,7 @@ impl Config {
             max_connect_attempts: self.max_connect_attempts,
             max_idle_per_backend: self.max_idle_per_backend,
             backend_idle_timeout: Duration::from_millis(self.timeouts.backend_idle_ms),
+            access_log: self.access_log.clone(),
         }
     }
 
@@ -448,6 +474,25 @@ mod tests {
             assert!(e.contains("line 3"), "{e}");
             assert!(e.contains("not a loopback address"), "{e}");
         }
+    }
+
+    #[test]
+    fn access_log_section_parses_and_bad_targets_name_their_line() {
+        assert_eq!(Config::from_toml("").unwrap().access_log, None);
+        let c = Config::from_toml("[access_log]\nformat = \"json\"\n").unwrap();
+        let log = c.access_log.unwrap();
+        assert_eq!(log.target, LogTarget::Stdout);
+        assert_eq!(log.format, crate::access_log_config::LogFormat::Json);
+        let e =
+            Config::from_toml("workers = 2\n[access_log]\ntarget = \"ftp://x:1\"\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("ftp://x:1"), "{e}");
+        let e = Config::from_toml("[access_log]\nformat = \"xml\"\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("xml"), "{e}");
+        let e = Config::from_toml("[access_log]\ntarget = \"/nonexistent-dir/a.log\"\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("access_log.target"), "{e}");
     }
 
     #[test]

@@ -224,6 +224,11 @@ impl Core {
                 log::info("SIGINT: stopping now");
                 self.hard_stop();
             }
+            Input::Signal(Signal::SIGUSR1) => {
+                // Workers write the access log themselves: each reopens its own file.
+                log::info("SIGUSR1: workers reopen the access log");
+                self.fleet.signal_all(Signal::SIGUSR1);
+            }
             Input::Signal(signal) => log::info(&format!("{signal} ignored")),
             Input::UpgradeReady { pid } => self.on_upgrade_ready(pid),
             Input::UpgradeFailed { reason } => self.on_upgrade_failed(&reason),

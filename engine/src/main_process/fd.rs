@@ -17,13 +17,13 @@ use std::sync::Mutex;
 static ADOPTED: Mutex<Option<HashSet<RawFd>>> = Mutex::new(None);
 
 /// Starts `command` with `inherit` left open across `exec` (at the same numbers) and with an
-/// empty signal mask (the main process blocks the signals it waits for; children must not
-/// inherit that).
+/// signal mask of SIGUSR1 alone (the main process blocks the signals it waits for; children
+/// must not inherit that, and a worker unblocks SIGUSR1 once it handles it).
 pub fn spawn_with_fds(command: &mut Command, inherit: &[RawFd]) -> io::Result<Child> {
     let inherit = inherit.to_vec();
     // SAFETY: the closure runs in the forked child between fork and exec. It only calls fcntl,
-    // sigemptyset and pthread_sigmask, which are async-signal-safe, and it allocates nothing
-    // (`inherit` was allocated before the fork and is only read).
+    // sigemptyset, sigaddset and pthread_sigmask, which are async-signal-safe, and it
+    // allocates nothing (`inherit` was allocated before the fork and is only read).
     unsafe {
         command.pre_exec(move || {
             for &fd in &inherit {
@@ -32,8 +32,11 @@ pub fn spawn_with_fds(command: &mut Command, inherit: &[RawFd]) -> io::Result<Ch
                     return Err(io::Error::last_os_error());
                 }
             }
+            // SIGUSR1 stays blocked until the worker has its handler (its default action
+            // would kill a worker signalled between exec and the handler's installation).
             let mut set = std::mem::zeroed::<libc::sigset_t>();
             libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
             libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
             Ok(())
         });

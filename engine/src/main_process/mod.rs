@@ -39,12 +39,14 @@ pub use input::Input;
 pub use persist::PersistError;
 
 /// The signals the main process handles itself: SIGTERM (soft stop), SIGINT (hard stop),
-/// SIGHUP (ignored: the configuration changes through the socket, not by reload).
+/// SIGHUP (ignored: the configuration changes through the socket, not by reload), SIGUSR1
+/// (passed on to the workers, which reopen their access log file: logrotate's `postrotate`).
 fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGUSR1);
     set
 }
 

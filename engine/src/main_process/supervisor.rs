@@ -521,6 +521,15 @@ impl Fleet {
         }
     }
 
+    /// Sends `signal` to every worker, serving and retiring (SIGUSR1: reopen the access log).
+    /// Safe against pid reuse for the reason [`Worker::kill`] is.
+    pub fn signal_all(&self, signal: Signal) {
+        let serving = self.slots.iter().filter_map(|slot| slot.worker.as_ref());
+        for w in serving.chain(self.retiring.iter()) {
+            let _ = kill(w.pid, signal);
+        }
+    }
+
     /// Kills and reaps every worker, serving and retiring.
     pub fn kill_all(&mut self) {
         let serving = self.slots.iter_mut().filter_map(|slot| slot.worker.take());

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use mio::Registry;
 
+use super::access_log::AccessLog;
 use super::buffer::{Buf, BufferPool};
 use super::front::FrontIo;
 use super::http::date::HttpDate;
@@ -26,6 +27,7 @@ pub struct Context {
     /// Routes to cluster slab keys.
     pub router: Router<usize>,
     pub metrics: Metrics,
+    pub access_log: AccessLog,
     pub config: WorkerConfig,
     /// Soft stop: finish what is in flight, keep nothing alive.
     pub stopping: bool,

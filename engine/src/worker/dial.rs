@@ -86,6 +86,12 @@ impl Dial {
         self.link
     }
 
+    /// The cluster's slab key, and the backend's while the link is held (for an access line).
+    pub fn keys(&self) -> (usize, Option<usize>) {
+        let backend = (self.state != DialState::Gone).then_some(self.link.backend);
+        (self.attempt.cluster, backend)
+    }
+
     pub fn state(&self) -> DialState {
         self.state
     }

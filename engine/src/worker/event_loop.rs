@@ -66,6 +66,13 @@ impl Worker {
 
     /// Runs until told to stop or the main process goes away.
     pub fn run(&mut self) -> Result<(), WorkerError> {
+        let end = self.serve();
+        // The last turn's lines, best effort.
+        self.cx.access_log.flush(Instant::now());
+        end
+    }
+
+    fn serve(&mut self) -> Result<(), WorkerError> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
@@ -83,7 +90,9 @@ impl Worker {
                 Err(e) => return Err(WorkerError::Poll(e)),
             }
             self.cx.now = Instant::now();
-            self.cx.date.update(SystemTime::now());
+            let wall = SystemTime::now();
+            self.cx.date.update(wall);
+            self.cx.access_log.set_clock(wall);
             for event in events.iter() {
                 let closed = event.is_read_closed() || event.is_error();
                 let readable = event.is_readable() || closed;
@@ -173,8 +182,10 @@ impl Worker {
         }
     }
 
-    /// Notices, soft-stop completion, channel flush. `Ok(true)`: exit now.
+    /// Access lines, notices, soft-stop completion, channel flush. `Ok(true)`: exit now.
     fn after_turn(&mut self) -> Result<bool, WorkerError> {
+        self.cx.access_log.flush(self.cx.now);
+        self.cx.metrics.access_log_dropped = self.cx.access_log.dropped;
         self.control.flush_notices(&mut self.cx.upstream);
         if self.cx.stopping && self.sessions.is_empty() {
             self.control.finish_soft_stop();
@@ -303,8 +314,8 @@ impl Worker {
                             return;
                         };
                         match http.into_pipe_parts() {
-                            Some((dial, up, down)) => {
-                                let mut pipe = Box::new(Pipe::upgraded(dial, up, down));
+                            Some(parts) => {
+                                let mut pipe = Box::new(Pipe::upgraded(parts, cx.now));
                                 session.io.deadline.at = cx.now + session.io.info.tunnel_timeout;
                                 let next = pipe.drive(&mut session.io, cx);
                                 session.protocol = Protocol::Pipe(pipe);
@@ -404,8 +415,8 @@ impl Worker {
         let mut session = self.sessions.remove(key);
         match &mut session.protocol {
             Protocol::TlsHandshake(_) => {}
-            Protocol::Http(http) => http.teardown(&mut self.cx),
-            Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
+            Protocol::Http(http) => http.teardown(&session.io, &mut self.cx),
+            Protocol::Pipe(pipe) => pipe.teardown(&session.io, &mut self.cx),
         }
         let _ = self.cx.registry.deregister(&mut session.io.transport);
     }

@@ -8,22 +8,26 @@
 //! accepted and kept until the first request is read.
 //!
 //! Failures (unknown name, refused version, garbage, the client leaving, the timeout) are
-//! counted and logged with the client's address, at most [`LOG_LINES_PER_SECOND`] lines a
-//! second per worker; the lines dropped are counted in the next line that is written.
+//! counted and logged with the client's address, rate-limited per worker by a token bucket
+//! ([`crate::log_limit`]: bursts of [`LOG_BURST`], then [`LOG_LINES_PER_SECOND`] a second);
+//! a "suppressed N messages" line comes before the next line written.
 
 use std::fmt;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustls::ServerConnection;
 
 use super::context::Context;
 use super::front::{FrontIo, Transport};
 use super::tls::{Hello, HelloReader, ListenerTls, Refusal};
+use crate::log_limit::{Admit, LogLimit};
 
-/// Handshake failure lines a worker writes per second at most.
+/// Handshake failure lines a worker writes per second at most, after a burst.
 pub const LOG_LINES_PER_SECOND: u32 = 5;
+/// Handshake failure lines a worker writes at once before the rate applies.
+pub const LOG_BURST: u32 = 10;
 
 /// Where an https session's handshake is.
 #[derive(Debug)]
@@ -148,51 +152,42 @@ fn fail(peer: SocketAddr, cx: &mut Context, log: &mut FailureLog, why: &Why) -> 
 /// Rate-limited handshake failure lines on stderr.
 #[derive(Debug)]
 pub struct FailureLog {
-    window: Instant,
-    written: u32,
-    dropped: u64,
+    limit: LogLimit,
 }
 
 impl FailureLog {
     pub fn new(now: Instant) -> FailureLog {
         FailureLog {
-            window: now,
-            written: 0,
-            dropped: 0,
+            limit: LogLimit::new(LOG_BURST, LOG_LINES_PER_SECOND, now),
         }
     }
 
-    /// The line to write for a failure at `now`, or `None` if this second's lines are spent.
-    fn line(
+    /// The lines to write for a failure at `now` (a "suppressed" line first when lines were
+    /// dropped), or nothing when the bucket is empty.
+    fn lines(
         &mut self,
         now: Instant,
         worker: u32,
         peer: SocketAddr,
         why: &dyn fmt::Display,
     ) -> Option<String> {
-        if now.saturating_duration_since(self.window) >= Duration::from_secs(1) {
-            self.window = now;
-            self.written = 0;
-        }
-        if self.written >= LOG_LINES_PER_SECOND {
-            self.dropped += 1;
+        let Admit::Write { suppressed } = self.limit.admit(now) else {
             return None;
+        };
+        let pid = std::process::id();
+        let mut lines = String::new();
+        if suppressed > 0 {
+            lines = format!("weir[worker {worker} {pid}] warn: suppressed {suppressed} messages\n");
         }
-        self.written += 1;
-        let dropped = std::mem::take(&mut self.dropped);
-        let mut line = format!(
-            "weir[worker {worker} {}] warn: TLS handshake from {peer} failed: {why}",
-            std::process::id()
-        );
-        if dropped > 0 {
-            line.push_str(&format!(" ({dropped} earlier failure lines dropped)"));
-        }
-        Some(line)
+        lines.push_str(&format!(
+            "weir[worker {worker} {pid}] warn: TLS handshake from {peer} failed: {why}"
+        ));
+        Some(lines)
     }
 
     fn write(&mut self, now: Instant, worker: u32, peer: SocketAddr, why: &dyn fmt::Display) {
-        if let Some(line) = self.line(now, worker, peer, why) {
-            eprintln!("{line}");
+        if let Some(lines) = self.lines(now, worker, peer, why) {
+            eprintln!("{lines}");
         }
     }
 }
@@ -201,24 +196,25 @@ impl FailureLog {
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
-    fn failure_lines_are_rate_limited_and_say_how_many_were_dropped() {
+    fn failure_lines_are_rate_limited_and_say_how_many_were_suppressed() {
         let start = Instant::now();
         let mut log = FailureLog::new(start);
         let peer: SocketAddr = "127.0.0.1:4000".parse().unwrap();
         let written = (0..20)
-            .filter_map(|_| log.line(start, 0, peer, &"bad"))
+            .filter_map(|_| log.lines(start, 0, peer, &"bad"))
             .count();
-        assert_eq!(written, LOG_LINES_PER_SECOND as usize);
+        assert_eq!(written, LOG_BURST as usize);
         let next = log
-            .line(start + Duration::from_secs(1), 0, peer, &"bad")
+            .lines(start + Duration::from_secs(1), 0, peer, &"bad")
             .unwrap();
         assert!(next.contains("127.0.0.1:4000"), "{next}");
-        assert!(next.contains("15 earlier failure lines dropped"), "{next}");
+        assert!(next.contains("suppressed 10 messages\n"), "{next}");
         let after = log
-            .line(start + Duration::from_secs(1), 0, peer, &"bad")
+            .lines(start + Duration::from_secs(1), 0, peer, &"bad")
             .unwrap();
-        assert!(!after.contains("dropped"), "{after}");
+        assert!(!after.contains("suppressed"), "{after}");
     }
 }

@@ -45,6 +45,8 @@ pub struct Metrics {
     /// TLS handshakes that failed: unknown name, refused version or suite, a broken or
     /// missing ClientHello, the client leaving, the request timeout.
     pub tls_handshake_failures: u64,
+    /// Access lines dropped because their target could not take them.
+    pub access_log_dropped: u64,
 }
 
 impl Metrics {
@@ -97,5 +99,6 @@ impl Metrics {
         add(names::TLS_HANDSHAKE_FAILURES, self.tls_handshake_failures);
         add(names::BUFFERS_IN_USE, buffers.in_use() as u64);
         add(names::BUFFERS_EXHAUSTED, buffers.exhausted);
+        add(names::ACCESS_LOG_DROPPED, self.access_log_dropped);
     }
 }

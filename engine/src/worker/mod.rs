@@ -11,6 +11,7 @@
 //! the per-connection protocols in [`http::session`] and [`pipe`], backend connections and
 //! pools in [`upstream`], and traffic memory in [`buffer`].
 
+pub mod access_log;
 pub mod back_stream;
 pub mod balancer;
 pub mod buffer;
@@ -59,9 +60,12 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
     let registry = poll.registry().try_clone().map_err(WorkerError::Poll)?;
     let mut control = Control::new(channel, config.id).map_err(WorkerError::Channel)?;
     control.register(&registry).map_err(WorkerError::Channel)?;
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let access_log = access_log::AccessLog::new(config.access_log.as_ref(), config.id, now, wall)
+        .map_err(WorkerError::AccessLog)?;
     let cx = Context {
-        now: Instant::now(),
-        date: http::date::HttpDate::new(SystemTime::now()),
+        now,
+        date: http::date::HttpDate::new(wall),
         registry,
         pool: buffer::BufferPool::new(config.buffer_size, config.max_buffers),
         upstream: upstream::Upstream::new(
@@ -71,6 +75,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         ),
         router: router::Router::new(),
         metrics: metrics::Metrics::default(),
+        access_log,
         config,
         stopping: false,
         buffer_waiters: context::BufferWaiters::default(),

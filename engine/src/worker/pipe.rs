@@ -8,11 +8,14 @@
 //! a byte either way (not its keep-alive `front_timeout`: a WebSocket may be quiet for long).
 
 use std::io;
+use std::time::Instant;
 
+use crate::worker::access_log::{LineKey, Outcome as LogOutcome};
 use crate::worker::buffer::Buf;
 use crate::worker::context::{Context, Next};
 use crate::worker::dial::{Dial, Dialed, Reuse};
 use crate::worker::front::FrontIo;
+use crate::worker::http::session::PipeParts;
 
 /// Which way bytes flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,13 +40,35 @@ pub struct Pipe {
     client: Flow,
     /// The backend's sending side.
     backend: Flow,
+    /// The access line written when the pipe ends (`None` with the log off), and what it
+    /// reports: bytes counted here, timings from `started` (a TCP session) or from the
+    /// upgrade request's exchange (WebSocket).
+    line: LineKey,
+    outcome: LogOutcome,
+    started: Instant,
 }
 
 impl Pipe {
     /// A pipe for a new client of a TCP listener routed to `cluster`; `None` if no backend
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
-        let dial = Dial::start(cluster, Reuse::FreshOnly, io, cx).ok()?;
+        let mut line = LineKey::default();
+        cx.access_log.start(&mut line, cx.now, None);
+        let dial = match Dial::start(cluster, Reuse::FreshOnly, io, cx) {
+            Ok(dial) => dial,
+            Err(_) => {
+                // Logged all the same: a TCP client turned away is worth a line.
+                let outcome = LogOutcome {
+                    cluster: Some(cluster),
+                    ..LogOutcome::default()
+                };
+                let peers = (io.peer, io.info.address);
+                cx.access_log
+                    .finish(line, peers, &outcome, &cx.upstream, cx.now);
+                cx.access_log.recycle(&mut line);
+                return None;
+            }
+        };
         io.deadline.at = cx.now + dial.connect_timeout();
         cx.metrics.tcp_sessions += 1;
         Some(Pipe {
@@ -52,18 +77,24 @@ impl Pipe {
             down: None,
             client: Flow::Open,
             backend: Flow::Open,
+            line,
+            outcome: LogOutcome::default(),
+            started: cx.now,
         })
     }
 
     /// The pipe an upgraded HTTP session becomes: `up` holds client bytes already read,
     /// `down` the `101` head and any backend bytes that followed it.
-    pub fn upgraded(dial: Dial, up: Option<Buf>, down: Option<Buf>) -> Pipe {
+    pub fn upgraded(parts: PipeParts, now: Instant) -> Pipe {
         Pipe {
-            dial,
-            up,
-            down,
+            dial: parts.dial,
+            up: parts.up,
+            down: parts.down,
             client: Flow::Open,
             backend: Flow::Open,
+            line: parts.line,
+            outcome: parts.outcome,
+            started: now,
         }
     }
 
@@ -74,6 +105,9 @@ impl Pipe {
                 Dialed::Connected => {
                     // From now on the deadline is the idle one, not the connect one.
                     io.deadline.at = cx.now + io.info.tunnel_timeout;
+                    if self.outcome.connect.is_none() {
+                        self.outcome.connect = Some(cx.now.saturating_duration_since(self.started));
+                    }
                 }
                 Dialed::Retrying => {}
                 Dialed::Failed(_) => return Next::Close,
@@ -123,6 +157,7 @@ impl Pipe {
                     }
                     Ok(n) => {
                         cx.metrics.bytes_in += n as u64;
+                        self.outcome.bytes_in += n as u64;
                         progress = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.readable = false,
@@ -154,7 +189,13 @@ impl Pipe {
                         self.backend = Flow::Ended;
                         progress = true;
                     }
-                    Ok(_) => progress = true,
+                    Ok(_) => {
+                        if self.outcome.backend_time.is_none() {
+                            let since = cx.now.saturating_duration_since(self.started);
+                            self.outcome.backend_time = Some(since);
+                        }
+                        progress = true;
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn.readable = false,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => progress = true,
                     Err(_) => return Pumped::Broken,
@@ -166,6 +207,7 @@ impl Pipe {
             match buf.write_to(&mut io.transport, usize::MAX) {
                 Ok(n) => {
                     cx.metrics.bytes_out += n as u64;
+                    self.outcome.bytes_out += n as u64;
                     progress = true;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -198,7 +240,18 @@ impl Pipe {
         }
     }
 
-    pub fn teardown(&mut self, cx: &mut Context) {
+    pub fn teardown(&mut self, io: &FrontIo, cx: &mut Context) {
+        if self.line.is_some() {
+            // Named before the link is let go.
+            let (cluster, backend) = self.dial.keys();
+            self.outcome.cluster = Some(cluster);
+            self.outcome.backend = backend;
+            let peers = (io.peer, io.info.address);
+            let line = self.line;
+            cx.access_log
+                .finish(line, peers, &self.outcome, &cx.upstream, cx.now);
+            cx.access_log.recycle(&mut self.line);
+        }
         self.dial.release(false, cx);
         cx.pool.release(&mut self.up);
         cx.pool.release(&mut self.down);
@@ -286,7 +339,7 @@ mod tests {
         }
         assert!(ended, "the pipe never ended");
         assert!(rig.client.is_shut());
-        pipe.teardown(&mut rig.cx);
+        pipe.teardown(&rig.io, &mut rig.cx);
     }
 
     #[test]
@@ -366,7 +419,7 @@ mod tests {
         assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
         assert_eq!(pipe.dial.state(), DialState::Gone);
         // Its link went back already: tearing down gives back nothing twice.
-        pipe.teardown(&mut rig.cx);
+        pipe.teardown(&rig.io, &mut rig.cx);
     }
 
     #[test]

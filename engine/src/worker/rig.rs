@@ -77,6 +77,7 @@ impl Rig {
             upstream,
             router: Router::new(),
             metrics: Metrics::default(),
+            access_log: crate::worker::access_log::AccessLog::default(),
             config,
             stopping: false,
             buffer_waiters: BufferWaiters::default(),

@@ -230,6 +230,23 @@ impl Upstream {
         self.backends.iter().map(|(_, b)| b)
     }
 
+    /// The ids of a cluster and a backend by slab key, for an access line. Called while the
+    /// session still holds its backend link, so the key cannot have been reused.
+    pub fn names(
+        &self,
+        cluster: Option<usize>,
+        backend: Option<usize>,
+    ) -> (Option<&str>, Option<&str>) {
+        (
+            cluster
+                .and_then(|c| self.clusters.get(c))
+                .map(|c| c.config.id.0.as_str()),
+            backend
+                .and_then(|b| self.backends.get(b))
+                .map(|b| b.config.key.id.0.as_str()),
+        )
+    }
+
     pub fn stats(&self) -> UpstreamStats {
         self.stats
     }

@@ -32,6 +32,7 @@ use super::body::BodyFramer;
 use super::parser::{Framing, RequestHead};
 use super::path::routing_path;
 use super::writer::{write_request_head, ClientInfo};
+use crate::worker::access_log::Outcome as LogOutcome;
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
@@ -217,6 +218,16 @@ pub struct Exchange {
     upgrade: Option<Box<[u8]>>,
     /// The route's `Strict-Transport-Security` value, put on the final response head.
     hsts: Option<Rc<str>>,
+    // ---- what the access line reports
+    started: Instant,
+    connected_at: Option<Instant>,
+    first_byte_at: Option<Instant>,
+    /// The final (or `101`) status forwarded to the client.
+    status: Option<u16>,
+    /// Request body bytes taken from the client.
+    bytes_in: u64,
+    /// Response bytes written to the client.
+    bytes_out: u64,
 }
 
 impl Exchange {
@@ -295,6 +306,7 @@ impl Exchange {
             }
         };
         let (_, response_timeout) = cx.upstream.cluster_timeouts(cluster);
+        let dial_connected = dial.is_connected();
         Ok(Box::new(Exchange {
             dial,
             response_timeout: response_timeout.unwrap_or(cx.config.response_timeout),
@@ -330,6 +342,12 @@ impl Exchange {
             },
             upgrade: head.upgrade.map(Box::from),
             hsts,
+            started: cx.now,
+            connected_at: dial_connected.then_some(cx.now),
+            first_byte_at: None,
+            status: None,
+            bytes_in: 0,
+            bytes_out: 0,
         }))
     }
 
@@ -348,6 +366,7 @@ impl Exchange {
             Ok(_) if self.body_too_large() => Err(Status::PayloadTooLarge),
             Ok(n) => {
                 self.req_fwd = n;
+                self.bytes_in += n as u64;
                 Ok(())
             }
         }
@@ -360,6 +379,21 @@ impl Exchange {
     /// Whether the request is a `HEAD` (its answers carry no body).
     pub fn is_head(&self) -> bool {
         self.method == Method::Head
+    }
+
+    /// What the access line reports of this exchange so far.
+    pub fn outcome(&self) -> LogOutcome {
+        let (cluster, backend) = self.dial.keys();
+        let since = |t: Instant| t.saturating_duration_since(self.started);
+        LogOutcome {
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            cluster: Some(cluster),
+            backend,
+            connect: self.connected_at.map(since),
+            backend_time: self.first_byte_at.map(since),
+        }
     }
 
     /// The route's `Strict-Transport-Security` value, for our own answers to this request.
@@ -428,6 +462,10 @@ impl Exchange {
             }
         }
 
+        if self.connected_at.is_none() && self.dial.is_connected() {
+            self.connected_at = Some(cx.now);
+        }
+
         // Client → backend: the rewritten head, then body bytes, in one writev.
         match self.send_request(front_in, cx) {
             Sent::Wrote(_) => progress = true,
@@ -457,7 +495,10 @@ impl Exchange {
                         }
                         cx.metrics.bytes_in += n as u64;
                         match self.req.advance(&buf.pending()[self.req_fwd..]) {
-                            Ok(m) => self.req_fwd += m,
+                            Ok(m) => {
+                                self.req_fwd += m;
+                                self.bytes_in += m as u64;
+                            }
                             Err(_) => return self.fail(Status::BadRequest),
                         }
                         if self.body_too_large() {
@@ -500,6 +541,7 @@ impl Exchange {
         ) {
             Sent::Wrote(n) => {
                 cx.metrics.bytes_out += n as u64;
+                self.bytes_out += n as u64;
                 cx.pool.release_if_empty(&mut self.resp_out);
                 cx.pool.release_if_empty(&mut self.resp_in);
                 progress = true;

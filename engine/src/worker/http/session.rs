@@ -18,10 +18,27 @@ use std::time::Duration;
 use super::answers::{Answer, RouteFields, Status};
 use super::exchange::{Exchange, Keep, Outcome, Refusal};
 use super::parser::{header_slots, parse_request, HeadError};
+use crate::worker::access_log::{LineKey, Outcome as LogOutcome};
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::Dial;
 use crate::worker::front::FrontIo;
+
+/// The status logged for a request whose client left before any answer (nginx's 499).
+const CLIENT_CLOSED: u16 = 499;
+
+/// What an upgraded session hands to the pipe it becomes.
+#[derive(Debug)]
+pub struct PipeParts {
+    pub dial: Dial,
+    /// Client bytes read already, for the backend.
+    pub up: Option<Buf>,
+    /// The `101` head and any backend bytes after it, for the client.
+    pub down: Option<Buf>,
+    /// The upgrade request's access line, written when the pipe ends.
+    pub line: LineKey,
+    pub outcome: LogOutcome,
+}
 
 /// How long a closing connection keeps reading (and dropping) client bytes.
 const LINGER: Duration = Duration::from_secs(2);
@@ -66,7 +83,9 @@ pub struct HttpSession {
     phase: Phase,
     front_in: Option<Buf>,
     /// Requests completed on this connection.
-    served: u64,
+    served: u32,
+    /// The current request's access line, kept (closed) between requests for the next one.
+    log: LineKey,
 }
 
 impl Default for HttpSession {
@@ -81,6 +100,7 @@ impl HttpSession {
             phase: Phase::Head,
             front_in: None,
             served: 0,
+            log: LineKey::default(),
         }
     }
 
@@ -125,20 +145,43 @@ impl HttpSession {
         }
     }
 
-    /// Gives back every buffer and backend connection (the session is closing).
-    pub fn teardown(&mut self, cx: &mut Context) {
+    /// Gives back every buffer and backend connection (the session is closing). A request
+    /// still at a backend is logged first: with the status forwarded, or `499` (nginx's
+    /// "client closed request") when the client left before any answer.
+    pub fn teardown(&mut self, io: &FrontIo, cx: &mut Context) {
+        if let Phase::Exchange(ex) = &self.phase {
+            let mut outcome = ex.outcome();
+            outcome.status = outcome.status.or(Some(CLIENT_CLOSED));
+            self.finish_line(io, cx, &outcome);
+        }
         self.end_exchange(cx);
         cx.pool.release(&mut self.front_in);
+        cx.access_log.recycle(&mut self.log);
     }
 
-    /// After [`Drive::Upgrade`]: the backend link and the bytes each way (client bytes for the
-    /// backend, then the `101` head and any backend bytes for the client).
-    pub fn into_pipe_parts(mut self) -> Option<(Dial, Option<Buf>, Option<Buf>)> {
+    /// After [`Drive::Upgrade`]: the backend link, the bytes each way (client bytes for the
+    /// backend, then the `101` head and any backend bytes for the client), and the access
+    /// line, which the pipe writes when it ends.
+    pub fn into_pipe_parts(mut self) -> Option<PipeParts> {
         let Phase::Exchange(ex) = std::mem::replace(&mut self.phase, Phase::Linger) else {
             return None;
         };
+        let outcome = ex.outcome();
         let (dial, down) = ex.into_pipe_parts();
-        Some((dial, self.front_in.take(), down))
+        Some(PipeParts {
+            dial,
+            up: self.front_in.take(),
+            down,
+            line: std::mem::take(&mut self.log),
+            outcome,
+        })
+    }
+
+    /// Writes the current request's access line, if one is open.
+    fn finish_line(&mut self, io: &FrontIo, cx: &mut Context, outcome: &LogOutcome) {
+        let peers = (io.peer, io.info.address);
+        cx.access_log
+            .finish(self.log, peers, outcome, &cx.upstream, cx.now);
     }
 
     // ---- reading a request head ---------------------------------------------------------
@@ -201,13 +244,19 @@ impl HttpSession {
         }
         let mut headers = header_slots();
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
-            Ok(Some(head)) => (
-                head.raw.len(),
-                Exchange::start(&head, io, cx).map_err(|refusal| Refusal {
-                    head_only: head.is_head(),
-                    ..refusal
-                }),
-            ),
+            Ok(Some(head)) => {
+                if cx.access_log.is_on() {
+                    let logged = (head.method, head.host, head.path, head.raw.len());
+                    cx.access_log.start(&mut self.log, cx.now, Some(logged));
+                }
+                (
+                    head.raw.len(),
+                    Exchange::start(&head, io, cx).map_err(|refusal| Refusal {
+                        head_only: head.is_head(),
+                        ..refusal
+                    }),
+                )
+            }
             Ok(None) if !buf.is_full() => {
                 self.front_in = Some(buf);
                 return None;
@@ -263,12 +312,7 @@ impl HttpSession {
             Phase::Exchange(ex) if refusal.hsts.is_none() => ex.hsts().cloned(),
             _ => refusal.hsts,
         };
-        self.end_exchange(cx);
         let close = !refusal.keep_alive || cx.stopping;
-        if close {
-            cx.pool.release(&mut self.front_in);
-        }
-        cx.metrics.count_status(refusal.status.code());
         let bytes = Answer {
             status: refusal.status,
             custom_body: refusal.custom.as_deref(),
@@ -282,6 +326,25 @@ impl HttpSession {
                 hsts: hsts.as_deref(),
             },
         );
+        if cx.access_log.is_on() {
+            // Logged before the exchange lets its backend go, whose name the line shows.
+            let mut outcome = match &self.phase {
+                Phase::Exchange(ex) => ex.outcome(),
+                _ => LogOutcome::default(),
+            };
+            outcome.status = Some(refusal.status.code());
+            outcome.bytes_out += bytes.len() as u64;
+            if !cx.access_log.is_open(self.log) {
+                // No request head was read (400, 408, ...): a line without method or path.
+                cx.access_log.start(&mut self.log, cx.now, None);
+            }
+            self.finish_line(io, cx, &outcome);
+        }
+        self.end_exchange(cx);
+        if close {
+            cx.pool.release(&mut self.front_in);
+        }
+        cx.metrics.count_status(refusal.status.code());
         io.deadline.at = cx.now + io.info.front_timeout;
         self.phase = Phase::Answer {
             bytes,
@@ -318,7 +381,7 @@ impl HttpSession {
                 self.phase = Phase::Closing;
             }
             Keep::Keep => {
-                self.served += 1;
+                self.served = self.served.saturating_add(1);
                 self.phase = Phase::Head;
                 io.deadline.at = cx.now + io.info.front_timeout;
             }
@@ -369,8 +432,11 @@ impl HttpSession {
         let Phase::Exchange(mut ex) = std::mem::replace(&mut self.phase, Phase::Head) else {
             return Step::Close;
         };
+        if cx.access_log.is_on() {
+            self.finish_line(io, cx, &ex.outcome());
+        }
         let client = ex.finish(cx);
-        self.served += 1;
+        self.served = self.served.saturating_add(1);
         match client {
             Keep::Close => {
                 cx.pool.release(&mut self.front_in);

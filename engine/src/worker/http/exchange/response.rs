@@ -70,6 +70,9 @@ impl Exchange {
                         }
                     }
                     Response::Awaiting | Response::Head | Response::HeadParked => {
+                        if self.first_byte_at.is_none() {
+                            self.first_byte_at = Some(cx.now);
+                        }
                         self.response = Response::Head;
                         self.parse_response_head(io, cx)
                     }
@@ -144,6 +147,7 @@ impl Exchange {
                 }
                 buf.consume(n);
                 cx.metrics.count_status(101);
+                self.status = Some(101);
                 cx.metrics.websocket_upgrades += 1;
                 cx.pool.release(&mut self.resp_in);
                 cx.pool.release(&mut self.head_out);
@@ -223,6 +227,7 @@ impl Exchange {
             }
             self.response = Response::Body(body);
             cx.metrics.count_status(code);
+            self.status = Some(code);
             return Outcome::Progress;
         }
     }

@@ -498,7 +498,8 @@ fn a_101_for_an_offered_protocol_upgrades_the_session() {
     b.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nframe");
     assert_eq!(h.until_not_waiting("the upgrade"), Drive::Upgrade);
     let session = std::mem::take(&mut h.session);
-    let (dial, _up, down) = session.into_pipe_parts().unwrap();
+    let parts = session.into_pipe_parts().unwrap();
+    let (dial, down) = (parts.dial, parts.down);
     assert_eq!(dial.state(), DialState::Connected);
     let down = down.unwrap();
     assert!(down.pending().starts_with(b"HTTP/1.1 101 "));

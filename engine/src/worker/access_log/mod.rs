@@ -1,0 +1,351 @@
+//! The worker's access log: one line per HTTP request, one per TCP or WebSocket session when
+//! it ends, written by the worker itself (no hop through the main process).
+//!
+//! Sessions fill a [`Record`] of borrowed and `Copy` fields where their exchange finishes and
+//! hand it to [`AccessLog::log`], which formats it at once into the worker's reused buffer
+//! ([`format`]). The buffer goes to the target once per loop turn ([`AccessLog::flush`]), in
+//! one write for a file. What a request must keep until it finishes (its method, host and path,
+//! which live in a buffer that is reused before the answer ends) is copied into a [`Line`], a
+//! scratch area in the log's own table that a session names by a 4-byte [`LineKey`], keeps
+//! across its requests and gives back when it closes: in the common case a request allocates
+//! nothing for its log line.
+//!
+//! **Invariant: the data path never blocks on a log target.** Every target is non-blocking
+//! ([`target`]); lines a target cannot take wait in the buffer up to [`MAX_BUFFERED`] bytes,
+//! and past that they are dropped and counted (`access_log.dropped`).
+
+mod format;
+mod target;
+
+use std::io;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
+
+pub use format::Record;
+use format::{write_line, Clock};
+use target::Target;
+
+use super::upstream::Upstream;
+use crate::access_log_config::{AccessLogConfig, LogFormat};
+use crate::log_limit::{Admit, LogLimit};
+
+/// Most bytes of lines waiting for a slow target; past it, new lines are dropped.
+pub const MAX_BUFFERED: usize = 256 * 1024;
+/// A session's line in the log's table (`None`: it has none, or the log is off).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LineKey(Option<NonZeroU32>);
+
+impl LineKey {
+    pub fn is_some(self) -> bool {
+        self.0.is_some()
+    }
+
+    fn index(self) -> Option<usize> {
+        self.0.map(|k| k.get() as usize - 1)
+    }
+}
+
+/// What a request keeps for its log line until it finishes.
+#[derive(Debug, Default)]
+pub struct Line {
+    /// Method, host and path, one after the other.
+    text: Vec<u8>,
+    method_end: usize,
+    host_end: usize,
+    /// Whether a request head was read (not for a 400 on an unreadable one, nor for TCP).
+    has_head: bool,
+    has_host: bool,
+    /// Whether a request is open and not logged yet.
+    pub open: bool,
+    pub started: Option<Instant>,
+    pub request_id: u64,
+    /// The request head's bytes, counted into `bytes_in`.
+    pub head_bytes: u64,
+}
+
+impl Line {
+    /// Starts the line of a new request (or session): `head` is (method, host, path, head
+    /// length) when a request head was read.
+    pub fn start(
+        &mut self,
+        id: u64,
+        now: Instant,
+        head: Option<(&str, Option<&[u8]>, &str, usize)>,
+    ) {
+        self.text.clear();
+        self.open = true;
+        self.started = Some(now);
+        self.request_id = id;
+        self.has_head = head.is_some();
+        self.has_host = false;
+        self.head_bytes = 0;
+        if let Some((method, host, path, len)) = head {
+            self.text.extend_from_slice(method.as_bytes());
+            self.method_end = self.text.len();
+            if let Some(host) = host {
+                self.text.extend_from_slice(host);
+                self.has_host = true;
+            }
+            self.host_end = self.text.len();
+            self.text.extend_from_slice(path.as_bytes());
+            self.head_bytes = len as u64;
+        }
+    }
+
+    fn method(&self) -> Option<&[u8]> {
+        self.has_head.then(|| &self.text[..self.method_end])
+    }
+
+    fn host(&self) -> Option<&[u8]> {
+        self.has_host
+            .then(|| &self.text[self.method_end..self.host_end])
+    }
+
+    fn path(&self) -> Option<&[u8]> {
+        self.has_head.then(|| &self.text[self.host_end..])
+    }
+}
+
+/// What a finished exchange or pipe adds to its line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Outcome {
+    pub status: Option<u16>,
+    /// Bytes from the client besides the request head.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Slab keys, resolved to names when the line is written.
+    pub cluster: Option<usize>,
+    pub backend: Option<usize>,
+    pub connect: Option<Duration>,
+    pub backend_time: Option<Duration>,
+}
+
+/// A worker's access log; off when `weir.toml` has no `[access_log]`.
+#[derive(Debug, Default)]
+pub struct AccessLog {
+    on: Option<Box<Writer>>,
+    /// Lines dropped because the target could not take them.
+    pub dropped: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    format: LogFormat,
+    clock: Clock,
+    target: Target,
+    buf: Vec<u8>,
+    /// Set by SIGUSR1.
+    reopen: Arc<AtomicBool>,
+    worker: u32,
+    /// A random high half, so ids stay unique across workers and restarts; a counter below.
+    id_base: u64,
+    next_id: u32,
+    /// Every line sessions have held; a freed one keeps its allocation for the next session.
+    lines: Vec<Line>,
+    /// Indexes of `lines` no session holds.
+    free: Vec<u32>,
+    errors: LogLimit,
+}
+
+impl AccessLog {
+    /// The log `config` asks for (`None`: off). SIGUSR1 is handled (and unblocked) either way,
+    /// so the main process's logrotate signal never kills a worker.
+    pub fn new(
+        config: Option<&AccessLogConfig>,
+        worker: u32,
+        now: Instant,
+        wall: SystemTime,
+    ) -> io::Result<AccessLog> {
+        let reopen = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGUSR1, Arc::clone(&reopen))?;
+        let mut usr1 = nix::sys::signal::SigSet::empty();
+        usr1.add(nix::sys::signal::Signal::SIGUSR1);
+        usr1.thread_unblock().map_err(io::Error::from)?;
+        let Some(config) = config else {
+            return Ok(AccessLog::default());
+        };
+        Ok(AccessLog {
+            on: Some(Box::new(Writer {
+                format: config.format,
+                clock: Clock::new(wall),
+                target: Target::open(&config.target, now)?,
+                buf: Vec::with_capacity(64 * 1024),
+                reopen,
+                worker,
+                id_base: u64::from(SmallRng::from_os_rng().next_u32()) << 32,
+                next_id: 0,
+                lines: Vec::new(),
+                free: Vec::new(),
+                errors: LogLimit::new(5, 1, now),
+            })),
+            dropped: 0,
+        })
+    }
+
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.on.is_some()
+    }
+
+    /// Opens the line of a new request or session: in the session's own slot `key` when it
+    /// has one, else in a free one. Nothing when the log is off.
+    pub fn start(
+        &mut self,
+        key: &mut LineKey,
+        now: Instant,
+        head: Option<(&str, Option<&[u8]>, &str, usize)>,
+    ) {
+        let Some(w) = self.on.as_mut() else {
+            return;
+        };
+        let index = match key.index() {
+            Some(i) => i,
+            None => {
+                let i = match w.free.pop() {
+                    Some(i) => i as usize,
+                    None => {
+                        w.lines.push(Line::default());
+                        w.lines.len() - 1
+                    }
+                };
+                // Cannot overflow: there are fewer lines than sessions.
+                *key = LineKey(u32::try_from(i + 1).ok().and_then(NonZeroU32::new));
+                i
+            }
+        };
+        w.next_id = w.next_id.wrapping_add(1);
+        let id = w.id_base | u64::from(w.next_id);
+        if let Some(line) = w.lines.get_mut(index) {
+            line.start(id, now, head);
+        }
+    }
+
+    /// Whether `key`'s request is open (started, not logged yet).
+    pub fn is_open(&self, key: LineKey) -> bool {
+        self.line(key).is_some_and(|l| l.open)
+    }
+
+    fn line(&self, key: LineKey) -> Option<&Line> {
+        self.on.as_ref()?.lines.get(key.index()?)
+    }
+
+    /// Gives a closing session's line back for another session.
+    pub fn recycle(&mut self, key: &mut LineKey) {
+        if let (Some(w), Some(i)) = (self.on.as_mut(), key.index()) {
+            if let Some(line) = w.lines.get_mut(i) {
+                line.open = false;
+                // A rare huge request head does not pin its copy for good.
+                if line.text.capacity() > 4096 {
+                    line.text = Vec::new();
+                }
+                w.free.push(i as u32);
+            }
+        }
+        *key = LineKey::default();
+    }
+
+    /// Writes the line of `key`'s request, finished with `outcome`, if it is open.
+    pub fn finish(
+        &mut self,
+        key: LineKey,
+        io: (SocketAddr, SocketAddr),
+        outcome: &Outcome,
+        upstream: &Upstream,
+        now: Instant,
+    ) {
+        let Some(w) = self.on.as_mut() else {
+            return;
+        };
+        let Some(line) = key.index().and_then(|i| w.lines.get_mut(i)) else {
+            return;
+        };
+        if !line.open {
+            return;
+        }
+        line.open = false;
+        let (cluster, backend) = upstream.names(outcome.cluster, outcome.backend);
+        let record = Record {
+            client: io.0,
+            listener: io.1,
+            host: line.host(),
+            method: line.method(),
+            path: line.path(),
+            status: outcome.status,
+            bytes_in: line.head_bytes + outcome.bytes_in,
+            bytes_out: outcome.bytes_out,
+            cluster,
+            backend,
+            duration: line
+                .started
+                .map_or(Duration::ZERO, |s| now.saturating_duration_since(s)),
+            connect: outcome.connect,
+            backend_time: outcome.backend_time,
+            request_id: line.request_id,
+        };
+        if w.buf.len() >= MAX_BUFFERED {
+            self.dropped += 1;
+            return;
+        }
+        write_line(&mut w.buf, w.format, &w.clock, &record);
+    }
+
+    /// Formats `record` into the buffer, or drops it when a slow target left the buffer full.
+    pub fn log(&mut self, record: &Record<'_>) {
+        let Some(w) = self.on.as_mut() else {
+            return;
+        };
+        if w.buf.len() >= MAX_BUFFERED {
+            self.dropped += 1;
+            return;
+        }
+        write_line(&mut w.buf, w.format, &w.clock, record);
+    }
+
+    /// The wall clock of this loop turn, for the lines' `time`.
+    #[inline]
+    pub fn set_clock(&mut self, wall: SystemTime) {
+        if let Some(w) = self.on.as_mut() {
+            w.clock.update(wall);
+        }
+    }
+
+    /// Hands the buffered lines to the target (once per loop turn), after reopening the file
+    /// if SIGUSR1 came.
+    pub fn flush(&mut self, now: Instant) {
+        let Some(w) = self.on.as_mut() else {
+            return;
+        };
+        if w.reopen.swap(false, Ordering::Relaxed) {
+            if let Err(e) = w.target.reopen() {
+                w.error(now, &e);
+            }
+        }
+        let dropped = w.target.flush(&mut w.buf, now);
+        self.dropped += dropped;
+    }
+}
+
+impl Writer {
+    /// A failure of the target itself, on stderr at most once a second (bursts of 5).
+    fn error(&mut self, now: Instant, e: &io::Error) {
+        if let Admit::Write { suppressed } = self.errors.admit(now) {
+            let pid = std::process::id();
+            if suppressed > 0 {
+                eprintln!(
+                    "weir[worker {} {pid}] warn: suppressed {suppressed} messages",
+                    self.worker
+                );
+            }
+            eprintln!(
+                "weir[worker {} {pid}] error: access log cannot be reopened: {e}",
+                self.worker
+            );
+        }
+    }
+}
