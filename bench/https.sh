@@ -17,6 +17,8 @@
 #   PROXIES="weir nginx haproxy"   which proxies to run (others report NA)
 #   SKIP_WEIR=1     leave Weir out (same as PROXIES without weir)
 #   WEIR_BIN=path   use this weir binary instead of building target/release/weir
+#   WEIR_ALT_BIN=path  a second weir binary measured in the same rounds as `weir_alt`, right
+#                   after `weir` (the crypto provider A/B: a build with `--features aws-lc-rs`)
 #   WRK_THREADS=1 WRK_CONNS=64     wrk parameters (the same for every proxy and measure)
 #
 # Ends with one line (keep-alive figures under the names http.sh uses, new-connection
@@ -26,10 +28,15 @@
 #          newconn_weir_cps=... newconn_nginx_cps=... newconn_haproxy_cps=...
 #          newconn_weir/nginx=... newconn_weir/haproxy=... newconn_weir/best=...
 #          newconn_cpu_us_per_req_{weir,nginx,haproxy}=... errors_*=... tls_*=...
+#          weir/best_per_round=r1,r2,... newconn_weir/best_per_round=r1,r2,...
+#   and with WEIR_ALT_BIN: weir_alt_rps=... weir_alt/weir=... weir_alt/weir_per_round=...
+#          cpu_us_per_req_weir_alt=... and the same four with the newconn_ prefix
 set -euo pipefail
 
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=tls.sh
+source "$(dirname "${BASH_SOURCE[0]}")/tls.sh"
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10s}"
@@ -39,90 +46,17 @@ if [[ -n "${SKIP_WEIR:-}" ]]; then
 	PROXIES=" $PROXIES "
 	PROXIES="${PROXIES// weir / }"
 fi
+WEIR_ALT_BIN="${WEIR_ALT_BIN:-}"
+if [[ -n "$WEIR_ALT_BIN" ]]; then
+	[[ -x "$WEIR_ALT_BIN" ]] || die "WEIR_ALT_BIN=$WEIR_ALT_BIN is not executable"
+	PROXIES=" $PROXIES "
+	PROXIES="${PROXIES/ weir / weir weir_alt }"
+fi
 HOST="localhost"
 
 bench_init
 ensure_tools
-command -v openssl >/dev/null || die "openssl is needed (the benchmark certificate)"
 [[ " $PROXIES " == *" weir "* ]] && build_weir
-
-# --- the certificate ---------------------------------------------------------------
-
-# One self-signed P-256 certificate for HOST, used by all three: the handshake's signature
-# (ECDSA P-256) is a large part of its cost, so it must be the same for each.
-CERT_DIR="$BENCH_TMP/cert"
-make_cert() {
-	mkdir -p "$CERT_DIR"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-		-subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST,IP:127.0.0.1" \
-		-keyout "$CERT_DIR/key.pem" -out "$CERT_DIR/cert.pem" 2>"$CERT_DIR/openssl.log" ||
-		die "openssl could not make the certificate, see $CERT_DIR/openssl.log"
-	# HAProxy takes the chain and the key in one file.
-	cat "$CERT_DIR/cert.pem" "$CERT_DIR/key.pem" >"$CERT_DIR/both.pem"
-	# nginx workers may run as another user: they read the key after dropping root.
-	chmod 644 "$CERT_DIR"/*.pem
-}
-
-# --- TLS-terminating proxies (same forwarding fields as bench/http.sh, proto https) -----
-
-# start_nginx_tls PORT ORIGIN_PORT: bench/lib.sh's nginx proxy, terminating TLS.
-start_nginx_tls() {
-	start_nginx_proxy "$1" "$2" "        server_name $HOST;
-        ssl_certificate $CERT_DIR/cert.pem;
-        ssl_certificate_key $CERT_DIR/key.pem;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_ecdh_curve X25519:prime256v1:secp384r1;"
-}
-
-# start_haproxy_tls PORT ORIGIN_PORT: bench/lib.sh's HAProxy, terminating TLS.
-start_haproxy_tls() {
-	start_haproxy "$1" "$2" "$CERT_DIR/both.pem"
-}
-
-# write_weir_tls_desired DIR LISTEN_PORT ORIGIN_PORT: one https listener, one route.
-write_weir_tls_desired() {
-	local dir=$1 port=$2 oport=$3
-	mkdir -p "$dir"
-	cat >"$dir/weir.yaml" <<EOF
-listeners:
-  - name: secure
-    address: "127.0.0.1:$port"
-    protocol: https
-clusters:
-  - id: origin
-    backends:
-      - id: o1
-        address: "127.0.0.1:$oport"
-certificates:
-  - name: bench
-    certificate: $CERT_DIR/cert.pem
-    key: $CERT_DIR/key.pem
-frontends:
-  - listener: secure
-    hostname: $HOST
-    path: /
-    cluster: origin
-    certificate: bench
-EOF
-}
-
-# --- readiness and measurement over https --------------------------------------------
-
-# wait_https PORT PID [SECONDS]: polls until a request over TLS, checked against the
-# benchmark certificate, returns the origin's body.
-wait_https() {
-	local port=$1 pid=$2 timeout=${3:-30}
-	local deadline=$((SECONDS + timeout)) body=""
-	while ((SECONDS < deadline)); do
-		body="$(curl -s --max-time 2 --cacert "$CERT_DIR/cert.pem" \
-			--resolve "$HOST:$port:127.0.0.1" "https://$HOST:$port/" 2>/dev/null || true)"
-		[[ "$body" == "$ORIGIN_BODY" ]] && return 0
-		kill -0 "$pid" 2>/dev/null || die "process $pid died before serving https on $port"
-		sleep 0.1
-	done
-	die "127.0.0.1:$port did not serve $HOST over https after ${timeout}s" \
-		"(last body: ${body:0:80}; if Weir does not terminate TLS yet, run with SKIP_WEIR=1)"
-}
 
 # negotiated PORT: the TLS version and cipher a default OpenSSL client gets (wrk uses
 # OpenSSL too), so a reader can check the three were measured alike.
@@ -166,11 +100,13 @@ declare -A port pid tls
 for proxy in $PROXIES; do
 	port[$proxy]="$(free_port)"
 	case "$proxy" in
-	weir)
-		write_weir_tls_desired "$BENCH_TMP/desired" "${port[weir]}" "$origin_port"
-		start_bg weir "$WEIR_BIN" proxy --workers 1 --desired "$BENCH_TMP/desired" \
-			--socket "$BENCH_TMP/weir.sock"
-		wait_port "${port[weir]}" "$STARTED_PID" 60
+	weir | weir_alt)
+		bin="$WEIR_BIN"
+		[[ "$proxy" == weir_alt ]] && bin="$WEIR_ALT_BIN"
+		write_weir_tls_desired "$BENCH_TMP/desired-$proxy" "${port[$proxy]}" "$origin_port"
+		start_bg "$proxy" "$bin" proxy --workers 1 --desired "$BENCH_TMP/desired-$proxy" \
+			--socket "$BENCH_TMP/$proxy.sock"
+		wait_port "${port[$proxy]}" "$STARTED_PID" 60
 		;;
 	nginx) start_nginx_tls "${port[nginx]}" "$origin_port" ;;
 	haproxy) start_haproxy_tls "${port[haproxy]}" "$origin_port" ;;
@@ -230,7 +166,7 @@ done
 declare -A med_ka med_kc med_nc med_ncc
 printf '\n%-8s %14s %12s %14s %12s %8s\n' proxy "keepalive_rps" "cpu_us/req" "newconn_cps" \
 	"cpu_us/conn" errors >&2
-for proxy in weir nginx haproxy; do
+for proxy in weir weir_alt nginx haproxy; do
 	if [[ " $PROXIES " == *" $proxy "* ]]; then
 		# shellcheck disable=SC2086
 		med_ka[$proxy]="$(median ${ka_rps[$proxy]})"
@@ -258,6 +194,31 @@ best_ka="$(better_of "${med_ka[nginx]}" "${med_ka[haproxy]}")"
 best_nc="$(better_of "${med_nc[nginx]}" "${med_nc[haproxy]}")"
 
 fmt_int() { [[ "$1" == NA ]] && echo NA || printf '%.0f' "$1"; }
+
+# per_round "A1 A2..." "B1 B2..." ["C1 C2..."]: round by round, A over the larger of B and C,
+# comma-separated (the noise of one round hits all of them alike); NA without figures.
+per_round() {
+	[[ -n "$1" && -n "$2" ]] || { echo NA; return; }
+	awk -v a="$1" -v b="$2" -v c="${3:-}" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " "); split(c, z, " ")
+		for (i = 1; i <= n; i++) {
+			best = y[i]; if (z[i] != "" && z[i] + 0 > best + 0) best = z[i]
+			printf "%s%.2f", (i > 1 ? "," : ""), (best + 0 ? x[i] / best : 0)
+		}
+		print "" }'
+}
+alt=""
+if [[ " $PROXIES " == *" weir_alt "* ]]; then
+	alt="weir_alt_rps=$(fmt_int "${med_ka[weir_alt]}")"
+	alt+=" weir_alt/weir=$(ratio "${med_ka[weir_alt]}" "${med_ka[weir]}")"
+	alt+=" weir_alt/weir_per_round=$(per_round "${ka_rps[weir_alt]}" "${ka_rps[weir]}")"
+	alt+=" cpu_us_per_req_weir_alt=${med_kc[weir_alt]}"
+	alt+=" newconn_weir_alt_cps=$(fmt_int "${med_nc[weir_alt]}")"
+	alt+=" newconn_weir_alt/weir=$(ratio "${med_nc[weir_alt]}" "${med_nc[weir]}")"
+	alt+=" newconn_weir_alt/weir_per_round=$(per_round "${nc_rps[weir_alt]}" "${nc_rps[weir]}")"
+	alt+=" newconn_cpu_us_per_req_weir_alt=${med_ncc[weir_alt]}"
+	alt+=" errors_weir_alt=${errors[weir_alt]} tls_weir_alt=${tls[weir_alt]}"
+fi
 echo "RESULT weir_rps=$(fmt_int "${med_ka[weir]}") nginx_rps=$(fmt_int "${med_ka[nginx]}")" \
 	"haproxy_rps=$(fmt_int "${med_ka[haproxy]}")" \
 	"weir/nginx=$(ratio "${med_ka[weir]}" "${med_ka[nginx]}")" \
@@ -274,4 +235,6 @@ echo "RESULT weir_rps=$(fmt_int "${med_ka[weir]}") nginx_rps=$(fmt_int "${med_ka
 	"newconn_cpu_us_per_req_haproxy=${med_ncc[haproxy]}" \
 	"errors_weir=${errors[weir]} errors_nginx=${errors[nginx]} errors_haproxy=${errors[haproxy]}" \
 	"tls_weir=${tls[weir]} tls_nginx=${tls[nginx]} tls_haproxy=${tls[haproxy]}" \
-	"rounds=$ROUNDS duration=$DURATION"
+	"weir/best_per_round=$(per_round "${ka_rps[weir]:-}" "${ka_rps[nginx]:-}" "${ka_rps[haproxy]:-}")" \
+	"newconn_weir/best_per_round=$(per_round "${nc_rps[weir]:-}" "${nc_rps[nginx]:-}" "${nc_rps[haproxy]:-}")" \
+	${alt:+"$alt"} "rounds=$ROUNDS duration=$DURATION"

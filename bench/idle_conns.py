@@ -7,11 +7,15 @@ has finished with it and holds it only as an idle keep-alive connection. When al
 open the script prints "READY <n>" on stdout and keeps them until stdin closes (or a
 time limit passes), so the caller decides when to measure and when to let go.
 
-Usage: idle_conns.py PORT HOST COUNT [HOLD_SECONDS]
+With CAFILE, each connection first completes a TLS handshake for HOST (SNI, checked against
+CAFILE), and its request and answer go over TLS: the proxy then holds an idle TLS session.
+
+Usage: idle_conns.py PORT HOST COUNT [HOLD_SECONDS [CAFILE]]
 """
 
 import select
 import socket
+import ssl
 import sys
 import time
 
@@ -47,14 +51,17 @@ def read_answer(sock: socket.socket) -> None:
 def main() -> int:
     port, host, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     hold = float(sys.argv[4]) if len(sys.argv) > 4 else 600.0
+    tls = ssl.create_default_context(cafile=sys.argv[5]) if len(sys.argv) > 5 else None
     request = f"GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: weir-bench-idle\r\n\r\n".encode()
     socks = []
     for i in range(count):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
         try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if tls is not None:
+                s = tls.wrap_socket(s, server_hostname=host)
             s.sendall(request)
             read_answer(s)
-        except (OSError, ConnectionError, ValueError) as e:
+        except (OSError, ConnectionError, ValueError, ssl.SSLError) as e:
             print(f"connection {i}: {e}", file=sys.stderr)
             return 1
         socks.append(s)
@@ -72,7 +79,7 @@ def main() -> int:
         try:
             if s.recv(1) == b"":
                 closed += 1
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError):
             pass
         except OSError:
             closed += 1

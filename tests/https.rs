@@ -203,14 +203,35 @@ fn get(tls: &mut Tls, host: &str) -> weir_testkit::Answer {
 
 /// `openssl s_client` against `addr`, with `args`; its stdout and stderr together.
 fn s_client(addr: SocketAddr, args: &[&str]) -> String {
-    let out = Process::new("openssl")
+    s_client_sending(addr, args, "")
+}
+
+/// `openssl s_client` against `addr`, with `args`, sending `input` and then reading until the
+/// server closes (`-ign_eof`) when there is any; its stdout and stderr together.
+fn s_client_sending(addr: SocketAddr, args: &[&str], input: &str) -> String {
+    let mut child = Process::new("openssl")
         .arg("s_client")
         .arg("-connect")
         .arg(addr.to_string())
         .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
+        .args(if input.is_empty() {
+            &[][..]
+        } else {
+            &["-ign_eof"]
+        })
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run openssl");
+    // Dropping stdin once written is the end of the input.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("run openssl");
     format!(
         "{}\n{}",
         String::from_utf8_lossy(&out.stdout),
@@ -605,6 +626,61 @@ fn a_ticket_from_one_worker_resumes_on_the_other() {
         status.workers.iter().all(|w| w.connections > 0),
         "one worker served all {resumed} connections: {:?}",
         status.workers
+    );
+}
+
+#[test]
+fn a_ticket_from_before_an_upgrade_resumes_after_it() {
+    let pki = Pki::new();
+    let backend = Backend::start("app");
+    let desired = Desired::new();
+    let site = Site::new(backend.addr)
+        .certificate("a", pki.leaf(&["a.test"], 1))
+        .frontend("a.test", "a");
+    let mut proxy = site.start(&desired, "1");
+    let ca = pki.write_ca(&desired);
+    let session = desired.path().join("session.pem");
+    let session = session.to_str().unwrap();
+    // A whole exchange, so the session tickets (sent after the handshake in TLS 1.3) arrive
+    // before the session is written out.
+    let request = "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let args = ["-servername", "a.test", "-CAfile", &ca];
+    let first = s_client_sending(
+        site.listener,
+        &[&args[..], &["-sess_out", session]].concat(),
+        request,
+    );
+    assert!(first.contains("New, TLSv1.3"), "{first}");
+    assert!(first.contains("HTTP/1.1 200"), "{first}");
+
+    let mut client = control::client(&proxy);
+    let before = control::status(&mut client);
+    let out = proxy.weir(&["upgrade"]);
+    assert!(out.status.success(), "{out:?}");
+    // The old main process exits once its workers are gone: only the new ones serve now, and
+    // their session caches are empty, so only a ticket under the handed-over keys resumes.
+    assert!(control::wait_exit(&mut proxy.child, Duration::from_secs(20)).is_some());
+    let mut client = control::client(&proxy);
+    let after = control::status(&mut client);
+    assert_ne!(after.pid, before.pid);
+
+    let second = s_client_sending(
+        site.listener,
+        &[&args[..], &["-sess_in", session]].concat(),
+        request,
+    );
+    // The new main process is not the harness's child: stop it before asserting.
+    assert!(control::is_ok(&control::call(
+        &mut client,
+        Command::HardStop
+    )));
+    assert!(wait_until(Duration::from_secs(10), || !control::alive(
+        after.pid
+    )));
+    assert!(second.contains("HTTP/1.1 200"), "{second}");
+    assert!(
+        second.contains("Reused, TLSv1.3"),
+        "not resumed after the upgrade:\n{second}"
     );
 }
 

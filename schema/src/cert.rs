@@ -10,6 +10,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+// The same provider as the engine's handshakes (its `aws-lc-rs` feature turns on this one).
+#[cfg(feature = "aws-lc-rs")]
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
+#[cfg(not(feature = "aws-lc-rs"))]
 use rustls::crypto::ring::sign::any_supported_type;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;

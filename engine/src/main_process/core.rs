@@ -96,6 +96,7 @@ impl Core {
             command,
             ready,
             saved_version,
+            tickets,
         } = loading::start(config, handover)?;
         let saved = AutoSave::new(&config.state, saved_version);
         let command = CommandSocket::serve(
@@ -111,7 +112,20 @@ impl Core {
             .map(|address| Admin::start(address, inputs.clone(), take_over))
             .transpose()?;
         let mut fleet = Fleet::new(Spawner { exe, inputs }, config.worker_count());
-        let tickets = match TicketRotation::start(Instant::now(), ROTATE_EVERY) {
+        let now = Instant::now();
+        let rotation = match tickets {
+            // After an upgrade, the keys of the main process this one replaces: tickets it
+            // issued still resume.
+            Some((keys, rotate_in)) => TicketRotation::resume(&keys, now, rotate_in, ROTATE_EVERY)
+                .or_else(|e| {
+                    log::warn(&format!(
+                        "handed-over ticket keys unusable ({e}): new ones made"
+                    ));
+                    TicketRotation::start(now, ROTATE_EVERY)
+                }),
+            None => TicketRotation::start(now, ROTATE_EVERY),
+        };
+        let tickets = match rotation {
             Ok(rotation) => {
                 fleet.set_ticket_keys(rotation.wire());
                 Some(rotation)
@@ -748,6 +762,7 @@ impl Core {
             self.fleet.len(),
             &self.command,
             &self.listeners,
+            self.tickets.as_ref().map(|t| t.handed_over(Instant::now())),
         );
         match started {
             Ok((pid, state_file)) => {

@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use weir_schema::desired::Definition;
-use weir_schema::{Change, State};
+use weir_schema::{proto, Change, State};
 
 use super::command_server;
 use super::config::Config;
 use super::error::MainError;
 use super::listeners::Listeners;
-use super::upgrade::Handover;
+use super::upgrade::{self, Handover};
 use super::{log, persist};
 
 /// What a main process starts from.
@@ -30,6 +31,8 @@ pub struct Start {
     pub ready: Option<UnixStream>,
     /// The state version already saved (the `[state]` file is written when it is behind).
     pub saved_version: u64,
+    /// After an upgrade: the TLS ticket keys in use, and the time left until they rotate.
+    pub tickets: Option<(proto::TicketKeys, Duration)>,
 }
 
 /// Takes over from a previous main process (`handover`), or builds the state from the saved
@@ -54,10 +57,18 @@ pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainEr
             command,
             ready: None,
             saved_version: 0,
+            tickets: None,
         });
     };
     let mut listeners = Listeners::new(handover.config.shared_listeners);
-    let adopted = handover.adopt().map_err(MainError::Handover)?;
+    let mut adopted = handover.adopt().map_err(MainError::Handover)?;
+    let tickets = match handover.ticket_keys_rotate_in_ms {
+        Some(ms) => Some((
+            upgrade::read_ticket_keys(&mut adopted.ready).map_err(MainError::Handover)?,
+            Duration::from_millis(ms),
+        )),
+        None => None,
+    };
     let state = persist::load(&adopted.state_file)?;
     let _ = std::fs::remove_file(&adopted.state_file);
     for (address, fds) in adopted.listeners {
@@ -71,6 +82,7 @@ pub fn start(config: Config, handover: Option<Handover>) -> Result<Start, MainEr
         listeners,
         command: command_server::adopt(adopted.command),
         ready: Some(adopted.ready),
+        tickets,
     })
 }
 

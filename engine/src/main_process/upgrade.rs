@@ -8,6 +8,12 @@
 //! exclusively, readable by this user only, in a fresh directory only this user can enter, and
 //! removed once the new main process has read it or the upgrade failed. The new main process
 //! reports readiness on a socketpair once each of its workers has applied the state.
+//!
+//! The TLS session-ticket keys travel the other way on that same socketpair, one frame written
+//! before the new process starts ([`send_ticket_keys`], [`read_ticket_keys`]): never on its
+//! command line (which any user may read in `/proc`) nor in a file (ticket keys, unlike
+//! certificate keys, exist nowhere else and must not outlive the processes using them). So
+//! tickets issued before an upgrade still resume after it.
 
 use std::fs::{OpenOptions, Permissions};
 use std::io::{self, Read, Write};
@@ -21,7 +27,8 @@ use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weir_schema::{saved, State};
+use weir_schema::framing::{read_frame, write_frame};
+use weir_schema::{proto, saved, State};
 
 use super::command_server::CommandSocket;
 use super::config::Config;
@@ -32,6 +39,13 @@ use super::listeners::Listeners;
 /// Longest wait for a new main process to report that it serves.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest wait for the ticket keys, which the previous main process wrote before this one
+/// started, so they are already there.
+const KEYS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest ticket-keys frame accepted (two keys and a lifetime take about 110 bytes).
+const MAX_KEYS_FRAME: usize = 4096;
+
 /// What an old main process passes to its successor (`weir proxy --handover JSON`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,6 +55,10 @@ pub struct Handover {
     pub listeners: Vec<(SocketAddr, Vec<RawFd>)>,
     pub state_file: PathBuf,
     pub ready_fd: RawFd,
+    /// Set when the TLS ticket keys wait on the ready socket: the milliseconds left until they
+    /// rotate. Absent from the hand-over of a version without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_keys_rotate_in_ms: Option<u64>,
 }
 
 /// The hand-over with its fds taken into ownership.
@@ -119,14 +137,16 @@ impl StateFile {
 
 /// Starts the successor of this main process: the state saved for it, the command socket and
 /// every listening socket inherited, the settings it must keep (worker count, socket path)
-/// fixed. Returns its pid and the state file, to be dropped once the upgrade succeeded or
-/// failed; its readiness arrives later as an [`Input`].
+/// fixed, and the TLS ticket keys with the time left until they rotate, if there are any.
+/// Returns its pid and the state file, to be dropped once the upgrade succeeded or failed; its
+/// readiness arrives later as an [`Input`].
 pub fn start(
     state: &State,
     config: &Config,
     workers: usize,
     command: &CommandSocket,
     listeners: &Listeners,
+    tickets: Option<(proto::TicketKeys, Duration)>,
 ) -> Result<(u32, StateFile), String> {
     let state_file = StateFile::write(state, &std::env::temp_dir())
         .map_err(|e| format!("cannot write the state for the new main process: {e}"))?;
@@ -141,9 +161,10 @@ pub fn start(
         listeners: listeners.all_fds(),
         state_file: state_file.path().to_owned(),
         ready_fd: -1,
+        ticket_keys_rotate_in_ms: None,
     };
     let pid = current_binary()
-        .and_then(|bin| launch(&bin, handover, command.inputs().clone()))
+        .and_then(|bin| launch(&bin, handover, tickets, command.inputs().clone()))
         .map_err(|e| format!("cannot start the new main process: {e}"))?;
     Ok((pid, state_file))
 }
@@ -159,11 +180,22 @@ pub fn current_binary() -> io::Result<PathBuf> {
     })
 }
 
-/// Starts `binary proxy --handover JSON` with the fds inherited, and a thread that reports
-/// [`Input::UpgradeReady`] or [`Input::UpgradeFailed`].
-fn launch(binary: &Path, mut handover: Handover, inputs: Sender<Input>) -> io::Result<u32> {
+/// Starts `binary proxy --handover JSON` with the fds inherited and the ticket keys waiting on
+/// its ready socket, and a thread that reports [`Input::UpgradeReady`] or
+/// [`Input::UpgradeFailed`].
+fn launch(
+    binary: &Path,
+    mut handover: Handover,
+    tickets: Option<(proto::TicketKeys, Duration)>,
+    inputs: Sender<Input>,
+) -> io::Result<u32> {
     let (mut ready_here, ready_there) = UnixStream::pair()?;
     handover.ready_fd = ready_there.as_raw_fd();
+    if let Some((keys, rotate_in)) = tickets {
+        send_ticket_keys(&mut ready_here, &keys)?;
+        handover.ticket_keys_rotate_in_ms =
+            Some(u64::try_from(rotate_in.as_millis()).unwrap_or(u64::MAX));
+    }
     let json = serde_json::to_string(&handover).map_err(io::Error::other)?;
     let mut inherit = vec![handover.command_fd, handover.ready_fd];
     inherit.extend(
@@ -207,6 +239,31 @@ fn launch(binary: &Path, mut handover: Handover, inputs: Sender<Input>) -> io::R
     Ok(pid)
 }
 
+/// Writes the ticket keys for the successor on the previous main process's end of the ready
+/// socket. A frame this small fits the socket's buffer, so this does not wait for the reader.
+fn send_ticket_keys(ready: &mut UnixStream, keys: &proto::TicketKeys) -> io::Result<()> {
+    ready.set_write_timeout(Some(KEYS_TIMEOUT))?;
+    // The error never holds the frame, only why it could not be written.
+    write_frame(ready, keys).map_err(io::Error::other)
+}
+
+/// Reads the ticket keys the previous main process left on the ready socket.
+pub fn read_ticket_keys(ready: &mut UnixStream) -> Result<proto::TicketKeys, String> {
+    let read = ready
+        .set_read_timeout(Some(KEYS_TIMEOUT))
+        .map_err(|e| e.to_string())
+        .and_then(|()| read_frame(ready, MAX_KEYS_FRAME).map_err(|e| e.to_string()));
+    let keys = match read {
+        Ok(Some(keys)) => keys,
+        Ok(None) => return Err("the ticket keys were announced but not sent".to_owned()),
+        Err(e) => return Err(format!("cannot read the ticket keys: {e}")),
+    };
+    ready
+        .set_read_timeout(None)
+        .map_err(|e| format!("ready socket: {e}"))?;
+    Ok(keys)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -233,5 +290,36 @@ mod tests {
         drop(file);
         assert!(!dir.exists());
         assert_eq!(std::fs::read_dir(parent.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn ticket_keys_cross_the_ready_socket_and_stay_off_the_hand_over() {
+        let keys = proto::TicketKeys {
+            current: Some(proto::TicketKey {
+                name: vec![1; 16],
+                secret: vec![0xab; 32],
+            }),
+            previous: None,
+            lifetime_ms: 1000,
+        };
+        let (mut here, mut there) = UnixStream::pair().unwrap();
+        send_ticket_keys(&mut here, &keys).unwrap();
+        assert_eq!(read_ticket_keys(&mut there).unwrap(), keys);
+        drop(here);
+        assert!(read_ticket_keys(&mut there).is_err());
+        // The JSON (a command-line argument) names only the time left; without keys it is the
+        // hand-over of a version that sends none, which still reads.
+        let handover = Handover {
+            config: Config::default(),
+            command_fd: 3,
+            listeners: Vec::new(),
+            state_file: PathBuf::from("state"),
+            ready_fd: 4,
+            ticket_keys_rotate_in_ms: None,
+        };
+        let json = serde_json::to_string(&handover).unwrap();
+        assert!(!json.contains("ticket"), "{json}");
+        let handover = Handover::from_json(&json).unwrap();
+        assert_eq!(handover.ticket_keys_rotate_in_ms, None);
     }
 }

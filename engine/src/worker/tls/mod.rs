@@ -10,6 +10,19 @@
 //!   and [`stream::TlsStream`], the transport the session reads and writes plaintext through.
 
 pub mod config;
+
+/// The crypto provider: ring, or aws-lc-rs with the `aws-lc-rs` feature (same API for what
+/// the ticketer uses). The choice and its measurements: ARCHITECTURE.md, "Crypto provider".
+mod crypto {
+    #[cfg(feature = "aws-lc-rs")]
+    pub use aws_lc_rs::{aead, rand};
+    #[cfg(not(feature = "aws-lc-rs"))]
+    pub use ring::{aead, rand};
+    #[cfg(feature = "aws-lc-rs")]
+    pub use rustls::crypto::aws_lc_rs as provider;
+    #[cfg(not(feature = "aws-lc-rs"))]
+    pub use rustls::crypto::ring as provider;
+}
 pub mod store;
 pub mod stream;
 pub mod tickets;
