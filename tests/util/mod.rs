@@ -97,7 +97,7 @@ impl Proxy {
 
     /// [`Proxy::start`] with the proxy's stderr (its own log lines, its workers') in `stderr`.
     pub fn start_with_stderr(extra: &[&str], stderr: std::fs::File) -> Proxy {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = private_tempdir();
         let socket = dir.path().join("weir.sock");
         let mut command = Command::new(weir_bin());
         command

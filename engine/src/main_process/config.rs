@@ -147,8 +147,13 @@ impl Default for MetricsConfig {
 }
 
 /// A loopback address, refused at parse time so the error carries the file's line.
+///
+/// `null` is no endpoint: the upgrade hand-over carries the config as JSON, where an unset
+/// address is written that way.
 fn loopback<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let address = SocketAddr::deserialize(d)?;
+    let Some(address) = Option::<SocketAddr>::deserialize(d)? else {
+        return Ok(None);
+    };
     if !address.ip().is_loopback() {
         return Err(serde::de::Error::custom(format!(
             "{address} is not a loopback address: the admin endpoint has no authentication, \
@@ -459,6 +464,14 @@ mod tests {
             .finish(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("timeouts.worker_answer_ms"), "{e}");
+    }
+
+    #[test]
+    fn a_config_without_the_admin_endpoint_survives_the_json_of_an_upgrade() {
+        let config = Config::from_toml("workers = 1\n").unwrap();
+        let json = serde_json::to_string(&config).unwrap();
+        let back: Config = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, config);
     }
 
     #[test]
