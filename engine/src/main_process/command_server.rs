@@ -180,7 +180,7 @@ fn read_loop(client: ClientId, stream: UnixStream, inputs: &Sender<Input>) {
         match read_frame::<proto::Request, _>(&mut reader, DEFAULT_MAX_FRAME) {
             Ok(Some(raw)) => {
                 let id = raw.id.clone();
-                let request = Request::try_from(&raw);
+                let request = Request::try_from(&raw).map(Box::new);
                 if inputs
                     .send(Input::ClientRequest {
                         client,
