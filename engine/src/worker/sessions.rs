@@ -31,12 +31,14 @@ mod size_tests {
     use super::*;
 
     /// An idle keep-alive connection costs its slab entry and nothing else (no buffer): keep
-    /// that entry small. The bound leaves room, it is not the measured size.
+    /// that entry small. The bound leaves a little room over the measured size (208 bytes,
+    /// of which 8 are the per-address slot of `max_connections_per_ip`, boxed so a listener
+    /// without the limit pays only the pointer).
     #[test]
     fn an_idle_session_is_small() {
         let size = std::mem::size_of::<slab::Slab<Session>>();
         assert!(size > 0);
         let entry = std::mem::size_of::<Session>();
-        assert!(entry <= 200, "Session is {entry} bytes");
+        assert!(entry <= 216, "Session is {entry} bytes");
     }
 }

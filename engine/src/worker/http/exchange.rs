@@ -217,19 +217,39 @@ pub struct Exchange {
     upgrade: Option<Box<[u8]>>,
     /// The route's `Strict-Transport-Security` value, put on the final response head.
     hsts: Option<Rc<str>>,
+    // ---- the listener's limits
+    /// When the whole request body must be in (`request_body_timeout`).
+    body_by: Option<Instant>,
+    /// While response bytes wait for the client: by when it must have taken them, or a
+    /// buffer's worth of them (`send_timeout`).
+    drain: Option<Drain>,
+}
+
+/// A slow reader's clock: armed when response bytes start waiting for the client, re-armed
+/// each time it took a buffer's worth (or everything), so the least rate it must keep is a
+/// buffer per `send_timeout` (16 KiB a minute by default): nothing a real client notices, and
+/// a client reading a few bytes at a time to hold the connection open is closed.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    by: Instant,
+    taken: usize,
 }
 
 impl Exchange {
     /// Routes a request, checks its limits, writes the head for the backend and starts
     /// connecting; or refuses it, or redirects it when its route says `redirect_https`.
     /// Touches nothing of the session, so the head may borrow its buffer.
+    /// `last`: the connection's last request (`max_requests_per_connection`), answered with
+    /// `Connection: close`.
     pub fn start(
         head: &RequestHead<'_, '_>,
+        last: bool,
         io: &FrontIo,
         cx: &mut Context,
     ) -> Result<Box<Exchange>, Refusal> {
         cx.metrics.http_requests += 1;
-        let keep_404 = head.keep_alive && head.framing == Framing::Empty && !cx.stopping;
+        let keep_alive = head.keep_alive && !last;
+        let keep_404 = keep_alive && head.framing == Framing::Empty && !cx.stopping;
         let not_found = || Refusal {
             status: Status::NotFound,
             keep_alive: keep_404,
@@ -282,6 +302,7 @@ impl Exchange {
             peer: io.peer,
             proto: io.info.protocol.as_str(),
             port: io.info.port,
+            underscores: io.info.underscores,
         };
         if write_request_head(&mut head_out, head, client).is_err() {
             cx.pool.put(head_out);
@@ -323,19 +344,17 @@ impl Exchange {
             } else {
                 Version::Http11
             },
-            client_wants: if head.keep_alive {
-                Keep::Keep
-            } else {
-                Keep::Close
-            },
+            client_wants: if keep_alive { Keep::Keep } else { Keep::Close },
             upgrade: head.upgrade.map(Box::from),
             hsts,
+            body_by: None,
+            drain: None,
         }))
     }
 
     /// Takes the body bytes that came with the head (`early`, at the front of the session's
     /// buffer) and arms the deadline of the first state. `Err`: refuse the request.
-    pub fn begin(&mut self, early: &[u8], io: &mut FrontIo, now: Instant) -> Result<(), Status> {
+    pub fn begin(&mut self, early: &mut Buf, io: &mut FrontIo, now: Instant) -> Result<(), Status> {
         // A pooled connection is connected already: no connect timeout to watch.
         io.deadline.at = now
             + if self.dial.is_connected() {
@@ -343,11 +362,16 @@ impl Exchange {
             } else {
                 self.dial.connect_timeout()
             };
-        match self.req.advance(early) {
+        if !self.req.is_done() {
+            self.body_by = io.info.request_body_timeout.map(|t| now + t);
+            self.clamp_deadline(io);
+        }
+        match self.req.advance_in_place(early.pending_mut()) {
             Err(_) => Err(Status::BadRequest),
             Ok(_) if self.body_too_large() => Err(Status::PayloadTooLarge),
-            Ok(n) => {
-                self.req_fwd = n;
+            Ok(advanced) => {
+                early.drop_tail(advanced.removed);
+                self.req_fwd = advanced.ready;
                 Ok(())
             }
         }
@@ -413,6 +437,48 @@ impl Exchange {
         io: &mut FrontIo,
         cx: &mut Context,
     ) -> Outcome {
+        let outcome = self.step_halves(front_in, io, cx);
+        self.clamp_deadline(io);
+        outcome
+    }
+
+    /// The session's deadline, brought forward to the listener's limits that run now: the
+    /// whole body's deadline while it comes, a slow reader's while bytes wait for it.
+    fn clamp_deadline(&self, io: &mut FrontIo) {
+        if let Some(by) = self.body_by.filter(|_| !self.req.is_done()) {
+            io.deadline.at = io.deadline.at.min(by);
+        }
+        if let Some(drain) = self.drain {
+            io.deadline.at = io.deadline.at.min(drain.by);
+        }
+    }
+
+    /// Runs or stops a slow reader's clock after a write to the client of `wrote` bytes.
+    fn watch_drain(&mut self, wrote: usize, io: &FrontIo, cx: &Context) {
+        let waiting = self.resp_fwd > 0 || self.resp_out.as_ref().is_some_and(|b| !b.is_empty());
+        self.drain = match self.drain {
+            _ if !waiting => None,
+            None => Some(Drain {
+                by: cx.now + io.info.send_timeout,
+                taken: 0,
+            }),
+            Some(d) if d.taken + wrote >= cx.pool.buffer_size() => Some(Drain {
+                by: cx.now + io.info.send_timeout,
+                taken: 0,
+            }),
+            Some(d) => Some(Drain {
+                taken: d.taken + wrote,
+                ..d
+            }),
+        };
+    }
+
+    fn step_halves(
+        &mut self,
+        front_in: &mut Option<Buf>,
+        io: &mut FrontIo,
+        cx: &mut Context,
+    ) -> Outcome {
         let mut progress = false;
 
         // Connecting.
@@ -456,8 +522,14 @@ impl Exchange {
                             io.readable = false;
                         }
                         cx.metrics.bytes_in += n as u64;
-                        match self.req.advance(&buf.pending()[self.req_fwd..]) {
-                            Ok(m) => self.req_fwd += m,
+                        match self
+                            .req
+                            .advance_in_place(&mut buf.pending_mut()[self.req_fwd..])
+                        {
+                            Ok(advanced) => {
+                                buf.drop_tail(advanced.removed);
+                                self.req_fwd += advanced.ready;
+                            }
                             Err(_) => return self.fail(Status::BadRequest),
                         }
                         if self.body_too_large() {
@@ -502,9 +574,10 @@ impl Exchange {
                 cx.metrics.bytes_out += n as u64;
                 cx.pool.release_if_empty(&mut self.resp_out);
                 cx.pool.release_if_empty(&mut self.resp_in);
+                self.watch_drain(n, io, cx);
                 progress = true;
             }
-            Sent::Nothing => {}
+            Sent::Nothing => self.watch_drain(0, io, cx),
             Sent::Broken => return Outcome::Close,
         }
 
@@ -529,6 +602,20 @@ impl Exchange {
     /// The session's deadline passed: a connect that took too long is a failed one; a
     /// backend that has not answered gets a 504; a response under way can only be cut.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        if self.body_by.is_some_and(|by| by <= cx.now) && !self.req.is_done() {
+            cx.metrics.body_timeouts += 1;
+            return self.fail(Status::RequestTimeout);
+        }
+        if self.drain.is_some_and(|d| d.by <= cx.now) {
+            cx.metrics.slow_reads += 1;
+            return Outcome::Close;
+        }
+        let outcome = self.on_response_timeout(io, cx);
+        self.clamp_deadline(io);
+        outcome
+    }
+
+    fn on_response_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
         match self.dial.state() {
             DialState::Connecting => match self.dial.retry(io, cx) {
                 Dialed::Failed(no) => Outcome::Refuse(Refusal::no_backend(no, io)),

@@ -125,6 +125,12 @@ impl HttpSession {
         }
     }
 
+    /// Whether the connection waits for its next request holding nothing: an idle keep-alive
+    /// connection, the first to close when the worker runs out of connections.
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::Head) && self.front_in.is_none() && self.served > 0
+    }
+
     /// Gives back every buffer and backend connection (the session is closing).
     pub fn teardown(&mut self, cx: &mut Context) {
         self.end_exchange(cx);
@@ -200,10 +206,12 @@ impl HttpSession {
             return None;
         }
         let mut headers = header_slots();
+        // The listener's `max_requests_per_connection`th request is answered with a close.
+        let last = self.served + 1 >= u64::from(io.info.max_requests_per_connection);
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
             Ok(Some(head)) => (
                 head.raw.len(),
-                Exchange::start(&head, io, cx).map_err(|refusal| Refusal {
+                Exchange::start(&head, last, io, cx).map_err(|refusal| Refusal {
                     head_only: head.is_head(),
                     ..refusal
                 }),
@@ -240,7 +248,7 @@ impl HttpSession {
         };
         buf.consume(len);
         // Body bytes that arrived with the head.
-        let begun = ex.begin(buf.pending(), io, cx.now);
+        let begun = ex.begin(&mut buf, io, cx.now);
         self.front_in = Some(buf);
         // Nothing more to read for now: the buffer goes back while the backend answers (one
         // is taken again when body bytes or a pipelined request arrive), so an exchange in
