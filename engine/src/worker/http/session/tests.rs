@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 
-use weir_schema::{ClusterId, Protocol};
+use weir_schema::{Backend, BackendId, BackendKey, Cluster, ClusterId, Protocol};
 
 use super::{Drive, HttpSession};
 use crate::channel::WorkerConfig;
@@ -531,6 +531,56 @@ fn a_connect_timeout_with_no_backend_left_gets_a_502() {
     assert_eq!(h.session.phase_name(), "linger");
     let answer = h.client.take_to_close();
     assert!(answer.starts_with("HTTP/1.1 502 "), "{answer}");
+}
+
+#[test]
+fn a_retry_never_reaches_a_cluster_added_later_in_the_same_slot() {
+    let net = Net::default();
+    let stuck = net.backend(Answer::Hold).addr();
+    let mut h = Harness::new(&net, &[stuck]);
+    h.send(GET);
+    h.until("connecting", |h| {
+        h.states().is_some_and(|s| s.link == DialState::Connecting)
+    });
+    // While the connect hangs, its backend is drained and its cluster removed; the next
+    // cluster added takes the freed slab slot.
+    let app = ClusterId("app".to_owned());
+    let slot = h.cx.upstream.cluster_key(&app).unwrap();
+    let drained = BackendKey {
+        cluster: app.clone(),
+        id: BackendId("b0".to_owned()),
+    };
+    let registry = h.cx.registry.try_clone().unwrap();
+    assert_eq!(
+        h.cx.upstream
+            .remove_backend(&drained, &registry)
+            .map(|(_, live)| live),
+        Some(1)
+    );
+    h.cx.upstream.remove_cluster(&app);
+    let newcomer = net.backend(Answer::Accept);
+    let now = h.cx.now;
+    h.cx.upstream.add_cluster(&Cluster::new("newcomer"));
+    let new_id = ClusterId("newcomer".to_owned());
+    assert_eq!(h.cx.upstream.cluster_key(&new_id), Some(slot));
+    h.cx.upstream.add_backend(
+        &Backend {
+            owner: None,
+            key: BackendKey {
+                cluster: new_id,
+                id: BackendId("n0".to_owned()),
+            },
+            address: newcomer.addr(),
+            weight: 100,
+            backup: false,
+        },
+        now,
+    );
+    // The connect times out: the retry finds its cluster gone, not the newcomer.
+    assert_eq!(h.time_out(), Drive::Wait);
+    assert_eq!(newcomer.dialed(), 0, "the retry reached the newcomer");
+    let answer = h.client.take_to_close();
+    assert!(answer.starts_with("HTTP/1.1 50"), "{answer}");
 }
 
 #[test]
