@@ -21,7 +21,7 @@ use super::error::WorkerError;
 use super::front::{FrontIo, Transport};
 use super::handshake::{self, FailureLog, Handshake, Shaken};
 use super::http::session::{Drive, HttpSession};
-use super::idle::{IdleEntry, IdleQueue};
+use super::idle;
 use super::listeners::{Accepted, Listeners};
 use super::pipe::Pipe;
 use super::probe::Probes;
@@ -39,8 +39,6 @@ pub struct Worker {
     poll: Poll,
     cx: Context,
     sessions: Slab<Session>,
-    /// Idle keep-alive sessions, oldest first.
-    idle: IdleQueue,
     listeners: Listeners,
     timers: Timers,
     control: Control,
@@ -57,7 +55,6 @@ impl Worker {
             poll,
             cx,
             sessions: Slab::new(),
-            idle: IdleQueue::new(),
             listeners: Listeners::new(),
             timers: Timers::new(),
             control,
@@ -192,51 +189,35 @@ impl Worker {
     // ---- accepting ------------------------------------------------------------------------
 
     /// Accepts what listener `key` has queued. At the connection cap, the oldest idle
-    /// keep-alive connection is closed to make room for each new one, as nginx does; only
-    /// when none is idle is the new client refused.
+    /// keep-alive connections are closed to make room (a batch at a time, as nginx does);
+    /// only when none is idle is a new client refused.
     fn accept(&mut self, key: usize) {
-        loop {
-            let live = self.sessions.len().saturating_sub(self.idle.len());
-            let Some(accepted) = self.listeners.accept(key, &mut self.cx, live) else {
-                return;
-            };
-            if self.sessions.len() >= self.cx.config.max_connections {
-                self.close_oldest_idle();
-            }
+        if self.sessions.len() >= self.cx.config.max_connections && !self.cx.stopping {
+            self.close_oldest_idle();
+        }
+        while let Some(accepted) = self
+            .listeners
+            .accept(key, &mut self.cx, self.sessions.len())
+        {
             self.open_session(accepted);
         }
     }
 
+    /// Closes the longest idle keep-alive connections, a batch of [`idle::batch`].
     fn close_oldest_idle(&mut self) {
-        let sessions = &self.sessions;
-        let current = |e: &IdleEntry| {
-            sessions
-                .get(e.key)
-                .is_some_and(|s| s.io.serial == e.serial && s.io.idle_mark == e.mark)
-        };
-        if let Some(oldest) = self.idle.pop_oldest(current) {
+        let mut idle: Vec<(u64, usize)> = self
+            .sessions
+            .iter()
+            .filter_map(|(key, s)| match &s.protocol {
+                Protocol::Http(http) => http.idle_since().map(|since| (since, key)),
+                _ => None,
+            })
+            .collect();
+        let n = idle::batch(idle.len());
+        idle::oldest(&mut idle, n);
+        for (_, key) in idle {
             self.cx.metrics.connections_idle_closed += 1;
-            self.close(oldest.key);
-        }
-    }
-
-    /// Marks or unmarks a waiting session as an idle keep-alive connection.
-    fn track_idle(&mut self, key: usize) {
-        let Some(session) = self.sessions.get_mut(key) else {
-            return;
-        };
-        let idle = matches!(&session.protocol, Protocol::Http(http) if http.is_idle());
-        if idle {
-            self.idle
-                .mark(key, session.io.serial, &mut session.io.idle_mark);
-            let sessions = &self.sessions;
-            self.idle.compact(|e| {
-                sessions
-                    .get(e.key)
-                    .is_some_and(|s| s.io.serial == e.serial && s.io.idle_mark == e.mark)
-            });
-        } else {
-            self.idle.unmark(&mut session.io.idle_mark);
+            self.close(key);
         }
     }
 
@@ -273,7 +254,6 @@ impl Worker {
             readable: false,
             read_closed: false,
             waiting_for_buffer: false,
-            idle_mark: 0,
             ip_slot,
         };
         let protocol = if io.info.protocol == ListenerProtocol::Tcp {
@@ -371,10 +351,7 @@ impl Worker {
             }
         };
         match next {
-            Next::Wait => {
-                self.arm(key);
-                self.track_idle(key);
-            }
+            Next::Wait => self.arm(key),
             Next::Close => self.close(key),
         }
     }
@@ -452,7 +429,6 @@ impl Worker {
             return;
         }
         let mut session = self.sessions.remove(key);
-        self.idle.unmark(&mut session.io.idle_mark);
         match &mut session.protocol {
             Protocol::TlsHandshake(_) => {}
             Protocol::Http(http) => http.teardown(&mut self.cx),

@@ -267,9 +267,6 @@ pub struct FrontIo {
     pub read_closed: bool,
     /// Listed in the context's `buffer_waiters`, to be driven again once a buffer is free.
     pub waiting_for_buffer: bool,
-    /// Its mark in the worker's idle queue while it is an idle keep-alive connection, else 0
-    /// ([`super::idle`]).
-    pub idle_mark: u32,
     pub deadline: Deadline,
     /// Its place in the listener's connections per address, when the listener limits them.
     pub ip_slot: Option<Box<IpSlot>>,

@@ -138,7 +138,6 @@ impl Rig {
             readable: false,
             read_closed: false,
             waiting_for_buffer: false,
-            idle_mark: 0,
             ip_slot: None,
         };
         Rig {

@@ -223,6 +223,9 @@ pub struct Exchange {
     /// While response bytes wait for the client: by when it must have taken them, or a
     /// buffer's worth of them (`send_timeout`).
     drain: Option<Drain>,
+    /// The session's deadline a limit brought forward, as (the limit, the deadline it
+    /// replaced), given back once that limit no longer runs.
+    clamped: Option<(Instant, Instant)>,
 }
 
 /// A slow reader's clock: armed when response bytes start waiting for the client, re-armed
@@ -349,6 +352,7 @@ impl Exchange {
             hsts,
             body_by: None,
             drain: None,
+            clamped: None,
         }))
     }
 
@@ -443,13 +447,24 @@ impl Exchange {
     }
 
     /// The session's deadline, brought forward to the listener's limits that run now: the
-    /// whole body's deadline while it comes, a slow reader's while bytes wait for it.
-    fn clamp_deadline(&self, io: &mut FrontIo) {
-        if let Some(by) = self.body_by.filter(|_| !self.req.is_done()) {
-            io.deadline.at = io.deadline.at.min(by);
+    /// whole body's deadline while it comes, a slow reader's while bytes wait for it. A
+    /// deadline brought forward by a limit that has ended since is first given back (unless
+    /// a step set another meanwhile), so it never fires for a limit no longer running.
+    fn clamp_deadline(&mut self, io: &mut FrontIo) {
+        if let Some((limit, replaced)) = self.clamped.take() {
+            if io.deadline.at == limit {
+                io.deadline.at = replaced;
+            }
         }
-        if let Some(drain) = self.drain {
-            io.deadline.at = io.deadline.at.min(drain.by);
+        let body = self.body_by.filter(|_| !self.req.is_done());
+        let drain = self.drain.map(|d| d.by);
+        let limit = match (body, drain) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(limit) = limit.filter(|limit| *limit < io.deadline.at) {
+            self.clamped = Some((limit, io.deadline.at));
+            io.deadline.at = limit;
         }
     }
 
@@ -609,6 +624,12 @@ impl Exchange {
         if self.drain.is_some_and(|d| d.by <= cx.now) {
             cx.metrics.slow_reads += 1;
             return Outcome::Close;
+        }
+        // A limit that ended since it brought the deadline forward: the exchange's own
+        // deadline may be later.
+        self.clamp_deadline(io);
+        if io.deadline.at > cx.now {
+            return Outcome::Blocked;
         }
         let outcome = self.on_response_timeout(io, cx);
         self.clamp_deadline(io);
