@@ -10,7 +10,9 @@
 # runs of the same DURATION.
 #
 # Environment: DURATION=5s WRK_CONNS=16 WEIR_BIN=path (as in http.sh); WEIR_CONFIG=weir.toml
-# to profile with settings (access_log.sh uses it for the access log's cost)
+# to profile with settings (access_log.sh uses it for the access log's cost); BODY=chunked sends
+# every request as a POST with a 20-byte chunked body in a non-canonical spelling
+# (bench/chunked_post.lua), to count what rewriting chunk framing costs.
 #
 # Ends with one line:
 #   RESULT instructions_per_request=... requests=... profile=...
@@ -45,7 +47,9 @@ write_weir_desired "$BENCH_TMP/desired" "$port" "$origin_port" "$HOST"
 WEIR_BIN="$wrapper" # start_weir runs $WEIR_BIN; the wrapper holds the real path
 start_weir weir "$port" "$BENCH_TMP/desired" "$HOST" 120 "${WEIR_CONFIG:-}"
 
-wrk -t1 -c"${WRK_CONNS:-16}" -d"$DURATION" -H "Host: $HOST" "http://127.0.0.1:$port/" \
+wrk_script=()
+[[ "${BODY:-}" == chunked ]] && wrk_script=(-s "$BENCH_DIR/chunked_post.lua")
+wrk -t1 -c"${WRK_CONNS:-16}" -d"$DURATION" -H "Host: $HOST" "${wrk_script[@]}" "http://127.0.0.1:$port/" \
 	>"$BENCH_TMP/wrk.log" 2>&1 || die "wrk failed, see $BENCH_TMP/wrk.log"
 requests="$(awk '/requests in/ { print $1 }' "$BENCH_TMP/wrk.log")"
 

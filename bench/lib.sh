@@ -298,14 +298,19 @@ EOF
 }
 
 # write_weir_desired DIR LISTEN_PORT ORIGIN_PORT HOSTNAME: a one-route desired state.
+# The listener allows WEIR_KEEPALIVE_REQUESTS requests per connection (default 1000000, as
+# nginx_common's keepalive_requests, so no proxy reconnects wrk mid-run); set it empty for a
+# Weir binary older than max_requests_per_connection, which has no such limit.
 write_weir_desired() {
 	local dir=$1 port=$2 oport=$3 host=$4
+	local keepalive="${WEIR_KEEPALIVE_REQUESTS-1000000}"
 	mkdir -p "$dir"
 	cat >"$dir/weir.yaml" <<EOF
 listeners:
   - name: web
     address: "127.0.0.1:$port"
     protocol: http
+${keepalive:+    max_requests_per_connection: $keepalive}
 clusters:
   - id: origin
     backends:

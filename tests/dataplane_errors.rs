@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use util::control::metric;
 use util::{proxy_on_yaml, Desired, Proxy};
 use weir_testkit::{
     connect, dead_addr, http_get, http_raw, read_answer, wait_until, Backend, Seen, StuckListener,
@@ -335,10 +336,12 @@ frontends:
     assert_eq!(http_raw(addr, fits.as_bytes()).unwrap().status, 200);
 }
 
+/// At the cap with no connection idle (an idle one would be closed to make room: see
+/// tests/dataplane_limits.rs), a new client gets a fast 503.
 #[test]
 fn over_the_connection_cap_is_a_fast_503() {
     let origin = Backend::start("origin");
-    let (_d, _proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_connections = 1\n"));
+    let (_d, proxy, addr) = start(&yaml(origin.addr, "", ""), Some("max_connections = 1\n"));
     // The readiness probe's connection may still hold the only slot for a moment: retry until
     // this connection holds it.
     let mut first = None;
@@ -353,14 +356,18 @@ fn over_the_connection_cap_is_a_fast_503() {
         }
         ok
     }));
+    // Busy again: half of its next request is in (it holds a buffer for it).
+    let mut first = first.expect("wait_until held, so a connection was kept");
+    first.write_all(b"GET / HTTP/1.1\r\nHost: ap").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || metric(
+        &proxy,
+        "buffers.in_use"
+    ) == 1));
     let started = Instant::now();
     let second = http_get(addr, "app.test", "/").unwrap();
     assert_eq!(second.status, 503);
     assert!(started.elapsed() < Duration::from_secs(2));
     // The first connection held its slot all along and is still served.
-    let mut first = first.expect("wait_until held, so a connection was kept");
-    first
-        .write_all(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
-        .unwrap();
+    first.write_all(b"p.test\r\n\r\n").unwrap();
     assert_eq!(read_answer(&mut first).unwrap().status, 200);
 }

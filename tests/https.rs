@@ -16,8 +16,9 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use util::control::metric;
 use util::{control, curl, Desired, Proxy};
-use weir_schema::{Change, Command};
+use weir_schema::Change;
 use weir_testkit::{free_addr, read_answer, wait_until, Backend};
 
 /// A test certificate authority, and the leaves it signs.

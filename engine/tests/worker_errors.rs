@@ -240,6 +240,8 @@ fn cluster_connect_timeout_bounds_the_wait() {
     assert_eq!(w.counter("backend.connect_errors"), 1);
 }
 
+/// At the cap with no connection idle (an idle one would be closed to make room: see
+/// tests/dataplane_limits.rs), a new client gets a fast 503.
 #[test]
 fn over_the_connection_cap_is_a_fast_503() {
     let backend = Backend::start("a");
@@ -253,6 +255,11 @@ fn over_the_connection_cap_is_a_fast_503() {
         .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
         .unwrap();
     assert_eq!(read_answer(&mut first).unwrap().status, 200);
+    // Busy again: half of its next request is in (it holds a buffer for it).
+    first.write_all(b"GET / HTTP/1.1\r\nHost: a").unwrap();
+    assert!(weir_testkit::wait_until(Duration::from_secs(10), || w
+        .counter("buffers.in_use")
+        == 1));
     let second = http_get(listener, "a.test", "/").unwrap();
     assert_eq!(second.status, 503);
     assert_eq!(w.counter("connections.refused"), 1);

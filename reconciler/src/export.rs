@@ -129,6 +129,16 @@ struct ListenerDoc {
     answer_503: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tls_versions: Vec<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_underscores_in_headers: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections_per_ip: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_requests_per_connection: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_timeout: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -435,6 +445,11 @@ fn listener_doc(l: &Listener) -> ListenerDoc {
         } else {
             Vec::new()
         },
+        allow_underscores_in_headers: s.allow_underscores_in_headers,
+        max_connections_per_ip: s.max_connections_per_ip,
+        max_requests_per_connection: s.max_requests_per_connection,
+        request_body_timeout: s.request_body_timeout.map(duration_text),
+        send_timeout: s.send_timeout.map(duration_text),
     }
 }
 

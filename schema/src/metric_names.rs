@@ -13,6 +13,14 @@ pub const CONNECTIONS_ACCEPTED: &str = "connections.accepted";
 pub const CONNECTIONS_ACTIVE: &str = "connections.active";
 /// Refused because of the connection cap (HTTP got a 503, TCP a close).
 pub const CONNECTIONS_REFUSED: &str = "connections.refused";
+/// Refused because their client address held `max_connections_per_ip` already.
+pub const CONNECTIONS_REFUSED_PER_IP: &str = "connections.refused_per_ip";
+/// Idle keep-alive connections closed at the connection cap to make room for a new one.
+pub const CONNECTIONS_IDLE_CLOSED: &str = "connections.idle_closed";
+/// Requests whose body did not arrive whole within `request_body_timeout`.
+pub const HTTP_BODY_TIMEOUTS: &str = "http.body_timeouts";
+/// Connections closed because the client read its answer too slowly (`send_timeout`).
+pub const HTTP_SLOW_READS: &str = "http.slow_reads";
 pub const HTTP_REQUESTS: &str = "http.requests";
 pub const HTTP_RESPONSES_1XX: &str = "http.responses.1xx";
 pub const HTTP_RESPONSES_2XX: &str = "http.responses.2xx";

@@ -230,6 +230,22 @@ pub struct ListenerSettings {
     /// state does not enforce (the reconciler adds listeners before certificates): while the
     /// state holds no such certificate, those clients get `unrecognized_name`.
     pub default_certificate: Option<Fingerprint>,
+    /// Keep request fields whose names hold `_` (dropped by default, as nginx drops them).
+    /// Names that spell a framing, routing or forwarding field with `_` for `-` are dropped
+    /// whatever this says.
+    pub allow_underscores_in_headers: bool,
+    /// Most connections one client address may hold at once, in each worker; `None` is
+    /// unlimited.
+    pub max_connections_per_ip: Option<u32>,
+    /// Requests served on one connection, the last answered with `Connection: close`; `None`
+    /// is the worker's default (1000, as nginx).
+    pub max_requests_per_connection: Option<u32>,
+    /// Time allowed for a whole request body to arrive (408, or a close once the answer
+    /// began); `None` is no limit beyond the idle timeouts.
+    pub request_body_timeout: Option<Duration>,
+    /// Time a client has to take all the response bytes waiting for it, each time some are;
+    /// slower readers are closed. `None` is the worker's default (60 s).
+    pub send_timeout: Option<Duration>,
 }
 
 impl ListenerSettings {

@@ -142,6 +142,13 @@ impl TryFrom<&proto::Listener> for Listener {
                 tls_versions,
                 cipher_suites,
                 default_certificate,
+                allow_underscores_in_headers: settings.allow_underscores_in_headers,
+                max_connections_per_ip: (settings.max_connections_per_ip > 0)
+                    .then_some(settings.max_connections_per_ip),
+                max_requests_per_connection: (settings.max_requests_per_connection > 0)
+                    .then_some(settings.max_requests_per_connection),
+                request_body_timeout: ms(settings.request_body_timeout_ms),
+                send_timeout: ms(settings.send_timeout_ms),
             },
             owner: Owner::from_wire(&l.owner),
         })
@@ -176,6 +183,11 @@ impl From<&Listener> for proto::Listener {
                     .default_certificate
                     .map(|fp| fp.to_hex())
                     .unwrap_or_default(),
+                allow_underscores_in_headers: s.allow_underscores_in_headers,
+                max_connections_per_ip: s.max_connections_per_ip.unwrap_or(0),
+                max_requests_per_connection: s.max_requests_per_connection.unwrap_or(0),
+                request_body_timeout_ms: to_ms(s.request_body_timeout),
+                send_timeout_ms: to_ms(s.send_timeout),
             }),
             owner: Owner::to_wire(&l.owner),
         }

@@ -106,6 +106,11 @@ max_request_body = "1MiB"
 answer_404 = "none"
 answer_503 = "later"
 tls_versions = ["1.3"]
+allow_underscores_in_headers = true
+max_connections_per_ip = 50
+max_requests_per_connection = 200
+request_body_timeout = "90s"
+send_timeout = "20s"
 
 [[clusters]]
 id = "shop"
@@ -135,6 +140,14 @@ demo = true
     assert_eq!(l.settings.answer_404.as_deref(), Some("none"));
     assert_eq!(l.settings.answer_503.as_deref(), Some("later"));
     assert_eq!(l.settings.tls_versions, [TlsVersion::Tls13]);
+    assert!(l.settings.allow_underscores_in_headers);
+    assert_eq!(l.settings.max_connections_per_ip, Some(50));
+    assert_eq!(l.settings.max_requests_per_connection, Some(200));
+    assert_eq!(
+        l.settings.request_body_timeout,
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(l.settings.send_timeout, Some(Duration::from_secs(20)));
 
     let c = &d.state.clusters[&ClusterId("shop".into())];
     assert_eq!(c.load_balancing, LoadBalancing::PowerOfTwo);

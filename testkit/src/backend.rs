@@ -18,6 +18,8 @@ pub struct Seen {
     /// The request line and the fields, up to and including the empty line, as received.
     pub head: String,
     pub body: Vec<u8>,
+    /// The body's bytes as they came on the wire, chunk framing included.
+    pub raw_body: Vec<u8>,
 }
 
 impl Seen {
@@ -167,12 +169,14 @@ fn serve(stream: TcpStream, requests: &AtomicUsize, seen: &Mutex<Vec<Seen>>, han
         if expects_continue && writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
             return;
         }
-        let Ok(body) = wire::read_framed_body(&mut reader, &head) else {
+        let mut tee = wire::Tee::new(&mut reader);
+        let Ok(body) = wire::read_framed_body(&mut tee, &head) else {
             return;
         };
         let request = Seen {
             head,
             body: body.unwrap_or_default(),
+            raw_body: tee.into_copy(),
         };
         requests.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut all) = seen.lock() {

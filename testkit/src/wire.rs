@@ -74,3 +74,31 @@ fn read_through(r: &mut impl Read, end: &[u8]) -> io::Result<Vec<u8>> {
     }
     Ok(buf)
 }
+
+/// A reader that keeps a copy of every byte read through it: what came on the wire, framing
+/// included.
+pub(crate) struct Tee<'a, R> {
+    inner: &'a mut R,
+    copy: Vec<u8>,
+}
+
+impl<'a, R: Read> Tee<'a, R> {
+    pub(crate) fn new(inner: &'a mut R) -> Tee<'a, R> {
+        Tee {
+            inner,
+            copy: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_copy(self) -> Vec<u8> {
+        self.copy
+    }
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}

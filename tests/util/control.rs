@@ -116,6 +116,21 @@ pub fn call(client: &mut Client, command: Command) -> proto::Response {
     client.call_with(&request, |_| {}).expect("final answer")
 }
 
+/// The value of counter `name` in `proxy`'s metrics, summed over its workers; panics on a name
+/// the proxy does not report, so a renamed counter fails rather than reads 0.
+pub fn metric(proxy: &Proxy, name: &str) -> u64 {
+    let mut client = client(proxy);
+    let answer = call(&mut client, Command::QueryMetrics);
+    let Some(proto::response::Content::Metrics(m)) = answer.content else {
+        panic!("{answer:?}");
+    };
+    m.counters
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no counter {name}"))
+        .value
+}
+
 /// Writes a weir.toml into `dir`.
 pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("weir.toml");

@@ -344,7 +344,7 @@ fn read_loop(
                 if !id.is_empty() {
                     activity.request_read();
                 }
-                let request = Request::try_from(&raw);
+                let request = Request::try_from(&raw).map(Box::new);
                 if inputs
                     .send(Input::ClientRequest {
                         client,

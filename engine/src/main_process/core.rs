@@ -221,7 +221,7 @@ impl Core {
                 client,
                 id,
                 request,
-            } => self.on_request(client, id, request),
+            } => self.on_request(client, id, request.map(|r| *r)),
             Input::ClientGone { client } => self.clients.gone(client),
             Input::Worker { key, response } => self.on_worker_message(key, response),
             Input::WorkerChannelClosed { key } => {

@@ -77,7 +77,9 @@ pub enum Input {
     ClientRequest {
         client: ClientId,
         id: String,
-        request: Result<Request, WireError>,
+        /// Boxed: a request (a listener with all its settings, say) is several times the size
+        /// of every other input.
+        request: Result<Box<Request>, WireError>,
     },
     ClientGone {
         client: ClientId,

@@ -22,6 +22,21 @@ impl Buf {
         &self.data[self.start..self.end]
     }
 
+    /// The pending bytes, to be rewritten in place (a chunked body made canonical).
+    pub fn pending_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
+    /// Drops `n` bytes from the end of the pending bytes (left over by a rewrite that made
+    /// them shorter).
+    pub fn drop_tail(&mut self, n: usize) {
+        self.end -= n.min(self.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.end - self.start
     }

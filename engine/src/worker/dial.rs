@@ -66,7 +66,7 @@ impl Dial {
         io: &FrontIo,
         cx: &mut Context,
     ) -> Result<Dial, NoBackend> {
-        let mut attempt = Attempt::new(cluster);
+        let mut attempt = cx.upstream.attempt(cluster);
         let link = connect(&mut attempt, reuse, io, cx)?;
         let (connect_timeout, _) = cx.upstream.cluster_timeouts(cluster);
         Ok(Dial {

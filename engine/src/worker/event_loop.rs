@@ -21,6 +21,7 @@ use super::error::WorkerError;
 use super::front::{FrontIo, Transport};
 use super::handshake::{self, FailureLog, Handshake, Shaken};
 use super::http::session::{Drive, HttpSession};
+use super::idle;
 use super::listeners::{Accepted, Listeners};
 use super::pipe::Pipe;
 use super::probe::Probes;
@@ -198,7 +199,13 @@ impl Worker {
 
     // ---- accepting ------------------------------------------------------------------------
 
+    /// Accepts what listener `key` has queued. At the connection cap, the oldest idle
+    /// keep-alive connections are closed to make room (a batch at a time, as nginx does);
+    /// only when none is idle is a new client refused.
     fn accept(&mut self, key: usize) {
+        if self.sessions.len() >= self.cx.config.max_connections && !self.cx.stopping {
+            self.close_oldest_idle();
+        }
         while let Some(accepted) = self
             .listeners
             .accept(key, &mut self.cx, self.sessions.len())
@@ -207,11 +214,30 @@ impl Worker {
         }
     }
 
+    /// Closes the longest idle keep-alive connections, a batch of [`idle::batch`].
+    fn close_oldest_idle(&mut self) {
+        let mut idle: Vec<(u64, usize)> = self
+            .sessions
+            .iter()
+            .filter_map(|(key, s)| match &s.protocol {
+                Protocol::Http(http) => http.idle_since().map(|since| (since, key)),
+                _ => None,
+            })
+            .collect();
+        let n = idle::batch(idle.len());
+        idle::oldest(&mut idle, n);
+        for (_, key) in idle {
+            self.cx.metrics.connections_idle_closed += 1;
+            self.close(key);
+        }
+    }
+
     fn open_session(&mut self, accepted: Accepted) {
         let Accepted {
             mut stream,
             peer,
             info,
+            ip_slot,
         } = accepted;
         let entry = self.sessions.vacant_entry();
         let key = entry.key();
@@ -239,6 +265,7 @@ impl Worker {
             readable: false,
             read_closed: false,
             waiting_for_buffer: false,
+            ip_slot,
         };
         let protocol = if io.info.protocol == ListenerProtocol::Tcp {
             let pipe = self

@@ -26,6 +26,7 @@ use weir_schema::{Listener, Protocol as ListenerProtocol};
 
 #[cfg(test)]
 use super::memory::MemStream;
+use super::per_ip::IpSlot;
 use super::timer::Deadline;
 use super::tls::TlsStream;
 use crate::channel::WorkerConfig;
@@ -184,6 +185,22 @@ impl Transport {
     }
 }
 
+/// Requests served on a connection when its listener sets no `max_requests_per_connection`
+/// (nginx's `keepalive_requests`).
+pub const DEFAULT_MAX_REQUESTS_PER_CONNECTION: u32 = 1000;
+/// Time a client has to take the response bytes waiting for it when its listener sets no
+/// `send_timeout` (nginx's `send_timeout`).
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a listener does with request fields whose names hold `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Underscores {
+    /// Dropped, as nginx drops them by default.
+    Drop,
+    /// Kept, but for names that spell a framing, routing or forwarding field.
+    Keep,
+}
+
 /// A listener's settings as sessions use them.
 #[derive(Debug, Clone)]
 pub struct ListenerInfo {
@@ -198,6 +215,11 @@ pub struct ListenerInfo {
     /// The listener's own bodies for the 404 and 503 answers.
     pub answer_404: Option<Rc<str>>,
     pub answer_503: Option<Rc<str>>,
+    pub underscores: Underscores,
+    pub max_connections_per_ip: Option<u32>,
+    pub max_requests_per_connection: u32,
+    pub request_body_timeout: Option<Duration>,
+    pub send_timeout: Duration,
 }
 
 impl ListenerInfo {
@@ -214,6 +236,17 @@ impl ListenerInfo {
             max_request_body: s.max_request_body,
             answer_404: s.answer_404.as_deref().map(Rc::from),
             answer_503: s.answer_503.as_deref().map(Rc::from),
+            underscores: if s.allow_underscores_in_headers {
+                Underscores::Keep
+            } else {
+                Underscores::Drop
+            },
+            max_connections_per_ip: s.max_connections_per_ip,
+            max_requests_per_connection: s
+                .max_requests_per_connection
+                .unwrap_or(DEFAULT_MAX_REQUESTS_PER_CONNECTION),
+            request_body_timeout: s.request_body_timeout,
+            send_timeout: s.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
         }
     }
 }
@@ -235,4 +268,6 @@ pub struct FrontIo {
     /// Listed in the context's `buffer_waiters`, to be driven again once a buffer is free.
     pub waiting_for_buffer: bool,
     pub deadline: Deadline,
+    /// Its place in the listener's connections per address, when the listener limits them.
+    pub ip_slot: Option<Box<IpSlot>>,
 }

@@ -27,6 +27,7 @@ use weir_schema::Protocol as ListenerProtocol;
 use super::context::Context;
 use super::front::ListenerInfo;
 use super::http::answers::{Answer, Status};
+use super::per_ip::{IpSlot, PerIp};
 use super::router::Router;
 use super::shortage::is_local_shortage;
 use super::token::token_listener;
@@ -44,6 +45,9 @@ struct ListenerRt {
     accepting: bool,
     /// Out of the poll after an accept failed for want of fds, until this instant.
     paused_until: Option<Instant>,
+    /// Connections per client address, for `max_connections_per_ip`. Kept across setting
+    /// updates; connections accepted while the listener had no limit are not in it.
+    per_ip: PerIp,
 }
 
 /// A connection to serve, fresh from a listener's accept queue.
@@ -52,6 +56,7 @@ pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub info: Rc<ListenerInfo>,
+    pub ip_slot: Option<Box<IpSlot>>,
 }
 
 /// Every listener of the worker, by slab key (its token) and by address.
@@ -74,6 +79,7 @@ impl Listeners {
             info,
             accepting: false,
             paused_until: None,
+            per_ip: PerIp::new(),
         });
         self.by_addr.insert(address, key);
     }
@@ -183,23 +189,45 @@ impl Listeners {
             cx.metrics.connections_accepted += 1;
             if live >= cx.config.max_connections || cx.stopping {
                 cx.metrics.connections_refused += 1;
-                // Not on https: a plaintext answer is not something a TLS client can read.
-                if info.protocol == ListenerProtocol::Http && !cx.stopping {
-                    // Best effort, non-blocking: a fresh socket has room for 200 bytes.
-                    let answer = Answer {
-                        status: Status::Unavailable,
-                        custom_body: info.answer_503.as_deref(),
-                        close: true,
-                        head_only: false,
-                    }
-                    .render(&cx.date);
-                    let _ = io::Write::write(&mut &stream, &answer);
-                    cx.metrics.count_status(503);
-                }
+                refuse(&stream, &info, cx);
                 continue;
             }
+            let ip_slot = match info.max_connections_per_ip {
+                None => None,
+                Some(max) => match listener.per_ip.take(peer.ip(), max) {
+                    Some(slot) => Some(Box::new(slot)),
+                    None => {
+                        cx.metrics.connections_refused_per_ip += 1;
+                        refuse(&stream, &info, cx);
+                        continue;
+                    }
+                },
+            };
             let _ = stream.set_nodelay(true);
-            return Some(Accepted { stream, peer, info });
+            return Some(Accepted {
+                stream,
+                peer,
+                info,
+                ip_slot,
+            });
         }
+    }
+}
+
+/// Refuses a connection just accepted: a plain HTTP client gets a best-effort 503, others
+/// (and everyone while stopping) only the close.
+fn refuse(stream: &TcpStream, info: &ListenerInfo, cx: &mut Context) {
+    // Not on https: a plaintext answer is not something a TLS client can read.
+    if info.protocol == ListenerProtocol::Http && !cx.stopping {
+        // Best effort, non-blocking: a fresh socket has room for 200 bytes.
+        let answer = Answer {
+            status: Status::Unavailable,
+            custom_body: info.answer_503.as_deref(),
+            close: true,
+            head_only: false,
+        }
+        .render(&cx.date);
+        let _ = io::Write::write(&mut &*stream, &answer);
+        cx.metrics.count_status(503);
     }
 }

@@ -436,6 +436,16 @@ impl TestBackend {
         self.addr
     }
 
+    /// Connections the worker opened to this backend that the test has not taken.
+    pub fn dialed(&self) -> usize {
+        self.net
+            .0
+            .borrow()
+            .accepted
+            .get(&self.addr)
+            .map_or(0, VecDeque::len)
+    }
+
     /// The next connection the worker opened to this backend.
     pub fn accept(&self) -> Peer {
         self.net

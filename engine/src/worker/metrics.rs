@@ -30,7 +30,15 @@ pub struct Metrics {
     pub connections_refused: u64,
     /// Accepts that failed for want of fds or memory (the listener then pauses).
     pub accept_shortages: u64,
+    /// Refused because their client address held `max_connections_per_ip` already.
+    pub connections_refused_per_ip: u64,
+    /// Idle keep-alive connections closed at the cap to make room for a new one.
+    pub connections_idle_closed: u64,
     pub http_requests: u64,
+    /// Request bodies cut at `request_body_timeout`.
+    pub body_timeouts: u64,
+    /// Clients closed for reading too slowly (`send_timeout`).
+    pub slow_reads: u64,
     /// Responses sent to clients by status class: index 1 = 1xx ... 5 = 5xx.
     pub responses: [u64; 6],
     pub bytes_in: u64,
@@ -73,7 +81,14 @@ impl Metrics {
         add(names::CONNECTIONS_ACTIVE, active_connections as u64);
         add(names::CONNECTIONS_REFUSED, self.connections_refused);
         add(names::CONNECTIONS_ACCEPT_SHORTAGES, self.accept_shortages);
+        add(
+            names::CONNECTIONS_REFUSED_PER_IP,
+            self.connections_refused_per_ip,
+        );
+        add(names::CONNECTIONS_IDLE_CLOSED, self.connections_idle_closed);
         add(names::HTTP_REQUESTS, self.http_requests);
+        add(names::HTTP_BODY_TIMEOUTS, self.body_timeouts);
+        add(names::HTTP_SLOW_READS, self.slow_reads);
         for (class, name) in [
             (1, names::HTTP_RESPONSES_1XX),
             (2, names::HTTP_RESPONSES_2XX),

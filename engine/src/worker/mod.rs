@@ -24,10 +24,12 @@ pub mod front;
 pub mod handshake;
 pub mod health;
 pub mod http;
+pub mod idle;
 pub mod listeners;
 #[cfg(test)]
 mod memory;
 pub mod metrics;
+pub mod per_ip;
 pub mod pipe;
 pub mod probe;
 #[cfg(test)]

@@ -19,7 +19,7 @@ use weir_schema::{Backend, BackendId, BackendKey, Cluster, ClusterId, Protocol};
 
 use super::buffer::BufferPool;
 use super::context::{BufferWaiters, Context};
-use super::front::{FrontIo, ListenerInfo, Transport};
+use super::front::{FrontIo, ListenerInfo, Transport, Underscores};
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
 use super::router::{RouteOptions, Router};
@@ -123,6 +123,11 @@ impl Rig {
             max_request_body: None,
             answer_404: None,
             answer_503: Some(Rc::from("no backend here")),
+            underscores: Underscores::Drop,
+            max_connections_per_ip: None,
+            max_requests_per_connection: 1000,
+            request_body_timeout: None,
+            send_timeout: Duration::from_secs(60),
         };
         let io = FrontIo {
             key: 0,
@@ -134,6 +139,7 @@ impl Rig {
             readable: false,
             read_closed: false,
             waiting_for_buffer: false,
+            ip_slot: None,
         };
         Rig {
             _poll: poll,

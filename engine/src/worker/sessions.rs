@@ -31,12 +31,14 @@ mod size_tests {
     use super::*;
 
     /// An idle keep-alive connection costs its slab entry and nothing else (no buffer): keep
-    /// that entry small. The bound leaves room, it is not the measured size.
+    /// that entry small. The bound is the measured size (the limits of issue 17 added 16
+    /// bytes: the per-address slot of `max_connections_per_ip`, boxed so a listener without
+    /// the limit pays only the pointer, and the idle stamp the connection cap closes by).
     #[test]
     fn an_idle_session_is_small() {
         let size = std::mem::size_of::<slab::Slab<Session>>();
         assert!(size > 0);
         let entry = std::mem::size_of::<Session>();
-        assert!(entry <= 200, "Session is {entry} bytes");
+        assert!(entry <= 216, "Session is {entry} bytes");
     }
 }

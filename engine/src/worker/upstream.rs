@@ -52,6 +52,10 @@ pub struct ClusterRt {
     pub balancer: Balancer,
     /// Backend slab keys, in rotation.
     pub members: Vec<usize>,
+    /// Which cluster of this slab slot it is: a removed cluster's slot is reused by the next
+    /// one added, and a session still holding the slot (a drained request retrying its
+    /// connect) must not take it for the newcomer.
+    pub generation: u64,
 }
 
 /// A backend as the worker runs it.
@@ -117,15 +121,18 @@ pub enum NoBackend {
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {
     pub cluster: usize,
+    /// The cluster's [`ClusterRt::generation`] when the attempt began.
+    generation: u64,
     tried: [usize; MAX_TRIED],
     tried_len: usize,
     pub failures: u32,
 }
 
 impl Attempt {
-    pub fn new(cluster: usize) -> Attempt {
+    fn new(cluster: usize, generation: u64) -> Attempt {
         Attempt {
             cluster,
+            generation,
             tried: [usize::MAX; MAX_TRIED],
             tried_len: 0,
             failures: 0,
@@ -174,6 +181,8 @@ pub struct Upstream {
     /// Most idle connections kept per backend (0: none are pooled).
     max_idle: usize,
     next_serial: u64,
+    /// The generation the next cluster added gets.
+    next_generation: u64,
     /// Where connects go instead of sockets (see [`Upstream::dial_in_memory`]).
     #[cfg(test)]
     net: Option<super::memory::Net>,
@@ -195,6 +204,7 @@ impl Upstream {
             idle_timeout,
             max_idle,
             next_serial: 0,
+            next_generation: 1,
             #[cfg(test)]
             net: None,
         }
@@ -223,6 +233,15 @@ impl Upstream {
     /// The slab key of cluster `id`, which routes point to.
     pub fn cluster_key(&self, id: &ClusterId) -> Option<usize> {
         self.cluster_by_id.get(id).copied()
+    }
+
+    /// The tries of one request to the cluster in slot `cluster` as it is now: every retry
+    /// picks from that cluster, and from no other later added in its slot.
+    pub fn attempt(&self, cluster: usize) -> Attempt {
+        Attempt::new(
+            cluster,
+            self.clusters.get(cluster).map_or(0, |c| c.generation),
+        )
     }
 
     /// Every backend, including removed ones still draining.
@@ -260,10 +279,13 @@ impl Upstream {
     // ---- configuration -----------------------------------------------------------------------
 
     pub fn add_cluster(&mut self, cluster: &Cluster) {
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let key = self.clusters.insert(ClusterRt {
             balancer: Balancer::new(cluster.load_balancing),
             config: cluster.clone(),
             members: Vec::new(),
+            generation,
         });
         self.cluster_by_id.insert(cluster.id.clone(), key);
     }
@@ -356,7 +378,10 @@ impl Upstream {
 
     /// A backend for `attempt`, honouring health, backups and what it already tried.
     fn pick(&mut self, attempt: &Attempt, now: Instant) -> Option<usize> {
-        let cluster = self.clusters.get_mut(attempt.cluster)?;
+        let cluster = self
+            .clusters
+            .get_mut(attempt.cluster)
+            .filter(|c| c.generation == attempt.generation)?;
         self.candidates.clear();
         for &b in &cluster.members {
             let rt = &self.backends[b];

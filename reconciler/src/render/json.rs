@@ -165,6 +165,12 @@ impl<T: fmt::Display> Serialize for Shown<T> {
 /// An optional duration as [`super::duration`] shows it: `"5s"`, `"1500ms"`, or `null`.
 struct DurationJson(Option<Duration>);
 
+impl DurationJson {
+    fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
 impl Serialize for DurationJson {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
@@ -268,13 +274,18 @@ impl Serialize for AttributesJson<'_> {
         match self.0 {
             Resource::Listener(l) => ListenerJson {
                 address: Shown(l.address),
+                allow_underscores_in_headers: l.settings.allow_underscores_in_headers,
                 answer_404: l.settings.answer_404.as_deref(),
                 answer_503: l.settings.answer_503.as_deref(),
                 front_timeout: DurationJson(l.settings.front_timeout),
+                max_connections_per_ip: l.settings.max_connections_per_ip,
                 max_request_body: l.settings.max_request_body,
+                max_requests_per_connection: l.settings.max_requests_per_connection,
                 name: &l.name,
                 protocol: l.protocol.as_str(),
+                request_body_timeout: DurationJson(l.settings.request_body_timeout),
                 request_timeout: DurationJson(l.settings.request_timeout),
+                send_timeout: DurationJson(l.settings.send_timeout),
                 tls_versions: TlsVersions(&l.settings.tls_versions),
                 tunnel_timeout: DurationJson(l.settings.tunnel_timeout),
             }
@@ -325,13 +336,25 @@ impl Serialize for AttributesJson<'_> {
 #[derive(Serialize)]
 struct ListenerJson<'a> {
     address: Shown<std::net::SocketAddr>,
+    // The limits added after format 1 was published show only when set, so plans of
+    // listeners without them read as they always did.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    allow_underscores_in_headers: bool,
     answer_404: Option<&'a str>,
     answer_503: Option<&'a str>,
     front_timeout: DurationJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections_per_ip: Option<u32>,
     max_request_body: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_requests_per_connection: Option<u32>,
     name: &'a str,
     protocol: &'static str,
+    #[serde(skip_serializing_if = "DurationJson::is_none")]
+    request_body_timeout: DurationJson,
     request_timeout: DurationJson,
+    #[serde(skip_serializing_if = "DurationJson::is_none")]
+    send_timeout: DurationJson,
     tls_versions: TlsVersions<'a>,
     tunnel_timeout: DurationJson,
 }

@@ -61,26 +61,52 @@ fn owner_of(r: &Resource) -> Option<&weir_schema::Owner> {
 
 fn settings(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
     match r {
-        Resource::Listener(l) => vec![
-            ("address", json!(l.address.to_string())),
-            ("protocol", json!(l.protocol.as_str())),
-            ("name", json!(l.name)),
-            ("front_timeout", duration(l.settings.front_timeout)),
-            ("tunnel_timeout", duration(l.settings.tunnel_timeout)),
-            ("request_timeout", duration(l.settings.request_timeout)),
-            ("max_request_body", json!(l.settings.max_request_body)),
-            ("answer_404", json!(l.settings.answer_404)),
-            ("answer_503", json!(l.settings.answer_503)),
-            (
-                "tls_versions",
-                json!(l
-                    .settings
-                    .tls_versions
-                    .iter()
-                    .map(|v| v.as_str())
-                    .collect::<Vec<_>>()),
-            ),
-        ],
+        Resource::Listener(l) => {
+            let mut attrs = vec![
+                ("address", json!(l.address.to_string())),
+                ("protocol", json!(l.protocol.as_str())),
+                ("name", json!(l.name)),
+                ("front_timeout", duration(l.settings.front_timeout)),
+                ("tunnel_timeout", duration(l.settings.tunnel_timeout)),
+                ("request_timeout", duration(l.settings.request_timeout)),
+                ("max_request_body", json!(l.settings.max_request_body)),
+                ("answer_404", json!(l.settings.answer_404)),
+                ("answer_503", json!(l.settings.answer_503)),
+                (
+                    "tls_versions",
+                    json!(l
+                        .settings
+                        .tls_versions
+                        .iter()
+                        .map(|v| v.as_str())
+                        .collect::<Vec<_>>()),
+                ),
+            ];
+            // The limits added after plans were first published show only when set, so
+            // plans of listeners without them read as they always did.
+            let s = &l.settings;
+            let optional = [
+                (
+                    "allow_underscores_in_headers",
+                    s.allow_underscores_in_headers.then_some(json!(true)),
+                ),
+                (
+                    "max_connections_per_ip",
+                    s.max_connections_per_ip.map(|n| json!(n)),
+                ),
+                (
+                    "max_requests_per_connection",
+                    s.max_requests_per_connection.map(|n| json!(n)),
+                ),
+                (
+                    "request_body_timeout",
+                    s.request_body_timeout.map(|d| duration(Some(d))),
+                ),
+                ("send_timeout", s.send_timeout.map(|d| duration(Some(d)))),
+            ];
+            attrs.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
+            attrs
+        }
         Resource::Cluster(c) => vec![
             ("id", json!(c.id.0)),
             ("load_balancing", json!(c.load_balancing.as_str())),

@@ -43,6 +43,11 @@ pub(crate) struct ListenerDoc {
     pub cipher_suites: Option<Vec<CipherSuiteValue>>,
     /// A certificate's name: what clients that send no SNI are shown.
     pub default_certificate: Option<String>,
+    pub allow_underscores_in_headers: Option<bool>,
+    pub max_connections_per_ip: Option<u32>,
+    pub max_requests_per_connection: Option<u32>,
+    pub request_body_timeout: Option<DurationValue>,
+    pub send_timeout: Option<DurationValue>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -289,6 +289,16 @@ impl Resolver<'_> {
                 ("max_request_body", doc.max_request_body.is_some()),
                 ("answer_404", doc.answer_404.is_some()),
                 ("answer_503", doc.answer_503.is_some()),
+                (
+                    "allow_underscores_in_headers",
+                    doc.allow_underscores_in_headers.is_some(),
+                ),
+                (
+                    "max_requests_per_connection",
+                    doc.max_requests_per_connection.is_some(),
+                ),
+                ("request_body_timeout", doc.request_body_timeout.is_some()),
+                ("send_timeout", doc.send_timeout.is_some()),
             ];
             for (field, _) in http_only.into_iter().filter(|(_, set)| *set) {
                 self.error(
@@ -301,6 +311,23 @@ impl Resolver<'_> {
                 );
             }
         }
+        // A count of zero would refuse every connection or request: never what was meant.
+        for (field, value) in [
+            ("max_connections_per_ip", doc.max_connections_per_ip),
+            (
+                "max_requests_per_connection",
+                doc.max_requests_per_connection,
+            ),
+        ] {
+            if value == Some(0) {
+                self.error(
+                    f,
+                    path.field(field),
+                    "must be at least 1 (leave it out for the default)",
+                );
+            }
+        }
+        let count = |value: Option<u32>| value.filter(|n| *n > 0);
         // TLS settings on another protocol are reported above, then left out.
         let https = protocol == Protocol::Https;
         let default_certificate = match &doc.default_certificate {
@@ -356,6 +383,11 @@ impl Resolver<'_> {
                     .map(|v| v.0)
                     .collect(),
                 default_certificate,
+                allow_underscores_in_headers: doc.allow_underscores_in_headers.unwrap_or(false),
+                max_connections_per_ip: count(doc.max_connections_per_ip),
+                max_requests_per_connection: count(doc.max_requests_per_connection),
+                request_body_timeout: doc.request_body_timeout.map(|d| d.0),
+                send_timeout: doc.send_timeout.map(|d| d.0),
             },
         };
         let place = match (protocol, &doc.cipher_suites) {

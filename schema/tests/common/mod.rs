@@ -56,9 +56,30 @@ pub fn tuned_listener() -> Listener {
             answer_404: Some("nothing here\n".to_owned()),
             answer_503: Some("later\n".to_owned()),
             tls_versions: vec![TlsVersion::Tls13],
-            // Left at their defaults: the golden encodings predate them.
+            // Left at their defaults: the golden encodings predate them (the limits are in
+            // `limited_listener`, a request of its own).
             cipher_suites: Vec::new(),
             default_certificate: None,
+            ..ListenerSettings::default()
+        },
+    }
+}
+
+/// An http listener with every limit given: underscored names kept, connections per address,
+/// requests per connection, the body and slow-read deadlines.
+pub fn limited_listener() -> Listener {
+    Listener {
+        owner: None,
+        address: addr("127.0.0.1:8080"),
+        protocol: Protocol::Http,
+        name: "web".to_owned(),
+        settings: ListenerSettings {
+            allow_underscores_in_headers: true,
+            max_connections_per_ip: Some(64),
+            max_requests_per_connection: Some(500),
+            request_body_timeout: Some(Duration::from_secs(90)),
+            send_timeout: Some(Duration::from_millis(7500)),
+            ..ListenerSettings::default()
         },
     }
 }
@@ -160,6 +181,7 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
         },
         Change::RemoveCertificate(a.fingerprint),
         Change::AddListener(tuned_listener()),
+        Change::UpdateListener(limited_listener()),
     ];
     let mut requests: Vec<Request> = changes
         .into_iter()

@@ -1,11 +1,19 @@
-//! Where a streamed body ends. Sans-io.
+//! Where a streamed body ends, and its chunk framing made canonical on the way. Sans-io.
 //!
-//! The proxy forwards body bytes as they are (chunk framing included) and never holds a whole
-//! body: [`BodyFramer::advance`] looks at newly received bytes and says how many of them belong
-//! to the current message, so the rest (a pipelined request, say) stays in the buffer.
+//! The proxy never holds a whole body: [`BodyFramer::advance_in_place`] looks at newly
+//! received bytes in the buffer they were read into, says how many of them are ready to go on
+//! as this message's body, and leaves the rest (a pipelined request, say) in the buffer.
 //!
-//! Whatever passes here reaches the other side exactly as it was sent, so this is the only
-//! check a chunked body gets. Chunk framing is checked strictly (RFC 9112 7.1):
+//! A chunked body does not go on as it came: it is rewritten in place into canonical form, as
+//! HAProxy and nginx forward it: each size in lowercase hex without leading zeros, no chunk
+//! extensions, the trailer section as received (it passed the checks below). A recipient whose
+//! chunk parser is stricter or laxer than this one (a size with leading zeros it overflows on,
+//! an extension it reads its own way) thus reads the body this framer read, and no other. The
+//! canonical form is never longer than what came, so the rewrite needs no room but the bytes'
+//! own: a chunk line split across reads keeps a few of its bytes in the buffer (at most
+//! [`MAX_LINE`]) as room for the line it becomes.
+//!
+//! Chunk framing is checked strictly (RFC 9112 7.1):
 //!
 //! - sizes: hex digits without sign or prefix; zero padding is allowed, the value is bounded;
 //! - extensions: to the letter of their grammar, names and values tokens or quoted strings,
@@ -13,7 +21,8 @@
 //! - CRLF everywhere, no bare CR or LF;
 //! - trailers: field lines (a token name, a colon right after it, a value of visible
 //!   characters and whitespace), no obs-fold, none of the framing, routing and connection
-//!   fields in [`FORBIDDEN_TRAILERS`], bounded as a whole.
+//!   fields in [`FORBIDDEN_TRAILERS`], bounded as a whole. They are forwarded, as HAProxy does
+//!   (RFC 9110 6.5.1 lets a recipient that does not know them ignore them).
 
 use super::parser::Framing;
 
@@ -28,6 +37,9 @@ const MAX_SIZE_DIGITS: u8 = 64;
 const MAX_EXTENSION: usize = 4096;
 /// Longest trailer section accepted, its final empty line included.
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Longest canonical chunk line: 15 hex digits (see [`MAX_SIZE_BITS`]) and CRLF. A line split
+/// across reads keeps this much of itself in the buffer, the room its canonical form needs.
+const MAX_LINE: usize = 17;
 
 /// Trailer fields refused (RFC 9110 6.5.1: a sender must not put fields needed for framing,
 /// routing or connection handling in trailers): a recipient that merges trailers into the
@@ -105,6 +117,30 @@ pub struct BodyFramer {
     kind: Kind,
     /// Payload bytes seen so far (chunk framing excluded), for body size limits.
     data: u64,
+    /// Bytes at the front of the next window of [`BodyFramer::advance_in_place`] that were
+    /// read already: room kept for the chunk line being read (see the module docs).
+    held: usize,
+}
+
+/// What [`BodyFramer::advance_in_place`] made of a window of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Advanced {
+    /// Bytes at the window's front now ready to go on, in canonical form.
+    pub ready: usize,
+    /// Bytes at the window's end that no longer hold anything: the caller drops them from its
+    /// buffer. What lies between is room held for a chunk line not yet whole, or (once the
+    /// body is done) the bytes after it, moved down behind it.
+    pub removed: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ChunkState {
+    state: Chunk,
+    /// Size of the chunk being read, then data bytes left in it.
+    size: u64,
+    /// Framing bytes counted against a bound: the current chunk line's extensions
+    /// ([`MAX_EXTENSION`]), then the whole trailer section ([`MAX_TRAILERS`]).
+    counted: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -112,12 +148,7 @@ enum Kind {
     /// Bytes left.
     Length(u64),
     Chunked {
-        state: Chunk,
-        /// Size of the chunk being read, then data bytes left in it.
-        size: u64,
-        /// Framing bytes counted against a bound: the current chunk line's extensions
-        /// ([`MAX_EXTENSION`]), then the whole trailer section ([`MAX_TRAILERS`]).
-        counted: usize,
+        chunk: ChunkState,
     },
     UntilClose,
     Done,
@@ -129,13 +160,19 @@ impl BodyFramer {
             Framing::Empty | Framing::Length(0) => Kind::Done,
             Framing::Length(n) => Kind::Length(n),
             Framing::Chunked => Kind::Chunked {
-                state: Chunk::Size { digits: 0 },
-                size: 0,
-                counted: 0,
+                chunk: ChunkState {
+                    state: Chunk::Size { digits: 0 },
+                    size: 0,
+                    counted: 0,
+                },
             },
             Framing::UntilClose => Kind::UntilClose,
         };
-        BodyFramer { kind, data: 0 }
+        BodyFramer {
+            kind,
+            data: 0,
+            held: 0,
+        }
     }
 
     /// Payload bytes seen so far, chunk framing excluded.
@@ -162,59 +199,187 @@ impl BodyFramer {
     }
 
     /// Looks at `bytes` (received after what was seen before) and returns how many of them
-    /// belong to this body.
+    /// belong to this body, without rewriting anything: the check alone, for tests and fuzzing.
+    /// A framer is driven either by this or by [`BodyFramer::advance_in_place`], never both.
     pub fn advance(&mut self, bytes: &[u8]) -> Result<usize, BodyError> {
         match &mut self.kind {
-            Kind::Done => Ok(0),
+            Kind::Chunked { chunk } => {
+                let pass = advance_chunked(chunk, &mut self.data, &mut Check(bytes), 0)?;
+                if chunk.state == Chunk::Done {
+                    self.kind = Kind::Done;
+                }
+                Ok(pass.read)
+            }
+            _ => Ok(self.advance_plain(bytes.len())),
+        }
+    }
+
+    /// Looks at `window`, the bytes of the buffer after those already ready to go on (first
+    /// the room held from the last call, then newly received bytes), and rewrites a chunked
+    /// body into canonical form in place. See [`Advanced`] for what the window then holds.
+    pub fn advance_in_place(&mut self, window: &mut [u8]) -> Result<Advanced, BodyError> {
+        let Kind::Chunked { chunk } = &mut self.kind else {
+            return Ok(Advanced {
+                ready: self.advance_plain(window.len()),
+                removed: 0,
+            });
+        };
+        let len = window.len();
+        let start = self.held.min(len);
+        let pass = advance_chunked(chunk, &mut self.data, &mut Rewrite(window), start)?;
+        let w = pass.written;
+        Ok(match pass.line_from {
+            // A chunk line is not whole yet: keep room for its canonical form behind the
+            // ready bytes.
+            Some(from) if chunk.state != Chunk::Done => {
+                self.held = (len - from).min(MAX_LINE);
+                Advanced {
+                    ready: w,
+                    removed: len - w - self.held,
+                }
+            }
+            _ => {
+                self.held = 0;
+                if chunk.state == Chunk::Done {
+                    self.kind = Kind::Done;
+                }
+                // Bytes after the body's end follow it at once.
+                window.copy_within(pass.read..len, w);
+                Advanced {
+                    ready: w,
+                    removed: pass.read - w,
+                }
+            }
+        })
+    }
+
+    /// How many of `n` new bytes belong to a body framed by a length or the close.
+    fn advance_plain(&mut self, n: usize) -> usize {
+        match &mut self.kind {
+            Kind::Done | Kind::Chunked { .. } => 0,
             Kind::UntilClose => {
-                self.data += bytes.len() as u64;
-                Ok(bytes.len())
+                self.data += n as u64;
+                n
             }
             Kind::Length(left) => {
-                let n = usize::try_from(*left)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len());
+                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(n);
                 *left -= n as u64;
                 self.data += n as u64;
                 if *left == 0 {
                     self.kind = Kind::Done;
                 }
-                Ok(n)
-            }
-            Kind::Chunked {
-                state,
-                size,
-                counted,
-            } => {
-                let n = advance_chunked(state, size, counted, &mut self.data, bytes)?;
-                if *state == Chunk::Done {
-                    self.kind = Kind::Done;
-                }
-                Ok(n)
+                n
             }
         }
     }
 }
 
+/// Where a pass over chunked bytes ended.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    /// Bytes read (all of them, unless the body ended before).
+    read: usize,
+    /// Bytes of canonical output at the front of the window.
+    written: usize,
+    /// Where the chunk line being read began, if the pass ended inside one.
+    line_from: Option<usize>,
+}
+
+/// The bytes a pass reads, and what it does with its canonical output: nothing ([`Check`])
+/// or write it over the bytes already read ([`Rewrite`]).
+trait Window {
+    fn bytes(&self) -> &[u8];
+    /// Output `n` bytes read at `from`, at `to` (never after `from`).
+    fn pass_on(&mut self, from: usize, to: usize, n: usize);
+    /// Output the canonical line of a chunk of `size` at `to`; returns its length.
+    fn chunk_line(&mut self, to: usize, size: u64) -> usize;
+}
+
+struct Check<'a>(&'a [u8]);
+
+impl Window for Check<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn pass_on(&mut self, _: usize, _: usize, _: usize) {}
+    fn chunk_line(&mut self, _: usize, size: u64) -> usize {
+        hex_digits(size) + 2
+    }
+}
+
+struct Rewrite<'a>(&'a mut [u8]);
+
+impl Window for Rewrite<'_> {
+    fn bytes(&self) -> &[u8] {
+        self.0
+    }
+    fn pass_on(&mut self, from: usize, to: usize, n: usize) {
+        if from != to {
+            self.0.copy_within(from..from + n, to);
+        }
+    }
+    fn chunk_line(&mut self, to: usize, size: u64) -> usize {
+        let digits = hex_digits(size);
+        let mut rest = size;
+        for i in (0..digits).rev() {
+            self.0[to + i] = b"0123456789abcdef"[(rest & 0xf) as usize];
+            rest >>= 4;
+        }
+        self.0[to + digits] = b'\r';
+        self.0[to + digits + 1] = b'\n';
+        digits + 2
+    }
+}
+
+/// Hex digits of `size` without leading zeros (one for zero).
+fn hex_digits(size: u64) -> usize {
+    (64 - size.leading_zeros() as usize).div_ceil(4).max(1)
+}
+
+/// Reads chunked bytes from `start` on (bytes before it were read by an earlier pass), and
+/// passes the canonical form on to `out` as it goes: data and trailers as they are, each chunk
+/// line once it is whole.
 fn advance_chunked(
-    state: &mut Chunk,
-    size: &mut u64,
-    counted: &mut usize,
+    chunk: &mut ChunkState,
     data: &mut u64,
-    bytes: &[u8],
-) -> Result<usize, BodyError> {
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
+    out: &mut impl Window,
+    start: usize,
+) -> Result<Pass, BodyError> {
+    let ChunkState {
+        state,
+        size,
+        counted,
+    } = chunk;
+    let len = out.bytes().len();
+    let mut i = start;
+    let mut w = 0;
+    // A pass that starts inside a chunk line (at the body's start, or with room held from the
+    // last pass) has that line begin at the window's front.
+    let mut line_from = matches!(
+        *state,
+        Chunk::Size { .. }
+            | Chunk::SizeLf
+            | Chunk::ExtSpace
+            | Chunk::ExtNameStart
+            | Chunk::ExtName
+            | Chunk::ExtNameSpace
+            | Chunk::ExtValueStart
+            | Chunk::ExtToken
+            | Chunk::ExtQuoted { .. }
+            | Chunk::ExtQuotedEnd
+    )
+    .then_some(0);
+    while i < len {
+        let b = out.bytes()[i];
         match *state {
-            Chunk::Done => return Ok(i),
+            Chunk::Done => break,
             Chunk::Data => {
-                // Skip a whole run of data at once.
-                let n = usize::try_from(*size)
-                    .unwrap_or(usize::MAX)
-                    .min(bytes.len() - i);
+                // A whole run of data at once.
+                let n = usize::try_from(*size).unwrap_or(usize::MAX).min(len - i);
                 *size -= n as u64;
                 *data += n as u64;
+                out.pass_on(i, w, n);
+                w += n;
                 i += n;
                 if *size == 0 {
                     *state = Chunk::DataCr;
@@ -224,7 +389,8 @@ fn advance_chunked(
             Chunk::Size { digits } => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
                     // The bound is on the value, not the spelling: zero-padded sizes
-                    // (`0000000000000005`) are accepted, as nginx and HAProxy accept them.
+                    // (`0000000000000005`) are accepted, as nginx and HAProxy accept them,
+                    // and go on without their zeros.
                     if *size >> MAX_SIZE_BITS != 0 {
                         return Err(BodyError("chunk size too large"));
                     }
@@ -264,6 +430,11 @@ fn advance_chunked(
                 if b != b'\n' {
                     return Err(BodyError("bare CR in a chunk line"));
                 }
+                // The line is whole: its canonical form takes its place, extensions dropped.
+                // It is never longer than the bytes read since the line began (room held
+                // included), so it never runs over bytes not yet read.
+                w += out.chunk_line(w, *size);
+                line_from = None;
                 *state = if *size == 0 {
                     *counted = 0;
                     Chunk::TrailerStart
@@ -275,14 +446,19 @@ fn advance_chunked(
                 if b != b'\r' {
                     return Err(BodyError("chunk data longer than its size"));
                 }
+                out.pass_on(i, w, 1);
+                w += 1;
                 *state = Chunk::DataLf;
             }
             Chunk::DataLf => {
                 if b != b'\n' {
                     return Err(BodyError("chunk data not followed by CRLF"));
                 }
+                out.pass_on(i, w, 1);
+                w += 1;
                 *state = Chunk::Size { digits: 0 };
                 *size = 0;
+                line_from = Some(i + 1);
             }
             Chunk::TrailerStart
             | Chunk::TrailerName { .. }
@@ -293,11 +469,17 @@ fn advance_chunked(
                     return Err(BodyError("trailers too long"));
                 }
                 *state = trailer(*state, b)?;
+                out.pass_on(i, w, 1);
+                w += 1;
             }
         }
         i += 1;
     }
-    Ok(i)
+    Ok(Pass {
+        read: i,
+        written: w,
+        line_from,
+    })
 }
 
 /// The state after byte `b` of a chunk extension (RFC 9112 7.1.1):
@@ -418,6 +600,31 @@ fn is_tchar(b: u8) -> bool {
 }
 
 #[cfg(test)]
+/// What goes on of `input` offered in reads ending at `cuts` (sorted), each read appended
+/// to a buffer and rewritten in place as the exchange does: the body as sent, and what is
+/// left in the buffer after it.
+pub(crate) fn canonical_in_reads(
+    input: &[u8],
+    cuts: &[usize],
+) -> Result<(Vec<u8>, Vec<u8>), BodyError> {
+    let mut f = BodyFramer::new(Framing::Chunked);
+    let (mut buf, mut sent) = (Vec::new(), Vec::new());
+    let mut from = 0;
+    for &to in cuts.iter().chain([&input.len()]) {
+        buf.extend_from_slice(&input[from..to]);
+        from = to;
+        let advanced = f.advance_in_place(&mut buf)?;
+        buf.truncate(buf.len() - advanced.removed);
+        sent.extend(buf.drain(..advanced.ready));
+    }
+    if !f.is_done() {
+        // Room held for a line not yet whole is not bytes of the next message.
+        buf.clear();
+    }
+    Ok((sent, buf))
+}
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
@@ -451,6 +658,76 @@ mod tests {
     /// A one-chunk body whose size line is `line`, then a pipelined request.
     fn after_line(line: &[u8]) -> Vec<u8> {
         [line, &b"\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n"[..]].concat()
+    }
+
+    #[test]
+    fn chunked_bodies_go_on_in_canonical_form() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"5\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
+            (
+                b"0000a\r\n0123456789\r\n00\r\n\r\n",
+                b"a\r\n0123456789\r\n0\r\n\r\n",
+            ),
+            (
+                b"A;name=value\r\n0123456789\r\n0;last\r\n\r\n",
+                b"a\r\n0123456789\r\n0\r\n\r\n",
+            ),
+            (
+                b"1 ; a=\"b;c\" ; d\r\nx\r\n0\r\nX-Sum: 1\r\n\r\n",
+                b"1\r\nx\r\n0\r\nX-Sum: 1\r\n\r\n",
+            ),
+            (
+                b"000000000000000000000000000000000001F\r\n0123456789012345678901234567890\r\n0\r\n\r\n",
+                b"1f\r\n0123456789012345678901234567890\r\n0\r\n\r\n",
+            ),
+        ];
+        for (input, canonical) in cases {
+            let next = b"GET / HTTP/1.1\r\n";
+            let whole_input = [*input, &next[..]].concat();
+            for at in 0..=whole_input.len() {
+                for at2 in at..=whole_input.len() {
+                    let got = canonical_in_reads(&whole_input, &[at, at2]).unwrap();
+                    assert_eq!(
+                        (got.0.escape_ascii().to_string(), got.1),
+                        (canonical.escape_ascii().to_string(), next.to_vec()),
+                        "{} cut at {at}, {at2}",
+                        input.escape_ascii()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn room_held_for_a_split_line_is_bounded() {
+        // A long extension arriving in pieces: only the room a canonical line needs stays.
+        let mut f = BodyFramer::new(Framing::Chunked);
+        let mut buf = b"00005;a=".to_vec();
+        buf.resize(1000, b'b');
+        let advanced = f.advance_in_place(&mut buf).unwrap();
+        assert_eq!(advanced.ready, 0);
+        assert_eq!(buf.len() - advanced.removed, MAX_LINE);
+        buf.truncate(MAX_LINE);
+        buf.extend_from_slice(b"b\r\nhello\r\n0\r\n\r\n");
+        let advanced = f.advance_in_place(&mut buf).unwrap();
+        buf.truncate(buf.len() - advanced.removed);
+        assert_eq!(&buf[..advanced.ready], b"5\r\nhello\r\n0\r\n\r\n");
+        assert_eq!(buf.len(), advanced.ready);
+        assert!(f.is_done());
+    }
+
+    #[test]
+    fn other_framings_go_on_as_they_came() {
+        let mut f = BodyFramer::new(Framing::Length(5));
+        let mut buf = b"00005;abc".to_vec();
+        assert_eq!(
+            f.advance_in_place(&mut buf).unwrap(),
+            Advanced {
+                ready: 5,
+                removed: 0
+            }
+        );
+        assert_eq!(buf, b"00005;abc");
     }
 
     #[test]

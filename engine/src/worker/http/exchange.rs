@@ -228,19 +228,42 @@ pub struct Exchange {
     bytes_in: u64,
     /// Response bytes written to the client.
     bytes_out: u64,
+    // ---- the listener's limits
+    /// When the whole request body must be in (`request_body_timeout`).
+    body_by: Option<Instant>,
+    /// While response bytes wait for the client: by when it must have taken them, or a
+    /// buffer's worth of them (`send_timeout`).
+    drain: Option<Drain>,
+    /// The session's deadline a limit brought forward, as (the limit, the deadline it
+    /// replaced), given back once that limit no longer runs.
+    clamped: Option<(Instant, Instant)>,
+}
+
+/// A slow reader's clock: armed when response bytes start waiting for the client, re-armed
+/// each time it took a buffer's worth (or everything), so the least rate it must keep is a
+/// buffer per `send_timeout` (16 KiB a minute by default): nothing a real client notices, and
+/// a client reading a few bytes at a time to hold the connection open is closed.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    by: Instant,
+    taken: usize,
 }
 
 impl Exchange {
     /// Routes a request, checks its limits, writes the head for the backend and starts
     /// connecting; or refuses it, or redirects it when its route says `redirect_https`.
     /// Touches nothing of the session, so the head may borrow its buffer.
+    /// `last`: the connection's last request (`max_requests_per_connection`), answered with
+    /// `Connection: close`.
     pub fn start(
         head: &RequestHead<'_, '_>,
+        last: bool,
         io: &FrontIo,
         cx: &mut Context,
     ) -> Result<Box<Exchange>, Refusal> {
         cx.metrics.http_requests += 1;
-        let keep_404 = head.keep_alive && head.framing == Framing::Empty && !cx.stopping;
+        let keep_alive = head.keep_alive && !last;
+        let keep_404 = keep_alive && head.framing == Framing::Empty && !cx.stopping;
         let not_found = || Refusal {
             status: Status::NotFound,
             keep_alive: keep_404,
@@ -293,6 +316,7 @@ impl Exchange {
             peer: io.peer,
             proto: io.info.protocol.as_str(),
             port: io.info.port,
+            underscores: io.info.underscores,
         };
         if write_request_head(&mut head_out, head, client).is_err() {
             cx.pool.put(head_out);
@@ -335,11 +359,7 @@ impl Exchange {
             } else {
                 Version::Http11
             },
-            client_wants: if head.keep_alive {
-                Keep::Keep
-            } else {
-                Keep::Close
-            },
+            client_wants: if keep_alive { Keep::Keep } else { Keep::Close },
             upgrade: head.upgrade.map(Box::from),
             hsts,
             started: cx.now,
@@ -348,12 +368,15 @@ impl Exchange {
             status: None,
             bytes_in: 0,
             bytes_out: 0,
+            body_by: None,
+            drain: None,
+            clamped: None,
         }))
     }
 
     /// Takes the body bytes that came with the head (`early`, at the front of the session's
     /// buffer) and arms the deadline of the first state. `Err`: refuse the request.
-    pub fn begin(&mut self, early: &[u8], io: &mut FrontIo, now: Instant) -> Result<(), Status> {
+    pub fn begin(&mut self, early: &mut Buf, io: &mut FrontIo, now: Instant) -> Result<(), Status> {
         // A pooled connection is connected already: no connect timeout to watch.
         io.deadline.at = now
             + if self.dial.is_connected() {
@@ -361,12 +384,17 @@ impl Exchange {
             } else {
                 self.dial.connect_timeout()
             };
-        match self.req.advance(early) {
+        if !self.req.is_done() {
+            self.body_by = io.info.request_body_timeout.map(|t| now + t);
+            self.clamp_deadline(io);
+        }
+        match self.req.advance_in_place(early.pending_mut()) {
             Err(_) => Err(Status::BadRequest),
             Ok(_) if self.body_too_large() => Err(Status::PayloadTooLarge),
-            Ok(n) => {
-                self.req_fwd = n;
-                self.bytes_in += n as u64;
+            Ok(advanced) => {
+                early.drop_tail(advanced.removed);
+                self.req_fwd = advanced.ready;
+                self.bytes_in += advanced.ready as u64;
                 Ok(())
             }
         }
@@ -447,6 +475,59 @@ impl Exchange {
         io: &mut FrontIo,
         cx: &mut Context,
     ) -> Outcome {
+        let outcome = self.step_halves(front_in, io, cx);
+        self.clamp_deadline(io);
+        outcome
+    }
+
+    /// The session's deadline, brought forward to the listener's limits that run now: the
+    /// whole body's deadline while it comes, a slow reader's while bytes wait for it. A
+    /// deadline brought forward by a limit that has ended since is first given back (unless
+    /// a step set another meanwhile), so it never fires for a limit no longer running.
+    fn clamp_deadline(&mut self, io: &mut FrontIo) {
+        if let Some((limit, replaced)) = self.clamped.take() {
+            if io.deadline.at == limit {
+                io.deadline.at = replaced;
+            }
+        }
+        let body = self.body_by.filter(|_| !self.req.is_done());
+        let drain = self.drain.map(|d| d.by);
+        let limit = match (body, drain) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(limit) = limit.filter(|limit| *limit < io.deadline.at) {
+            self.clamped = Some((limit, io.deadline.at));
+            io.deadline.at = limit;
+        }
+    }
+
+    /// Runs or stops a slow reader's clock after a write to the client of `wrote` bytes.
+    fn watch_drain(&mut self, wrote: usize, io: &FrontIo, cx: &Context) {
+        let waiting = self.resp_fwd > 0 || self.resp_out.as_ref().is_some_and(|b| !b.is_empty());
+        self.drain = match self.drain {
+            _ if !waiting => None,
+            None => Some(Drain {
+                by: cx.now + io.info.send_timeout,
+                taken: 0,
+            }),
+            Some(d) if d.taken + wrote >= cx.pool.buffer_size() => Some(Drain {
+                by: cx.now + io.info.send_timeout,
+                taken: 0,
+            }),
+            Some(d) => Some(Drain {
+                taken: d.taken + wrote,
+                ..d
+            }),
+        };
+    }
+
+    fn step_halves(
+        &mut self,
+        front_in: &mut Option<Buf>,
+        io: &mut FrontIo,
+        cx: &mut Context,
+    ) -> Outcome {
         let mut progress = false;
 
         // Connecting.
@@ -494,10 +575,14 @@ impl Exchange {
                             io.readable = false;
                         }
                         cx.metrics.bytes_in += n as u64;
-                        match self.req.advance(&buf.pending()[self.req_fwd..]) {
-                            Ok(m) => {
-                                self.req_fwd += m;
-                                self.bytes_in += m as u64;
+                        match self
+                            .req
+                            .advance_in_place(&mut buf.pending_mut()[self.req_fwd..])
+                        {
+                            Ok(advanced) => {
+                                buf.drop_tail(advanced.removed);
+                                self.req_fwd += advanced.ready;
+                                self.bytes_in += advanced.ready as u64;
                             }
                             Err(_) => return self.fail(Status::BadRequest),
                         }
@@ -544,9 +629,10 @@ impl Exchange {
                 self.bytes_out += n as u64;
                 cx.pool.release_if_empty(&mut self.resp_out);
                 cx.pool.release_if_empty(&mut self.resp_in);
+                self.watch_drain(n, io, cx);
                 progress = true;
             }
-            Sent::Nothing => {}
+            Sent::Nothing => self.watch_drain(0, io, cx),
             Sent::Broken => return Outcome::Close,
         }
 
@@ -571,6 +657,26 @@ impl Exchange {
     /// The session's deadline passed: a connect that took too long is a failed one; a
     /// backend that has not answered gets a 504; a response under way can only be cut.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
+        if self.body_by.is_some_and(|by| by <= cx.now) && !self.req.is_done() {
+            cx.metrics.body_timeouts += 1;
+            return self.fail(Status::RequestTimeout);
+        }
+        if self.drain.is_some_and(|d| d.by <= cx.now) {
+            cx.metrics.slow_reads += 1;
+            return Outcome::Close;
+        }
+        // A limit that ended since it brought the deadline forward: the exchange's own
+        // deadline may be later.
+        self.clamp_deadline(io);
+        if io.deadline.at > cx.now {
+            return Outcome::Blocked;
+        }
+        let outcome = self.on_response_timeout(io, cx);
+        self.clamp_deadline(io);
+        outcome
+    }
+
+    fn on_response_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
         match self.dial.state() {
             DialState::Connecting => match self.dial.retry(io, cx) {
                 Dialed::Failed(no) => Outcome::Refuse(Refusal::no_backend(no, io)),

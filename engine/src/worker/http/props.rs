@@ -9,16 +9,22 @@
 
 use proptest::prelude::*;
 
-use super::body::{BodyError, BodyFramer};
+use super::body::{canonical_in_reads, BodyError, BodyFramer};
 use super::parser::{header_slots, parse_request, parse_response, Framing};
 use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::BufferPool;
+use crate::worker::front::Underscores;
 
 fn client() -> ClientInfo {
+    client_keeping(Underscores::Keep)
+}
+
+fn client_keeping(underscores: Underscores) -> ClientInfo {
     ClientInfo {
         peer: "192.0.2.7:5555".parse().unwrap(),
         proto: "http",
         port: 80,
+        underscores,
     }
 }
 
@@ -116,6 +122,10 @@ const SPECIAL_NAMES: &[&str] = &[
     "X_Forwarded_For",
     "X_Forwarded_Proto",
     "x-forwarded_port",
+    "Content_Length",
+    "transfer_encoding",
+    "X_Real_IP",
+    "X_Custom_Field",
     "X-Named-A",
     "X-Named-B",
 ];
@@ -190,7 +200,7 @@ struct Rewritten {
     connection: Option<&'static str>,
 }
 
-fn rewritten(fields: &[(String, String)], http10: bool) -> Rewritten {
+fn rewritten(fields: &[(String, String)], http10: bool, underscores: Underscores) -> Rewritten {
     let named = |n: &str| fields.iter().any(|(f, _)| f.eq_ignore_ascii_case(n));
     let tokens: Vec<String> = fields
         .iter()
@@ -221,11 +231,26 @@ fn rewritten(fields: &[(String, String)], http10: bool) -> Rewritten {
     };
     // The fields we set, and the twins of ours spelt with `_`, which CGI-style servers would
     // read as ours.
+    // With underscores kept, the look-alikes of framing, routing and forwarding fields
+    // still go; by default every underscored name does.
     let replaced = |n: &str| {
         let n = n.to_ascii_lowercase();
         let ours = ["x-forwarded-for", "x-forwarded-proto", "x-forwarded-port"];
+        let look_alikes = [
+            "content-length",
+            "transfer-encoding",
+            "keep-alive",
+            "proxy-connection",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-port",
+            "x-forwarded-proto",
+            "x-real-ip",
+        ];
         ours[1..].contains(&n.as_str())
-            || (n.contains('_') && ours.contains(&n.replace('_', "-").as_str()))
+            || (n.contains('_')
+                && (underscores == Underscores::Drop
+                    || look_alikes.contains(&n.replace('_', "-").as_str())))
     };
     let mut passed = Vec::new();
     let mut lists: [(&str, String); 3] = [
@@ -311,7 +336,9 @@ proptest! {
         fields in proptest::collection::vec(field(), 0..20),
         length in proptest::option::of(0u64..1_000_000),
         http10 in any::<bool>(),
+        keep_underscores in any::<bool>(),
     ) {
+        let underscores = if keep_underscores { Underscores::Keep } else { Underscores::Drop };
         let mut raw = format!(
             "{method} {path} HTTP/1.{}\r\nHost: a.test\r\n",
             if http10 { 0 } else { 1 }
@@ -336,7 +363,7 @@ proptest! {
 
         let mut pool = BufferPool::new(16 * 1024, 1);
         let mut out = pool.get().unwrap();
-        write_request_head(&mut out, &head, client()).unwrap();
+        write_request_head(&mut out, &head, client_keeping(underscores)).unwrap();
         let mut again = header_slots();
         let forwarded = parse_request(out.pending(), &mut again).unwrap().unwrap();
         prop_assert_eq!(forwarded.method, method);
@@ -344,7 +371,7 @@ proptest! {
         prop_assert_eq!(forwarded.framing, framing);
         prop_assert_eq!(forwarded.host, Some(&b"a.test"[..]));
 
-        let expected = rewritten(&fields, http10);
+        let expected = rewritten(&fields, http10, underscores);
         let sent: Vec<(String, String)> = forwarded
             .headers
             .iter()
@@ -444,5 +471,75 @@ proptest! {
         prop_assert_eq!(consumed, end);
         let payload: usize = chunks.iter().map(Vec::len).sum();
         prop_assert_eq!(framer.data_bytes(), payload as u64);
+    }
+
+    #[test]
+    fn chunked_bodies_go_on_canonical_whatever_their_spelling_and_split(
+        chunks in proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 1..300), 0usize..4, any::<bool>()),
+            0..12,
+        ),
+        extension in proptest::option::of(";[a-z]{1,8}(=[a-z0-9]{1,8})?"),
+        last_zeros in 1usize..4,
+        trailers in proptest::collection::vec(r"X-[A-Za-z]{1,8}: [!-~]{1,10}", 0..3),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let (mut body, mut canonical) = (Vec::new(), Vec::new());
+        for (chunk, zeros, upper) in &chunks {
+            let size = format!("{}{:x}", "0".repeat(*zeros), chunk.len());
+            let size = if *upper { size.to_ascii_uppercase() } else { size };
+            body.extend_from_slice(size.as_bytes());
+            canonical.extend_from_slice(format!("{:x}", chunk.len()).as_bytes());
+            if let Some(ext) = &extension {
+                body.extend_from_slice(ext.as_bytes());
+            }
+            for out in [&mut body, &mut canonical] {
+                out.extend_from_slice(b"\r\n");
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        body.extend_from_slice("0".repeat(last_zeros).as_bytes());
+        body.extend_from_slice(b"\r\n");
+        canonical.extend_from_slice(b"0\r\n");
+        for out in [&mut body, &mut canonical] {
+            for t in &trailers {
+                out.extend_from_slice(t.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        let next = b"GET / HTTP/1.1\r\n";
+        body.extend_from_slice(next);
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+        points.sort_unstable();
+        let (sent, left) = canonical_in_reads(&body, &points).unwrap();
+        prop_assert_eq!(sent.escape_ascii().to_string(), canonical.escape_ascii().to_string());
+        prop_assert_eq!(left, next.to_vec());
+        // The canonical form is its own canonical form.
+        let again = [&canonical[..], next].concat();
+        prop_assert_eq!(canonical_in_reads(&again, &[]).unwrap(), (canonical.clone(), next.to_vec()));
+    }
+
+    #[test]
+    fn how_bytes_are_split_never_changes_what_goes_on(
+        bytes in prop_oneof![chunked_like(), proptest::collection::vec(any::<u8>(), 0..256)],
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c.index(bytes.len() + 1)).collect();
+        points.sort_unstable();
+        let once = canonical_in_reads(&bytes, &[]);
+        let split = canonical_in_reads(&bytes, &points);
+        match (&once, &split) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            // Not done in one read: the split may end before the error.
+            _ => prop_assert!(false, "{:?} vs {:?}", once, split),
+        }
+        // Whatever went on reads, through the checking framer, as the same body.
+        if let Ok((sent, _)) = &once {
+            let mut check = BodyFramer::new(Framing::Chunked);
+            prop_assert_eq!(check.advance(sent), Ok(sent.len()));
+        }
     }
 }

@@ -83,9 +83,14 @@ pub struct HttpSession {
     phase: Phase,
     front_in: Option<Buf>,
     /// Requests completed on this connection.
-    served: u32,
+    served: u64,
     /// The current request's access line, kept (closed) between requests for the next one.
     log: LineKey,
+    /// When the connection last finished a request, on the worker's request count (a clock
+    /// that only moves forward, enough to tell which idle connection is the oldest, and 8
+    /// bytes where an `Instant` takes 16); 0 before its first. The oldest idle connections
+    /// are closed first at the connection cap.
+    idle_since: u64,
 }
 
 impl Default for HttpSession {
@@ -101,6 +106,7 @@ impl HttpSession {
             front_in: None,
             served: 0,
             log: LineKey::default(),
+            idle_since: 0,
         }
     }
 
@@ -143,6 +149,14 @@ impl HttpSession {
             }
             Phase::Answer { .. } | Phase::Closing | Phase::Linger => Drive::Close,
         }
+    }
+
+    /// Since when (on the worker's request count) the connection waits for its next request
+    /// holding nothing, if it does: an idle keep-alive connection, the first kind to close
+    /// when the worker runs out of connections.
+    pub fn idle_since(&self) -> Option<u64> {
+        (matches!(self.phase, Phase::Head) && self.front_in.is_none() && self.idle_since > 0)
+            .then_some(self.idle_since)
     }
 
     /// Gives back every buffer and backend connection (the session is closing). A request
@@ -243,6 +257,8 @@ impl HttpSession {
             return None;
         }
         let mut headers = header_slots();
+        // The listener's `max_requests_per_connection`th request is answered with a close.
+        let last = self.served + 1 >= u64::from(io.info.max_requests_per_connection);
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
             Ok(Some(head)) => {
                 if cx.access_log.is_on() {
@@ -251,7 +267,7 @@ impl HttpSession {
                 }
                 (
                     head.raw.len(),
-                    Exchange::start(&head, io, cx).map_err(|refusal| Refusal {
+                    Exchange::start(&head, last, io, cx).map_err(|refusal| Refusal {
                         head_only: head.is_head(),
                         ..refusal
                     }),
@@ -289,7 +305,7 @@ impl HttpSession {
         };
         buf.consume(len);
         // Body bytes that arrived with the head.
-        let begun = ex.begin(buf.pending(), io, cx.now);
+        let begun = ex.begin(&mut buf, io, cx.now);
         self.front_in = Some(buf);
         // Nothing more to read for now: the buffer goes back while the backend answers (one
         // is taken again when body bytes or a pipelined request arrive), so an exchange in
@@ -381,7 +397,8 @@ impl HttpSession {
                 self.phase = Phase::Closing;
             }
             Keep::Keep => {
-                self.served = self.served.saturating_add(1);
+                self.served += 1;
+                self.idle_since = cx.metrics.http_requests.max(1);
                 self.phase = Phase::Head;
                 io.deadline.at = cx.now + io.info.front_timeout;
             }
@@ -436,7 +453,8 @@ impl HttpSession {
             self.finish_line(io, cx, &ex.outcome());
         }
         let client = ex.finish(cx);
-        self.served = self.served.saturating_add(1);
+        self.served += 1;
+        self.idle_since = cx.metrics.http_requests.max(1);
         match client {
             Keep::Close => {
                 cx.pool.release(&mut self.front_in);

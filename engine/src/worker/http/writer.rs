@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::parser::{is, list, HeadError, RequestHead, ResponseHead};
 use crate::worker::buffer::Buf;
+use crate::worker::front::Underscores;
 
 /// Whether some `Connection` field names other fields (beyond `close`, `keep-alive` and
 /// `upgrade`), which are then hop-by-hop too. Checked once per head, so the common head pays
@@ -245,12 +246,14 @@ impl fmt::Write for AddrText {
     }
 }
 
-/// Who is asking, for the `X-Forwarded-*` and `Forwarded` fields.
+/// Who is asking, for the `X-Forwarded-*` and `Forwarded` fields, and what their listener
+/// does with underscored field names.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientInfo {
     pub peer: SocketAddr,
     pub proto: &'static str,
     pub port: u16,
+    pub underscores: Underscores,
 }
 
 /// Writes the head forwarded to a backend: the request line, the fields minus the hop-by-hop
@@ -297,7 +300,7 @@ pub fn write_request_head(
             || is(name.as_bytes(), b"x-forwarded-port")
             || (req.absolute && is(name.as_bytes(), b"host"))
             || is_hop_by_hop(name, req.headers, named, req.upgrade.is_some())
-            || spells_ours_with_underscores(name.as_bytes())
+            || dropped_for_underscores(name.as_bytes(), client.underscores)
         {
             continue;
         }
@@ -390,27 +393,40 @@ fn write_via_element(w: &mut HeadWriter<'_, '_>, minor: u8) {
     });
 }
 
-/// Whether a field name is one of the fields Weir sets itself, spelt with `_` for `-`
-/// (`X_Forwarded_For`). CGI-style servers (WSGI, PHP, Rack) read `-` and `_` alike, so such
-/// a field would reach the application next to ours, and could win; nginx drops every name
-/// with an underscore, this drops only the twins of ours.
-fn spells_ours_with_underscores(name: &[u8]) -> bool {
-    // Only names of the right lengths are looked at: the common field pays one compare.
-    matches!(name.len(), 15..=17)
-        && name.contains(&b'_')
-        && [
-            &b"x-forwarded-for"[..],
-            b"x-forwarded-port",
-            b"x-forwarded-proto",
-        ]
-        .iter()
-        .any(|ours| {
-            ours.len() == name.len()
+/// Fields that frame, route or forward a request, or handle its connection. CGI-style servers
+/// (WSGI, PHP, Rack) read `-` and `_` alike, so a name spelling one of them with `_`
+/// (`Content_Length`, `X_Forwarded_For`) would reach the application next to the real one,
+/// and could win: such names are dropped whatever the listener says about underscores.
+const NEVER_WITH_UNDERSCORES: [&[u8]; 9] = [
+    b"content-length",
+    b"transfer-encoding",
+    b"keep-alive",
+    b"proxy-connection",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-proto",
+    b"x-real-ip",
+];
+
+/// Whether a request field is dropped for the `_` in its name: any such name by default, as
+/// nginx drops them (`underscores_in_headers off`); with the listener's
+/// `allow_underscores_in_headers`, only the names of [`NEVER_WITH_UNDERSCORES`] spelt with `_`
+/// for `-`.
+fn dropped_for_underscores(name: &[u8], underscores: Underscores) -> bool {
+    if !name.contains(&b'_') {
+        return false;
+    }
+    match underscores {
+        Underscores::Drop => true,
+        Underscores::Keep => NEVER_WITH_UNDERSCORES.iter().any(|field| {
+            field.len() == name.len()
                 && name
                     .iter()
-                    .zip(*ours)
-                    .all(|(&n, &o)| n.to_ascii_lowercase() == o || (n == b'_' && o == b'-'))
-        })
+                    .zip(*field)
+                    .all(|(&n, &f)| n.to_ascii_lowercase() == f || (n == b'_' && f == b'-'))
+        }),
+    }
 }
 
 /// Writes `Transfer-Encoding: chunked` once, in place of the first field: the parser let
@@ -683,8 +699,18 @@ mod tests {
         forwarded_from(raw, "192.0.2.7:5555", 80)
     }
 
-    /// The head written for `raw` received from `peer` on a listener port `port`.
+    /// The head written for `raw` received from `peer` on a listener port `port` that keeps
+    /// underscored names (`allow_underscores_in_headers`).
     fn forwarded_from(raw: &[u8], peer: &str, port: u16) -> String {
+        forwarded_as(raw, peer, port, Underscores::Keep)
+    }
+
+    /// The head written for `raw` by a listener that drops underscored names (the default).
+    fn forwarded_by_default(raw: &[u8]) -> String {
+        forwarded_as(raw, "192.0.2.7:5555", 80, Underscores::Drop)
+    }
+
+    fn forwarded_as(raw: &[u8], peer: &str, port: u16, underscores: Underscores) -> String {
         let mut headers = header_slots();
         let head = parse_request(raw, &mut headers).unwrap().unwrap();
         let mut pool = BufferPool::new(4096, 1);
@@ -693,6 +719,7 @@ mod tests {
             peer: peer.parse().unwrap(),
             proto: "http",
             port,
+            underscores,
         };
         write_request_head(&mut out, &head, client).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
@@ -716,17 +743,49 @@ mod tests {
     }
 
     #[test]
+    fn underscored_names_are_dropped_by_default() {
+        let out = forwarded_by_default(
+            b"POST / HTTP/1.1\r\nHost: a\r\nX_Custom: 1\r\nContent_Length: 5\r\n\
+              Transfer_Encoding: chunked\r\nX-Plain: kept\r\n_: 2\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert!(!out.contains('_'), "{out}");
+        assert!(out.contains("X-Plain: kept\r\n"), "{out}");
+        assert!(out.contains("Content-Length: 0\r\n"), "{out}");
+    }
+
+    #[test]
+    fn framing_and_routing_look_alikes_are_dropped_even_where_underscores_are_kept() {
+        let out = forwarded(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\nTRANSFER_ENCODING: chunked\r\n\
+              x_real_ip: 6.6.6.6\r\nX_Forwarded_Host: evil\r\nKeep_Alive: 1\r\n\
+              Proxy_Connection: x\r\nX_Custom: kept\r\nContent-Length: 0\r\n\r\n",
+        );
+        let lower = out.to_ascii_lowercase();
+        for gone in [
+            "content_length",
+            "transfer_encoding",
+            "6.6.6.6",
+            "evil",
+            "keep_alive",
+            "proxy_connection",
+        ] {
+            assert!(!lower.contains(gone), "{gone}: {out}");
+        }
+        assert!(out.contains("X_Custom: kept\r\n"), "{out}");
+    }
+
+    #[test]
     fn underscore_twins_of_our_fields_are_dropped_and_others_kept() {
         let out = forwarded(
             b"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_Proto: https\r\nx-forwarded_for: 6.6.6.6\r\n\
-              X_FORWARDED_PORT: 1\r\nX_Custom_Field: kept\r\nX_Forwarded_Host: kept\r\n\r\n",
+              X_FORWARDED_PORT: 1\r\nX_Custom_Field: kept\r\nX_Request_Id: kept\r\n\r\n",
         );
         let lower = out.to_ascii_lowercase();
         assert!(!lower.contains("https"), "{out}");
         assert!(!lower.contains("6.6.6.6"), "{out}");
         assert!(!lower.contains("x_forwarded_port"), "{out}");
         assert!(out.contains("X_Custom_Field: kept\r\n"), "{out}");
-        assert!(out.contains("X_Forwarded_Host: kept\r\n"), "{out}");
+        assert!(out.contains("X_Request_Id: kept\r\n"), "{out}");
         assert!(out.contains("X-Forwarded-Proto: http\r\n"), "{out}");
     }
 

@@ -57,9 +57,13 @@ impl Exchange {
                 }
                 match &mut self.response {
                     Response::Body(body) => {
-                        match body.framer.advance(&buf.pending()[self.resp_fwd..]) {
-                            Ok(m) => {
-                                self.resp_fwd += m;
+                        match body
+                            .framer
+                            .advance_in_place(&mut buf.pending_mut()[self.resp_fwd..])
+                        {
+                            Ok(advanced) => {
+                                buf.drop_tail(advanced.removed);
+                                self.resp_fwd += advanced.ready;
                                 if body.framer.is_done() && buf.len() > self.resp_fwd {
                                     // Bytes after the end of the response: not reusable.
                                     body.backend_conn = Keep::Close;
@@ -213,8 +217,10 @@ impl Exchange {
                 client_conn,
             };
             buf.consume(len);
-            match body.framer.advance(buf.pending()) {
-                Ok(m) => {
+            match body.framer.advance_in_place(buf.pending_mut()) {
+                Ok(advanced) => {
+                    buf.drop_tail(advanced.removed);
+                    let m = advanced.ready;
                     self.resp_fwd = m;
                     if body.framer.is_done() && buf.len() > m {
                         body.backend_conn = Keep::Close;

@@ -108,6 +108,9 @@ fn failed(e: &io::Error) -> Sent {
 /// Writes `first` then `second` in one system call: a `writev` when both have bytes, else a
 /// plain `send` (the kernel's cheaper path, and the usual case for a bodiless request).
 /// `None` when both are empty (no call at all).
+// Inlined into its callers on the hot path, as it was before the exchange grew past the
+// compiler's own inlining threshold (~70 instructions a request).
+#[inline]
 fn write_two(to: &mut impl Write, first: &[u8], second: &[u8]) -> Option<io::Result<usize>> {
     Some(match (first.is_empty(), second.is_empty()) {
         (true, true) => return None,

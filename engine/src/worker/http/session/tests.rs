@@ -9,13 +9,15 @@
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
+use std::time::Duration;
 
-use weir_schema::{ClusterId, Protocol};
+use weir_schema::{Backend, BackendId, BackendKey, Cluster, ClusterId, Protocol};
 
 use super::{Drive, HttpSession};
 use crate::channel::WorkerConfig;
 use crate::worker::buffer::Buf;
 use crate::worker::dial::DialState;
+use crate::worker::front::ListenerInfo;
 use crate::worker::http::exchange::States;
 use crate::worker::rig::{Answer, Net, Peer, Rig, TestBackend, TURNS};
 use crate::worker::router::RouteOptions;
@@ -535,6 +537,56 @@ fn a_connect_timeout_with_no_backend_left_gets_a_502() {
 }
 
 #[test]
+fn a_retry_never_reaches_a_cluster_added_later_in_the_same_slot() {
+    let net = Net::default();
+    let stuck = net.backend(Answer::Hold).addr();
+    let mut h = Harness::new(&net, &[stuck]);
+    h.send(GET);
+    h.until("connecting", |h| {
+        h.states().is_some_and(|s| s.link == DialState::Connecting)
+    });
+    // While the connect hangs, its backend is drained and its cluster removed; the next
+    // cluster added takes the freed slab slot.
+    let app = ClusterId("app".to_owned());
+    let slot = h.cx.upstream.cluster_key(&app).unwrap();
+    let drained = BackendKey {
+        cluster: app.clone(),
+        id: BackendId("b0".to_owned()),
+    };
+    let registry = h.cx.registry.try_clone().unwrap();
+    assert_eq!(
+        h.cx.upstream
+            .remove_backend(&drained, &registry)
+            .map(|(_, live)| live),
+        Some(1)
+    );
+    h.cx.upstream.remove_cluster(&app);
+    let newcomer = net.backend(Answer::Accept);
+    let now = h.cx.now;
+    h.cx.upstream.add_cluster(&Cluster::new("newcomer"));
+    let new_id = ClusterId("newcomer".to_owned());
+    assert_eq!(h.cx.upstream.cluster_key(&new_id), Some(slot));
+    h.cx.upstream.add_backend(
+        &Backend {
+            owner: None,
+            key: BackendKey {
+                cluster: new_id,
+                id: BackendId("n0".to_owned()),
+            },
+            address: newcomer.addr(),
+            weight: 100,
+            backup: false,
+        },
+        now,
+    );
+    // The connect times out: the retry finds its cluster gone, not the newcomer.
+    assert_eq!(h.time_out(), Drive::Wait);
+    assert_eq!(newcomer.dialed(), 0, "the retry reached the newcomer");
+    let answer = h.client.take_to_close();
+    assert!(answer.starts_with("HTTP/1.1 50"), "{answer}");
+}
+
+#[test]
 fn a_backend_that_closes_in_the_middle_of_its_head_gets_a_502() {
     let net = Net::default();
     let backend = net.backend(Answer::Accept);
@@ -643,6 +695,82 @@ fn a_slow_client_gets_the_answer_as_it_reads() {
     assert!(got.len() > 30, "{got:?}");
     assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
     assert!(got.ends_with(b"\r\n\r\nhello"), "{got:?}");
+}
+
+// ---- the listener's limits ---------------------------------------------------------------
+
+impl Harness {
+    /// Gives the rig's listener these limits (as an `UpdateListener` would).
+    fn with_limits(&mut self, body: Option<Duration>, send: Duration) {
+        let info = ListenerInfo {
+            request_body_timeout: body,
+            send_timeout: send,
+            ..(*self.io.info).clone()
+        };
+        self.rig.io.info = Rc::new(info);
+    }
+}
+
+#[test]
+fn a_body_slower_than_request_body_timeout_gets_a_408_however_steady() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.with_limits(Some(Duration::from_secs(1)), Duration::from_secs(60));
+    let start = h.cx.now;
+    h.send(b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nab");
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    assert_eq!(h.io.deadline.at, start + Duration::from_secs(1));
+    // Body bytes are progress for the idle deadlines, not for the whole body's.
+    h.cx.now += Duration::from_millis(500);
+    h.send(b"c");
+    assert_eq!(h.turn(), Drive::Wait);
+    assert_eq!(h.io.deadline.at, start + Duration::from_secs(1));
+    h.time_out();
+    assert_eq!(h.cx.metrics.body_timeouts, 1);
+    h.until("closing", |h| h.session.phase_name() == "linger");
+    let answer = h.client.take_to_close();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+}
+
+#[test]
+fn a_whole_body_is_not_held_to_request_body_timeout() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.with_limits(Some(Duration::from_secs(1)), Duration::from_secs(60));
+    h.send(b"POST /x HTTP/1.1\r\nHost: app.test\r\nContent-Length: 5\r\n\r\nab");
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    h.send(b"cde");
+    assert_eq!(h.turn(), Drive::Wait);
+    // Whole now: the backend's response timeout is the deadline again.
+    assert_eq!(h.io.deadline.at, h.cx.now + h.cx.config.response_timeout);
+    let b = backend.accept();
+    assert!(request(&b).ends_with(b"\r\n\r\nabcde"));
+    b.send(OK);
+    h.until("the exchange done", |h| h.session.served == 1);
+    assert_eq!(h.cx.metrics.body_timeouts, 0);
+}
+
+#[test]
+fn a_client_that_stops_reading_is_closed_at_send_timeout() {
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.with_limits(None, Duration::from_secs(2));
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // The client's window holds 100 bytes and it never reads them.
+    h.client.set_window(Some(100));
+    b.send(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+    b.send(&[b'z'; 1000]);
+    h.until("bytes waiting", |h| h.response() == Some("body"));
+    assert_eq!(h.turn(), Drive::Wait);
+    assert_eq!(h.io.deadline.at, h.cx.now + Duration::from_secs(2));
+    assert_eq!(h.time_out(), Drive::Close);
+    assert_eq!(h.cx.metrics.slow_reads, 1);
 }
 
 // ---- a route's options -------------------------------------------------------------------
