@@ -18,7 +18,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use util::control::metric;
 use util::{control, curl, Desired, Proxy};
-use weir_schema::Change;
+use weir_schema::{Change, Command};
 use weir_testkit::{free_addr, read_answer, wait_until, Backend};
 
 /// A test certificate authority, and the leaves it signs.
@@ -309,19 +309,6 @@ fn no_sni_gets_the_default_certificate_else_unrecognized_name_as_does_an_unknown
     assert!(unknown.contains("unrecognized name"), "{unknown}");
     let failures = metric(&proxy, "tls.handshake_failures");
     assert!(failures >= 3, "{failures}");
-}
-
-fn metric(proxy: &Proxy, name: &str) -> u64 {
-    let mut client = control::client(proxy);
-    let answer = control::call(&mut client, Command::QueryMetrics);
-    let Some(weir_schema::proto::response::Content::Metrics(m)) = answer.content else {
-        panic!("{answer:?}");
-    };
-    m.counters
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no counter {name}"))
-        .value
 }
 
 /// A flood of failed handshakes is counted whole, but its log lines are rate-limited (a burst,
