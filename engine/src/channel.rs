@@ -59,6 +59,10 @@ pub struct WorkerConfig {
     /// Most idle keep-alive connections this worker keeps to one backend (0: none, every
     /// request opens its own).
     pub max_idle_per_backend: usize,
+    /// Where to send statsd datagrams (`None`: no statsd).
+    pub statsd: Option<std::net::SocketAddr>,
+    /// The statsd name prefix.
+    pub statsd_prefix: String,
 }
 
 impl Default for WorkerConfig {
@@ -77,6 +81,8 @@ impl Default for WorkerConfig {
             backend_idle_timeout: Duration::from_secs(30),
             max_connect_attempts: 3,
             max_idle_per_backend: 512,
+            statsd: None,
+            statsd_prefix: "weir".to_owned(),
         }
     }
 }
@@ -189,6 +195,7 @@ mod tests {
     fn config_round_trips_as_json() {
         let config = WorkerConfig {
             id: 3,
+            statsd: Some(([127, 0, 0, 1], 8125).into()),
             ..WorkerConfig::default()
         };
         let json = serde_json::to_string(&config).expect("encode");

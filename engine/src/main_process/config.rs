@@ -28,6 +28,10 @@
 //! [state]
 //! path = "/var/lib/weir/state"
 //! auto_save = true            # save after every accepted change
+//!
+//! [metrics]
+//! statsd = "127.0.0.1:8125"   # each worker sends statsd datagrams here, every second
+//! prefix = "weir"             # statsd name prefix
 //! ```
 //!
 //! `worker_answer_ms` bounds how long the main process waits for a worker's first answer to a
@@ -35,6 +39,7 @@
 //! flags it), and in both cases it is replaced (killed, restarted with the full state). A drain's
 //! progress counts as an answer, so a long drain is governed by `drain_ms` alone.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -108,6 +113,28 @@ pub struct StateConfig {
     pub auto_save: bool,
 }
 
+/// Where metrics go besides the command socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// statsd over UDP: every worker sends here once a second.
+    pub statsd: Option<SocketAddr>,
+    /// The statsd name prefix (letters, digits, `_`, `-`, `.`; empty for none).
+    pub prefix: String,
+    /// The Prometheus endpoint's address (served by the main process).
+    pub prometheus: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            statsd: None,
+            prefix: "weir".to_owned(),
+            prometheus: None,
+        }
+    }
+}
+
 /// Everything `weir proxy` runs with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -127,6 +154,7 @@ pub struct Config {
     pub desired: Option<PathBuf>,
     pub timeouts: Timeouts,
     pub state: StateConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -144,6 +172,7 @@ impl Default for Config {
             desired: None,
             timeouts: Timeouts::default(),
             state: StateConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -243,6 +272,17 @@ impl Config {
                 return invalid(key, "must be at least 1 millisecond");
             }
         }
+        if !self
+            .metrics
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return invalid(
+                "metrics.prefix",
+                "may hold only letters, digits, `_`, `-` and `.`",
+            );
+        }
         if self.state.auto_save && self.state.path.is_none() {
             return invalid("state.auto_save", "needs `state.path` to be set");
         }
@@ -280,6 +320,8 @@ impl Config {
             max_connect_attempts: self.max_connect_attempts,
             max_idle_per_backend: self.max_idle_per_backend,
             backend_idle_timeout: Duration::from_millis(self.timeouts.backend_idle_ms),
+            statsd: self.metrics.statsd,
+            statsd_prefix: self.metrics.prefix.clone(),
         }
     }
 
@@ -357,6 +399,26 @@ mod tests {
             .finish(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("timeouts.worker_answer_ms"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section_reaches_the_workers() {
+        let c =
+            Config::from_toml("[metrics]\nstatsd = \"127.0.0.1:8125\"\nprefix = \"edge.weir\"\n")
+                .unwrap()
+                .finish(Overrides::default())
+                .unwrap();
+        let w = c.worker_config(1);
+        assert_eq!(w.statsd, Some(([127, 0, 0, 1], 8125).into()));
+        assert_eq!(w.statsd_prefix, "edge.weir");
+        assert_eq!(Config::default().worker_config(0).statsd, None);
+        let e = Config::from_toml("[metrics]\nstatsd = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("statsd"), "{e}");
+        let e = Config::from_toml("[metrics]\nprefix = \"a:b\"\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("metrics.prefix"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub enum WorkerError {
     Channel(io::Error),
     #[error("channel to the main process: {0}")]
     Frame(#[from] weir_schema::framing::FrameError),
+    #[error("statsd socket: {0}")]
+    Statsd(io::Error),
     #[error("AddListener came without its listening socket")]
     MissingFd,
 }

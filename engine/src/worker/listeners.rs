@@ -147,6 +147,8 @@ impl Listeners {
                     .render(&cx.date);
                     let _ = io::Write::write(&mut &stream, &answer);
                     cx.metrics.count_status(503);
+                    cx.metrics
+                        .count_server_error(weir_schema::metric_names::ServerError::Unavailable);
                 }
                 continue;
             }

@@ -29,10 +29,12 @@ mod memory;
 pub mod metrics;
 pub mod pipe;
 pub mod probe;
+pub mod report;
 #[cfg(test)]
 mod rig;
 pub mod router;
 pub mod sessions;
+pub mod statsd;
 pub mod timer;
 pub mod tls;
 pub mod token;
@@ -58,6 +60,13 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
     let registry = poll.registry().try_clone().map_err(WorkerError::Poll)?;
     let mut control = Control::new(channel, config.id).map_err(WorkerError::Channel)?;
     control.register(&registry).map_err(WorkerError::Channel)?;
+    let statsd = match config.statsd {
+        Some(target) => Some(
+            statsd::Statsd::new(target, &config.statsd_prefix, config.id, Instant::now())
+                .map_err(WorkerError::Statsd)?,
+        ),
+        None => None,
+    };
     let cx = Context {
         now: Instant::now(),
         date: http::date::HttpDate::new(SystemTime::now()),
@@ -74,7 +83,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         stopping: false,
         buffer_waiters: context::BufferWaiters::default(),
     };
-    match Worker::new(poll, cx, control).run() {
+    match Worker::new(poll, cx, control, statsd).run() {
         // The main process went away while we wrote to it: same as the channel closing.
         Err(WorkerError::Channel(e))
             if matches!(

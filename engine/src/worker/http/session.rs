@@ -22,6 +22,7 @@ use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::Dial;
 use crate::worker::front::FrontIo;
+use weir_schema::metric_names::ServerError;
 
 /// How long a closing connection keeps reading (and dropping) client bytes.
 const LINGER: Duration = Duration::from_secs(2);
@@ -108,9 +109,11 @@ impl HttpSession {
             Phase::Head => {
                 let started = self.front_in.as_ref().is_some_and(|b| !b.is_empty());
                 if started || self.served == 0 {
+                    cx.metrics.timeouts.request += 1;
                     self.answer(Refusal::close(Status::RequestTimeout), io, cx);
                     self.drive(io, cx)
                 } else {
+                    cx.metrics.timeouts.idle += 1;
                     Drive::Close
                 }
             }
@@ -263,12 +266,19 @@ impl HttpSession {
             Phase::Exchange(ex) if refusal.hsts.is_none() => ex.hsts().cloned(),
             _ => refusal.hsts,
         };
+        let code = refusal.status.code();
+        if let Phase::Exchange(ex) = &self.phase {
+            ex.count_answer(code, cx);
+        }
+        if let Some(cause) = refusal.cause.or(ServerError::of_own_answer(code)) {
+            cx.metrics.count_server_error(cause);
+        }
         self.end_exchange(cx);
         let close = !refusal.keep_alive || cx.stopping;
         if close {
             cx.pool.release(&mut self.front_in);
         }
-        cx.metrics.count_status(refusal.status.code());
+        cx.metrics.count_status(code);
         let bytes = Answer {
             status: refusal.status,
             custom_body: refusal.custom.as_deref(),

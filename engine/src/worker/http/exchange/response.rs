@@ -70,6 +70,9 @@ impl Exchange {
                         }
                     }
                     Response::Awaiting | Response::Head | Response::HeadParked => {
+                        if matches!(self.response, Response::Awaiting) {
+                            self.record_first_byte(cx);
+                        }
                         self.response = Response::Head;
                         self.parse_response_head(io, cx)
                     }
@@ -143,7 +146,7 @@ impl Exchange {
                     return self.fail(Status::BadGateway);
                 }
                 buf.consume(n);
-                cx.metrics.count_status(101);
+                self.count_backend_status(101, cx);
                 cx.metrics.websocket_upgrades += 1;
                 cx.pool.release(&mut self.resp_in);
                 cx.pool.release(&mut self.head_out);
@@ -164,7 +167,7 @@ impl Exchange {
                     return self.fail(Status::BadGateway);
                 }
                 buf.consume(len);
-                cx.metrics.count_status(code);
+                self.count_backend_status(code, cx);
                 continue;
             }
             // An HTTP/1.0 request went out as HTTP/1.0, so a chunked answer is the backend's
@@ -222,7 +225,7 @@ impl Exchange {
                 Err(_) => return Outcome::Close,
             }
             self.response = Response::Body(body);
-            cx.metrics.count_status(code);
+            self.count_backend_status(code, cx);
             return Outcome::Progress;
         }
     }
