@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod apply;
 mod demo;
 mod export;
+mod metrics;
 mod owner;
 mod plan;
 mod proxy;
@@ -114,8 +115,8 @@ enum Command {
     State(state::StateArgs),
     /// Show the proxy's workers, connections and state version
     Status(state::StatusArgs),
-    /// Show the proxy's counters
-    Metrics(state::MetricsArgs),
+    /// Show the proxy's counters and latency histograms, summed over its workers
+    Metrics(metrics::MetricsArgs),
     /// Replace the running main process with this binary, without dropping connections
     Upgrade(state::UpgradeArgs),
 }
@@ -132,7 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => export::run(args),
         Command::State(args) => state::run_state(args),
         Command::Status(args) => state::run_status(args),
-        Command::Metrics(args) => state::run_metrics(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Upgrade(args) => state::run_upgrade(args),
     }
 }
