@@ -16,7 +16,7 @@ use serde_json::Value;
 use util::control::*;
 use util::Proxy;
 use weir_schema::metric_names::LATENCY_BOUNDS_US;
-use weir_testkit::{free_addr, http_get, Backend};
+use weir_testkit::{dead_addr, free_addr, http_get, Backend, StuckListener};
 
 /// Answers every request `500`, keeping the connection.
 fn failing_backend() -> Backend {
@@ -317,4 +317,40 @@ fn weir_status_shows_each_workers_buffers() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("buffers"), "{text}");
     assert!(text.contains("0/16384"), "{text}");
+}
+
+#[test]
+fn weirs_own_5xx_are_counted_by_cause_and_connect_timeouts_by_kind() {
+    let stuck = StuckListener::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "[timeouts]\nconnect_ms = 200\n");
+    let proxy = Proxy::start(&["--workers", "1", "--config", config.to_str().unwrap()]);
+    let addr = free_addr();
+    let mut c = client(&proxy);
+    route(&mut c, addr, "dead.test", &[dead_addr()]);
+    for change in [
+        add_cluster("slow"),
+        add_backend("slow", "b0", stuck.addr),
+        add_frontend(addr, "slow.test", "slow"),
+        add_cluster("empty"),
+        add_frontend(addr, "empty.test", "empty"),
+    ] {
+        assert!(is_ok(&apply(&mut c, change)));
+    }
+    assert_eq!(http_get(addr, "dead.test", "/").unwrap().status, 502);
+    assert_eq!(http_get(addr, "slow.test", "/").unwrap().status, 502);
+    assert_eq!(http_get(addr, "empty.test", "/").unwrap().status, 503);
+    let m = metrics_json(&proxy, &[]);
+    assert_eq!(counter(&m, "http.5xx.connect_failed"), 2);
+    assert_eq!(counter(&m, "http.5xx.unavailable"), 1);
+    assert_eq!(counter(&m, "http.5xx.bad_response"), 0);
+    assert_eq!(counter(&m, "http.5xx.backend"), 0);
+    assert_eq!(counter(&m, "http.responses.5xx"), 3);
+    assert!(counter(&m, "timeouts.connect") >= 1, "{m}");
+    assert_eq!(counter(&m, "timeouts.response"), 0);
+    // Weir's answers count for the cluster they were routed to, never for a backend.
+    assert_eq!(counter(&m, "cluster.app.responses.5xx"), 1);
+    assert_eq!(counter(&m, "cluster.empty.responses.5xx"), 1);
+    assert_eq!(counter(&m, "backend.app/b0.responses.5xx"), 0);
+    assert_eq!(m["histograms"]["cluster.slow.latency"]["count"], 1);
 }
