@@ -76,7 +76,12 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
                         value: 7,
                     },
                 ],
-                ..Default::default()
+                histograms: vec![proto::Histogram {
+                    name: metric_names::Latency::Total.cluster_name(&ClusterId("shop".into())),
+                    buckets: (0..=metric_names::LATENCY_BOUNDS_US.len() as u64).collect(),
+                    sum_us: 987_654,
+                    count: (0..=metric_names::LATENCY_BOUNDS_US.len() as u64).sum(),
+                }],
             })),
         ),
         (
@@ -95,6 +100,9 @@ fn responses() -> Vec<(&'static str, proto::Response)> {
                         state_version: 1,
                         restarts: 1,
                         unresponsive: false,
+                        // Not set: the committed encoding predates them.
+                        buffers_in_use: 0,
+                        buffers_max: 0,
                     }],
                     version: "0.1.0".into(),
                 },

@@ -63,6 +63,10 @@ pub struct WorkerConfig {
     pub max_idle_per_backend: usize,
     /// Where the worker writes its access lines (`None`: no access log).
     pub access_log: Option<AccessLogConfig>,
+    /// Where to send statsd datagrams (`None`: no statsd).
+    pub statsd: Option<std::net::SocketAddr>,
+    /// The statsd name prefix.
+    pub statsd_prefix: String,
 }
 
 impl Default for WorkerConfig {
@@ -82,6 +86,8 @@ impl Default for WorkerConfig {
             max_connect_attempts: 3,
             max_idle_per_backend: 512,
             access_log: None,
+            statsd: None,
+            statsd_prefix: "weir".to_owned(),
         }
     }
 }
@@ -194,6 +200,7 @@ mod tests {
     fn config_round_trips_as_json() {
         let config = WorkerConfig {
             id: 3,
+            statsd: Some(([127, 0, 0, 1], 8125).into()),
             ..WorkerConfig::default()
         };
         let json = serde_json::to_string(&config).expect("encode");

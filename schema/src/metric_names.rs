@@ -6,7 +6,7 @@
 //! and every reader to use, so the two cannot drift apart: they did, when the plan read
 //! `backend.<cluster>/<id>.connections` while workers published `.active`.
 
-use crate::model::{BackendId, BackendKey, ClusterId};
+use crate::model::{BackendId, BackendKey, ClusterId, Fingerprint};
 
 pub const CONNECTIONS_ACCEPTED: &str = "connections.accepted";
 /// Client connections open now.
@@ -53,6 +53,81 @@ pub const BUFFERS_IN_USE: &str = "buffers.in_use";
 pub const BUFFERS_EXHAUSTED: &str = "buffers.exhausted";
 /// Access lines dropped because their target could not take them (blocked or gone).
 pub const ACCESS_LOG_DROPPED: &str = "access_log.dropped";
+/// A connect to a backend took longer than its connect timeout (the next backend is tried).
+pub const TIMEOUTS_CONNECT: &str = "timeouts.connect";
+/// A backend did not answer (or stopped answering) within the response timeout.
+pub const TIMEOUTS_RESPONSE: &str = "timeouts.response";
+/// A client did not send its request head (or TLS handshake) within the request timeout.
+pub const TIMEOUTS_REQUEST: &str = "timeouts.request";
+/// An idle keep-alive connection or a quiet tunnel reached its idle timeout and was closed.
+pub const TIMEOUTS_IDLE: &str = "timeouts.idle";
+/// statsd datagrams dropped because the socket would have blocked or failed.
+pub const STATSD_DROPPED: &str = "statsd.dropped";
+
+/// Why a 5xx went to a client, reported as `http.5xx.<cause>`. Their sum is
+/// `http.responses.5xx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServerError {
+    /// Weir's 502: every connect attempt to the cluster's backends failed.
+    ConnectFailed,
+    /// Weir's 502: the backend's answer was broken, or it closed before answering.
+    BadResponse,
+    /// Weir's 503: no backend up, the connection cap, or no free buffer.
+    Unavailable,
+    /// Weir's 504: the backend did not answer in time.
+    Timeout,
+    /// Weir's 501 or 505: a request it does not support.
+    Unsupported,
+    /// The backend's own 5xx, passed on.
+    Backend,
+}
+
+impl ServerError {
+    pub const ALL: [ServerError; 6] = [
+        ServerError::ConnectFailed,
+        ServerError::BadResponse,
+        ServerError::Unavailable,
+        ServerError::Timeout,
+        ServerError::Unsupported,
+        ServerError::Backend,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerError::ConnectFailed => "http.5xx.connect_failed",
+            ServerError::BadResponse => "http.5xx.bad_response",
+            ServerError::Unavailable => "http.5xx.unavailable",
+            ServerError::Timeout => "http.5xx.timeout",
+            ServerError::Unsupported => "http.5xx.unsupported",
+            ServerError::Backend => "http.5xx.backend",
+        }
+    }
+
+    /// The cause of one of Weir's own answers with status `code` (not the backend's).
+    pub fn of_own_answer(code: u16) -> Option<ServerError> {
+        match code {
+            502 => Some(ServerError::BadResponse),
+            503 => Some(ServerError::Unavailable),
+            504 => Some(ServerError::Timeout),
+            500..=599 => Some(ServerError::Unsupported),
+            _ => None,
+        }
+    }
+}
+
+/// Seconds until a certificate expires (0 once it has), reported as
+/// `certificate.<fingerprint>.seconds_left`: a gauge, one per certificate in the state.
+pub fn certificate_seconds_left(fingerprint: &Fingerprint) -> String {
+    format!("certificate.{fingerprint}.seconds_left")
+}
+
+/// The fingerprint (hex) that `name` is the expiry gauge of, if it is one.
+pub fn certificate_of(name: &str) -> Option<&str> {
+    let hex = name
+        .strip_prefix("certificate.")?
+        .strip_suffix(".seconds_left")?;
+    (!hex.is_empty() && !hex.contains('.')).then_some(hex)
+}
 
 /// A counter kept for each backend, reported as `backend.<cluster>/<id>.<suffix>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,18 +139,27 @@ pub enum BackendCounter {
     ConnectionsOpened,
     /// Idle keep-alive connections pooled for it.
     Idle,
-    /// 1 while health checks count it up, else 0.
+    /// 1 while health checks count it up, else 0. Summed over workers it is the largest
+    /// worker's value (see [`fold_of`]): 1 when at least one worker counts it up.
     Up,
+    /// The backend's own answers by status class (1..=5); Weir's answers (a 502 after a
+    /// failed connect, a 504) count in the cluster's `responses`, not here.
+    Responses(u8),
 }
 
 impl BackendCounter {
-    pub const ALL: [BackendCounter; 6] = [
+    pub const ALL: [BackendCounter; 11] = [
         BackendCounter::Active,
         BackendCounter::Requests,
         BackendCounter::ConnectErrors,
         BackendCounter::ConnectionsOpened,
         BackendCounter::Idle,
         BackendCounter::Up,
+        BackendCounter::Responses(1),
+        BackendCounter::Responses(2),
+        BackendCounter::Responses(3),
+        BackendCounter::Responses(4),
+        BackendCounter::Responses(5),
     ];
 
     /// The last part of the name.
@@ -87,6 +171,11 @@ impl BackendCounter {
             BackendCounter::ConnectionsOpened => "connections_opened",
             BackendCounter::Idle => "idle",
             BackendCounter::Up => "up",
+            BackendCounter::Responses(1) => "responses.1xx",
+            BackendCounter::Responses(2) => "responses.2xx",
+            BackendCounter::Responses(3) => "responses.3xx",
+            BackendCounter::Responses(4) => "responses.4xx",
+            BackendCounter::Responses(_) => "responses.5xx",
         }
     }
 
@@ -262,9 +351,31 @@ pub fn is_gauge(name: &str) -> bool {
         BackendCounter::Up,
     ];
     WORKER_GAUGES.contains(&name)
+        || certificate_of(name).is_some()
         || BACKEND_GAUGES
             .iter()
             .any(|counter| counter.backend_of(name).is_some())
+}
+
+/// How one name's values from several workers make the proxy's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Counters, and gauges that are each worker's share of a whole (open connections,
+    /// buffers in use, a backend's active requests: what a drain waits for).
+    Sum,
+    /// Gauges every worker knows whole: a backend's `up` (1 when any worker counts it up;
+    /// passive health is per worker, so one worker's failed connect does not hide the others')
+    /// and a certificate's seconds left (the same in every worker).
+    Max,
+}
+
+/// How the main process folds `name` across workers.
+pub fn fold_of(name: &str) -> Fold {
+    if certificate_of(name).is_some() || BackendCounter::Up.backend_of(name).is_some() {
+        Fold::Max
+    } else {
+        Fold::Sum
+    }
 }
 
 #[cfg(test)]
@@ -356,5 +467,34 @@ mod tests {
         assert!(!is_gauge(&BackendCounter::Requests.name(&key)));
         assert!(!is_gauge(HTTP_REQUESTS));
         assert!(!is_gauge(CONNECTIONS_ACCEPTED));
+    }
+
+    #[test]
+    fn up_and_certificates_fold_by_max_everything_else_by_sum() {
+        let key = BackendKey {
+            cluster: ClusterId("shop".into()),
+            id: BackendId("blue".into()),
+        };
+        let fp = Fingerprint([0xab; 32]);
+        let cert = certificate_seconds_left(&fp);
+        assert_eq!(certificate_of(&cert), Some(fp.to_hex().as_str()));
+        assert!(is_gauge(&cert));
+        assert_eq!(fold_of(&cert), Fold::Max);
+        assert_eq!(fold_of(&BackendCounter::Up.name(&key)), Fold::Max);
+        assert_eq!(fold_of(&BackendCounter::Active.name(&key)), Fold::Sum);
+        assert_eq!(fold_of(&BackendCounter::Responses(5).name(&key)), Fold::Sum);
+        assert_eq!(fold_of(CONNECTIONS_ACTIVE), Fold::Sum);
+        assert_eq!(certificate_of("certificate..seconds_left"), None);
+        assert_eq!(certificate_of(HTTP_REQUESTS), None);
+        assert_eq!(
+            BackendCounter::Responses(2).name(&key),
+            "backend.shop/blue.responses.2xx"
+        );
+        // Weir's own 5xx by status; every cause has its own name.
+        assert_eq!(ServerError::of_own_answer(504), Some(ServerError::Timeout));
+        assert_eq!(ServerError::of_own_answer(404), None);
+        let names: std::collections::BTreeSet<_> =
+            ServerError::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), ServerError::ALL.len());
     }
 }

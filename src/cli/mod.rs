@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod apply;
 mod demo;
 mod export;
+mod metrics;
 mod owner;
 mod plan;
 mod proxy;
@@ -115,8 +116,8 @@ enum Command {
     State(state::StateArgs),
     /// Show the proxy's workers, connections and state version
     Status(state::StatusArgs),
-    /// Show the proxy's counters
-    Metrics(state::MetricsArgs),
+    /// Show the proxy's counters and latency histograms, summed over its workers
+    Metrics(metrics::MetricsArgs),
     /// A live view of the clusters: rps, 5xx share, p50/p99, backends up or down
     Top(top::TopArgs),
     /// Replace the running main process with this binary, without dropping connections
@@ -135,7 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export(args) => export::run(args),
         Command::State(args) => state::run_state(args),
         Command::Status(args) => state::run_status(args),
-        Command::Metrics(args) => state::run_metrics(args),
+        Command::Metrics(args) => metrics::run(args),
         Command::Top(args) => top::run(args),
         Command::Upgrade(args) => state::run_upgrade(args),
     }

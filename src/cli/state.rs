@@ -1,4 +1,4 @@
-//! `weir state`, `weir status`, `weir metrics`, `weir upgrade`: queries and control over the
+//! `weir state`, `weir status`, `weir upgrade`: queries and control over the
 //! command socket, and restoring a saved state (`weir state load`, an apply of the backup).
 
 use std::path::{Path, PathBuf};
@@ -43,15 +43,6 @@ enum StateAction {
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Print the status as JSON
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    socket: SocketArg,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct MetricsArgs {
-    /// Print the counters as JSON
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -267,6 +258,8 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
                 "pid": w.pid,
                 "uptime_ms": w.uptime_ms,
                 "connections": w.connections,
+                "buffers_in_use": w.buffers_in_use,
+                "buffers_max": w.buffers_max,
                 "state_version": w.state_version,
                 "restarts": w.restarts,
                 "unresponsive": w.unresponsive,
@@ -287,8 +280,8 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
             .unwrap_or(&status.state_fingerprint)
     );
     println!(
-        "{:>6} {:>8} {:>10} {:>12} {:>8} {:>8}  state",
-        "worker", "pid", "uptime", "connections", "restarts", "version"
+        "{:>6} {:>8} {:>10} {:>12} {:>13} {:>8} {:>8}  state",
+        "worker", "pid", "uptime", "connections", "buffers", "restarts", "version"
     );
     for w in &status.workers {
         let pid = if w.pid == 0 {
@@ -297,19 +290,30 @@ pub fn run_status(args: StatusArgs) -> anyhow::Result<u8> {
             w.pid.to_string()
         };
         // An unresponsive worker's connections and version are unknown, not zero.
-        let (connections, version, state) = if w.unresponsive {
-            ("?".to_owned(), "?".to_owned(), "UNRESPONSIVE")
+        let (connections, buffers, version, state) = if w.unresponsive {
+            (
+                "?".to_owned(),
+                "?".to_owned(),
+                "?".to_owned(),
+                "UNRESPONSIVE",
+            )
         } else if w.pid == 0 {
-            ("-".to_owned(), "-".to_owned(), "restarting")
+            ("-".to_owned(), "-".to_owned(), "-".to_owned(), "restarting")
         } else {
-            (w.connections.to_string(), w.state_version.to_string(), "ok")
+            (
+                w.connections.to_string(),
+                format!("{}/{}", w.buffers_in_use, w.buffers_max),
+                w.state_version.to_string(),
+                "ok",
+            )
         };
         println!(
-            "{:>6} {:>8} {:>10} {:>12} {:>8} {:>8}  {}",
+            "{:>6} {:>8} {:>10} {:>12} {:>13} {:>8} {:>8}  {}",
             w.id,
             pid,
             human_duration(w.uptime_ms),
             connections,
+            buffers,
             w.restarts,
             version,
             state
@@ -332,23 +336,6 @@ fn human_duration(ms: u64) -> String {
         60..3600 => format!("{}m{}s", s / 60, s % 60),
         _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
     }
-}
-
-pub fn run_metrics(args: MetricsArgs) -> anyhow::Result<u8> {
-    let metrics = connect(&args.socket)?.metrics()?;
-    if args.json {
-        let map: serde_json::Map<String, Value> = metrics
-            .counters
-            .iter()
-            .map(|c| (c.name.clone(), json!(c.value)))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&Value::Object(map))?);
-    } else {
-        for c in &metrics.counters {
-            println!("{} {}", c.name, c.value);
-        }
-    }
-    Ok(exit::OK)
 }
 
 pub fn run_upgrade(args: UpgradeArgs) -> anyhow::Result<u8> {

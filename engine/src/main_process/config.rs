@@ -35,6 +35,8 @@
 //!
 //! [metrics]
 //! prometheus = "127.0.0.1:9901"   # GET /metrics and the status page; loopback only
+//! statsd = "127.0.0.1:8125"   # each worker sends statsd datagrams here, every second
+//! prefix = "weir"             # statsd name prefix
 //! [access_log]                # without this section: no access log
 //! target = "stdout"           # stdout | /path/to/file | udp://h:p | tcp://h:p | unix:/path
 //! format = "text"             # text | json
@@ -126,9 +128,9 @@ pub struct StateConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
-    /// statsd over UDP (read here; the workers' statsd sender is another part's).
+    /// statsd over UDP: every worker sends here once a second.
     pub statsd: Option<SocketAddr>,
-    /// The statsd name prefix.
+    /// The statsd name prefix (letters, digits, `_`, `-`, `.`; empty for none).
     pub prefix: String,
     /// The admin endpoint of the main process: `GET /metrics` and the status page. It has no
     /// authentication, so only a loopback address is accepted.
@@ -328,6 +330,17 @@ impl Config {
                 return invalid(key, "must be at least 1 millisecond");
             }
         }
+        if !self
+            .metrics
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        {
+            return invalid(
+                "metrics.prefix",
+                "may hold only letters, digits, `_`, `-` and `.`",
+            );
+        }
         if self.state.auto_save && self.state.path.is_none() {
             return invalid("state.auto_save", "needs `state.path` to be set");
         }
@@ -379,6 +392,8 @@ impl Config {
             max_idle_per_backend: self.max_idle_per_backend,
             backend_idle_timeout: Duration::from_millis(self.timeouts.backend_idle_ms),
             access_log: self.access_log.clone(),
+            statsd: self.metrics.statsd,
+            statsd_prefix: self.metrics.prefix.clone(),
         }
     }
 
@@ -506,6 +521,26 @@ mod tests {
             .finish(Overrides::default())
             .unwrap_err();
         assert!(e.to_string().contains("access_log.target"), "{e}");
+    }
+
+    #[test]
+    fn metrics_section_reaches_the_workers() {
+        let c =
+            Config::from_toml("[metrics]\nstatsd = \"127.0.0.1:8125\"\nprefix = \"edge.weir\"\n")
+                .unwrap()
+                .finish(Overrides::default())
+                .unwrap();
+        let w = c.worker_config(1);
+        assert_eq!(w.statsd, Some(([127, 0, 0, 1], 8125).into()));
+        assert_eq!(w.statsd_prefix, "edge.weir");
+        assert_eq!(Config::default().worker_config(0).statsd, None);
+        let e = Config::from_toml("[metrics]\nstatsd = \"localhost\"\n").unwrap_err();
+        assert!(e.contains("statsd"), "{e}");
+        let e = Config::from_toml("[metrics]\nprefix = \"a:b\"\n")
+            .unwrap()
+            .finish(Overrides::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("metrics.prefix"), "{e}");
     }
 
     #[test]

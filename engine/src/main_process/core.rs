@@ -21,7 +21,6 @@
 mod admin;
 mod finish;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
@@ -42,6 +41,7 @@ use super::input::{ClientId, Input, WorkerKey};
 use super::lifecycle::{Lifecycle, Reply};
 use super::listeners::Listeners;
 use super::loading::{self, Start};
+use super::metric_sums::MetricSums;
 use super::persist::AutoSave;
 use super::supervisor::{self, Exit, Fleet, Spawner, INTERNAL};
 use super::tickets::{TicketRotation, ROTATE_EVERY};
@@ -286,7 +286,7 @@ impl Core {
                 client,
                 id,
                 proto::request::Kind::QueryMetrics(proto::QueryMetrics {}),
-                Aggregate::Metrics(BTreeMap::new()),
+                Aggregate::Metrics(MetricSums::default()),
             ),
             Command::Status => self.ask_workers(
                 client,

@@ -4,7 +4,8 @@
 //! The main process gives each forwarded request its own id (client ids may collide between
 //! clients), remembers which workers still owe a final answer, and folds their answers together:
 //! a change is OK once every worker applied it, a drain sums the workers' live connection counts,
-//! a status gathers one report per worker, metrics sum counters by name. A worker that dies (or
+//! a status gathers one report per worker, metrics fold counters by name and histograms bucket by
+//! bucket ([`MetricSums`]). A worker that dies (or
 //! is replaced) is simply dropped from the set: its replacement gets the whole state by replay.
 //!
 //! A worker that is alive but hung (stopped, stuck) would otherwise hold every request forever,
@@ -22,6 +23,7 @@ use weir_schema::proto::{self, response::Content, ResponseStatus};
 use weir_schema::BackendKey;
 
 use super::input::{AdminPage, ClientId, WorkerKey};
+use super::metric_sums::MetricSums;
 
 /// Who asked: a client's request, or the main process itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +125,7 @@ pub enum Aggregate {
         version: u64,
         reports: Vec<proto::WorkerStatus>,
     },
-    Metrics(BTreeMap<String, u64>),
+    Metrics(MetricSums),
     /// Nothing to fold: done once every worker answered.
     Barrier,
 }
@@ -293,10 +295,7 @@ impl Pending {
             }
             Aggregate::Metrics(sums) => {
                 if let Some(Content::Metrics(metrics)) = &answer.content {
-                    for c in &metrics.counters {
-                        let sum = sums.entry(c.name.clone()).or_default();
-                        *sum = sum.saturating_add(c.value);
-                    }
+                    sums.add(metrics);
                 }
                 Outcome::Wait
             }
@@ -341,15 +340,9 @@ impl Pending {
     }
 }
 
-/// A metrics answer's content: the summed counters, by name.
-pub fn metrics_content(sums: BTreeMap<String, u64>) -> Content {
-    Content::Metrics(proto::Metrics {
-        counters: sums
-            .into_iter()
-            .map(|(name, value)| proto::Counter { name, value })
-            .collect(),
-        histograms: Vec::new(),
-    })
+/// A metrics answer's content: the folded counters and histograms, by name.
+pub fn metrics_content(sums: MetricSums) -> Content {
+    Content::Metrics(sums.into_proto())
 }
 
 /// Every forwarded request still waiting for workers, by the id the main process gave it.
@@ -590,7 +583,7 @@ mod tests {
 
     #[test]
     fn metrics_are_summed_by_name() {
-        let mut p = Pending::new(origin(), [A, B], Aggregate::Metrics(BTreeMap::new()));
+        let mut p = Pending::new(origin(), [A, B], Aggregate::Metrics(MetricSums::default()));
         let answer = proto::Response::ok("m", 0).with_content(Content::Metrics(proto::Metrics {
             counters: vec![proto::Counter {
                 name: "http.requests".into(),
@@ -603,7 +596,7 @@ mod tests {
         let Aggregate::Metrics(sums) = &p.aggregate else {
             panic!()
         };
-        assert_eq!(sums["http.requests"], 10);
+        assert_eq!(sums.counter("http.requests"), Some(10));
     }
     fn status_answer(worker_version: u64) -> proto::Response {
         proto::Response::ok("m", worker_version).with_content(Content::StatusReport(
@@ -667,7 +660,7 @@ mod tests {
         let mut p = asked_long_ago(Pending::new(
             origin(),
             [A, B],
-            Aggregate::Metrics(BTreeMap::new()),
+            Aggregate::Metrics(MetricSums::default()),
         ));
         let answer = proto::Response::ok("m", 0).with_content(Content::Metrics(proto::Metrics {
             counters: vec![proto::Counter {
@@ -685,7 +678,7 @@ mod tests {
         let Aggregate::Metrics(sums) = &p.aggregate else {
             panic!()
         };
-        assert_eq!(sums["http.requests"], 5);
+        assert_eq!(sums.counter("http.requests"), Some(5));
         assert!(Pending::new(origin(), [A], Aggregate::Barrier)
             .silence_note(LIMIT)
             .is_none());

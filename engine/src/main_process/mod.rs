@@ -25,6 +25,7 @@ mod lifecycle;
 mod listeners;
 mod loading;
 mod log;
+mod metric_sums;
 mod persist;
 mod supervisor;
 mod tickets;

@@ -199,6 +199,11 @@ impl BufferPool {
         }
     }
 
+    /// The cap on buffers in use.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     pub fn in_use(&self) -> usize {
         self.in_use
     }

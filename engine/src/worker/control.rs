@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use mio::net::UnixStream;
 use mio::{Interest, Registry, Token};
 use weir_schema::framing::{FrameDecoder, FrameEncoder, DEFAULT_MAX_FRAME};
-use weir_schema::metric_names::BackendCounter;
 use weir_schema::proto::{self, response::Content};
 use weir_schema::{BackendKey, Change, Command, Listener, Protocol, Request, State};
 
@@ -33,6 +32,7 @@ use super::error::WorkerError;
 use super::front::ListenerInfo;
 use super::health::Transition;
 use super::listeners::Listeners;
+use super::report;
 use super::router::RouteOptions;
 use super::tls::{ListenerTls, TicketKeys, WorkerTls};
 use super::token::token_other;
@@ -265,6 +265,8 @@ impl Control {
                     state_version: version,
                     restarts: 0,
                     unresponsive: false,
+                    buffers_in_use: cx.pool.in_use() as u64,
+                    buffers_max: cx.pool.max() as u64,
                 };
                 proto::Response::ok(&id, version).with_content(Content::StatusReport(
                     proto::ProxyStatus {
@@ -482,30 +484,9 @@ impl Control {
         }
     }
 
-    /// Every counter, worker-wide then per backend.
-    fn metrics(&self, cx: &Context, live: usize) -> proto::Metrics {
-        let mut counters = Vec::new();
-        cx.metrics
-            .report(live, &cx.pool, cx.upstream.stats(), &mut counters);
-        for b in cx.upstream.backends() {
-            for (counter, value) in [
-                (BackendCounter::Active, u64::from(b.active)),
-                (BackendCounter::Requests, b.requests),
-                (BackendCounter::ConnectErrors, b.connect_errors),
-                (BackendCounter::ConnectionsOpened, b.connections_opened),
-                (BackendCounter::Idle, b.idle.len() as u64),
-                (BackendCounter::Up, u64::from(b.health.is_up())),
-            ] {
-                counters.push(proto::Counter {
-                    name: counter.name(&b.config.key),
-                    value,
-                });
-            }
-        }
-        proto::Metrics {
-            counters,
-            histograms: Vec::new(),
-        }
+    /// The worker's metrics, as `QueryMetrics` answers them and statsd sends them.
+    pub fn metrics(&self, cx: &Context, live: usize) -> proto::Metrics {
+        report::report(cx, live, &self.state, std::time::SystemTime::now())
     }
 }
 

@@ -13,6 +13,8 @@ pub enum WorkerError {
     Frame(#[from] weir_schema::framing::FrameError),
     #[error("access log: {0}")]
     AccessLog(io::Error),
+    #[error("statsd socket: {0}")]
+    Statsd(io::Error),
     #[error("AddListener came without its listening socket")]
     MissingFd,
 }

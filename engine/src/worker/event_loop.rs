@@ -26,6 +26,7 @@ use super::listeners::{Accepted, Listeners};
 use super::pipe::Pipe;
 use super::probe::Probes;
 use super::sessions::{Protocol, Session};
+use super::statsd::Statsd;
 use super::timer::{Deadline, TimerKey, Timers};
 use super::tls::TlsStream;
 use super::token::{decode_token, token_front, TokenKind};
@@ -46,10 +47,11 @@ pub struct Worker {
     next_serial: u64,
     next_tick: Instant,
     tls_failures: FailureLog,
+    statsd: Option<Statsd>,
 }
 
 impl Worker {
-    pub fn new(poll: Poll, cx: Context, control: Control) -> Worker {
+    pub fn new(poll: Poll, cx: Context, control: Control, statsd: Option<Statsd>) -> Worker {
         let now = cx.now;
         Worker {
             poll,
@@ -62,6 +64,7 @@ impl Worker {
             next_serial: 1,
             next_tick: now + TICK,
             tls_failures: FailureLog::new(now),
+            statsd,
         }
     }
 
@@ -463,7 +466,8 @@ impl Worker {
         }
     }
 
-    /// Periodic work: active health checks, drain deadlines, listeners paused for want of fds.
+    /// Periodic work: active health checks, drain deadlines, listeners paused for want of fds,
+    /// statsd.
     fn tick(&mut self) {
         if !self.cx.stopping {
             self.listeners
@@ -472,6 +476,13 @@ impl Worker {
         self.probes.start_due(&mut self.cx);
         self.probes.expire(&mut self.cx);
         self.control.expire_drains(self.cx.now);
+        let now = self.cx.now;
+        if let Some(statsd) = self.statsd.as_mut() {
+            if statsd.due(now) {
+                let report = self.control.metrics(&self.cx, self.sessions.len());
+                self.cx.metrics.statsd_dropped += statsd.flush(&report);
+            }
+        }
     }
 
     /// Soft stop: stop accepting, close idle keep-alive connections; the rest finish.

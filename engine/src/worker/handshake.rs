@@ -104,6 +104,7 @@ impl Handshake {
 
     /// The request timeout passed before the handshake completed.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context, log: &mut FailureLog) {
+        cx.metrics.timeouts.request += 1;
         fail(io.peer, cx, log, &Why::TimedOut);
     }
 }

@@ -229,5 +229,7 @@ fn refuse(stream: &TcpStream, info: &ListenerInfo, cx: &mut Context) {
         .render(&cx.date);
         let _ = io::Write::write(&mut &*stream, &answer);
         cx.metrics.count_status(503);
+        cx.metrics
+            .count_server_error(weir_schema::metric_names::ServerError::Unavailable);
     }
 }

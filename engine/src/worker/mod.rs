@@ -32,11 +32,13 @@ pub mod metrics;
 pub mod per_ip;
 pub mod pipe;
 pub mod probe;
+pub mod report;
 #[cfg(test)]
 mod rig;
 pub mod router;
 pub mod sessions;
 pub mod shortage;
+pub mod statsd;
 pub mod timer;
 pub mod tls;
 pub mod token;
@@ -65,6 +67,13 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
     let (now, wall) = (Instant::now(), SystemTime::now());
     let access_log = access_log::AccessLog::new(config.access_log.as_ref(), config.id, now, wall)
         .map_err(WorkerError::AccessLog)?;
+    let statsd = match config.statsd {
+        Some(target) => Some(
+            statsd::Statsd::new(target, &config.statsd_prefix, config.id, Instant::now())
+                .map_err(WorkerError::Statsd)?,
+        ),
+        None => None,
+    };
     let cx = Context {
         now,
         date: http::date::HttpDate::new(wall),
@@ -82,7 +91,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         stopping: false,
         buffer_waiters: context::BufferWaiters::default(),
     };
-    match Worker::new(poll, cx, control).run() {
+    match Worker::new(poll, cx, control, statsd).run() {
         // The main process went away while we wrote to it: same as the channel closing.
         Err(WorkerError::Channel(e))
             if matches!(

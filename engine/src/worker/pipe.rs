@@ -232,8 +232,11 @@ impl Pipe {
     /// pipe was idle too long.
     pub fn on_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Next {
         if self.dial.is_connected() {
+            // Quiet past the tunnel timeout.
+            cx.metrics.timeouts.idle += 1;
             return Next::Close;
         }
+        cx.metrics.timeouts.connect += 1;
         match self.dial.retry(io, cx) {
             Dialed::Failed(_) => Next::Close,
             _ => self.drive(io, cx),

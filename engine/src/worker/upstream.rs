@@ -27,7 +27,7 @@ use weir_schema::{Backend, BackendKey, Cluster, ClusterId, HealthCheck};
 use super::back_stream::BackStream;
 use super::balancer::{Balancer, Candidate};
 use super::health::{Health, Transition};
-use super::metrics::UpstreamStats;
+use super::metrics::{BackendStats, ClusterStats, UpstreamStats};
 use super::timer::{Deadline, TimerKey, Timers};
 use super::token::token_back;
 
@@ -56,6 +56,7 @@ pub struct ClusterRt {
     /// one added, and a session still holding the slot (a drained request retrying its
     /// connect) must not take it for the newcomer.
     pub generation: u64,
+    pub stats: ClusterStats,
 }
 
 /// A backend as the worker runs it.
@@ -73,6 +74,7 @@ pub struct BackendRt {
     pub requests: u64,
     pub connect_errors: u64,
     pub connections_opened: u64,
+    pub stats: BackendStats,
     /// When the next active health check is due.
     pub next_check: Option<Instant>,
 }
@@ -266,8 +268,25 @@ impl Upstream {
         )
     }
 
+    /// Every cluster.
+    pub fn clusters(&self) -> impl Iterator<Item = &ClusterRt> {
+        self.clusters.iter().map(|(_, c)| c)
+    }
+
     pub fn stats(&self) -> UpstreamStats {
         self.stats
+    }
+
+    /// The counters of cluster `key` (a route's cluster), if it is still there.
+    #[inline]
+    pub fn cluster_stats(&mut self, key: usize) -> Option<&mut ClusterStats> {
+        self.clusters.get_mut(key).map(|c| &mut c.stats)
+    }
+
+    /// The counters of backend `key` (a [`Link`]'s backend), if it is still there.
+    #[inline]
+    pub fn backend_stats(&mut self, key: usize) -> Option<&mut BackendStats> {
+        self.backends.get_mut(key).map(|b| &mut b.stats)
     }
 
     /// A backend connection, by the key in its token or [`Link`].
@@ -286,6 +305,7 @@ impl Upstream {
             config: cluster.clone(),
             members: Vec::new(),
             generation,
+            stats: ClusterStats::default(),
         });
         self.cluster_by_id.insert(cluster.id.clone(), key);
     }
@@ -334,6 +354,7 @@ impl Upstream {
             requests: 0,
             connect_errors: 0,
             connections_opened: 0,
+            stats: BackendStats::default(),
             next_check: has_check.then_some(now),
         });
         self.backend_by_key.insert(backend.key.clone(), key);

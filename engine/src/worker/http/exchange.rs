@@ -39,6 +39,7 @@ use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
 use crate::worker::front::FrontIo;
 use crate::worker::router::normalize_host;
 use crate::worker::upstream::NoBackend;
+use weir_schema::metric_names::ServerError;
 
 mod response;
 mod send;
@@ -58,6 +59,8 @@ pub struct Refusal {
     pub location: Option<Box<str>>,
     /// The route's `Strict-Transport-Security` value, once the request was routed.
     pub hsts: Option<Rc<str>>,
+    /// Why a 5xx, when its status alone does not say (a 502 after every connect failed).
+    pub cause: Option<ServerError>,
 }
 
 impl Refusal {
@@ -69,6 +72,7 @@ impl Refusal {
             head_only: false,
             location: None,
             hsts: None,
+            cause: None,
         }
     }
 
@@ -86,7 +90,10 @@ impl Refusal {
                 custom: io.info.answer_503.clone(),
                 ..Refusal::close(Status::Unavailable)
             },
-            NoBackend::ConnectFailed => Refusal::close(Status::BadGateway),
+            NoBackend::ConnectFailed => Refusal {
+                cause: Some(ServerError::ConnectFailed),
+                ..Refusal::close(Status::BadGateway)
+            },
         }
     }
 }
@@ -218,8 +225,15 @@ pub struct Exchange {
     upgrade: Option<Box<[u8]>>,
     /// The route's `Strict-Transport-Security` value, put on the final response head.
     hsts: Option<Rc<str>>,
-    // ---- what the access line reports
+    // ---- what is counted (metrics)
+    /// The cluster it was routed to (its slab key).
+    cluster: usize,
+    /// When it was routed: the start of its total latency.
     started: Instant,
+    /// When its head first went to the current backend connection: the start of the time to
+    /// the backend's first byte.
+    sent_at: Instant,
+    // ---- what the access line reports (`started`, above, too)
     connected_at: Option<Instant>,
     first_byte_at: Option<Instant>,
     /// The final (or `101`) status forwarded to the client.
@@ -272,38 +286,52 @@ impl Exchange {
             head_only: false,
             location: None,
             hsts: None,
+            cause: None,
         };
         let mut host_buf = [0u8; 256];
-        let (cluster, hsts) = match head.host {
-            Some(raw) => {
-                let host =
-                    normalize_host(raw, &mut host_buf).ok_or(Refusal::close(Status::BadRequest))?;
-                // Routed on the normalised path; forwarded as received.
-                let path = routing_path(head.path);
-                let (cluster, options) = cx
-                    .router
-                    .lookup(io.info.address, host, &path)
-                    .ok_or_else(not_found)?;
-                if options.redirect_https {
-                    // Kept alive like a 404: a request body would be read as the next head.
-                    return Err(Refusal {
-                        status: Status::MovedPermanently,
-                        location: Some(
-                            redirect_location(
-                                host,
-                                head.target,
-                                (head.path, head.empty_path_query),
-                            )
-                            .into(),
-                        ),
-                        custom: None,
-                        ..not_found()
-                    });
-                }
-                (cluster, options.hsts.clone())
-            }
-            None => return Err(not_found()),
+        let Some(raw) = head.host else {
+            return Err(not_found());
         };
+        let host = normalize_host(raw, &mut host_buf).ok_or(Refusal::close(Status::BadRequest))?;
+        // Routed on the normalised path; forwarded as received.
+        let path = routing_path(head.path);
+        let (cluster, options) = cx
+            .router
+            .lookup(io.info.address, host, &path)
+            .ok_or_else(not_found)?;
+        let (redirect, hsts) = (options.redirect_https, options.hsts.clone());
+        let started = cx.now;
+        if let Some(stats) = cx.upstream.cluster_stats(cluster) {
+            stats.requests += 1;
+        }
+        let routed = if redirect {
+            // Kept alive like a 404: a request body would be read as the next head.
+            Err(Refusal {
+                status: Status::MovedPermanently,
+                location: Some(
+                    redirect_location(host, head.target, (head.path, head.empty_path_query)).into(),
+                ),
+                custom: None,
+                ..not_found()
+            })
+        } else {
+            Exchange::start_routed(head, keep_alive, io, cx, cluster, hsts)
+        };
+        if let Err(refusal) = &routed {
+            count_answer(cx, cluster, refusal.status.code(), started);
+        }
+        routed
+    }
+
+    /// [`Exchange::start`] once the request is routed to `cluster`.
+    fn start_routed(
+        head: &RequestHead<'_, '_>,
+        keep_alive: bool,
+        io: &FrontIo,
+        cx: &mut Context,
+        cluster: usize,
+        hsts: Option<Rc<str>>,
+    ) -> Result<Box<Exchange>, Refusal> {
         if let (Some(max), Framing::Length(n)) = (io.info.max_request_body, head.framing) {
             if n > max {
                 return Err(Refusal::close(Status::PayloadTooLarge).with_hsts(&hsts));
@@ -362,7 +390,9 @@ impl Exchange {
             client_wants: if keep_alive { Keep::Keep } else { Keep::Close },
             upgrade: head.upgrade.map(Box::from),
             hsts,
+            cluster,
             started: cx.now,
+            sent_at: cx.now,
             connected_at: dial_connected.then_some(cx.now),
             first_byte_at: None,
             status: None,
@@ -372,6 +402,11 @@ impl Exchange {
             drain: None,
             clamped: None,
         }))
+    }
+
+    /// Counts one of Weir's own answers to this request (for its cluster).
+    pub fn count_answer(&self, code: u16, cx: &mut Context) {
+        count_answer(cx, self.cluster, code, self.started);
     }
 
     /// Takes the body bytes that came with the head (`early`, at the front of the session's
@@ -548,8 +583,14 @@ impl Exchange {
         }
 
         // Client → backend: the rewritten head, then body bytes, in one writev.
+        let head_unsent = self.head_sent == 0;
         match self.send_request(front_in, cx) {
-            Sent::Wrote(_) => progress = true,
+            Sent::Wrote(_) => {
+                if head_unsent {
+                    self.sent_at = cx.now;
+                }
+                progress = true;
+            }
             Sent::Nothing => {}
             Sent::Broken => {
                 if matches!(self.response, Response::Awaiting) {
@@ -678,6 +719,11 @@ impl Exchange {
 
     fn on_response_timeout(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
         match self.dial.state() {
+            DialState::Connecting => cx.metrics.timeouts.connect += 1,
+            DialState::Connected => cx.metrics.timeouts.response += 1,
+            DialState::Gone => {}
+        }
+        match self.dial.state() {
             DialState::Connecting => match self.dial.retry(io, cx) {
                 Dialed::Failed(no) => Outcome::Refuse(Refusal::no_backend(no, io)),
                 _ => self.retried(io, cx),
@@ -751,11 +797,50 @@ impl Exchange {
             && backend_conn == Keep::Keep
             && backend == BackendEnd::Open
             && self.resp_in.as_ref().is_none_or(Buf::is_empty);
+        self.record_latency(cx);
         self.end(reusable, cx);
         if client_conn == Keep::Close || !request_done || cx.stopping {
             Keep::Close
         } else {
             Keep::Keep
+        }
+    }
+
+    /// The response went out whole: its total latency, for its cluster and its backend.
+    fn record_latency(&self, cx: &mut Context) {
+        let elapsed = cx.now.saturating_duration_since(self.started);
+        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
+            stats.latency.record(elapsed);
+        }
+        if self.dial.state() != DialState::Gone {
+            if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
+                stats.latency.record(elapsed);
+            }
+        }
+    }
+
+    /// The backend's first answer byte came: the time since the request went to it.
+    fn record_first_byte(&self, cx: &mut Context) {
+        let elapsed = cx.now.saturating_duration_since(self.sent_at);
+        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
+            stats.first_byte.record(elapsed);
+        }
+        if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
+            stats.first_byte.record(elapsed);
+        }
+    }
+
+    /// Counts a status the backend sent: worker-wide, for the cluster and for the backend.
+    fn count_backend_status(&self, code: u16, cx: &mut Context) {
+        cx.metrics.count_status(code);
+        if code >= 500 {
+            cx.metrics.count_server_error(ServerError::Backend);
+        }
+        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
+            stats.count_status(code);
+        }
+        if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
+            stats.count_status(code);
         }
     }
 
@@ -771,6 +856,16 @@ impl Exchange {
     /// head, with the backend's first bytes appended by [`Exchange::read_response`]).
     pub fn into_pipe_parts(self) -> (Dial, Option<Buf>) {
         (self.dial, self.resp_out)
+    }
+}
+
+/// Counts one of Weir's own answers to a request routed to `cluster`, routed at `started`:
+/// its status and latency for the cluster (the worker-wide count is the session's).
+fn count_answer(cx: &mut Context, cluster: usize, code: u16, started: Instant) {
+    let elapsed = cx.now.saturating_duration_since(started);
+    if let Some(stats) = cx.upstream.cluster_stats(cluster) {
+        stats.count_status(code);
+        stats.latency.record(elapsed);
     }
 }
 

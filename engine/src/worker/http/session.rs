@@ -23,6 +23,7 @@ use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::Dial;
 use crate::worker::front::FrontIo;
+use weir_schema::metric_names::ServerError;
 
 /// The status logged for a request whose client left before any answer (nginx's 499).
 const CLIENT_CLOSED: u16 = 499;
@@ -134,9 +135,11 @@ impl HttpSession {
             Phase::Head => {
                 let started = self.front_in.as_ref().is_some_and(|b| !b.is_empty());
                 if started || self.served == 0 {
+                    cx.metrics.timeouts.request += 1;
                     self.answer(Refusal::close(Status::RequestTimeout), io, cx);
                     self.drive(io, cx)
                 } else {
+                    cx.metrics.timeouts.idle += 1;
                     Drive::Close
                 }
             }
@@ -328,6 +331,13 @@ impl HttpSession {
             Phase::Exchange(ex) if refusal.hsts.is_none() => ex.hsts().cloned(),
             _ => refusal.hsts,
         };
+        let code = refusal.status.code();
+        if let Phase::Exchange(ex) = &self.phase {
+            ex.count_answer(code, cx);
+        }
+        if let Some(cause) = refusal.cause.or(ServerError::of_own_answer(code)) {
+            cx.metrics.count_server_error(cause);
+        }
         let close = !refusal.keep_alive || cx.stopping;
         let bytes = Answer {
             status: refusal.status,
@@ -360,7 +370,7 @@ impl HttpSession {
         if close {
             cx.pool.release(&mut self.front_in);
         }
-        cx.metrics.count_status(refusal.status.code());
+        cx.metrics.count_status(code);
         io.deadline.at = cx.now + io.info.front_timeout;
         self.phase = Phase::Answer {
             bytes,

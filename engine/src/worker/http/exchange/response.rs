@@ -77,6 +77,9 @@ impl Exchange {
                         if self.first_byte_at.is_none() {
                             self.first_byte_at = Some(cx.now);
                         }
+                        if matches!(self.response, Response::Awaiting) {
+                            self.record_first_byte(cx);
+                        }
                         self.response = Response::Head;
                         self.parse_response_head(io, cx)
                     }
@@ -150,7 +153,7 @@ impl Exchange {
                     return self.fail(Status::BadGateway);
                 }
                 buf.consume(n);
-                cx.metrics.count_status(101);
+                self.count_backend_status(101, cx);
                 self.status = Some(101);
                 cx.metrics.websocket_upgrades += 1;
                 cx.pool.release(&mut self.resp_in);
@@ -172,7 +175,7 @@ impl Exchange {
                     return self.fail(Status::BadGateway);
                 }
                 buf.consume(len);
-                cx.metrics.count_status(code);
+                self.count_backend_status(code, cx);
                 continue;
             }
             // An HTTP/1.0 request went out as HTTP/1.0, so a chunked answer is the backend's
@@ -232,7 +235,7 @@ impl Exchange {
                 Err(_) => return Outcome::Close,
             }
             self.response = Response::Body(body);
-            cx.metrics.count_status(code);
+            self.count_backend_status(code, cx);
             self.status = Some(code);
             return Outcome::Progress;
         }
