@@ -223,12 +223,9 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
     ordered.sort_by_key(|(_, seq)| **seq);
     for (f, seq) in ordered {
         let mut f = f.clone();
-        // A frontend cannot change only its owner in place (the protocol has no update for
-        // it), so one adopted with --adopt keeps its live owner, none.
-        f.owner = match live.frontends.get_key_value(&f) {
-            Some((live_f, _)) => live_f.owner.clone(),
-            None => stamp(),
-        };
+        // Stamped like every other kind: an adopted frontend gets its owner in place
+        // (`UpdateFrontend`), keeping its live position below.
+        f.owner = stamp();
         let seq = match live.frontends.get(&f) {
             Some(live_seq) => *live_seq,
             None => base + seq,
@@ -449,6 +446,36 @@ mod tests {
         assert_eq!(adopted.clusters[&cluster("old", None).id].owner, owner("a"));
         let removed = scoped_desired(&live, &State::new(), &scope("a", true)).unwrap();
         assert!(removed.clusters.is_empty());
+    }
+
+    #[test]
+    fn an_adopted_frontend_is_stamped_and_then_held() {
+        let live = state(vec![
+            Change::AddListener(listener(8080, None)),
+            Change::AddCluster(cluster("shop", None)),
+            Change::AddFrontend(frontend(8080, "shop.example", "shop", None)),
+        ]);
+        let adopted = scoped_desired(&live, &live, &scope("platform", true)).unwrap();
+        let route = frontend(8080, "shop.example", "shop", None);
+        let (f, _) = adopted.frontends.get_key_value(&route).unwrap();
+        assert_eq!(
+            f.owner,
+            owner("platform"),
+            "adopted like the listener and cluster"
+        );
+        // Now platform's: another owner adopting un-owned resources leaves it, and neither
+        // removes it nor takes it over.
+        let other = scoped_desired(&adopted, &State::new(), &scope("b", true)).unwrap();
+        let (f, _) = other.frontends.get_key_value(&route).unwrap();
+        assert_eq!(f.owner, owner("platform"));
+        let shared = state(vec![
+            Change::AddListener(listener(8080, None)),
+            Change::AddCluster(cluster("shop", None)),
+            Change::AddFrontend(route.clone()),
+        ]);
+        let other = scoped_desired(&adopted, &shared, &scope("b", true)).unwrap();
+        let (f, _) = other.frontends.get_key_value(&route).unwrap();
+        assert_eq!(f.owner, owner("platform"), "named by b too: a reference");
     }
 
     #[test]

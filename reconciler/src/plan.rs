@@ -112,8 +112,10 @@ impl Op {
     }
 }
 
-/// The make-before-break order, as data: the phase of every (kind, operation).
-pub const ORDER: [(Kind, Op, Phase); 13] = [
+/// The make-before-break order, as data: the phase of every (kind, operation). A certificate's
+/// and a frontend's update change only their owner (their identity is the rest), so each runs
+/// with its kind's adds.
+pub const ORDER: [(Kind, Op, Phase); 15] = [
     (Kind::Listener, Op::Add, Phase::ListenersAdd),
     (Kind::Listener, Op::Update, Phase::ListenersAdd),
     (Kind::Cluster, Op::Add, Phase::ClustersAdd),
@@ -121,7 +123,9 @@ pub const ORDER: [(Kind, Op, Phase); 13] = [
     (Kind::Backend, Op::Add, Phase::BackendsAdd),
     (Kind::Backend, Op::Update, Phase::BackendsAdd),
     (Kind::Certificate, Op::Add, Phase::CertificatesAdd),
+    (Kind::Certificate, Op::Update, Phase::CertificatesAdd),
     (Kind::Frontend, Op::Add, Phase::FrontendsAdd),
+    (Kind::Frontend, Op::Update, Phase::FrontendsAdd),
     (Kind::Frontend, Op::Remove, Phase::FrontendsRemove),
     (Kind::Certificate, Op::Remove, Phase::CertificatesRemove),
     (Kind::Backend, Op::Remove, Phase::BackendsRemove),
@@ -141,8 +145,8 @@ fn phase_of(kind: Kind, op: Op) -> Phase {
         .iter()
         .find(|(k, o, _)| *k == kind && *o == op)
         .map(|(_, _, p)| *p)
-        // Certificates and frontends have no update: their identity is their whole value, so
-        // the diff never produces one. Should it ever, the add phase is the safe place.
+        // The table has every pair (a test checks it); were one missing, the add phase of its
+        // kind is the safe place.
         .unwrap_or_else(|| phase_of(kind, Op::Add))
 }
 
@@ -334,8 +338,8 @@ fn update_change(r: &Resource) -> Change {
             old: c.fingerprint,
             new: c.clone(),
         },
-        // Never produced by the diff (see `phase_of`).
-        other => add_change(other),
+        // Only its owner changes too.
+        Resource::Frontend(f) => Change::UpdateFrontend(f.clone()),
     }
 }
 
@@ -922,6 +926,46 @@ mod tests {
             ]
         );
         replay(&live, &p);
+    }
+
+    #[test]
+    fn an_owner_alone_changes_in_place_in_its_kinds_add_phase() {
+        let live = state(&[backend("blue", 19001)]);
+        let mut desired = live.clone();
+        let owner = Some(weir_schema::Owner("platform".into()));
+        let route = desired.frontends_in_order()[0].clone();
+        let owned = Frontend {
+            owner: owner.clone(),
+            ..route
+        };
+        desired
+            .apply_change(&Change::UpdateFrontend(owned.clone()), None)
+            .unwrap();
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(steps(&p), vec![(5, Change::UpdateFrontend(owned))]);
+        assert_eq!(p.steps()[0].op, Op::Update);
+        assert_eq!(p.steps()[0].part_of, Action::Update);
+        let done = replay(&live, &p);
+        assert_eq!(done.fingerprint(), desired.fingerprint());
+        assert_eq!(done.frontends_in_order()[0].owner, owner);
+    }
+
+    #[test]
+    fn every_kind_and_operation_has_one_phase() {
+        for kind in Kind::ALL {
+            for op in [Op::Add, Op::Update, Op::Remove] {
+                let found = ORDER.iter().filter(|(k, o, _)| *k == kind && *o == op);
+                assert_eq!(found.count(), 1, "{kind:?} {op:?}");
+            }
+        }
+        // Adds run before removes: every add or update phase comes before every remove phase.
+        let phases = |remove: bool| {
+            ORDER
+                .iter()
+                .filter(move |(_, o, _)| (*o == Op::Remove) == remove)
+                .map(|(_, _, p)| *p)
+        };
+        assert!(phases(false).max() < phases(true).min());
     }
 
     #[test]

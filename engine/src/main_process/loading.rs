@@ -163,8 +163,8 @@ pub fn changes_to_load(current: &State, path: &Path) -> Result<Vec<Change>, Stri
 }
 
 /// The changes that add `incoming`'s resources to `current`: identical resources are skipped,
-/// a listener, cluster or backend whose settings differ becomes an update (which the State may
-/// still refuse, e.g. a backend whose address changed).
+/// a listener, cluster or backend whose settings differ, or a frontend whose owner differs,
+/// becomes an update (which the State may still refuse, e.g. a backend whose address changed).
 pub fn merge_changes(current: &State, incoming: &State) -> Vec<Change> {
     incoming
         .to_changes()
@@ -187,9 +187,11 @@ pub fn merge_changes(current: &State, incoming: &State) -> Vec<Change> {
             },
             Change::AddCertificate(c) => (!current.certificates.contains_key(&c.fingerprint))
                 .then_some(Change::AddCertificate(c)),
-            Change::AddFrontend(f) => {
-                (!current.frontends.contains_key(&f)).then_some(Change::AddFrontend(f))
-            }
+            Change::AddFrontend(f) => match current.frontends.get_key_value(&f) {
+                None => Some(Change::AddFrontend(f)),
+                Some((old, _)) if old.owner == f.owner => None,
+                Some(_) => Some(Change::UpdateFrontend(f)),
+            },
             other => Some(other),
         })
         .collect()

@@ -35,6 +35,7 @@ pub fn request_name(change: &Change) -> &'static str {
         Change::ReplaceCertificate { .. } => "replace_certificate",
         Change::RemoveCertificate(_) => "remove_certificate",
         Change::AddFrontend(_) => "add_frontend",
+        Change::UpdateFrontend(_) => "update_frontend",
         Change::RemoveFrontend(_) => "remove_frontend",
     }
 }
