@@ -278,8 +278,12 @@ fn check_references(out: &State, scope: &Scope) -> Result<(), OwnerError> {
     Ok(())
 }
 
-/// The part of a state one owner holds (for `weir export --owner`).
-pub fn owned_by(state: &State, owner: &Owner) -> State {
+/// The part of a state one owner holds (for `weir export --owner`), and the owner's backends
+/// left out of it because another owner holds their cluster. Desired-state files hold a
+/// backend inside its cluster, so such a backend cannot be written without that cluster; nor
+/// can a plan by this owner keep it: [`scoped_desired`] refuses a backend in a cluster another
+/// owner holds, and removes it when the owner's files leave it out.
+pub fn owned_by(state: &State, owner: &Owner) -> (State, Vec<BackendKey>) {
     let mine = |o: &Option<Owner>| o.as_ref() == Some(owner);
     let mut out = state.clone();
     out.listeners.retain(|_, l| mine(&l.owner));
@@ -287,7 +291,16 @@ pub fn owned_by(state: &State, owner: &Owner) -> State {
     out.backends.retain(|_, b| mine(&b.owner));
     out.certificates.retain(|_, c| mine(&c.owner));
     out.frontends.retain(|f, _| mine(&f.owner));
-    out
+    let stranded: Vec<BackendKey> = out
+        .backends
+        .keys()
+        .filter(|k| !out.clusters.contains_key(&k.cluster))
+        .cloned()
+        .collect();
+    for key in &stranded {
+        out.backends.remove(key);
+    }
+    (out, stranded)
 }
 
 #[cfg(test)]
@@ -480,9 +493,34 @@ mod tests {
 
     #[test]
     fn owned_by_keeps_one_owners_resources() {
-        let only_a = owned_by(&shared(), &Owner("a".to_owned()));
+        let (only_a, stranded) = owned_by(&shared(), &Owner("a".to_owned()));
         assert_eq!(only_a.clusters.len(), 1);
         assert_eq!(only_a.frontends.len(), 1);
         assert!(only_a.listeners.is_empty());
+        assert!(stranded.is_empty());
+        // A's backend in platform's cluster (made by hand: no scoped plan makes one) cannot be
+        // written without that cluster: it is named, not silently dropped.
+        let mut live = shared();
+        for change in [
+            Change::AddCluster(cluster("shared", owner("platform"))),
+            Change::AddBackend(weir_schema::Backend {
+                key: weir_schema::BackendKey {
+                    cluster: weir_schema::ClusterId("shared".to_owned()),
+                    id: weir_schema::BackendId("a-1".to_owned()),
+                },
+                address: "127.0.0.1:9999".parse().unwrap(),
+                weight: 100,
+                backup: false,
+                owner: owner("a"),
+            }),
+        ] {
+            live.apply_change(&change, None).unwrap();
+        }
+        let (only_a, stranded) = owned_by(&live, &Owner("a".to_owned()));
+        assert!(only_a.backends.is_empty(), "no backend without its cluster");
+        assert_eq!(
+            stranded.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["shared/a-1"]
+        );
     }
 }
