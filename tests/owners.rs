@@ -136,3 +136,47 @@ fn an_adopted_frontend_gets_its_owner_and_other_owners_leave_it_alone() {
     }));
     assert_eq!(http_get(listener, "shop.test", "/").unwrap().text(), "shop");
 }
+
+#[test]
+fn an_owner_with_several_sockets_is_refused_and_no_proxy_changes() {
+    // A scope is computed against one live state; across a fleet each proxy would need its
+    // own, so the CLI refuses rather than plan one proxy's scope for all.
+    let proxies = [
+        Proxy::start(&["--workers", "1"]),
+        Proxy::start(&["--workers", "1"]),
+    ];
+    let shop = Backend::start("shop");
+    let desired = Desired::new();
+    desired.write(
+        "shop.yaml",
+        &app(free_addr(), "shop", "shop.test", shop.addr),
+    );
+    let dir = desired.path().to_str().unwrap();
+    let sockets = [
+        "--socket",
+        proxies[0].socket_str(),
+        "--socket",
+        proxies[1].socket_str(),
+    ];
+    for (command, verb) in [("plan", "plans"), ("apply", "applies to")] {
+        let mut args = vec![command, dir, "--owner", "team", "--auto-approve"];
+        if command == "plan" {
+            args.pop();
+        }
+        args.extend(sockets);
+        let out = util::weir(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "--owner {verb} one proxy at a time: give one --socket"
+            )),
+            "{}",
+            show(&out)
+        );
+    }
+    for proxy in &proxies {
+        let live = state(proxy);
+        assert_eq!(live["version"], 0, "{live:#}");
+    }
+}
