@@ -1003,6 +1003,25 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_app_goes_in_reverse_dependency_order() {
+        let blue = backend("blue", 19001);
+        let live = state(std::slice::from_ref(&blue));
+        let p = plan(&live, &State::new(), &[]);
+        let web: SocketAddr = WEB.parse().unwrap();
+        assert_eq!(
+            steps(&p),
+            vec![
+                (6, Change::RemoveFrontend(route(WEB, "shop.test"))),
+                (8, drain(&blue)),
+                (9, Change::RemoveCluster(ClusterId("shop".into()))),
+                (10, Change::RemoveListener(web)),
+            ]
+        );
+        assert!(p.steps().iter().all(|s| s.op == Op::Remove));
+        assert_eq!(replay(&live, &p).fingerprint(), State::new().fingerprint());
+    }
+
+    #[test]
     fn a_drain_timeout_reaches_every_drain_and_only_them() {
         let live = state(&[backend("blue", 19001), backend("old", 19009)]);
         let desired = state(&[backend("blue", 19001), backend("new", 19002)]);
