@@ -230,4 +230,46 @@ mod tests {
         assert!(merge_changes(&incoming, &incoming).is_empty());
         let _ = ClusterId("unused".into());
     }
+
+    #[test]
+    fn merging_a_frontend_with_another_owner_updates_it() {
+        let route = weir_schema::Frontend {
+            listener: "127.0.0.1:8080".parse().unwrap(),
+            hostname: Some("shop.test".into()),
+            path: "/".into(),
+            cluster: ClusterId("a".into()),
+            certificate: None,
+            options: Default::default(),
+            owner: None,
+        };
+        let with = |f: &weir_schema::Frontend| {
+            let mut s = State::new();
+            for change in [
+                Change::AddListener(weir_schema::Listener {
+                    address: f.listener,
+                    protocol: weir_schema::Protocol::Http,
+                    name: "web".into(),
+                    settings: Default::default(),
+                    owner: None,
+                }),
+                Change::AddCluster(Cluster::new("a")),
+                Change::AddFrontend(f.clone()),
+            ] {
+                s.apply_change(&change, None).unwrap();
+            }
+            s
+        };
+        let owned = weir_schema::Frontend {
+            owner: Some(weir_schema::Owner("platform".into())),
+            ..route.clone()
+        };
+        let current = with(&route);
+        let changes = merge_changes(&current, &with(&owned));
+        assert_eq!(changes, [Change::UpdateFrontend(owned.clone())]);
+        let Change::UpdateFrontend(f) = &changes[0] else {
+            unreachable!()
+        };
+        assert_eq!(f.owner, owned.owner, "the saved owner, not only the route");
+        assert!(merge_changes(&current, &current).is_empty());
+    }
 }
