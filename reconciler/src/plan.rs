@@ -1022,6 +1022,27 @@ mod tests {
     }
 
     #[test]
+    fn new_routes_are_added_in_their_desired_order_not_by_identity() {
+        // The newest matching route wins, so the add order is part of the routing: a desired
+        // state that added z before a must end with z older than a.
+        let live = state(&[backend("blue", 19001)]);
+        let mut desired = live.clone();
+        let (z, a) = (route(WEB, "z.test"), route(WEB, "a.test"));
+        for f in [&z, &a] {
+            desired
+                .apply_change(&Change::AddFrontend(f.clone()), None)
+                .unwrap();
+        }
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            steps(&p),
+            vec![(5, Change::AddFrontend(z)), (5, Change::AddFrontend(a))]
+        );
+        let done = replay(&live, &p);
+        assert_eq!(done.frontends_in_order(), desired.frontends_in_order());
+    }
+
+    #[test]
     fn a_drain_timeout_reaches_every_drain_and_only_them() {
         let live = state(&[backend("blue", 19001), backend("old", 19009)]);
         let desired = state(&[backend("blue", 19001), backend("new", 19002)]);
