@@ -82,7 +82,7 @@ fn protocol_doc_names_every_request_kind_and_status() {
                 .then(|| words[1])
         })
         .collect();
-    assert_eq!(kinds.len(), 25, "{kinds:?}");
+    assert_eq!(kinds.len(), 26, "{kinds:?}");
     for value in kinds
         .iter()
         .copied()

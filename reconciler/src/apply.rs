@@ -559,6 +559,10 @@ impl Before<'_> {
                 new: Box::new(lookup(&self.certificates, &self.live.certificates, old)?),
             },
             Change::AddFrontend(f) => Change::RemoveFrontend(f.clone()),
+            // The owner it had live (a plan updates a frontend at most once).
+            Change::UpdateFrontend(f) => {
+                Change::UpdateFrontend(self.live.frontends.get_key_value(f)?.0.clone())
+            }
             Change::RemoveFrontend(f) => Change::AddFrontend(f.clone()),
         })
     }
@@ -613,6 +617,52 @@ mod tests {
         let text = error("2 connections left").to_string();
         assert_eq!(text.matches("drain deadline reached").count(), 1, "{text}");
         assert!(text.contains("2 connections left"), "{text}");
+    }
+
+    #[test]
+    fn an_owner_update_is_undone_to_the_live_owner() {
+        let listener: SocketAddr = "127.0.0.1:18001".parse().unwrap();
+        let route = weir_schema::Frontend {
+            listener,
+            hostname: Some("shop.test".into()),
+            path: "/".into(),
+            cluster: ClusterId("shop".into()),
+            certificate: None,
+            options: Default::default(),
+            owner: None,
+        };
+        let mut live = State::new();
+        for change in [
+            Change::AddListener(Listener {
+                address: listener,
+                protocol: weir_schema::Protocol::Http,
+                name: "web".into(),
+                settings: Default::default(),
+                owner: None,
+            }),
+            Change::AddCluster(Cluster::new("shop")),
+            Change::AddFrontend(route.clone()),
+        ] {
+            live.apply_change(&change, None).unwrap();
+        }
+        let owned = weir_schema::Frontend {
+            owner: Some(weir_schema::Owner("platform".into())),
+            ..route.clone()
+        };
+        let steps = [step(Phase::FrontendsAdd, Change::UpdateFrontend(owned))];
+        let undo = inverses(&steps, &live, None).unwrap();
+        let [Change::UpdateFrontend(back)] = undo.as_slice() else {
+            panic!("{undo:?}");
+        };
+        assert_eq!(back, &route);
+        assert_eq!(back.owner, None, "the live owner, not the plan's");
+        // A frontend the live state lacks: the plan was made from another state.
+        let elsewhere = weir_schema::Frontend {
+            hostname: Some("other.test".into()),
+            ..route
+        };
+        let steps = [step(Phase::FrontendsAdd, Change::UpdateFrontend(elsewhere))];
+        assert_eq!(inverses(&steps, &live, None), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use weir_schema::model::Resource;
-use weir_schema::{Backend, Certificate, Cluster, Listener, State};
+use weir_schema::{Backend, Certificate, Cluster, Frontend, Listener, State};
 
 use crate::address::{Address, Names};
 
@@ -73,7 +73,11 @@ pub enum Delta {
 pub enum Entry<'a, K, V> {
     Added(&'a K, &'a V),
     Changed {
+        /// The live side's key.
         key: &'a K,
+        /// The desired side's key: equal to `key` as an identity, but it may differ in what
+        /// the identity leaves out (a frontend's owner).
+        desired_key: &'a K,
         before: &'a V,
         after: &'a V,
         replace: bool,
@@ -82,11 +86,11 @@ pub enum Entry<'a, K, V> {
 }
 
 /// Merges two maps sorted by identity and yields what differs, in identity order. `compare`
-/// decides, for a key present on both sides, whether the values differ and how.
+/// decides, for a key present on both sides, whether the (key, value) pairs differ and how.
 pub fn keyed_diff<'a, K: Ord, V>(
     live: &'a BTreeMap<K, V>,
     desired: &'a BTreeMap<K, V>,
-    compare: impl Fn(&V, &V) -> Delta,
+    compare: impl Fn((&K, &V), (&K, &V)) -> Delta,
 ) -> Vec<Entry<'a, K, V>> {
     let mut out = Vec::new();
     let mut old = live.iter().peekable();
@@ -110,11 +114,13 @@ pub fn keyed_diff<'a, K: Ord, V>(
                 }
             }
             Ordering::Equal => {
-                if let (Some((key, before)), Some((_, after))) = (old.next(), new.next()) {
-                    match compare(before, after) {
+                if let (Some((key, before)), Some((desired_key, after))) = (old.next(), new.next())
+                {
+                    match compare((key, before), (desired_key, after)) {
                         Delta::Same => {}
                         delta => out.push(Entry::Changed {
                             key,
+                            desired_key,
                             before,
                             after,
                             replace: delta == Delta::Replace,
@@ -170,10 +176,20 @@ fn compare_certificate(a: &Certificate, b: &Certificate) -> Delta {
     }
 }
 
-/// Frontends are their whole identity: equal keys mean equal resources. Their owner is left
-/// out: the protocol has no in-place frontend change to carry it (see `owner::scoped_desired`).
-fn compare_identity<V>(_: &V, _: &V) -> Delta {
-    Delta::Same
+/// A frontend's identity is its whole route; only its owner, which is not part of it, changes
+/// in place (`UpdateFrontend`). The diff compares map keys, which carry the owner.
+fn compare_frontend(a: &Frontend, b: &Frontend) -> Delta {
+    if a.owner == b.owner {
+        Delta::Same
+    } else {
+        Delta::InPlace
+    }
+}
+
+/// A comparison of values as a comparison of (key, value) pairs, for the kinds whose key is
+/// only an index into the value.
+fn values<K, V>(compare: fn(&V, &V) -> Delta) -> impl Fn((&K, &V), (&K, &V)) -> Delta {
+    move |(_, a), (_, b)| compare(a, b)
 }
 
 /// Turns the entries of one kind into [`ResourceChange`]s.
@@ -189,6 +205,7 @@ fn collect<'a, K: Ord, V>(
             Entry::Removed(k, v) => (Action::Remove, Some(wrap(k, v)), None),
             Entry::Changed {
                 key,
+                desired_key,
                 before,
                 after,
                 replace,
@@ -199,7 +216,7 @@ fn collect<'a, K: Ord, V>(
                     Action::Update
                 },
                 Some(wrap(key, before)),
-                Some(wrap(key, after)),
+                Some(wrap(desired_key, after)),
             ),
         };
         let address = match (&after, &before) {
@@ -226,19 +243,23 @@ pub(crate) fn diff_with(live: &State, desired: &State, names: &Names) -> Vec<Res
     let mut out = Vec::new();
     collect(
         &mut out,
-        keyed_diff(&live.listeners, &desired.listeners, compare_listener),
+        keyed_diff(
+            &live.listeners,
+            &desired.listeners,
+            values(compare_listener),
+        ),
         names,
         |_, l| Resource::Listener(l.clone()),
     );
     collect(
         &mut out,
-        keyed_diff(&live.clusters, &desired.clusters, compare_cluster),
+        keyed_diff(&live.clusters, &desired.clusters, values(compare_cluster)),
         names,
         |_, c| Resource::Cluster(c.clone()),
     );
     collect(
         &mut out,
-        keyed_diff(&live.backends, &desired.backends, compare_backend),
+        keyed_diff(&live.backends, &desired.backends, values(compare_backend)),
         names,
         |_, b| Resource::Backend(b.clone()),
     );
@@ -247,14 +268,16 @@ pub(crate) fn diff_with(live: &State, desired: &State, names: &Names) -> Vec<Res
         keyed_diff(
             &live.certificates,
             &desired.certificates,
-            compare_certificate,
+            values(compare_certificate),
         ),
         names,
         |_, c| Resource::Certificate(Box::new(c.clone())),
     );
     collect(
         &mut out,
-        keyed_diff(&live.frontends, &desired.frontends, compare_identity),
+        keyed_diff(&live.frontends, &desired.frontends, |(a, _), (b, _)| {
+            compare_frontend(a, b)
+        }),
         names,
         |f, _| Resource::Frontend(f.clone()),
     );
@@ -381,6 +404,36 @@ mod tests {
     }
 
     #[test]
+    fn a_frontend_whose_owner_alone_differs_is_updated_in_place() {
+        let base = vec![
+            Change::AddListener(listener(18001, Protocol::Http)),
+            Change::AddCluster(Cluster::new("shop")),
+        ];
+        let with = |f: Frontend| {
+            let mut changes = base.clone();
+            changes.push(Change::AddFrontend(f));
+            state(changes)
+        };
+        let mut owned = frontend(18001, "a.test");
+        owned.owner = Some(weir_schema::Owner("platform".into()));
+        let live = with(frontend(18001, "a.test"));
+        let desired = with(owned.clone());
+        let changes = diff(&live, &desired);
+        assert_eq!(
+            actions(&changes),
+            vec![("frontend.l18001/a.test/ -> shop".to_owned(), Action::Update)]
+        );
+        // Before carries the live owner, after the desired one.
+        let owner_of = |r: &Option<Resource>| match r {
+            Some(Resource::Frontend(f)) => f.owner.clone(),
+            other => panic!("not a frontend: {other:?}"),
+        };
+        assert_eq!(owner_of(&changes[0].before), None);
+        assert_eq!(owner_of(&changes[0].after), owned.owner);
+        assert_eq!(diff(&desired, &desired), vec![]);
+    }
+
+    #[test]
     fn actions_read_as_terraform_does() {
         let all = [Action::Add, Action::Update, Action::Replace, Action::Remove];
         let words: Vec<&str> = all.iter().map(|a| a.as_str()).collect();
@@ -393,7 +446,7 @@ mod tests {
     fn keyed_diff_merges_in_order() {
         let live: BTreeMap<u32, &str> = [(1, "a"), (2, "b"), (4, "d")].into();
         let desired: BTreeMap<u32, &str> = [(2, "B"), (3, "c"), (4, "d")].into();
-        let entries = keyed_diff(&live, &desired, |a, b| {
+        let entries = keyed_diff(&live, &desired, |(_, a), (_, b)| {
             if a == b {
                 Delta::Same
             } else {
@@ -406,6 +459,7 @@ mod tests {
                 Entry::Removed(&1, &"a"),
                 Entry::Changed {
                     key: &2,
+                    desired_key: &2,
                     before: &"b",
                     after: &"B",
                     replace: false

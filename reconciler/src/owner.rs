@@ -223,12 +223,9 @@ pub fn scoped_desired(live: &State, desired: &State, scope: &Scope) -> Result<St
     ordered.sort_by_key(|(_, seq)| **seq);
     for (f, seq) in ordered {
         let mut f = f.clone();
-        // A frontend cannot change only its owner in place (the protocol has no update for
-        // it), so one adopted with --adopt keeps its live owner, none.
-        f.owner = match live.frontends.get_key_value(&f) {
-            Some((live_f, _)) => live_f.owner.clone(),
-            None => stamp(),
-        };
+        // Stamped like every other kind: an adopted frontend gets its owner in place
+        // (`UpdateFrontend`), keeping its live position below.
+        f.owner = stamp();
         let seq = match live.frontends.get(&f) {
             Some(live_seq) => *live_seq,
             None => base + seq,
@@ -281,8 +278,12 @@ fn check_references(out: &State, scope: &Scope) -> Result<(), OwnerError> {
     Ok(())
 }
 
-/// The part of a state one owner holds (for `weir export --owner`).
-pub fn owned_by(state: &State, owner: &Owner) -> State {
+/// The part of a state one owner holds (for `weir export --owner`), and the owner's backends
+/// left out of it because another owner holds their cluster. Desired-state files hold a
+/// backend inside its cluster, so such a backend cannot be written without that cluster; nor
+/// can a plan by this owner keep it: [`scoped_desired`] refuses a backend in a cluster another
+/// owner holds, and removes it when the owner's files leave it out.
+pub fn owned_by(state: &State, owner: &Owner) -> (State, Vec<BackendKey>) {
     let mine = |o: &Option<Owner>| o.as_ref() == Some(owner);
     let mut out = state.clone();
     out.listeners.retain(|_, l| mine(&l.owner));
@@ -290,7 +291,16 @@ pub fn owned_by(state: &State, owner: &Owner) -> State {
     out.backends.retain(|_, b| mine(&b.owner));
     out.certificates.retain(|_, c| mine(&c.owner));
     out.frontends.retain(|f, _| mine(&f.owner));
-    out
+    let stranded: Vec<BackendKey> = out
+        .backends
+        .keys()
+        .filter(|k| !out.clusters.contains_key(&k.cluster))
+        .cloned()
+        .collect();
+    for key in &stranded {
+        out.backends.remove(key);
+    }
+    (out, stranded)
 }
 
 #[cfg(test)]
@@ -452,10 +462,65 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_frontend_is_stamped_and_then_held() {
+        let live = state(vec![
+            Change::AddListener(listener(8080, None)),
+            Change::AddCluster(cluster("shop", None)),
+            Change::AddFrontend(frontend(8080, "shop.example", "shop", None)),
+        ]);
+        let adopted = scoped_desired(&live, &live, &scope("platform", true)).unwrap();
+        let route = frontend(8080, "shop.example", "shop", None);
+        let (f, _) = adopted.frontends.get_key_value(&route).unwrap();
+        assert_eq!(
+            f.owner,
+            owner("platform"),
+            "adopted like the listener and cluster"
+        );
+        // Now platform's: another owner adopting un-owned resources leaves it, and neither
+        // removes it nor takes it over.
+        let other = scoped_desired(&adopted, &State::new(), &scope("b", true)).unwrap();
+        let (f, _) = other.frontends.get_key_value(&route).unwrap();
+        assert_eq!(f.owner, owner("platform"));
+        let shared = state(vec![
+            Change::AddListener(listener(8080, None)),
+            Change::AddCluster(cluster("shop", None)),
+            Change::AddFrontend(route.clone()),
+        ]);
+        let other = scoped_desired(&adopted, &shared, &scope("b", true)).unwrap();
+        let (f, _) = other.frontends.get_key_value(&route).unwrap();
+        assert_eq!(f.owner, owner("platform"), "named by b too: a reference");
+    }
+
+    #[test]
     fn owned_by_keeps_one_owners_resources() {
-        let only_a = owned_by(&shared(), &Owner("a".to_owned()));
+        let (only_a, stranded) = owned_by(&shared(), &Owner("a".to_owned()));
         assert_eq!(only_a.clusters.len(), 1);
         assert_eq!(only_a.frontends.len(), 1);
         assert!(only_a.listeners.is_empty());
+        assert!(stranded.is_empty());
+        // A's backend in platform's cluster (made by hand: no scoped plan makes one) cannot be
+        // written without that cluster: it is named, not silently dropped.
+        let mut live = shared();
+        for change in [
+            Change::AddCluster(cluster("shared", owner("platform"))),
+            Change::AddBackend(weir_schema::Backend {
+                key: weir_schema::BackendKey {
+                    cluster: weir_schema::ClusterId("shared".to_owned()),
+                    id: weir_schema::BackendId("a-1".to_owned()),
+                },
+                address: "127.0.0.1:9999".parse().unwrap(),
+                weight: 100,
+                backup: false,
+                owner: owner("a"),
+            }),
+        ] {
+            live.apply_change(&change, None).unwrap();
+        }
+        let (only_a, stranded) = owned_by(&live, &Owner("a".to_owned()));
+        assert!(only_a.backends.is_empty(), "no backend without its cluster");
+        assert_eq!(
+            stranded.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["shared/a-1"]
+        );
     }
 }

@@ -112,8 +112,10 @@ impl Op {
     }
 }
 
-/// The make-before-break order, as data: the phase of every (kind, operation).
-pub const ORDER: [(Kind, Op, Phase); 13] = [
+/// The make-before-break order, as data: the phase of every (kind, operation). A certificate's
+/// and a frontend's update change only their owner (their identity is the rest), so each runs
+/// with its kind's adds.
+pub const ORDER: [(Kind, Op, Phase); 15] = [
     (Kind::Listener, Op::Add, Phase::ListenersAdd),
     (Kind::Listener, Op::Update, Phase::ListenersAdd),
     (Kind::Cluster, Op::Add, Phase::ClustersAdd),
@@ -121,7 +123,9 @@ pub const ORDER: [(Kind, Op, Phase); 13] = [
     (Kind::Backend, Op::Add, Phase::BackendsAdd),
     (Kind::Backend, Op::Update, Phase::BackendsAdd),
     (Kind::Certificate, Op::Add, Phase::CertificatesAdd),
+    (Kind::Certificate, Op::Update, Phase::CertificatesAdd),
     (Kind::Frontend, Op::Add, Phase::FrontendsAdd),
+    (Kind::Frontend, Op::Update, Phase::FrontendsAdd),
     (Kind::Frontend, Op::Remove, Phase::FrontendsRemove),
     (Kind::Certificate, Op::Remove, Phase::CertificatesRemove),
     (Kind::Backend, Op::Remove, Phase::BackendsRemove),
@@ -141,8 +145,8 @@ fn phase_of(kind: Kind, op: Op) -> Phase {
         .iter()
         .find(|(k, o, _)| *k == kind && *o == op)
         .map(|(_, _, p)| *p)
-        // Certificates and frontends have no update: their identity is their whole value, so
-        // the diff never produces one. Should it ever, the add phase is the safe place.
+        // The table has every pair (a test checks it); were one missing, the add phase of its
+        // kind is the safe place.
         .unwrap_or_else(|| phase_of(kind, Op::Add))
 }
 
@@ -334,8 +338,8 @@ fn update_change(r: &Resource) -> Change {
             old: c.fingerprint,
             new: c.clone(),
         },
-        // Never produced by the diff (see `phase_of`).
-        other => add_change(other),
+        // Only its owner changes too.
+        Resource::Frontend(f) => Change::UpdateFrontend(f.clone()),
     }
 }
 
@@ -922,6 +926,241 @@ mod tests {
             ]
         );
         replay(&live, &p);
+    }
+
+    #[test]
+    fn an_owner_alone_changes_in_place_in_its_kinds_add_phase() {
+        let live = state(&[backend("blue", 19001)]);
+        let mut desired = live.clone();
+        let owner = Some(weir_schema::Owner("platform".into()));
+        let route = desired.frontends_in_order()[0].clone();
+        let owned = Frontend {
+            owner: owner.clone(),
+            ..route
+        };
+        desired
+            .apply_change(&Change::UpdateFrontend(owned.clone()), None)
+            .unwrap();
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(steps(&p), vec![(5, Change::UpdateFrontend(owned))]);
+        assert_eq!(p.steps()[0].op, Op::Update);
+        assert_eq!(p.steps()[0].part_of, Action::Update);
+        let done = replay(&live, &p);
+        assert_eq!(done.fingerprint(), desired.fingerprint());
+        assert_eq!(done.frontends_in_order()[0].owner, owner);
+    }
+
+    fn listener(address: &str, protocol: Protocol) -> Listener {
+        Listener {
+            address: address.parse().unwrap(),
+            protocol,
+            name: address.into(),
+            settings: ListenerSettings::default(),
+            owner: None,
+        }
+    }
+
+    fn route(listener: &str, host: &str) -> Frontend {
+        Frontend {
+            listener: listener.parse().unwrap(),
+            hostname: Some(host.into()),
+            path: "/".into(),
+            cluster: ClusterId("shop".into()),
+            certificate: None,
+            options: Default::default(),
+            owner: None,
+        }
+    }
+
+    #[test]
+    fn a_plan_records_where_it_starts_and_where_it_ends() {
+        let mut live = state(&[backend("blue", 19001)]);
+        live.apply_change(&Change::AddBackend(backend("old", 19009)), None)
+            .unwrap();
+        let desired = state(&[backend("blue", 19001), backend("new", 19002)]);
+        let p = plan(&live, &desired, &[]);
+        assert!(!p.is_empty());
+        assert_eq!(p.from_version(), live.version);
+        assert_eq!(p.from_fingerprint(), live.fingerprint());
+        assert_eq!(p.to_fingerprint(), Some(desired.fingerprint()));
+        assert_eq!(p.changes().len(), 2, "one add, one remove");
+        assert_eq!(p.names(), &Names::of(&live, &desired));
+        assert_eq!(p.targets(), &[] as &[Address]);
+        assert!(p.notes().is_empty());
+        // Targeted: the end state is not the desired one, so there is no end fingerprint.
+        let target = Address::new(Kind::Backend, "shop/new");
+        let t = plan(&live, &desired, std::slice::from_ref(&target));
+        assert_eq!(t.targets(), std::slice::from_ref(&target));
+        assert_eq!(t.to_fingerprint(), None);
+        assert_eq!(
+            steps(&t),
+            vec![(3, Change::AddBackend(backend("new", 19002)))]
+        );
+        // In sync: nothing to do.
+        let same = plan(&desired, &desired, &[]);
+        assert!(same.is_empty());
+        assert!(same.changes().is_empty());
+    }
+
+    #[test]
+    fn a_removed_app_goes_in_reverse_dependency_order() {
+        let blue = backend("blue", 19001);
+        let live = state(std::slice::from_ref(&blue));
+        let p = plan(&live, &State::new(), &[]);
+        let web: SocketAddr = WEB.parse().unwrap();
+        assert_eq!(
+            steps(&p),
+            vec![
+                (6, Change::RemoveFrontend(route(WEB, "shop.test"))),
+                (8, drain(&blue)),
+                (9, Change::RemoveCluster(ClusterId("shop".into()))),
+                (10, Change::RemoveListener(web)),
+            ]
+        );
+        assert!(p.steps().iter().all(|s| s.op == Op::Remove));
+        assert_eq!(replay(&live, &p).fingerprint(), State::new().fingerprint());
+    }
+
+    #[test]
+    fn new_routes_are_added_in_their_desired_order_not_by_identity() {
+        // The newest matching route wins, so the add order is part of the routing: a desired
+        // state that added z before a must end with z older than a.
+        let live = state(&[backend("blue", 19001)]);
+        let mut desired = live.clone();
+        let (z, a) = (route(WEB, "z.test"), route(WEB, "a.test"));
+        for f in [&z, &a] {
+            desired
+                .apply_change(&Change::AddFrontend(f.clone()), None)
+                .unwrap();
+        }
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            steps(&p),
+            vec![(5, Change::AddFrontend(z)), (5, Change::AddFrontend(a))]
+        );
+        let done = replay(&live, &p);
+        assert_eq!(done.frontends_in_order(), desired.frontends_in_order());
+    }
+
+    #[test]
+    fn a_drain_timeout_reaches_every_drain_and_only_them() {
+        let live = state(&[backend("blue", 19001), backend("old", 19009)]);
+        let desired = state(&[backend("blue", 19001), backend("new", 19002)]);
+        let mut p = plan(&live, &desired, &[]);
+        assert_eq!(p.drain_timeout(), None);
+        let timeout = Some(Duration::from_secs(7));
+        p.set_drain_timeout(timeout);
+        assert_eq!(p.drain_timeout(), timeout);
+        let drains: Vec<&Step> = p.steps().iter().filter(|s| s.is_drain()).collect();
+        assert_eq!(drains.len(), 1);
+        assert_eq!(
+            drains[0].change,
+            Change::RemoveBackend {
+                key: backend("old", 19009).key,
+                drain_timeout: timeout
+            }
+        );
+        let others: Vec<&Step> = p.steps().iter().filter(|s| !s.is_drain()).collect();
+        assert_eq!(
+            others.iter().map(|s| &s.change).collect::<Vec<_>>(),
+            [&Change::AddBackend(backend("new", 19002))]
+        );
+    }
+
+    #[test]
+    fn a_listener_changing_protocol_takes_only_its_own_frontends_down() {
+        // Three listeners; the middle one changes protocol. Frontends sort by listener first,
+        // so its routes sit between the other two's.
+        const LOW: &str = "127.0.0.1:18000";
+        const HIGH: &str = "127.0.0.1:18002";
+        let build = |protocol: Protocol, routes: &[Frontend]| {
+            let mut s = State::new();
+            let mut changes = vec![
+                Change::AddListener(listener(LOW, Protocol::Http)),
+                Change::AddListener(listener(WEB, protocol)),
+                Change::AddListener(listener(HIGH, Protocol::Http)),
+                Change::AddCluster(weir_schema::Cluster::new("shop")),
+            ];
+            changes.extend(routes.iter().cloned().map(Change::AddFrontend));
+            for c in changes {
+                s.apply_change(&c, None).unwrap();
+            }
+            s
+        };
+        let (low, high) = (route(LOW, "low.test"), route(HIGH, "high.test"));
+        let (a, b) = (route(WEB, "a.test"), route(WEB, "b.test"));
+        let live = build(
+            Protocol::Http,
+            &[low.clone(), a.clone(), b.clone(), high.clone()],
+        );
+        let tcp = Frontend {
+            hostname: None,
+            ..route(WEB, "")
+        };
+        let desired = build(Protocol::Tcp, &[low, tcp.clone(), high]);
+        let p = plan(&live, &desired, &[]);
+        assert_eq!(
+            steps(&p),
+            vec![
+                (1, Change::RemoveFrontend(a)),
+                (1, Change::RemoveFrontend(b)),
+                (1, Change::RemoveListener(WEB.parse().unwrap())),
+                (1, Change::AddListener(listener(WEB, Protocol::Tcp))),
+                (5, Change::AddFrontend(tcp)),
+            ]
+        );
+        assert_eq!(p.notes().len(), 1);
+        let note = &p.notes()[0];
+        assert!(note.contains("changes protocol http -> tcp"), "{note}");
+        assert!(
+            note.contains("its 2 frontend(s) are removed first"),
+            "{note}"
+        );
+        assert_eq!(
+            p.steps()[0].note.as_deref(),
+            Some("before listener.127.0.0.1:18001 is re-created")
+        );
+        assert_eq!(replay(&live, &p).fingerprint(), desired.fingerprint());
+    }
+
+    #[test]
+    fn operations_and_phases_read_as_words() {
+        let ops = [Op::Add, Op::Update, Op::Remove].map(Op::as_str);
+        assert_eq!(ops, ["add", "update", "remove"]);
+        let titles = Phase::ALL.map(Phase::title);
+        assert_eq!(
+            titles,
+            [
+                "listeners add/update",
+                "clusters add/update",
+                "backends add/update",
+                "certificates add",
+                "frontends add",
+                "frontends remove",
+                "certificates remove",
+                "backends remove (drain)",
+                "clusters remove",
+                "listeners remove",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_kind_and_operation_has_one_phase() {
+        for kind in Kind::ALL {
+            for op in [Op::Add, Op::Update, Op::Remove] {
+                let found = ORDER.iter().filter(|(k, o, _)| *k == kind && *o == op);
+                assert_eq!(found.count(), 1, "{kind:?} {op:?}");
+            }
+        }
+        // Adds run before removes: every add or update phase comes before every remove phase.
+        let phases = |remove: bool| {
+            ORDER
+                .iter()
+                .filter(move |(_, o, _)| (*o == Op::Remove) == remove)
+                .map(|(_, _, p)| *p)
+        };
+        assert!(phases(false).max() < phases(true).min());
     }
 
     #[test]

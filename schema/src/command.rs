@@ -34,6 +34,9 @@ pub enum Change {
     },
     RemoveCertificate(Fingerprint),
     AddFrontend(Frontend),
+    /// Sets the owner of an existing frontend: the one thing about a frontend that is not
+    /// its identity. It keeps its place in the add order, so routing does not change.
+    UpdateFrontend(Frontend),
     RemoveFrontend(Frontend),
 }
 
@@ -56,6 +59,7 @@ impl Change {
             }
             Change::RemoveCertificate(fp) => format!("remove certificate {fp}"),
             Change::AddFrontend(f) => format!("add frontend {f}"),
+            Change::UpdateFrontend(f) => format!("update frontend {f}"),
             Change::RemoveFrontend(f) => format!("remove frontend {f}"),
         }
     }

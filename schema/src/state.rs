@@ -300,7 +300,7 @@ impl State {
                     return Err(StateError::DuplicateFrontend(Box::new(f.clone())));
                 }
             }
-            Change::RemoveFrontend(f) => {
+            Change::UpdateFrontend(f) | Change::RemoveFrontend(f) => {
                 if !self.frontends.contains_key(f) {
                     return Err(StateError::UnknownFrontend(Box::new(f.clone())));
                 }
@@ -409,6 +409,13 @@ impl State {
             Change::AddFrontend(f) => {
                 self.frontends.insert(f.clone(), self.next_frontend_seq);
                 self.next_frontend_seq += 1;
+            }
+            Change::UpdateFrontend(f) => {
+                // A map keeps the key it has on insert, and the owner is in the key (left out
+                // of its ordering): take the old one out, put the new one in at the same place.
+                if let Some(seq) = self.frontends.remove(f) {
+                    self.frontends.insert(f.clone(), seq);
+                }
             }
             Change::RemoveFrontend(f) => {
                 self.frontends.remove(f);

@@ -454,6 +454,7 @@ impl TryFrom<&proto::Request> for Request {
                 drain_timeout: ms(b.drain_timeout_ms),
             }),
             Kind::AddFrontend(f) => change(Change::AddFrontend(f.try_into()?)),
+            Kind::UpdateFrontend(f) => change(Change::UpdateFrontend(f.try_into()?)),
             Kind::RemoveFrontend(f) => change(Change::RemoveFrontend(f.try_into()?)),
             Kind::AddCertificate(c) => change(Change::AddCertificate(Box::new(c.try_into()?))),
             Kind::ReplaceCertificate(c) => change(Change::ReplaceCertificate {
@@ -520,6 +521,7 @@ impl From<&Change> for proto::request::Kind {
                 })
             }
             Change::AddFrontend(f) => Kind::AddFrontend(f.into()),
+            Change::UpdateFrontend(f) => Kind::UpdateFrontend(f.into()),
             Change::RemoveFrontend(f) => Kind::RemoveFrontend(f.into()),
             Change::AddCertificate(c) => Kind::AddCertificate(c.as_ref().into()),
             Change::ReplaceCertificate { old, new } => {

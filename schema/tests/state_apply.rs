@@ -318,6 +318,41 @@ fn unknown_frontend() {
     );
 }
 
+#[test]
+fn updating_a_frontend_sets_its_owner_in_place() {
+    let f = http_frontend(HTTP, "other.example.com", "/", "shop");
+    assert_eq!(
+        refused(Change::UpdateFrontend(f.clone())),
+        StateError::UnknownFrontend(Box::new(f))
+    );
+    let mut s = base();
+    let order = |s: &State| {
+        s.frontends_in_order()
+            .into_iter()
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let before = (order(&s), s.fingerprint());
+    let mut owned = http_frontend(HTTP, "shop.example.com", "/", "shop");
+    owned.owner = Some(weir_schema::Owner("platform".to_owned()));
+    s.apply_change(&Change::UpdateFrontend(owned.clone()), Some(10))
+        .unwrap();
+    assert_eq!(s.version, 11);
+    let (live, _) = s.frontends.get_key_value(&owned).unwrap();
+    assert_eq!(live.owner, owned.owner, "the owner is the new one");
+    // The same route at the same place in the add order (the newest route wins, so a moved
+    // one would route differently); only the fingerprint, which holds owners, changed.
+    assert_eq!(order(&s), before.0);
+    assert_ne!(s.fingerprint(), before.1);
+    let back = http_frontend(HTTP, "shop.example.com", "/", "shop");
+    s.apply_change(&Change::UpdateFrontend(back), None).unwrap();
+    assert_eq!(
+        s.fingerprint(),
+        before.1,
+        "clearing the owner restores the state"
+    );
+}
+
 fn mismatch(change: Change) -> &'static str {
     match refused(change) {
         StateError::FrontendMismatch { problem, .. } => problem,

@@ -70,7 +70,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<u8> {
         }
     };
     let state = match &args.owner {
-        Some(name) => owned_by(&state, &Owner(name.clone())),
+        Some(name) => {
+            let (owned, stranded) = owned_by(&state, &Owner(name.clone()));
+            for key in stranded {
+                let holder = state
+                    .clusters
+                    .get(&key.cluster)
+                    .and_then(|c| c.owner.as_ref())
+                    .map_or_else(|| "no one".to_owned(), ToString::to_string);
+                eprintln!(
+                    "warning: backend {key} is {name}'s, but its cluster is owned by {holder}:                      not exported (files hold a backend inside its cluster, and a plan by                      {name} cannot keep a backend in another owner's cluster)"
+                );
+            }
+            owned
+        }
         None => state,
     };
     let options = Options {

@@ -176,8 +176,8 @@ pub fn changes_to_load(current: &State, path: &Path) -> Result<Vec<Change>, Stri
 }
 
 /// The changes that add `incoming`'s resources to `current`: identical resources are skipped,
-/// a listener, cluster or backend whose settings differ becomes an update (which the State may
-/// still refuse, e.g. a backend whose address changed).
+/// a listener, cluster or backend whose settings differ, or a frontend whose owner differs,
+/// becomes an update (which the State may still refuse, e.g. a backend whose address changed).
 pub fn merge_changes(current: &State, incoming: &State) -> Vec<Change> {
     incoming
         .to_changes()
@@ -200,9 +200,11 @@ pub fn merge_changes(current: &State, incoming: &State) -> Vec<Change> {
             },
             Change::AddCertificate(c) => (!current.certificates.contains_key(&c.fingerprint))
                 .then_some(Change::AddCertificate(c)),
-            Change::AddFrontend(f) => {
-                (!current.frontends.contains_key(&f)).then_some(Change::AddFrontend(f))
-            }
+            Change::AddFrontend(f) => match current.frontends.get_key_value(&f) {
+                None => Some(Change::AddFrontend(f)),
+                Some((old, _)) if old.owner == f.owner => None,
+                Some(_) => Some(Change::UpdateFrontend(f)),
+            },
             other => Some(other),
         })
         .collect()
@@ -240,5 +242,47 @@ mod tests {
         );
         assert!(merge_changes(&incoming, &incoming).is_empty());
         let _ = ClusterId("unused".into());
+    }
+
+    #[test]
+    fn merging_a_frontend_with_another_owner_updates_it() {
+        let route = weir_schema::Frontend {
+            listener: "127.0.0.1:8080".parse().unwrap(),
+            hostname: Some("shop.test".into()),
+            path: "/".into(),
+            cluster: ClusterId("a".into()),
+            certificate: None,
+            options: Default::default(),
+            owner: None,
+        };
+        let with = |f: &weir_schema::Frontend| {
+            let mut s = State::new();
+            for change in [
+                Change::AddListener(weir_schema::Listener {
+                    address: f.listener,
+                    protocol: weir_schema::Protocol::Http,
+                    name: "web".into(),
+                    settings: Default::default(),
+                    owner: None,
+                }),
+                Change::AddCluster(Cluster::new("a")),
+                Change::AddFrontend(f.clone()),
+            ] {
+                s.apply_change(&change, None).unwrap();
+            }
+            s
+        };
+        let owned = weir_schema::Frontend {
+            owner: Some(weir_schema::Owner("platform".into())),
+            ..route.clone()
+        };
+        let current = with(&route);
+        let changes = merge_changes(&current, &with(&owned));
+        assert_eq!(changes, [Change::UpdateFrontend(owned.clone())]);
+        let Change::UpdateFrontend(f) = &changes[0] else {
+            unreachable!()
+        };
+        assert_eq!(f.owner, owned.owner, "the saved owner, not only the route");
+        assert!(merge_changes(&current, &current).is_empty());
     }
 }

@@ -426,6 +426,9 @@ impl Control {
                 self.tls.store.replace_certificate(*old, new);
             }
             Change::RemoveCertificate(fp) => self.tls.store.remove_certificate(*fp),
+            // Only the owner changed, which the state above now holds; the router and the
+            // certificate store know routes by identity and sequence, both unchanged.
+            Change::UpdateFrontend(_) => {}
         }
         self.send(&proto::Response::ok(id, version));
         Ok(Directive::Continue)

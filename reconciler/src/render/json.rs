@@ -35,6 +35,7 @@ pub fn request_name(change: &Change) -> &'static str {
         Change::ReplaceCertificate { .. } => "replace_certificate",
         Change::RemoveCertificate(_) => "remove_certificate",
         Change::AddFrontend(_) => "add_frontend",
+        Change::UpdateFrontend(_) => "update_frontend",
         Change::RemoveFrontend(_) => "remove_frontend",
     }
 }
@@ -282,6 +283,7 @@ impl Serialize for AttributesJson<'_> {
                 max_request_body: l.settings.max_request_body,
                 max_requests_per_connection: l.settings.max_requests_per_connection,
                 name: &l.name,
+                owner: owner_str(&l.owner),
                 protocol: l.protocol.as_str(),
                 request_body_timeout: DurationJson(l.settings.request_body_timeout),
                 request_timeout: DurationJson(l.settings.request_timeout),
@@ -301,6 +303,7 @@ impl Serialize for AttributesJson<'_> {
                 }),
                 id: &c.id.0,
                 load_balancing: c.load_balancing.as_str(),
+                owner: owner_str(&c.owner),
                 response_timeout: DurationJson(c.response_timeout),
             }
             .serialize(serializer),
@@ -309,6 +312,7 @@ impl Serialize for AttributesJson<'_> {
                 backup: b.backup,
                 cluster: &b.key.cluster.0,
                 id: &b.key.id.0,
+                owner: owner_str(&b.owner),
                 weight: b.weight,
             }
             .serialize(serializer),
@@ -317,6 +321,7 @@ impl Serialize for AttributesJson<'_> {
                 fingerprint: Shown(c.fingerprint),
                 name: names.certificate(c.fingerprint),
                 not_after: date(c.not_after),
+                owner: owner_str(&c.owner),
             }
             .serialize(serializer),
             Resource::Frontend(f) => FrontendJson {
@@ -326,11 +331,17 @@ impl Serialize for AttributesJson<'_> {
                 hostname: f.hostname.as_deref(),
                 listener: names.listener(f.listener),
                 listener_address: Shown(f.listener),
+                owner: owner_str(&f.owner),
                 path: &f.path,
             }
             .serialize(serializer),
         }
     }
+}
+
+/// A resource's owner, left out of its object when it has none (docs/plan-json.md).
+fn owner_str(owner: &Option<weir_schema::Owner>) -> Option<&str> {
+    owner.as_ref().map(|o| o.0.as_str())
 }
 
 #[derive(Serialize)]
@@ -349,6 +360,8 @@ struct ListenerJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_requests_per_connection: Option<u32>,
     name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     protocol: &'static str,
     #[serde(skip_serializing_if = "DurationJson::is_none")]
     request_body_timeout: DurationJson,
@@ -373,6 +386,8 @@ struct ClusterJson<'a> {
     health_check: Option<HealthCheckJson<'a>>,
     id: &'a str,
     load_balancing: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     response_timeout: DurationJson,
 }
 
@@ -391,6 +406,8 @@ struct BackendJson<'a> {
     backup: bool,
     cluster: &'a str,
     id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     weight: u32,
 }
 
@@ -400,6 +417,8 @@ struct CertificateJson<'a> {
     fingerprint: Shown<Fingerprint>,
     name: String,
     not_after: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -410,6 +429,8 @@ struct FrontendJson<'a> {
     hostname: Option<&'a str>,
     listener: String,
     listener_address: Shown<std::net::SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a str>,
     path: &'a str,
 }
 
@@ -480,11 +501,16 @@ mod tests {
             unhealthy_threshold: 3,
         });
         cluster.connect_timeout = Some(Duration::from_secs(3));
+        // Every desired resource has an owner, so the `owner` attribute is compared too, and
+        // the frontend both sides route changes its owner alone.
+        let owner = || Some(weir_schema::Owner("platform".into()));
+        cluster.owner = owner();
         let mut green = backend("green", 19002);
         green.backup = true;
+        green.owner = owner();
         let desired = build(vec![
             Change::AddListener(Listener {
-                owner: None,
+                owner: owner(),
                 address: http,
                 protocol: Protocol::Http,
                 name: "web".into(),
@@ -496,7 +522,7 @@ mod tests {
                 },
             }),
             Change::AddListener(Listener {
-                owner: None,
+                owner: owner(),
                 address: https,
                 protocol: Protocol::Https,
                 name: "secure".into(),
@@ -505,11 +531,14 @@ mod tests {
                     ..ListenerSettings::default()
                 },
             }),
-            Change::AddCertificate(Box::new(cert.clone())),
+            Change::AddCertificate(Box::new(weir_schema::Certificate {
+                owner: owner(),
+                ..cert.clone()
+            })),
             Change::AddCluster(cluster),
             Change::AddBackend(green),
             Change::AddFrontend(Frontend {
-                owner: None,
+                owner: owner(),
                 listener: http,
                 hostname: Some("shop.test".into()),
                 path: "/".into(),
@@ -518,7 +547,7 @@ mod tests {
                 options: Default::default(),
             }),
             Change::AddFrontend(Frontend {
-                owner: None,
+                owner: owner(),
                 listener: https,
                 hostname: Some("shop.test".into()),
                 path: "/api".into(),

@@ -137,6 +137,7 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
         let shows_attrs = matches!(step.change, Change::UpdateListener(_))
             || matches!(step.change, Change::UpdateCluster(_))
             || matches!(step.change, Change::UpdateBackend(_))
+            || matches!(step.change, Change::UpdateFrontend(_))
             || (step.part_of == Action::Replace && step.op == crate::Op::Add);
         if shows_attrs {
             if let Some(change) = change {

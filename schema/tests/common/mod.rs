@@ -11,7 +11,7 @@ use std::time::Duration;
 use weir_schema::model::{ListenerSettings, TlsVersion};
 use weir_schema::{
     Backend, BackendId, BackendKey, Certificate, Change, Cluster, ClusterId, Command, Frontend,
-    HealthCheck, Listener, LoadBalancing, Protocol, Request,
+    HealthCheck, Listener, LoadBalancing, Owner, Protocol, Request,
 };
 
 pub const CERT_A: &str = include_str!("../data/test-a.pem");
@@ -153,6 +153,8 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
     let mut weighted = backend("shop", "blue", "127.0.0.1:9001");
     weighted.weight = 250;
     weighted.backup = true;
+    let mut owned_frontend = http_frontend("127.0.0.1:8080", "shop.example.com", "/", "shop");
+    owned_frontend.owner = Some(Owner("platform".to_owned()));
     // Append only: a request's id is its position, and its committed encoding is named by it.
     let changes = vec![
         Change::AddListener(first_tuned_listener()),
@@ -182,6 +184,7 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
         Change::RemoveCertificate(a.fingerprint),
         Change::AddListener(tuned_listener()),
         Change::UpdateListener(limited_listener()),
+        Change::UpdateFrontend(owned_frontend),
     ];
     let mut requests: Vec<Request> = changes
         .into_iter()

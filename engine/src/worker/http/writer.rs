@@ -14,15 +14,22 @@ use super::parser::{is, list, HeadError, RequestHead, ResponseHead};
 use crate::worker::buffer::Buf;
 use crate::worker::front::Underscores;
 
-/// Whether some `Connection` field names other fields (beyond `close`, `keep-alive` and
-/// `upgrade`), which are then hop-by-hop too. Checked once per head, so the common head pays
-/// nothing per field for it.
+/// Whether some `Connection` token names a field of this head, which is then hop-by-hop too
+/// (RFC 9110 7.6.1). Checked once per head, so the common head pays nothing per field for it.
+/// `keep-alive` and `upgrade` name fields that are dropped or kept on their own terms anyway;
+/// `close` is an option, but a field literally named `Close` listed with it is still named.
 fn connection_names_fields(headers: &[httparse::Header<'_>]) -> bool {
     headers
         .iter()
         .filter(|h| is(h.name.as_bytes(), b"connection"))
         .flat_map(|h| list(h.value))
-        .any(|token| !is(token, b"close") && !is(token, b"keep-alive") && !is(token, b"upgrade"))
+        .any(|token| {
+            if is(token, b"close") {
+                headers.iter().any(|h| is(h.name.as_bytes(), b"close"))
+            } else {
+                !is(token, b"keep-alive") && !is(token, b"upgrade")
+            }
+        })
 }
 
 /// Whether a field is hop-by-hop: never forwarded as is (RFC 9110 7.6.1). `Upgrade` passes
@@ -834,6 +841,35 @@ mod tests {
             assert!(!lower.contains(gone), "{gone} forwarded:\n{out}");
         }
         assert!(out.contains("Accept: */*\r\n"), "{out}");
+    }
+
+    #[test]
+    fn a_field_named_close_goes_when_connection_lists_close() {
+        // RFC 9110 7.6.1: a field named by a Connection option is hop-by-hop, whatever its
+        // name; `close` is both an option and the name of the field `Close` here.
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nClose: secret\r\nX-A: 1\r\n\r\n",
+        );
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("X-A: 1\r\n"), "{text}");
+        // Listed beside another token, and in a response.
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CLOSE\r\nclose: secret\r\n\r\n",
+        );
+        assert!(!text.contains("secret"), "{text}");
+        let keep = ClientConnection::KeepAlive { http10: false };
+        let text = forwarded_response(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nClose: secret\r\nContent-Length: 0\r\n\r\n",
+            keep,
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // A `Close` field nobody lists is end-to-end: it stays.
+        let text = forwarded(b"GET / HTTP/1.1\r\nHost: a\r\nClose: kept\r\n\r\n");
+        assert!(text.contains("Close: kept\r\n"), "{text}");
+        let text = forwarded(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nClose: kept\r\n\r\n",
+        );
+        assert!(text.contains("Close: kept\r\n"), "{text}");
     }
 
     /// The `Date` field the response tests hand the writer.
