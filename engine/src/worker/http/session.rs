@@ -84,7 +84,9 @@ pub struct HttpSession {
     phase: Phase,
     front_in: Option<Buf>,
     /// Requests completed on this connection.
-    served: u64,
+    /// Requests answered on the connection (a u32, saturating: it sits beside the 4-byte `log`
+    /// key in one word, which keeps an idle session within its size bound).
+    served: u32,
     /// The current request's access line, kept (closed) between requests for the next one.
     log: LineKey,
     /// When the connection last finished a request, on the worker's request count (a clock
@@ -261,7 +263,7 @@ impl HttpSession {
         }
         let mut headers = header_slots();
         // The listener's `max_requests_per_connection`th request is answered with a close.
-        let last = self.served + 1 >= u64::from(io.info.max_requests_per_connection);
+        let last = self.served.saturating_add(1) >= io.info.max_requests_per_connection;
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
             Ok(Some(head)) => {
                 if cx.access_log.is_on() {
@@ -407,7 +409,7 @@ impl HttpSession {
                 self.phase = Phase::Closing;
             }
             Keep::Keep => {
-                self.served += 1;
+                self.served = self.served.saturating_add(1);
                 self.idle_since = cx.metrics.http_requests.max(1);
                 self.phase = Phase::Head;
                 io.deadline.at = cx.now + io.info.front_timeout;
@@ -463,7 +465,7 @@ impl HttpSession {
             self.finish_line(io, cx, &ex.outcome());
         }
         let client = ex.finish(cx);
-        self.served += 1;
+        self.served = self.served.saturating_add(1);
         self.idle_since = cx.metrics.http_requests.max(1);
         match client {
             Keep::Close => {
