@@ -20,9 +20,12 @@ use weir_schema::desired;
 use weir_schema::framing::{encode_frame, FrameDecoder};
 use weir_schema::{proto, Command, Request, State};
 
+/// A target's check: panics when a property fails.
+pub type Check = fn(&[u8]);
+
 /// Every target, in name order: its name (the file in `fuzz/fuzz_targets/` and the corpus
 /// directory) and its check.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("chunked_body", chunked_body),
     ("command_frames", command_frames),
     ("desired_toml", desired_toml),

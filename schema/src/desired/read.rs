@@ -48,7 +48,7 @@ pub(crate) fn read_capped_text(path: &Path, cap: u64, what: &str) -> Result<Stri
 
 /// `8 MiB`, `1 MiB`, or bytes.
 fn human(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes % (1 << 20) == 0 {
+    if bytes >= 1 << 20 && bytes & ((1 << 20) - 1) == 0 {
         format!("{} MiB", bytes >> 20)
     } else {
         format!("{bytes} bytes")

@@ -174,6 +174,7 @@ impl MarkedEventReceiver for Builder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
