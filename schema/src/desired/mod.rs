@@ -14,6 +14,7 @@
 mod files;
 mod mirror;
 mod positions;
+mod read;
 mod resolve;
 mod toml_file;
 mod yaml_file;
@@ -31,6 +32,7 @@ use crate::state::State;
 
 use files::Format;
 use positions::Pos;
+pub use read::{MAX_DESIRED_FILE_BYTES, MAX_PEM_FILE_BYTES};
 use resolve::SourceFile;
 
 /// A place in a desired-state file.
@@ -63,7 +65,7 @@ impl Definition {
     /// The line and column where the resource starts, read from its file now; `None` if the
     /// file can no longer be read or no longer holds that field.
     pub fn locate(&self) -> Option<Location> {
-        let text = fs::read_to_string(&self.file).ok()?;
+        let text = read::read_capped_text(&self.file, MAX_DESIRED_FILE_BYTES, "").ok()?;
         let positions = match Format::of(&self.file)? {
             Format::Yaml => yaml_file::positions(&text),
             Format::Toml => toml_file::positions(&text),
@@ -226,8 +228,13 @@ fn load_inner(path: &Path, now: i64, live: Option<&State>) -> Result<Desired, Lo
     let files = if meta.is_dir() {
         files::discover(path).map_err(|e| LoadErrors(vec![e]))?
     } else {
-        let bytes =
-            fs::read(path).map_err(|e| unplaced(format!("cannot read {}: {e}", path.display())))?;
+        // A desired-state file is read up to its cap; a saved state (any other name) whole.
+        let bytes = match Format::of(path) {
+            Some(_) => read::read_capped(path, MAX_DESIRED_FILE_BYTES, "desired-state file")
+                .map_err(unplaced)?,
+            None => fs::read(path)
+                .map_err(|e| unplaced(format!("cannot read {}: {e}", path.display())))?,
+        };
         if saved::is_saved_state(&bytes) {
             // A backup made by `weir state save` restores like any desired state.
             let state =
@@ -251,41 +258,80 @@ fn load_inner(path: &Path, now: i64, live: Option<&State>) -> Result<Desired, Lo
     let mut errors = Vec::new();
     let mut sources = Vec::new();
     for (file, format) in files {
-        let text = match fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) => {
-                errors.push(LoadError {
-                    location: None,
-                    field: None,
-                    message: format!("cannot read {}: {e}", file.display()),
-                });
-                continue;
-            }
-        };
-        let parsed = match format {
-            Format::Yaml => yaml_file::parse(&text),
-            Format::Toml => toml_file::parse(&text),
-        };
-        match parsed {
-            Ok(doc) => sources.push(SourceFile::new(file, format, text, doc)),
-            Err(e) => {
-                let pos = e.pos.unwrap_or(Pos { line: 1, column: 1 });
-                errors.push(LoadError {
-                    location: Some(Location {
-                        file,
-                        line: pos.line,
-                        column: pos.column,
-                    }),
-                    field: e.field,
-                    message: e.message,
-                });
-            }
+        match read::read_capped_text(&file, MAX_DESIRED_FILE_BYTES, "desired-state file") {
+            Ok(text) => parse_file(file, format, text, &mut sources, &mut errors),
+            Err(message) => errors.push(LoadError {
+                location: None,
+                field: None,
+                message,
+            }),
         }
     }
+    finish(&sources, errors, now, live)
+}
 
+/// Loads one desired-state file from its text, as if read from `file`: its extension gives
+/// the format, its directory is where relative certificate paths start, and errors name it.
+/// `now` is as in [`load_at`].
+pub fn load_text(file: &Path, text: &str, now: i64) -> Result<Desired, LoadErrors> {
+    let format = Format::of(file).ok_or_else(|| {
+        LoadErrors(vec![LoadError {
+            location: None,
+            field: None,
+            message: format!("{}: expected a .yaml, .yml or .toml file", file.display()),
+        }])
+    })?;
+    let (mut sources, mut errors) = (Vec::new(), Vec::new());
+    parse_file(
+        file.to_owned(),
+        format,
+        text.to_owned(),
+        &mut sources,
+        &mut errors,
+    );
+    finish(&sources, errors, now, None)
+}
+
+/// Parses one file's text into `sources`, or its first syntax error into `errors`.
+fn parse_file(
+    file: PathBuf,
+    format: Format,
+    text: String,
+    sources: &mut Vec<SourceFile>,
+    errors: &mut Vec<LoadError>,
+) {
+    let parsed = match format {
+        Format::Yaml => yaml_file::parse(&text),
+        Format::Toml => toml_file::parse(&text),
+    };
+    match parsed {
+        Ok(doc) => sources.push(SourceFile::new(file, format, text, doc)),
+        Err(e) => {
+            let pos = e.pos.unwrap_or(Pos { line: 1, column: 1 });
+            errors.push(LoadError {
+                location: Some(Location {
+                    file,
+                    line: pos.line,
+                    column: pos.column,
+                }),
+                field: e.field,
+                message: e.message,
+            });
+        }
+    }
+}
+
+/// Resolves the parsed files into one state, or every error found (`errors`: those found
+/// while reading and parsing).
+fn finish(
+    sources: &[SourceFile],
+    mut errors: Vec<LoadError>,
+    now: i64,
+    live: Option<&State>,
+) -> Result<Desired, LoadErrors> {
     // With a file unparsed, a reference to something it defines would look unknown.
     let complete = errors.is_empty();
-    let resolved = resolve::resolve(&sources, complete, now, live);
+    let resolved = resolve::resolve(sources, complete, now, live);
     errors.extend(resolved.errors);
     if !errors.is_empty() {
         // Stable and readable: by file, line and column (unplaced problems first).

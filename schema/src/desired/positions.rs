@@ -33,6 +33,74 @@ impl Pos {
     }
 }
 
+/// Bytes between two counts of characters kept by [`LineIndex`].
+const STRIDE: usize = 256;
+
+/// Positions of many offsets in one text, each found in time independent of the text's size
+/// after one pass over it. [`Pos::from_offset`] scans the text from its start: once for one
+/// error is fine, once for every field of a large file would be quadratic.
+#[derive(Debug)]
+pub(crate) struct LineIndex<'t> {
+    text: &'t str,
+    /// Where each line starts, in bytes.
+    line_starts: Vec<usize>,
+    /// Characters before each multiple of [`STRIDE`] bytes (columns count characters).
+    chars_before: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    pub fn new(text: &'t str) -> LineIndex<'t> {
+        let bytes = text.as_bytes();
+        let line_starts = std::iter::once(0)
+            .chain(
+                bytes
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &b)| b == b'\n')
+                    .map(|(i, _)| i + 1),
+            )
+            .collect();
+        let mut chars_before = Vec::with_capacity(bytes.len() / STRIDE + 2);
+        let mut count = 0;
+        for block in bytes.chunks(STRIDE) {
+            chars_before.push(count);
+            count += chars_in(block);
+        }
+        chars_before.push(count);
+        LineIndex {
+            text,
+            line_starts,
+            chars_before,
+        }
+    }
+
+    /// The same as [`Pos::from_offset`] on this text.
+    pub fn pos(&self, offset: usize) -> Pos {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // Lines starting at or before the offset: the last of them holds it.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let start = self.line_starts[line - 1];
+        Pos {
+            line,
+            column: self.chars_to(offset) - self.chars_to(start) + 1,
+        }
+    }
+
+    /// Characters before byte `offset` (a character boundary).
+    fn chars_to(&self, offset: usize) -> usize {
+        let block = offset / STRIDE;
+        self.chars_before[block] + chars_in(&self.text.as_bytes()[block * STRIDE..offset])
+    }
+}
+
+/// Characters that start in `bytes`: every byte but UTF-8 continuation bytes.
+fn chars_in(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xC0 != 0x80).count()
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     /// Where the key was written (absent for sequence items and the document root).
@@ -164,6 +232,24 @@ mod tests {
         assert_eq!(Pos::from_offset(text, 10), Pos { line: 2, column: 5 });
         // An offset inside a multi-byte character does not panic.
         assert_eq!(Pos::from_offset(text, 7), Pos { line: 2, column: 2 });
+    }
+
+    #[test]
+    fn the_line_index_places_every_offset_as_a_scan_from_the_start_does() {
+        let mut text = String::from("a: 1\nbé: 2\n\n");
+        for i in 0..200 {
+            text.push_str(&format!("k{i}: \"{}\"\n", "ü€x".repeat(i % 7)));
+        }
+        text.push_str(&"x".repeat(3 * STRIDE));
+        let index = LineIndex::new(&text);
+        for offset in 0..=text.len() + 2 {
+            assert_eq!(
+                index.pos(offset),
+                Pos::from_offset(&text, offset),
+                "{offset}"
+            );
+        }
+        assert_eq!(LineIndex::new("").pos(0), Pos { line: 1, column: 1 });
     }
 
     #[test]

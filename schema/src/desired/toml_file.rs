@@ -7,7 +7,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, DeValue, Deserializer};
 
 use super::mirror::FileDoc;
-use super::positions::{child_index, child_key, Pos, Positions};
+use super::positions::{child_index, child_key, LineIndex, Pos, Positions};
 use super::FileError;
 
 /// Parses a TOML file into its mirror.
@@ -30,27 +30,29 @@ pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
 pub(crate) fn positions(text: &str) -> Positions {
     let mut positions = Positions::default();
     if let Ok(table) = DeTable::parse(text) {
-        walk_table(text, table.get_ref(), "", &mut positions);
+        walk_table(&LineIndex::new(text), table.get_ref(), "", &mut positions);
     }
     positions
 }
 
-fn walk_table(text: &str, table: &DeTable<'_>, path: &str, positions: &mut Positions) {
+// Offsets become positions through a `LineIndex`: every key and value is placed, and scanning
+// the text from its start for each would make a large file's error cost quadratic time.
+fn walk_table(text: &LineIndex<'_>, table: &DeTable<'_>, path: &str, positions: &mut Positions) {
     for (key, value) in table {
         let child = child_key(path, key.get_ref());
-        positions.record_key(&child, Pos::from_offset(text, key.span().start));
-        positions.record_value(&child, Pos::from_offset(text, value.span().start));
+        positions.record_key(&child, text.pos(key.span().start));
+        positions.record_value(&child, text.pos(value.span().start));
         walk_value(text, value.get_ref(), &child, positions);
     }
 }
 
-fn walk_value(text: &str, value: &DeValue<'_>, path: &str, positions: &mut Positions) {
+fn walk_value(text: &LineIndex<'_>, value: &DeValue<'_>, path: &str, positions: &mut Positions) {
     match value {
         DeValue::Table(table) => walk_table(text, table, path, positions),
         DeValue::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 let child = child_index(path, i);
-                positions.record_value(&child, Pos::from_offset(text, item.span().start));
+                positions.record_value(&child, text.pos(item.span().start));
                 walk_value(text, item.get_ref(), &child, positions);
             }
         }

@@ -55,13 +55,24 @@ fn clean_message(raw: &str) -> String {
     message
 }
 
+/// Deepest nesting of mappings and sequences whose fields get positions. A desired-state file
+/// nests five levels; an error deeper than this is placed at its closest recorded parent.
+const MAX_DEPTH: usize = 64;
+
 /// Field paths and positions from the YAML event stream. A file that yaml-rust2 cannot parse
 /// gives the positions it reached; serde_yaml reports the syntax error itself.
 pub(crate) fn positions(text: &str) -> Positions {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    // Errors are serde_yaml's to report; keep whatever positions were collected.
-    let _ = parser.load(&mut builder, false);
+    // Event by event, not through `Parser::load`, which recurses once per nesting level: a
+    // file nested a few thousand levels deep (a megabyte of indentation) would overflow the
+    // stack. Errors are serde_yaml's to report; the positions collected so far are kept.
+    while let Ok((event, mark)) = parser.next_token() {
+        if matches!(event, Event::StreamEnd) {
+            break;
+        }
+        builder.on_event(event, mark);
+    }
     builder.positions
 }
 
@@ -74,6 +85,8 @@ enum Frame {
 #[derive(Debug, Default)]
 struct Builder {
     stack: Vec<Frame>,
+    /// Mappings and sequences open beyond [`MAX_DEPTH`]: their contents are not recorded.
+    too_deep: usize,
     positions: Positions,
 }
 
@@ -114,6 +127,17 @@ impl MarkedEventReceiver for Builder {
             line: mark.line(),
             column: mark.col() + 1,
         };
+        if self.too_deep > 0 || self.stack.len() >= MAX_DEPTH {
+            match ev {
+                Event::MappingStart(..) | Event::SequenceStart(..) => self.too_deep += 1,
+                Event::MappingEnd | Event::SequenceEnd if self.too_deep > 0 => self.too_deep -= 1,
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.stack.pop();
+                }
+                _ => {}
+            }
+            return;
+        }
         match ev {
             Event::Scalar(value, ..) => {
                 if let Some(path) = self.node(pos, Some(&value)) {
@@ -150,6 +174,7 @@ impl MarkedEventReceiver for Builder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
     use super::*;
 
@@ -186,6 +211,25 @@ clusters:
             p.value("clusters[0].backends[0].weight"),
             p.value("clusters[0].backends[0]")
         );
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_placed_without_exhausting_the_stack() {
+        // Nested 1,500 levels deep by indentation (1.1 MB): the recursive event loader
+        // overflowed the stack on it.
+        let mut text = String::from("listeners:\n");
+        for depth in 0..1500 {
+            text.push_str(&" ".repeat(depth));
+            text.push_str("-\n");
+        }
+        // The first listener is a sequence: refused there, at its line.
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.pos, Some(Pos { line: 3, column: 2 }));
+        assert_eq!(e.field.as_deref(), Some("listeners[0]"));
+        let p = positions(&text);
+        let deepest = format!("listeners{}", "[0]".repeat(MAX_DEPTH - 1));
+        assert!(p.value(&deepest).is_some());
+        assert_eq!(p.value(&format!("{deepest}[0][0]")), p.value(&deepest));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use super::answers::{Answer, RouteFields, Status};
 use super::exchange::{Exchange, Keep, Outcome, Refusal};
+use super::head_scan::HeadScan;
 use super::parser::{header_slots, parse_request, HeadError};
 use crate::worker::access_log::{LineKey, Outcome as LogOutcome};
 use crate::worker::buffer::Buf;
@@ -83,6 +84,8 @@ enum Phase {
 pub struct HttpSession {
     phase: Phase,
     front_in: Option<Buf>,
+    /// How far the head at the start of `front_in` has been looked at.
+    scan: HeadScan,
     /// Requests completed on this connection.
     /// Requests answered on the connection (a u32, saturating: it sits beside the 4-byte `log`
     /// key in one word, which keeps an idle session within its size bound).
@@ -107,6 +110,7 @@ impl HttpSession {
         HttpSession {
             phase: Phase::Head,
             front_in: None,
+            scan: HeadScan::default(),
             served: 0,
             log: LineKey::default(),
             idle_since: 0,
@@ -261,6 +265,12 @@ impl HttpSession {
             self.front_in = Some(buf);
             return None;
         }
+        // A head arriving in small pieces is parsed only when its new bytes may finish or
+        // break it (linear work in all); a full buffer gets its answer (414/431) at once.
+        if !self.scan.should_parse(buf.pending()) && !buf.is_full() {
+            self.front_in = Some(buf);
+            return None;
+        }
         let mut headers = header_slots();
         // The listener's `max_requests_per_connection`th request is answered with a close.
         let last = self.served.saturating_add(1) >= io.info.max_requests_per_connection;
@@ -279,6 +289,7 @@ impl HttpSession {
                 )
             }
             Ok(None) if !buf.is_full() => {
+                self.scan.incomplete(buf.len());
                 self.front_in = Some(buf);
                 return None;
             }
@@ -296,6 +307,7 @@ impl HttpSession {
             Err(HeadError::UnsupportedCoding) => (0, Err(Refusal::close(Status::NotImplemented))),
             Err(HeadError::Malformed(_)) => (0, Err(Refusal::close(Status::BadRequest))),
         };
+        self.scan.reset();
         let mut ex = match started {
             Ok(ex) => ex,
             Err(refusal) => {

@@ -2,7 +2,6 @@
 //! parsed and checked (key matches, one name per certificate), expiry warned about, and names
 //! resolved for the listeners and frontends that refer to them.
 
-use std::fs;
 use std::path::Path;
 
 use crate::cert::{utc_date as date, CertError, Certificate};
@@ -10,6 +9,7 @@ use crate::command::Change;
 use crate::model::Fingerprint;
 
 use super::super::mirror::CertificateDoc;
+use super::super::read::{read_capped_text, MAX_PEM_FILE_BYTES};
 use super::{known, Broken, CertEntry, Field, Place, Resolver, EXPIRY_WARNING_SECS};
 
 impl Resolver<'_> {
@@ -113,10 +113,10 @@ impl Resolver<'_> {
 
     fn read_pem(&mut self, f: usize, path: Field, base: &Path, file: &str) -> Option<String> {
         let resolved = base.join(file.trim());
-        match fs::read_to_string(&resolved) {
+        match read_capped_text(&resolved, MAX_PEM_FILE_BYTES, "certificate or key file") {
             Ok(text) => Some(text),
-            Err(e) => {
-                self.error(f, path, format!("cannot read {}: {e}", resolved.display()));
+            Err(message) => {
+                self.error(f, path, message);
                 None
             }
         }
