@@ -33,12 +33,14 @@ mod size_tests {
     /// An idle keep-alive connection costs its slab entry and nothing else (no buffer): keep
     /// that entry small. The bound is the measured size (the limits of issue 17 added 16
     /// bytes: the per-address slot of `max_connections_per_ip`, boxed so a listener without
-    /// the limit pays only the pointer, and the idle stamp the connection cap closes by).
+    /// the limit pays only the pointer, and the idle stamp the connection cap closes by; the
+    /// incremental head scan of issue 17 added 24, where the head's bytes already looked at
+    /// are; the access log's line key shares a word with the served count).
     #[test]
     fn an_idle_session_is_small() {
         let size = std::mem::size_of::<slab::Slab<Session>>();
         assert!(size > 0);
         let entry = std::mem::size_of::<Session>();
-        assert!(entry <= 216, "Session is {entry} bytes");
+        assert!(entry <= 248, "Session is {entry} bytes");
     }
 }
