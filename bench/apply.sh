@@ -40,7 +40,7 @@ SOCK=""
 PROXY_PID=""
 start_proxy() {
 	local name=$1 deadline=$((SECONDS + 30))
-	SOCK="$BENCH_TMP/$name.sock"
+	SOCK="$BENCH_SOCKS/$name.sock"
 	start_bg "$name" "$WEIR_BIN" proxy --workers 2 --socket "$SOCK"
 	PROXY_PID=$STARTED_PID
 	until "$WEIR_BIN" status --socket "$SOCK" >/dev/null 2>&1; do

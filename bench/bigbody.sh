@@ -29,7 +29,7 @@ wait_port "$OPORT" "$STARTED_PID"
 PORT="$(free_port)"
 write_weir_desired "$BENCH_TMP/desired" "$PORT" "$OPORT" big.local
 start_bg weir "$WEIR_BIN" proxy --workers 1 --desired "$BENCH_TMP/desired" \
-	--socket "$BENCH_TMP/weir.sock"
+	--socket "$BENCH_SOCKS/weir.sock"
 WEIR_PID="$STARTED_PID"
 wait_port "$PORT" "$WEIR_PID"
 for _ in $(seq 1 100); do

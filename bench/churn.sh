@@ -55,7 +55,7 @@ start_origin "$ORIGIN_A"
 start_origin_b "$ORIGIN_B"
 
 write_weir_desired "$BENCH_TMP/desired" "$WEIR_PORT" "$ORIGIN_A" "$HOST"
-SOCK="$BENCH_TMP/weir.sock"
+SOCK="$BENCH_SOCKS/weir.sock"
 start_bg weir "$WEIR_BIN" proxy --workers 2 --desired "$BENCH_TMP/desired" --socket "$SOCK"
 WEIR_PID=$STARTED_PID
 wait_port "$WEIR_PORT" "$WEIR_PID"

@@ -105,7 +105,7 @@ for proxy in $PROXIES; do
 		[[ "$proxy" == weir_alt ]] && bin="$WEIR_ALT_BIN"
 		write_weir_tls_desired "$BENCH_TMP/desired-$proxy" "${port[$proxy]}" "$origin_port"
 		start_bg "$proxy" "$bin" proxy --workers 1 --desired "$BENCH_TMP/desired-$proxy" \
-			--socket "$BENCH_TMP/$proxy.sock"
+			--socket "$BENCH_SOCKS/$proxy.sock"
 		wait_port "${port[$proxy]}" "$STARTED_PID" 60
 		;;
 	nginx) start_nginx_tls "${port[nginx]}" "$origin_port" ;;

@@ -60,7 +60,7 @@ for proxy in weir nginx haproxy; do
 	weir/1)
 		write_weir_tls_desired "$BENCH_TMP/desired" "$port" "$origin_port"
 		start_bg weir "$WEIR_BIN" proxy --workers 1 --desired "$BENCH_TMP/desired" \
-			--socket "$BENCH_TMP/weir.sock"
+			--socket "$BENCH_SOCKS/weir.sock"
 		wait_port "$port" "$STARTED_PID" 60
 		;;
 	weir/*)

@@ -20,6 +20,7 @@ ORIGIN_BODY="weir-bench-20-bytes!"
 
 BENCH_PIDS=()
 BENCH_TMP=""
+BENCH_SOCKS=""
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -60,6 +61,10 @@ bench_init() {
 	# nginx workers may drop to an unprivileged user when started as root; they only
 	# need to traverse this directory, never to write in it.
 	chmod 755 "$BENCH_TMP"
+	# Weir's command sockets go in a directory of their own: the proxy refuses a socket
+	# directory that is open to group or others (issue 17), as this one is for nginx.
+	BENCH_SOCKS="$BENCH_TMP/sockets"
+	mkdir -m 700 "$BENCH_SOCKS"
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -330,7 +335,7 @@ EOF
 start_weir() {
 	local name=$1 port=$2 desired=$3 host=$4 timeout=${5:-60} config=${6:-}
 	start_bg "$name" "$WEIR_BIN" proxy --workers 1 --desired "$desired" \
-		--socket "$BENCH_TMP/$name.sock" ${config:+--config "$config"}
+		--socket "$BENCH_SOCKS/$name.sock" ${config:+--config "$config"}
 	wait_port "$port" "$STARTED_PID" "$timeout"
 	wait_http "$port" "$host" "$STARTED_PID" "$timeout"
 }

@@ -29,7 +29,7 @@ TIMING_BIN="$ROOT_DIR/target/release/examples/plan_timing"
 DESIRED="$BENCH_TMP/apps"
 gen_apps "$APPS" "$DESIRED" "127.0.0.1:$(free_port)" "127.0.0.1:$(free_port)"
 
-SOCK="$BENCH_TMP/weir.sock"
+SOCK="$BENCH_SOCKS/weir.sock"
 start_bg weir "$WEIR_BIN" proxy --workers 2 --socket "$SOCK"
 WEIR_PID=$STARTED_PID
 deadline=$((SECONDS + 30))

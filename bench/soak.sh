@@ -84,7 +84,7 @@ EOF
 }
 write_desired 100
 
-SOCK="$BENCH_TMP/weir.sock"
+SOCK="$BENCH_SOCKS/weir.sock"
 start_bg weir "$WEIR_BIN" proxy --workers 2 --desired "$DESIRED" --socket "$SOCK"
 WEIR_PID=$STARTED_PID
 wait_port "$WEIR_PORT" "$WEIR_PID"
