@@ -134,10 +134,9 @@ pub fn text(plan: &Plan, opts: &TextOptions) -> String {
         }
         let _ = writeln!(out);
         // Attribute changes: on an update, and on the add step of a replacement.
-        let shows_attrs = matches!(step.change, Change::UpdateListener(_))
-            || matches!(step.change, Change::UpdateCluster(_))
-            || matches!(step.change, Change::UpdateBackend(_))
-            || matches!(step.change, Change::UpdateFrontend(_))
+        // Every update shows them, a certificate's too: its owner changes by a
+        // `ReplaceCertificate` to itself, which is an update like the others.
+        let shows_attrs = step.op == crate::Op::Update
             || (step.part_of == Action::Replace && step.op == crate::Op::Add);
         if shows_attrs {
             if let Some(change) = change {
@@ -277,5 +276,42 @@ fn value_text(v: &Value) -> String {
             parts.join(" ")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_schema::{Certificate, Owner, State};
+
+    fn certificate(owner: Option<&str>) -> State {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+        let pem = std::fs::read_to_string(format!("{dir}a.pem")).unwrap();
+        let key = std::fs::read_to_string(format!("{dir}a.key")).unwrap();
+        let mut cert = Certificate::from_pem("cert-a", &pem, &key).unwrap();
+        cert.owner = owner.map(|o| Owner(o.into()));
+        let mut state = State::new();
+        state
+            .apply_change(&Change::AddCertificate(Box::new(cert)), None)
+            .unwrap();
+        state
+    }
+
+    /// Adopting a certificate changes only its owner: the text says so, as it does for the
+    /// other kinds, instead of a bare `~` line.
+    #[test]
+    fn a_certificates_owner_change_shows_the_owner() {
+        let plan = crate::plan(&certificate(None), &certificate(Some("platform")), &[]);
+        let out = text(&plan, &TextOptions::default());
+        let lines: Vec<&str> = out.lines().collect();
+        let step = lines
+            .iter()
+            .position(|l| l.contains("~ certificate."))
+            .unwrap_or_else(|| panic!("no certificate update in:\n{out}"));
+        assert_eq!(
+            lines[step + 1].trim(),
+            "owner: (default) → platform",
+            "{out}"
+        );
     }
 }
