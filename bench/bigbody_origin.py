@@ -8,45 +8,26 @@ import socket
 import sys
 import threading
 
+from origin_http import answer, read_body, read_head
+
 SIZE = int(sys.argv[2])
 BLOCK = b"\0" * (1 << 20)
-
-
-def read_head(conn, buf):
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None, b""
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    return head.decode("latin-1"), rest
 
 
 def serve(conn):
     buf = b""
     with conn:
         while True:
-            head, buf = read_head(conn, buf)
-            if head is None:
+            request_line, headers, buf = read_head(conn, buf)
+            if request_line is None:
                 return
-            lines = head.split("\r\n")
-            method = lines[0].split(" ")[0]
-            headers = {}
-            for line in lines[1:]:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
+            method = request_line.split(" ")[0]
             if "content-length" in headers:
-                left = int(headers["content-length"]) - len(buf)
-                got = len(buf)
-                buf = b""
-                while left > 0:
-                    chunk = conn.recv(min(left, 1 << 20))
-                    if not chunk:
-                        return
-                    left -= len(chunk)
-                    got += len(chunk)
-                body = str(got).encode()
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                length = int(headers["content-length"])
+                buf = read_body(conn, buf, length)
+                if buf is None:
+                    return
+                answer(conn, b"200 OK", str(length).encode())
             elif method == "GET":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % SIZE)
                 left = SIZE
@@ -55,7 +36,7 @@ def serve(conn):
                     conn.sendall(BLOCK[:n])
                     left -= n
             else:
-                conn.sendall(b"HTTP/1.1 411 Length Required\r\nContent-Length: 0\r\n\r\n")
+                answer(conn, b"411 Length Required", b"")
 
 
 def main():
@@ -68,4 +49,5 @@ def main():
         threading.Thread(target=serve, args=(conn,), daemon=True).start()
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -21,28 +21,9 @@ import sys
 import threading
 import time
 
+from origin_http import answer, read_body, read_head
+
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-
-def read_head(conn, buf):
-    while b"\r\n\r\n" not in buf:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return None, None, b""
-        buf += chunk
-        if len(buf) > 65536:
-            return None, None, b""
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    return lines[0], headers, rest
-
-
-def answer(conn, status, body, extra=b""):
-    conn.sendall(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n%s\r\n%s" % (status, len(body), extra, body))
 
 
 def recv_exact(conn, buf, n):
@@ -109,16 +90,11 @@ def serve(conn):
                 websocket(conn, headers, buf)
                 return
             if "content-length" in headers:
-                left = int(headers["content-length"]) - len(buf)
-                got = len(buf)
-                buf = b""
-                while left > 0:
-                    chunk = conn.recv(min(left, 1 << 20))
-                    if not chunk:
-                        return
-                    left -= len(chunk)
-                    got += len(chunk)
-                answer(conn, b"200 OK", str(got).encode())
+                length = int(headers["content-length"])
+                buf = read_body(conn, buf, length)
+                if buf is None:
+                    return
+                answer(conn, b"200 OK", str(length).encode())
             elif path == "/fault/reset":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\npartial")
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -351,48 +351,29 @@ fn only_get_and_head_of_the_two_pages() {
     assert!(refused.contains("Allow: GET, HEAD"), "{refused}");
 }
 
-/// Runs `weir proxy` with `toml` as its config and returns its output (it must exit).
-fn start_fails(toml: &str) -> (Output, PathBuf) {
+/// Runs `weir proxy` with `toml` as its config, which must stop it from starting; returns its
+/// stderr and the config's path.
+fn start_fails(toml: &str) -> (String, PathBuf) {
     let dir = util::private_tempdir();
     let config = dir.path().join("weir.toml");
     std::fs::write(&config, toml).unwrap();
-    let socket = dir.path().join("weir.sock");
-    let mut child = Command::new(util::weir_bin())
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--config")
-        .arg(&config)
-        .args(["--workers", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("weir proxy started with {toml:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child.wait_with_output().unwrap(), config)
+    let stderr = util::proxy_fails_to_start(
+        &dir.path().join("weir.sock"),
+        &["--config", config.to_str().unwrap(), "--workers", "1"],
+    );
+    (stderr, config)
 }
 
 #[test]
 fn a_non_loopback_or_busy_address_stops_the_start() {
-    let (out, config) = start_fails("workers = 1\n[metrics]\nprometheus = \"0.0.0.0:9901\"\n");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (err, config) = start_fails("workers = 1\n[metrics]\nprometheus = \"0.0.0.0:9901\"\n");
     assert!(err.contains(config.to_str().unwrap()), "{err}");
     assert!(err.contains("line 3"), "{err}");
     assert!(err.contains("not a loopback address"), "{err}");
 
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
-    let (out, _) = start_fails(&format!("[metrics]\nprometheus = \"{address}\"\n"));
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (err, _) = start_fails(&format!("[metrics]\nprometheus = \"{address}\"\n"));
     assert!(
         err.contains("cannot serve the admin endpoint") && err.contains(&address.to_string()),
         "{err}"

@@ -101,22 +101,8 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
         stderr,
     );
     let mut c = client(&proxy);
-    let blue = Backend::start("blue");
-    let gate = Gate::start();
-    let listener = free_addr();
-    route(&mut c, listener, "site.test", &[blue.addr]);
-    assert!(is_ok(&apply(&mut c, add_cluster("held"))));
-    assert!(is_ok(&apply(
-        &mut c,
-        add_backend("held", "gate", gate.addr)
-    )));
-    assert!(is_ok(&apply(
-        &mut c,
-        add_frontend(listener, "held.test", "held")
-    )));
-    assert!(wait_until(Duration::from_secs(20), || {
-        http_get(listener, "site.test", "/").is_ok_and(|a| a.status == 200)
-    }));
+    let routes = HeldRoutes::add(&mut c);
+    let (listener, gate) = (routes.listener, &routes.gate);
     // Told once, at start, that 64 fds cannot hold 1,000 connections.
     let start_log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
@@ -170,7 +156,7 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
     assert!(!held.is_empty());
 
     // The backend was not blamed: still up, no connect error counted against it.
-    let gate_key = backend_key("held", "gate");
+    let gate_key = routes.gate_key();
     assert_eq!(counter(&mut c, &BackendCounter::Up.name(&gate_key)), 1);
     assert_eq!(
         counter(&mut c, &BackendCounter::ConnectErrors.name(&gate_key)),

@@ -6,7 +6,6 @@
 
 mod util;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use util::control::*;
@@ -32,29 +31,11 @@ fn a_second_proxy_cannot_take_a_listening_address_from_the_first() {
         "routes/site.yaml",
         &yaml.replace("{port}", &address.port().to_string()),
     );
-    let socket = second.path().join("weir.sock");
-    let mut proxy = Command::new(util::weir_bin())
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--workers")
-        .arg("2")
-        .arg("--desired")
-        .arg(second.path().join("routes"))
-        .env_remove("WEIR_SOCKET")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut proxy, Duration::from_secs(20));
-    if status.is_none() {
-        let _ = proxy.kill();
-        let _ = proxy.wait();
-    }
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut proxy.stderr.take().unwrap(), &mut stderr).unwrap();
-    let status = status.unwrap_or_else(|| panic!("a second proxy took the address:\n{stderr}"));
-    assert!(!status.success(), "{stderr}");
+    let routes = second.path().join("routes");
+    let stderr = util::proxy_fails_to_start(
+        &second.path().join("weir.sock"),
+        &["--workers", "2", "--desired", routes.to_str().unwrap()],
+    );
     let expected = format!(
         "listener \"web\" cannot listen on {address} (defined at {}:2:5): ",
         file.display()

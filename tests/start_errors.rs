@@ -6,10 +6,6 @@
 mod util;
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use util::control::wait_exit;
 
 #[test]
 fn a_port_in_use_at_start_names_the_listener_and_its_file_once() {
@@ -24,28 +20,11 @@ fn a_port_in_use_at_start_names_the_listener_and_its_file_once() {
         ),
     );
     let socket = desired.path().join("weir.sock");
-    let mut proxy = Command::new(util::weir_bin())
-        .arg("proxy")
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--workers")
-        .arg("1")
-        .arg("--desired")
-        .arg(desired.path().join("routes"))
-        .env_remove("WEIR_SOCKET")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut proxy, Duration::from_secs(20));
-    if status.is_none() {
-        let _ = proxy.kill();
-        let _ = proxy.wait();
-    }
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut proxy.stderr.take().unwrap(), &mut stderr).unwrap();
-    let status = status.unwrap_or_else(|| panic!("the proxy started on a taken port:\n{stderr}"));
-    assert!(!status.success(), "{stderr}");
+    let routes = desired.path().join("routes");
+    let stderr = util::proxy_fails_to_start(
+        &socket,
+        &["--workers", "1", "--desired", routes.to_str().unwrap()],
+    );
     assert!(!socket.exists(), "the command socket was opened:\n{stderr}");
     let expected = format!(
         "listener \"web\" cannot listen on {address} (defined at {}:4:5): ",

@@ -12,7 +12,7 @@ use std::time::Duration;
 use util::control::*;
 use util::Proxy;
 use weir_schema::Command;
-use weir_testkit::{free_addr, http_get, wait_until, Backend};
+use weir_testkit::{http_get, wait_until};
 
 /// The children of `parent` that are zombies (exited, not reaped).
 fn zombies_of(parent: u32) -> Vec<u32> {
@@ -43,22 +43,8 @@ fn a_replaced_worker_holding_a_connection_is_killed_at_the_stop_deadline_and_rea
     let config = write_config(dir.path(), "workers = 1\n[timeouts]\nstop_ms = 1000\n");
     let proxy = Proxy::start(&["--config", config.to_str().unwrap()]);
     let mut c = client(&proxy);
-    let gate = Gate::start();
-    let blue = Backend::start("blue");
-    let listener = free_addr();
-    route(&mut c, listener, "site.test", &[blue.addr]);
-    assert!(is_ok(&apply(&mut c, add_cluster("held"))));
-    assert!(is_ok(&apply(
-        &mut c,
-        add_backend("held", "gate", gate.addr)
-    )));
-    assert!(is_ok(&apply(
-        &mut c,
-        add_frontend(listener, "held.test", "held")
-    )));
-    assert!(wait_until(Duration::from_secs(20), || {
-        http_get(listener, "site.test", "/").is_ok_and(|a| a.status == 200)
-    }));
+    let routes = HeldRoutes::add(&mut c);
+    let (listener, gate) = (routes.listener, &routes.gate);
 
     // A request the backend never answers keeps the worker busy.
     let held = gate.hold(listener, "held.test");

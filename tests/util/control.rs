@@ -231,6 +231,50 @@ impl Gate {
     }
 }
 
+/// A listener with two routes: `site.test` to a backend that answers `blue` (cluster `app`),
+/// and `held.test` to a [`Gate`] (cluster `held`, backend `gate`), which holds its requests
+/// until released. For tests of what a proxy does while requests are in flight.
+pub struct HeldRoutes {
+    pub listener: SocketAddr,
+    pub gate: Gate,
+    pub blue: weir_testkit::Backend,
+}
+
+impl HeldRoutes {
+    /// Adds both routes through `client` on a new listener, and returns once `site.test`
+    /// answers through it.
+    pub fn add(client: &mut Client) -> HeldRoutes {
+        let gate = Gate::start();
+        let blue = weir_testkit::Backend::start("blue");
+        let listener = weir_testkit::free_addr();
+        route(client, listener, "site.test", &[blue.addr]);
+        for change in [
+            add_cluster("held"),
+            add_backend("held", "gate", gate.addr),
+            add_frontend(listener, "held.test", "held"),
+        ] {
+            let answer = apply(client, change);
+            assert!(is_ok(&answer), "{answer:?}");
+        }
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                http_get(listener, "site.test", "/").is_ok_and(|a| a.status == 200)
+            }),
+            "site.test never answered on {listener}"
+        );
+        HeldRoutes {
+            listener,
+            gate,
+            blue,
+        }
+    }
+
+    /// The gate's backend, as metrics and drains name it.
+    pub fn gate_key(&self) -> BackendKey {
+        backend_key("held", "gate")
+    }
+}
+
 /// Runs GETs on fresh connections until `stop` is set (bounded by `max` requests); returns
 /// (successes, failures).
 pub fn request_loop(

@@ -200,6 +200,41 @@ impl Drop for Proxy {
     }
 }
 
+/// Runs `weir proxy --socket SOCKET ARGS...`, a proxy that must refuse to start, and returns
+/// what it wrote to stderr once it has exited with a failing status. A proxy still running
+/// after 20 s has started, and that fails the test (it is killed first), as does a success.
+///
+/// Stderr goes to a file rather than a pipe: a pipe left unread could fill and hold the proxy
+/// up, and the proxy's workers, if it started any, would keep a pipe open after it is killed.
+pub fn proxy_fails_to_start(socket: &Path, args: &[&str]) -> String {
+    use std::io::{Read, Seek};
+    let mut log = tempfile::tempfile().expect("stderr file");
+    let mut child = Command::new(weir_bin())
+        .arg("proxy")
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("WEIR_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log.try_clone().expect("stderr file"))
+        .spawn()
+        .expect("start weir proxy");
+    let status = control::wait_exit(&mut child, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut stderr = String::new();
+    log.rewind().expect("rewind stderr file");
+    log.read_to_string(&mut stderr).expect("read stderr file");
+    match status {
+        None => panic!("weir proxy {args:?} started (still running after 20 s):\n{stderr}"),
+        Some(s) if s.success() => panic!("weir proxy {args:?} exited 0:\n{stderr}"),
+        Some(_) => stderr,
+    }
+}
+
 /// Starts a proxy with one worker on a new desired directory holding `yaml`, `{port}` in it
 /// replaced by a port from the OS; `daemon_toml`, if any, is its `--config`. Returns the
 /// directory (keep it while the proxy runs), the proxy, and its listener's address.
