@@ -12,8 +12,8 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use util::control::*;
+use util::metrics::{counter, metrics_json};
 use util::Proxy;
 use weir_schema::metric_names::LATENCY_BOUNDS_US;
 use weir_testkit::{dead_addr, free_addr, http_get, Backend, StuckListener};
@@ -79,20 +79,6 @@ fn traffic(site: &Site, app: usize, other: usize, unknown: usize) -> BTreeMap<u1
         }
     }
     seen
-}
-
-fn metrics_json(proxy: &Proxy, extra: &[&str]) -> Value {
-    let mut args = vec!["metrics", "--json"];
-    args.extend_from_slice(extra);
-    let out = proxy.weir(&args);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn counter(json: &Value, name: &str) -> u64 {
-    json["counters"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name} in {json}"))
 }
 
 #[test]
