@@ -307,7 +307,8 @@ pub const LATENCY_BOUNDS_US: [u64; 15] = [
 /// (`backend.<cluster>/<id>.<suffix>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Latency {
-    /// From the request's first byte to the response's last byte sent to the client.
+    /// From the request's first byte to the response's last byte sent to the client; for an
+    /// upgrade, to its `101` (the tunnel after it is no request).
     Total,
     /// From the request sent to the backend to the backend's first response byte.
     FirstByte,
