@@ -122,7 +122,7 @@ fn keep_alive_reuses_connections_on_both_sides() {
     let reused = metrics
         .counters
         .iter()
-        .find(|c| c.name == "backend.connections_reused")
+        .find(|c| c.name == "backends.connections_reused")
         .map_or(0, |c| c.value);
     assert!(reused >= 49, "{metrics:?}");
 }

@@ -162,7 +162,7 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
         counter(&mut c, &BackendCounter::ConnectErrors.name(&gate_key)),
         0
     );
-    assert!(counter(&mut c, metric_names::BACKEND_LOCAL_SHORTAGES) >= 1);
+    assert!(counter(&mut c, metric_names::BACKENDS_LOCAL_SHORTAGES) >= 1);
 
     // Accepting with no fd left pauses the listener rather than giving up on its queue: the
     // connection waiting there is served as soon as an fd is free, with no new arrival to

@@ -1,22 +1,26 @@
 //! What workers count and how it gets out: `weir metrics` (text, `--json`, `--cluster`) against
-//! the traffic a test sent through a real proxy with two workers, and statsd datagrams caught
-//! on a test UDP socket.
+//! the traffic a test sent through a real proxy with two workers, statsd datagrams caught on a
+//! test UDP socket, and a WebSocket handshake's latency sample.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
 mod util;
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use util::control::*;
+use util::metrics::{counter, metrics_json};
 use util::Proxy;
 use weir_schema::metric_names::LATENCY_BOUNDS_US;
-use weir_testkit::{dead_addr, free_addr, http_get, Backend, StuckListener};
+use weir_testkit::{
+    connect, dead_addr, free_addr, http_get, read_answer, wait_until, websocket_echo, Backend,
+    StuckListener,
+};
 
 /// Answers every request `500`, keeping the connection.
 fn failing_backend() -> Backend {
@@ -79,20 +83,6 @@ fn traffic(site: &Site, app: usize, other: usize, unknown: usize) -> BTreeMap<u1
         }
     }
     seen
-}
-
-fn metrics_json(proxy: &Proxy, extra: &[&str]) -> Value {
-    let mut args = vec!["metrics", "--json"];
-    args.extend_from_slice(extra);
-    let out = proxy.weir(&args);
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn counter(json: &Value, name: &str) -> u64 {
-    json["counters"][name]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counter {name} in {json}"))
 }
 
 #[test]
@@ -353,4 +343,89 @@ fn weirs_own_5xx_are_counted_by_cause_and_connect_timeouts_by_kind() {
     assert_eq!(counter(&m, "cluster.empty.responses.5xx"), 1);
     assert_eq!(counter(&m, "backend.app/b0.responses.5xx"), 0);
     assert_eq!(m["histograms"]["cluster.slow.latency"]["count"], 1);
+}
+
+/// A WebSocket exchange ends at its `101`: that is one latency sample, time to first byte and
+/// total, for the cluster and the backend, taken while the tunnel is still open. The tunnel's
+/// lifetime after it is a session's, never a request latency.
+#[test]
+fn a_websocket_upgrade_is_one_latency_sample_up_to_its_101_and_the_tunnel_is_none() {
+    let origin = websocket_echo();
+    let plain = Backend::start("plain");
+    let yaml = format!(
+        "listeners:\n  - {{ name: web, address: \"127.0.0.1:{{port}}\", protocol: http }}\n\
+         clusters:\n  - id: ws\n    backends: [{{ id: ws-1, address: \"{}\" }}]\n\
+         \x20 - id: plain\n    backends: [{{ id: p-1, address: \"{}\" }}]\n\
+         frontends:\n  - {{ listener: web, hostname: ws.test, cluster: ws }}\n\
+         \x20 - {{ listener: web, hostname: plain.test, cluster: plain }}\n",
+        origin.addr, plain.addr
+    );
+    let (_desired, proxy, addr) = util::proxy_on_yaml(&yaml, None);
+    // Ready once the plain route answers; the ws cluster has seen nothing yet.
+    assert!(wait_until(Duration::from_secs(20), || {
+        http_get(addr, "plain.test", "/").is_ok_and(|a| a.status == 200)
+    }));
+    let names = [
+        "cluster.ws.latency",
+        "cluster.ws.first_byte_latency",
+        "backend.ws/ws-1.latency",
+        "backend.ws/ws-1.first_byte_latency",
+    ];
+    let counts = |m: &Value| -> Vec<u64> {
+        names
+            .iter()
+            .map(|n| {
+                m["histograms"][n]["count"]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{n}: {m}"))
+            })
+            .collect()
+    };
+    assert_eq!(counts(&metrics_json(&proxy, &[])), [0, 0, 0, 0]);
+
+    let opened = Instant::now();
+    let mut conn = connect(addr);
+    conn.write_all(
+        b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let answer = read_answer(&mut conn).unwrap();
+    assert_eq!(answer.status, 101);
+    assert_eq!(
+        answer.header("sec-websocket-accept"),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    // The tunnel works: a masked text frame "hello" (RFC 6455 5.7) comes back.
+    let frame = [
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ];
+    conn.write_all(&frame).unwrap();
+    let mut back = [0u8; 11];
+    conn.read_exact(&mut back).unwrap();
+    assert_eq!(back, frame);
+    // Counted while the tunnel is open: the sample was taken at the 101.
+    let m = metrics_json(&proxy, &[]);
+    assert_eq!(counts(&m), [1, 1, 1, 1], "{m}");
+    assert_eq!(counter(&m, "websocket.upgrades"), 1);
+
+    // Keep the tunnel a while, then close it and wait for the proxy to end the session.
+    let tunnel = Duration::from_millis(1200);
+    while opened.elapsed() < tunnel {
+        conn.write_all(&frame).unwrap();
+        conn.read_exact(&mut back).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(conn);
+    let mut m = metrics_json(&proxy, &[]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        m = metrics_json(&proxy, &[]);
+        counter(&m, "connections.active") == 0
+    }));
+    // Still one sample each, and it measures the handshake, not the tunnel's 1.2 s.
+    assert_eq!(counts(&m), [1, 1, 1, 1], "{m}");
+    for name in names {
+        let sum_us = m["histograms"][name]["sum_us"].as_u64().unwrap();
+        assert!(sum_us < 1_000_000, "{name}: {sum_us} us, the tunnel's time");
+    }
 }

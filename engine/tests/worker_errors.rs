@@ -155,7 +155,7 @@ fn refused_backend_is_502_and_no_backend_is_503() {
     // The backend is now down and in backoff: no healthy backend.
     assert_eq!(http_get(listener, "dead.test", "/").unwrap().status, 503);
     assert_eq!(http_get(listener, "empty.test", "/").unwrap().status, 503);
-    assert!(w.counter("backend.connect_errors") >= 1);
+    assert!(w.counter("backends.connect_errors") >= 1);
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn cluster_connect_timeout_bounds_the_wait() {
     assert_eq!(answer.status, 502, "{elapsed:?} {answer:?}");
     assert!(elapsed >= Duration::from_millis(200), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
-    assert_eq!(w.counter("backend.connect_errors"), 1);
+    assert_eq!(w.counter("backends.connect_errors"), 1);
 }
 
 /// At the cap with no connection idle (an idle one would be closed to make room: see

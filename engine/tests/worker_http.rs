@@ -372,7 +372,7 @@ fn stale_pooled_connection_is_replayed_on_a_fresh_one() {
     // Requests 2..10 each went out on the pooled connection, met its close, and were sent
     // again on a fresh one.
     assert_eq!(w.counter("http.retries"), 9);
-    assert_eq!(w.counter("backend.connections_reused"), 9);
+    assert_eq!(w.counter("backends.connections_reused"), 9);
     assert_eq!(backend.connection_count(), 10);
     assert_eq!(backend.request_count(), 19);
 }

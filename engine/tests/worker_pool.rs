@@ -156,7 +156,7 @@ fn idle_pooled_connection_is_closed_after_the_idle_timeout() {
         other => panic!("expected a close, got {other:?}"),
     }
     assert!(wait_until(Duration::from_secs(5), || w
-        .counter("backend.idle_expired")
+        .counter("backends.idle_expired")
         == 1));
     assert_eq!(idle_count(&mut w), 0);
     // The client's own keep-alive connection is untouched; the next request opens a fresh
@@ -174,7 +174,7 @@ fn pooled_connection_closed_by_the_backend_is_never_picked() {
     // The backend closes the pooled connection while it is idle: the worker drops it.
     backend.close.send(()).unwrap();
     assert!(wait_until(Duration::from_secs(5), || w
-        .counter("backend.idle_closed_by_backend")
+        .counter("backends.idle_closed_by_backend")
         == 1));
     assert_eq!(idle_count(&mut w), 0);
 
@@ -213,12 +213,12 @@ fn max_idle_per_backend_bounds_the_pool() {
             assert_eq!(read_answer(&mut client).unwrap().status, 200);
         }
         assert_eq!(
-            w.counter("backend.connections_reused"),
+            w.counter("backends.connections_reused"),
             reused,
             "{max_idle}"
         );
         assert_eq!(
-            w.counter("backend.connections_opened"),
+            w.counter("backends.connections_opened"),
             2 - reused,
             "{max_idle}"
         );

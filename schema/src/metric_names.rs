@@ -27,14 +27,24 @@ pub const HTTP_RESPONSES_2XX: &str = "http.responses.2xx";
 pub const HTTP_RESPONSES_3XX: &str = "http.responses.3xx";
 pub const HTTP_RESPONSES_4XX: &str = "http.responses.4xx";
 pub const HTTP_RESPONSES_5XX: &str = "http.responses.5xx";
-pub const BACKEND_CONNECT_ERRORS: &str = "backend.connect_errors";
-pub const BACKEND_CONNECTIONS_OPENED: &str = "backend.connections_opened";
-pub const BACKEND_CONNECTIONS_REUSED: &str = "backend.connections_reused";
-pub const BACKEND_IDLE_EXPIRED: &str = "backend.idle_expired";
-pub const BACKEND_IDLE_CLOSED_BY_BACKEND: &str = "backend.idle_closed_by_backend";
+// The worker's totals over all its backends are `backends.*`, never `backend.*`: that prefix
+// is the per-backend names' (`backend.<cluster>/<id>.*`), and a worker total beside a
+// per-backend counter of the same suffix would be one Prometheus family with two label sets
+// (`backend.connect_errors` and `backend.<key>.connect_errors` both made
+// `weir_backend_connect_errors_total`).
+/// Backend connects that failed, all backends together.
+pub const BACKENDS_CONNECT_ERRORS: &str = "backends.connect_errors";
+/// Backend connections opened, all backends together.
+pub const BACKENDS_CONNECTIONS_OPENED: &str = "backends.connections_opened";
+/// Requests sent on a pooled keep-alive backend connection.
+pub const BACKENDS_CONNECTIONS_REUSED: &str = "backends.connections_reused";
+/// Idle pooled connections closed by the worker after `backend_idle_timeout`.
+pub const BACKENDS_IDLE_EXPIRED: &str = "backends.idle_expired";
+/// Idle pooled connections the backend closed (or wrote to unasked).
+pub const BACKENDS_IDLE_CLOSED_BY_BACKEND: &str = "backends.idle_closed_by_backend";
 /// Backend connects that failed for want of fds or local ports in the worker: answered 503,
 /// never counted against the backend.
-pub const BACKEND_LOCAL_SHORTAGES: &str = "backend.local_shortages";
+pub const BACKENDS_LOCAL_SHORTAGES: &str = "backends.local_shortages";
 /// Accepts that failed for want of fds (or memory): the listener pauses, then retries.
 pub const CONNECTIONS_ACCEPT_SHORTAGES: &str = "connections.accept_shortages";
 pub const BYTES_IN: &str = "bytes.in";
@@ -63,6 +73,49 @@ pub const TIMEOUTS_REQUEST: &str = "timeouts.request";
 pub const TIMEOUTS_IDLE: &str = "timeouts.idle";
 /// statsd datagrams dropped because the socket would have blocked or failed.
 pub const STATSD_DROPPED: &str = "statsd.dropped";
+
+/// Every worker-wide name (beside the 5xx causes, [`ServerError::name`]): what a worker
+/// reports with no cluster, backend or certificate in the name. Exporters and tests iterate
+/// it; a producer adding a worker-wide counter adds it here (the engine's report is checked
+/// against this table).
+pub const WORKER_NAMES: [&str; 36] = [
+    CONNECTIONS_ACCEPTED,
+    CONNECTIONS_ACTIVE,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_REFUSED_PER_IP,
+    CONNECTIONS_IDLE_CLOSED,
+    CONNECTIONS_ACCEPT_SHORTAGES,
+    HTTP_BODY_TIMEOUTS,
+    HTTP_SLOW_READS,
+    HTTP_REQUESTS,
+    HTTP_RESPONSES_1XX,
+    HTTP_RESPONSES_2XX,
+    HTTP_RESPONSES_3XX,
+    HTTP_RESPONSES_4XX,
+    HTTP_RESPONSES_5XX,
+    HTTP_RETRIES,
+    HTTP_CLIENT_ABORTS,
+    BACKENDS_CONNECT_ERRORS,
+    BACKENDS_CONNECTIONS_OPENED,
+    BACKENDS_CONNECTIONS_REUSED,
+    BACKENDS_IDLE_EXPIRED,
+    BACKENDS_IDLE_CLOSED_BY_BACKEND,
+    BACKENDS_LOCAL_SHORTAGES,
+    BYTES_IN,
+    BYTES_OUT,
+    WEBSOCKET_UPGRADES,
+    TCP_SESSIONS,
+    TLS_HANDSHAKES,
+    TLS_HANDSHAKE_FAILURES,
+    BUFFERS_IN_USE,
+    BUFFERS_EXHAUSTED,
+    ACCESS_LOG_DROPPED,
+    TIMEOUTS_CONNECT,
+    TIMEOUTS_RESPONSE,
+    TIMEOUTS_REQUEST,
+    TIMEOUTS_IDLE,
+    STATSD_DROPPED,
+];
 
 /// Why a 5xx went to a client, reported as `http.5xx.<cause>`. Their sum is
 /// `http.responses.5xx`.
@@ -254,7 +307,8 @@ pub const LATENCY_BOUNDS_US: [u64; 15] = [
 /// (`backend.<cluster>/<id>.<suffix>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Latency {
-    /// From the request's first byte to the response's last byte sent to the client.
+    /// From the request's first byte to the response's last byte sent to the client; for an
+    /// upgrade, to its `101` (the tunnel after it is no request).
     Total,
     /// From the request sent to the backend to the backend's first response byte.
     FirstByte,
@@ -402,7 +456,7 @@ mod tests {
         );
         // Worker-wide backend counters name no backend.
         assert_eq!(
-            BackendCounter::ConnectErrors.backend_of(BACKEND_CONNECT_ERRORS),
+            BackendCounter::ConnectErrors.backend_of(BACKENDS_CONNECT_ERRORS),
             None
         );
     }

@@ -5,6 +5,7 @@
 //! out right without this module changing:
 //! - `backend.<cluster>/<id>.<x>` → `weir_backend_<x>{cluster, backend}`;
 //! - `cluster.<id>.<x>` → `weir_cluster_<x>{cluster}`;
+//! - `certificate.<fingerprint>.<x>` → `weir_certificate_<x>{fingerprint}`;
 //! - a last segment `Nxx` becomes a `code="Nxx"` label (`http.responses.2xx` →
 //!   `weir_http_responses_total{code="2xx"}`);
 //! - every other dot (and any byte a metric name may not hold) becomes `_`;
@@ -61,6 +62,20 @@ fn scope<'a>(name: &'a str, ids: &Ids) -> Scoped<'a> {
                     rest,
                 };
             }
+        }
+    } else if let Some(hex) = metric_names::certificate_of(name) {
+        // One family for every certificate, told apart by a label: a fingerprint in the
+        // family name would make a family per certificate, which no query can aggregate.
+        if let Some(rest) = name
+            .strip_prefix("certificate.")
+            .and_then(|r| r.strip_prefix(hex))
+            .and_then(|r| r.strip_prefix('.'))
+        {
+            return Scoped {
+                prefix: "weir_certificate_",
+                labels: vec![("fingerprint", hex)],
+                rest,
+            };
         }
     } else if let Some(rest) = name.strip_prefix("cluster.") {
         if let Some((id, rest)) = split_id(rest, &ids.clusters, false) {
@@ -155,29 +170,68 @@ struct Family {
     lines: String,
 }
 
+/// Where one metric of a worker's report goes in the exposition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposed<'a> {
+    /// The family's name (a histogram's, without `_bucket`, `_sum` or `_count`).
+    pub family: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// The sample's labels, `le` aside.
+    pub labels: Vec<(&'static str, &'a str)>,
+}
+
+/// Where the counter or gauge `name` is exposed.
+pub fn exposed_counter<'a>(name: &'a str, ids: &Ids) -> Exposed<'a> {
+    let Scoped {
+        prefix,
+        mut labels,
+        rest,
+    } = scope(name, ids);
+    let rest = match rest.rsplit_once('.') {
+        Some((head, last)) if status_class(last).is_some() => {
+            labels.push(("code", last));
+            head
+        }
+        _ => rest,
+    };
+    let gauge = metric_names::is_gauge(name);
+    let mut family = family_name(prefix, rest);
+    if !gauge && !family.ends_with("_total") {
+        family.push_str("_total");
+    }
+    Exposed {
+        family,
+        kind: if gauge { "gauge" } else { "counter" },
+        labels,
+    }
+}
+
+/// Where the latency histogram `name` is exposed.
+pub fn exposed_histogram<'a>(name: &'a str, ids: &Ids) -> Exposed<'a> {
+    let Scoped {
+        prefix,
+        labels,
+        rest,
+    } = scope(name, ids);
+    Exposed {
+        family: family_name(prefix, rest) + "_seconds",
+        kind: "histogram",
+        labels,
+    }
+}
+
 /// The exposition of `metrics`.
 pub fn render(metrics: &proto::Metrics, ids: &Ids) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     for counter in &metrics.counters {
-        let Scoped {
-            prefix,
-            mut labels,
-            rest,
-        } = scope(&counter.name, ids);
-        let rest = match rest.rsplit_once('.') {
-            Some((head, last)) if status_class(last).is_some() => {
-                labels.push(("code", last));
-                head
-            }
-            _ => rest,
-        };
-        let gauge = metric_names::is_gauge(&counter.name);
-        let mut name = family_name(prefix, rest);
-        if !gauge && !name.ends_with("_total") {
-            name.push_str("_total");
-        }
+        let Exposed {
+            family: name,
+            kind,
+            labels,
+        } = exposed_counter(&counter.name, ids);
         let family = families.entry(name.clone()).or_default();
-        family.kind = if gauge { "gauge" } else { "counter" };
+        family.kind = kind;
         family.lines.push_str(&name);
         write_labels(&mut family.lines, &labels);
         let _ = writeln!(family.lines, " {}", counter.value);
@@ -187,14 +241,13 @@ pub fn render(metrics: &proto::Metrics, ids: &Ids) -> String {
         if histogram.buckets.len() != LATENCY_BOUNDS_US.len() + 1 {
             continue;
         }
-        let Scoped {
-            prefix,
+        let Exposed {
+            family: name,
+            kind,
             labels,
-            rest,
-        } = scope(&histogram.name, ids);
-        let name = family_name(prefix, rest) + "_seconds";
+        } = exposed_histogram(&histogram.name, ids);
         let family = families.entry(name.clone()).or_default();
-        family.kind = "histogram";
+        family.kind = kind;
         let mut cumulative = 0u64;
         for (i, count) in histogram.buckets.iter().enumerate() {
             cumulative = cumulative.saturating_add(*count);
@@ -333,6 +386,92 @@ weir_some_new_counter_total 9
                 "{line} missing from\n{text}"
             );
         }
+    }
+
+    /// Every name a worker reports, from the shared tables in `metric_names`, for a cluster,
+    /// a backend and a certificate: counters and gauges, then histograms.
+    fn every_reported_name() -> (Vec<String>, Vec<String>) {
+        use crate::metric_names::{certificate_seconds_left, ServerError, WORKER_NAMES};
+        let id = ClusterId("shop.eu".into());
+        let key = BackendKey {
+            cluster: id.clone(),
+            id: BackendId("blue-1.a".into()),
+        };
+        let mut counters: Vec<String> = WORKER_NAMES.iter().map(|&n| n.to_owned()).collect();
+        counters.extend(ServerError::ALL.iter().map(|c| c.name().to_owned()));
+        counters.extend(BackendCounter::ALL.iter().map(|c| c.name(&key)));
+        counters.extend(ClusterCounter::ALL.iter().map(|c| c.name(&id)));
+        counters.push(certificate_seconds_left(&crate::Fingerprint([0xab; 32])));
+        let histograms = Latency::ALL
+            .iter()
+            .flat_map(|l| [l.cluster_name(&id), l.backend_name(&key)])
+            .collect();
+        (counters, histograms)
+    }
+
+    #[test]
+    fn no_two_names_share_a_family_with_another_type_or_label_set() {
+        let known = ids(&["shop.eu"], &[("shop.eu", "blue-1.a")]);
+        let (counters, histograms) = every_reported_name();
+        // family -> (type, label names, the name that made it)
+        let mut seen: BTreeMap<String, (&str, Vec<&str>, &str)> = BTreeMap::new();
+        let mut claim =
+            |family: String, kind: &'static str, labels: Vec<&'static str>, name| match seen
+                .get(&family)
+            {
+                Some((k, l, first)) => assert!(
+                    *k == kind && *l == labels,
+                    "{name} and {first} are both {family}, as {kind}{labels:?} and {k}{l:?}"
+                ),
+                None => {
+                    seen.insert(family, (kind, labels, name));
+                }
+            };
+        for name in &counters {
+            let e = exposed_counter(name, &known);
+            let labels = e.labels.iter().map(|(l, _)| *l).collect();
+            claim(e.family, e.kind, labels, name.as_str());
+        }
+        for name in &histograms {
+            let e = exposed_histogram(name, &known);
+            let labels: Vec<&str> = e.labels.iter().map(|(l, _)| *l).collect();
+            // A histogram's samples take these names too: no gauge may have one of them.
+            for suffix in ["_bucket", "_sum", "_count"] {
+                claim(e.family.clone() + suffix, "histogram", labels.clone(), name);
+            }
+            claim(e.family, e.kind, labels, name.as_str());
+        }
+        // Every per-cluster or per-backend name is labelled with whom it is about.
+        for name in counters.iter().chain(&histograms) {
+            let e = exposed_counter(name, &known);
+            if name.starts_with("backend.") || name.starts_with("cluster.") {
+                assert!(
+                    e.labels
+                        .iter()
+                        .any(|(l, v)| *l == "cluster" && *v == "shop.eu"),
+                    "{name}: {e:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn certificates_are_one_family_labelled_by_fingerprint() {
+        let fp = crate::Fingerprint([0xab; 32]);
+        let metrics = proto::Metrics {
+            counters: vec![counter(
+                &crate::metric_names::certificate_seconds_left(&fp),
+                86_400,
+            )],
+            histograms: vec![],
+        };
+        let text = render(&metrics, &Ids::default());
+        let expected = format!(
+            "# TYPE weir_certificate_seconds_left gauge\n\
+             weir_certificate_seconds_left{{fingerprint=\"{}\"}} 86400\n",
+            fp.to_hex()
+        );
+        assert_eq!(text, expected);
     }
 
     #[test]

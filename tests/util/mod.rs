@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod control;
+pub mod metrics;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -209,12 +209,12 @@ impl Metrics {
         ] {
             add(name, self.responses[class]);
         }
-        add(names::BACKEND_CONNECT_ERRORS, upstream.connect_errors);
-        add(names::BACKEND_CONNECTIONS_OPENED, upstream.opened);
-        add(names::BACKEND_CONNECTIONS_REUSED, upstream.reused);
-        add(names::BACKEND_IDLE_EXPIRED, upstream.idle_expired);
-        add(names::BACKEND_IDLE_CLOSED_BY_BACKEND, upstream.idle_lost);
-        add(names::BACKEND_LOCAL_SHORTAGES, upstream.local_shortages);
+        add(names::BACKENDS_CONNECT_ERRORS, upstream.connect_errors);
+        add(names::BACKENDS_CONNECTIONS_OPENED, upstream.opened);
+        add(names::BACKENDS_CONNECTIONS_REUSED, upstream.reused);
+        add(names::BACKENDS_IDLE_EXPIRED, upstream.idle_expired);
+        add(names::BACKENDS_IDLE_CLOSED_BY_BACKEND, upstream.idle_lost);
+        add(names::BACKENDS_LOCAL_SHORTAGES, upstream.local_shortages);
         add(names::BYTES_IN, self.bytes_in);
         add(names::BYTES_OUT, self.bytes_out);
         add(names::WEBSOCKET_UPGRADES, self.websocket_upgrades);
@@ -278,6 +278,19 @@ mod tests {
         let wire = h.to_proto("cluster.a.latency".into());
         assert_eq!(wire.buckets.len(), BUCKETS);
         assert_eq!(wire.count, 5);
+    }
+
+    #[test]
+    fn the_worker_wide_names_reported_are_the_shared_table_and_nothing_else() {
+        let mut out = Vec::new();
+        let pool = BufferPool::new(1024, 4);
+        Metrics::default().report(0, &pool, UpstreamStats::default(), &mut out);
+        let mut expected: Vec<&str> = names::WORKER_NAMES.to_vec();
+        expected.extend(ServerError::ALL.iter().map(|c| c.name()));
+        let mut reported: Vec<&str> = out.iter().map(|c| c.name.as_str()).collect();
+        reported.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(reported, expected);
     }
 
     #[test]

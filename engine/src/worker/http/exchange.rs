@@ -806,7 +806,8 @@ impl Exchange {
         }
     }
 
-    /// The response went out whole: its total latency, for its cluster and its backend.
+    /// The response went out whole, or a `101` came: its total latency, for its cluster and
+    /// its backend.
     fn record_latency(&self, cx: &mut Context) {
         let elapsed = cx.now.saturating_duration_since(self.started);
         if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {

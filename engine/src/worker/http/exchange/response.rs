@@ -156,6 +156,9 @@ impl Exchange {
                 self.count_backend_status(101, cx);
                 self.status = Some(101);
                 cx.metrics.websocket_upgrades += 1;
+                // The exchange ends at its 101: that is its latency. The tunnel after it is
+                // a session, not a request, and its lifetime is never a latency sample.
+                self.record_latency(cx);
                 cx.pool.release(&mut self.resp_in);
                 cx.pool.release(&mut self.head_out);
                 return Outcome::Upgrade;

@@ -506,6 +506,17 @@ fn a_101_for_an_offered_protocol_upgrades_the_session() {
     let down = down.unwrap();
     assert!(down.pending().starts_with(b"HTTP/1.1 101 "));
     assert!(down.pending().ends_with(b"frame"));
+    // The exchange ended at its 101: one latency sample, total and first byte.
+    let cluster = h.cx.upstream.clusters().next().unwrap();
+    assert_eq!(
+        (cluster.stats.latency.count, cluster.stats.first_byte.count),
+        (1, 1)
+    );
+    let backend = h.cx.upstream.backends().next().unwrap();
+    assert_eq!(
+        (backend.stats.latency.count, backend.stats.first_byte.count),
+        (1, 1)
+    );
 }
 
 #[test]
