@@ -37,6 +37,12 @@ impl HeadScan {
     /// Whether `pending` (the buffered bytes; the first ones are those seen before) should be
     /// parsed now.
     pub fn should_parse(&mut self, pending: &[u8]) -> bool {
+        if self.parsed == 0 {
+            // Nothing parsed yet: parse at once, and look at nothing (the common head comes
+            // whole in one read). Should it be incomplete, the next call scans these bytes
+            // from the start, once.
+            return true;
+        }
         if pending.len() < self.scanned {
             // The buffer no longer starts where it did: look at it afresh.
             *self = HeadScan::default();
@@ -50,7 +56,7 @@ impl HeadScan {
                 .map(|i| self.scanned + i);
         }
         self.scanned = pending.len();
-        if self.parsed == 0 || pending.len() >= self.parsed.saturating_mul(2) {
+        if pending.len() >= self.parsed.saturating_mul(2) {
             return true;
         }
         let Some(start) = self.start else {
