@@ -138,3 +138,45 @@ fn underscored_names_are_dropped_unless_the_listener_keeps_them() {
     }
     assert_eq!(seen.body, b"ok");
 }
+
+#[test]
+fn a_response_head_trickled_byte_by_byte_reaches_the_client_exactly() {
+    // An interim head, then a final head of a few hundred bytes, each byte its own segment a
+    // moment after the last, so the proxy reads the heads in many pieces (the blank lines
+    // split across reads among them).
+    const INTERIM: &[u8] = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    const HEAD: &str = "HTTP/1.1 200 OK\r\nDate: Sun, 06 Dec 2026 22:00:00 GMT\r\n\
+                        Content-Type: text/plain\r\nX-One: 1\r\nX-Two: two words\r\n\
+                        X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\
+                        Cache-Control: no-store\r\nContent-Length: 7\r\n\r\n";
+    let origin = Backend::with_handler(
+        "trickle",
+        Arc::new(|seen: &Seen, stream: &mut TcpStream| {
+            if seen.path() != "/slow" {
+                return stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    .is_ok();
+            }
+            let _ = stream.set_nodelay(true);
+            for &byte in INTERIM.iter().chain(HEAD.as_bytes()) {
+                if stream.write_all(&[byte]).is_err() {
+                    return false;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            stream.write_all(b"trickle").is_ok()
+        }),
+    );
+    let (_d, _proxy, web, _keep) = start(origin.addr);
+    let mut conn = connect(web);
+    // Twice on one connection: the second head is scanned from its own start.
+    for _ in 0..2 {
+        conn.write_all(b"GET /slow HTTP/1.1\r\nHost: app.test\r\n\r\n")
+            .unwrap();
+        let interim = read_answer(&mut conn).unwrap();
+        assert_eq!(interim.head.as_bytes(), INTERIM);
+        let answer = read_answer(&mut conn).unwrap();
+        assert_eq!(answer.head, HEAD);
+        assert_eq!(answer.body, b"trickle");
+    }
+}

@@ -1,6 +1,6 @@
 //! File descriptors as a resource the proxy runs out of: the soft limit is raised at start,
-//! and running out is a local condition (503, a paused accept) that never marks a backend
-//! down.
+//! a default `max_connections` fits the limit (so a default start does not warn), and running
+//! out is a local condition (503, a paused accept) that never marks a backend down.
 
 #![allow(clippy::unwrap_used)] // tests may unwrap
 
@@ -206,4 +206,73 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
     }));
     let answer = http_get(listener, "held.test", "/").unwrap();
     assert_eq!((answer.status, answer.text()), (200, "held".to_owned()));
+}
+
+#[test]
+fn a_default_start_under_a_hard_limit_of_20000_fits_its_connections_to_it_and_says_no_warning() {
+    let hard = raise_own_limit();
+    if hard < 20_000 {
+        eprintln!("skipped: the hard fd limit here is {hard}, below the 20,000 this is about");
+        return;
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let (log, stderr) = stderr_file(&logs);
+    // 10,000 connections would need 20,128 fds: the default takes what 20,000 holds.
+    let proxy = Proxy::start_with_fd_limit(20_000, Some(20_000), &["--workers", "1"], stderr);
+    let mut c = client(&proxy);
+    c.status().unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(!log.contains("warn"), "{log}");
+    assert!(
+        log.contains("max_connections: 9936 per worker, what the file descriptor limit (20000)"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_default_start_caps_connections_at_what_the_fd_limit_holds() {
+    raise_own_limit();
+    let logs = tempfile::tempdir().unwrap();
+    let (log, stderr) = stderr_file(&logs);
+    // (200 − 128) / 2 = 36 connections a worker, nowhere near the 10,000 of the default.
+    let proxy = Proxy::start_with_fd_limit(200, Some(200), &["--workers", "1"], stderr);
+    let mut c = client(&proxy);
+    let blue = Backend::start("blue");
+    let listener = free_addr();
+    route(&mut c, listener, "site.test", &[blue.addr]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        http_get(listener, "site.test", "/").is_ok_and(|a| a.status == 200)
+    }));
+    assert!(wait_until(Duration::from_secs(10), || counter(
+        &mut c,
+        metric_names::CONNECTIONS_ACTIVE
+    ) == 0));
+    let get = |stream: &mut TcpStream| {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            .unwrap();
+        read_answer(stream).unwrap().status
+    };
+    let mut idle = Vec::new();
+    for _ in 0..36 {
+        let mut stream = TcpStream::connect(listener).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        assert_eq!(get(&mut stream), 200);
+        idle.push(stream);
+    }
+    assert_eq!(counter(&mut c, metric_names::CONNECTIONS_IDLE_CLOSED), 0);
+    // The 37th is over the cap: the oldest idle connections (an eighth of them) are closed to
+    // make room for it, as at any cap, rather than the worker running out of fds.
+    let mut one_more = TcpStream::connect(listener).unwrap();
+    one_more
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(get(&mut one_more), 200);
+    assert!(counter(&mut c, metric_names::CONNECTIONS_IDLE_CLOSED) >= 1);
+    weir_testkit::closed_by_peer(&mut idle[0]).unwrap();
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains("max_connections: 36 per worker"), "{log}");
+    assert!(!log.contains("warn"), "{log}");
 }

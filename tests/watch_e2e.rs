@@ -499,3 +499,61 @@ fn a_symlink_swap_of_the_whole_directory_is_followed() {
         watch.stderr()
     );
 }
+
+#[test]
+fn a_watch_idle_past_command_idle_ms_still_applies_the_next_change() {
+    let port = free_port();
+    let listener = SocketAddr::from(([127, 0, 0, 1], port));
+    let desired = Desired::new();
+    let a = Backend::start("a");
+    desired.write("listeners.yaml", &listener_yaml(port));
+    desired.write("a.yaml", &app_yaml("a", "a.test", a.addr));
+    let logs = tempfile::tempdir().unwrap();
+    let config = util::control::write_config(
+        logs.path(),
+        "workers = 1\n[timeouts]\ncommand_idle_ms = 300\n",
+    );
+    let log = logs.path().join("proxy.stderr");
+    let proxy = Proxy::start_with_stderr(
+        &["--config", config.to_str().unwrap()],
+        std::fs::File::create(&log).unwrap(),
+    );
+    // No drift checks: nothing but a file change makes the watch talk to the proxy, and a
+    // change whose apply failed would not be retried behind the test's back.
+    let watch = Watch::start(desired.path(), &proxy, &["--drift-interval", "0"]);
+    assert!(answers(listener, "a.test", "a"), "initial apply");
+    assert!(wait_until(Duration::from_secs(5), || watch.applied() == 1));
+
+    // The watch is the proxy's only command client: once the proxy says it closed an idle
+    // one, the connection the watch holds is gone.
+    let idle_closed = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("idle for 300 ms; closing it")
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || idle_closed() >= 1),
+        "the proxy never closed the idle watch: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let b = Backend::start("b");
+    desired.write("b.yaml", &app_yaml("b", "b.test", b.addr));
+    assert!(
+        answers(listener, "b.test", "b"),
+        "the change after the idle close never reached the proxy: {:?} {:?}",
+        watch.stdout(),
+        watch.stderr()
+    );
+    assert!(wait_until(Duration::from_secs(5), || watch.applied() == 2));
+    // Reconnected before it asked, not after a failure.
+    assert!(
+        !watch
+            .stderr()
+            .iter()
+            .any(|l| l.contains("unreachable") || l.contains("apply failed")),
+        "{:?}",
+        watch.stderr()
+    );
+}

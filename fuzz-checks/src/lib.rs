@@ -25,13 +25,14 @@ pub type Check = fn(&[u8]);
 
 /// Every target, in name order: its name (the file in `fuzz/fuzz_targets/` and the corpus
 /// directory) and its check.
-pub const TARGETS: [(&str, Check); 7] = [
+pub const TARGETS: [(&str, Check); 8] = [
     ("chunked_body", chunked_body),
     ("command_frames", command_frames),
     ("desired_toml", desired_toml),
     ("desired_yaml", desired_yaml),
     ("request_head", request_head),
     ("response_head", response_head),
+    ("response_head_split", response_head_split),
     ("routing_path", path_normalisation),
 ];
 
@@ -166,6 +167,74 @@ pub fn response_head(data: &[u8]) {
     }
     if head.framing == Framing::UntilClose {
         assert!(!head.keep_alive);
+    }
+}
+
+/// The response heads an exchange takes from a backend's bytes arriving in `pieces`, parsing
+/// when [`HeadScan`] says so, as `exchange/response.rs` does: interim heads (1xx but `101`)
+/// are taken and the bytes after them scanned afresh; a final head or a `101` ends it. Returns
+/// the heads taken (status, length), how the last parse ended, and the bytes parsed in all.
+fn read_response_heads(pieces: &[&[u8]], is_head: bool) -> (Vec<(u16, usize)>, Decision, usize) {
+    let mut scan = HeadScan::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut taken, mut parsed_bytes) = (Vec::new(), 0);
+    for piece in pieces {
+        buf.extend_from_slice(piece);
+        while !buf.is_empty() && scan.should_parse(&buf) {
+            parsed_bytes += buf.len();
+            let mut headers = header_slots();
+            match parse_response(&buf, &mut headers, is_head) {
+                Ok(Some(head)) => {
+                    let (code, len) = (head.code, head.raw.len());
+                    taken.push((code, len));
+                    if code >= 200 || code == 101 {
+                        return (taken, Decision::Head(len), parsed_bytes);
+                    }
+                    buf.drain(..len);
+                    scan.reset();
+                }
+                Ok(None) => {
+                    scan.incomplete(buf.len());
+                    break;
+                }
+                Err(e) => return (taken, Decision::Refused(e), parsed_bytes),
+            }
+        }
+    }
+    (taken, Decision::Waiting, parsed_bytes)
+}
+
+/// Response heads fed through [`HeadScan`]: the first byte says whether the request was a
+/// HEAD, the next four where the reads are cut ([`cuts`]). In those reads, and one byte at a
+/// time, the exchange takes the same heads (interim ones, then the final one) as from the
+/// whole input at once; where the whole is refused, the pieces are refused or still waiting
+/// (the full buffer, or the backend's close, then makes it a 502 all the same); where the
+/// whole is incomplete, so are the pieces. The parses look at fewer than four times the
+/// input's bytes beyond what the one-shot parses do (no quadratic work).
+pub fn response_head_split(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let is_head = flags & 1 == 1;
+    let (cuts, body) = cuts(rest);
+    let (whole_heads, whole, whole_parsed) = read_response_heads(&[body], is_head);
+    let split = pieces(body, &cuts);
+    let bytes: Vec<&[u8]> = body.chunks(1).collect();
+    for (how, fed) in [("cut", &split), ("byte by byte", &bytes)] {
+        let (heads, last, parsed_bytes) = read_response_heads(fed, is_head);
+        assert_eq!(heads, whole_heads, "{how} at {cuts:?}");
+        match whole {
+            Decision::Head(_) | Decision::Waiting => assert_eq!(last, whole, "{how} at {cuts:?}"),
+            Decision::Refused(_) => assert!(
+                matches!(last, Decision::Refused(_) | Decision::Waiting),
+                "{how} at {cuts:?}: {last:?}"
+            ),
+        }
+        assert!(
+            parsed_bytes <= whole_parsed + 4 * body.len() + 4,
+            "{how}: {parsed_bytes} bytes parsed for {} received",
+            body.len()
+        );
     }
 }
 

@@ -77,6 +77,17 @@ RESPONSES = [
     b"garbage\r\n\r\n",
 ]
 
+# Only for response_head_split: heads whose reads matter (several interim heads in a row,
+# empty lines before the status line, a head of many fields, a flaw after an interim head).
+SPLIT_RESPONSES = [
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Field-%d: %s\r\n" % (i, b"v" * 200) for i in range(60)) + b"\r\n",
+    b"HTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nX: a\nY: b\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x02hi",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r",
+]
+
 CHUNKED = [
     b"5\r\nhello\r\n0\r\n\r\n",
     b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nGET / HTTP/1.1\r\n",
@@ -120,13 +131,15 @@ def clear(target):
             os.remove(f)
 
 def main():
-    for t in ["request_head", "response_head", "chunked_body", "routing_path",
+    for t in ["request_head", "response_head", "response_head_split", "chunked_body", "routing_path",
               "command_frames", "desired_yaml", "desired_toml"]:
         clear(t)
     for i, r in enumerate(REQUESTS):
         write("request_head", "seed-%02d" % i, CUTS[i % len(CUTS)] + r)
     for i, r in enumerate(RESPONSES):
         write("response_head", "seed-%02d" % i, bytes([i % 2]) + r)
+    for i, r in enumerate(RESPONSES + SPLIT_RESPONSES):
+        write("response_head_split", "seed-%02d" % i, bytes([i % 2]) + CUTS[i % len(CUTS)] + r)
     for i, r in enumerate(CHUNKED):
         write("chunked_body", "seed-%02d" % i, CUTS[i % len(CUTS)] + r)
     for i, p in enumerate(PATHS):

@@ -9,7 +9,7 @@
 //! workers = 4                 # default: one per core
 //! buffer_size = 16384
 //! max_buffers = 16384
-//! max_connections = 10000
+//! max_connections = 10000     # left out: 10000, or what the fd limit holds if less
 //! max_idle_per_backend = 512 # idle keep-alive connections kept to each backend (0: none)
 //! max_command_clients = 64    # command-socket clients connected at once
 //! shared_listeners = false    # true: may listen where another proxy of this user does
@@ -183,7 +183,9 @@ pub struct Config {
     pub workers: Option<usize>,
     pub buffer_size: usize,
     pub max_buffers: usize,
-    pub max_connections: usize,
+    /// Client connections per worker; `None`: 10,000, or what the fd limit holds if less
+    /// (set at start by `fd_limit::default_max_connections`).
+    pub max_connections: Option<usize>,
     pub max_connect_attempts: u32,
     /// Idle keep-alive connections kept per backend, per worker.
     pub max_idle_per_backend: usize,
@@ -211,7 +213,7 @@ impl Default for Config {
             workers: None,
             buffer_size: worker.buffer_size,
             max_buffers: worker.max_buffers,
-            max_connections: worker.max_connections,
+            max_connections: None,
             max_connect_attempts: worker.max_connect_attempts,
             max_idle_per_backend: worker.max_idle_per_backend,
             max_command_clients: 64,
@@ -304,7 +306,7 @@ impl Config {
         if self.max_buffers == 0 {
             return invalid("max_buffers", "must be at least 1");
         }
-        if self.max_connections == 0 {
+        if self.max_connections == Some(0) {
             return invalid("max_connections", "must be at least 1");
         }
         if self.max_command_clients == 0 {
@@ -382,7 +384,9 @@ impl Config {
             id,
             buffer_size: self.buffer_size,
             max_buffers: self.max_buffers,
-            max_connections: self.max_connections,
+            max_connections: self
+                .max_connections
+                .unwrap_or(WorkerConfig::default().max_connections),
             front_timeout: Duration::from_millis(self.timeouts.front_ms),
             tunnel_timeout: Duration::from_millis(self.timeouts.tunnel_ms),
             request_timeout: Duration::from_millis(self.timeouts.request_ms),

@@ -2,6 +2,13 @@
 //! (as nginx's `worker_rlimit_nofile` and HAProxy do on their own), and the operator is told
 //! once when the limit cannot hold what `max_connections` promises.
 //!
+//! Left out of weir.toml, `max_connections` is 10,000 or what the limit holds, whichever is
+//! less ([`default_max_connections`]), as HAProxy derives its `maxconn` from `ulimit -n`: a
+//! default start never promises connections it has no fds for (common hard limits such as
+//! 20,000 hold 9,936 a worker), so the worker's cap, not EMFILE, is what a flood meets (its
+//! 503, and the oldest idle connections closed first). Only a value the operator set can be
+//! too high, and that is warned about.
+//!
 //! A worker holds up to two fds per connection (the client's and the backend's) plus a
 //! reserve (its channel, its poll, the listening sockets, probes, pooled connections being
 //! closed). `RLIMIT_NOFILE` counts per process and every worker is a process, so the check is
@@ -56,6 +63,16 @@ fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// `max_connections` when weir.toml leaves it out: `ceiling` (the default's 10,000), or as many
+/// connections as `limit` holds at two fds each beside the reserve if that is less; at least 1
+/// (a limit too low for even that gets [`shortfall`]'s warning).
+pub fn default_max_connections(limit: u64, ceiling: usize) -> usize {
+    let fits = limit.saturating_sub(RESERVE) / 2;
+    usize::try_from(fits)
+        .unwrap_or(usize::MAX)
+        .clamp(1, ceiling.max(1))
+}
+
 /// What a worker with `max_connections` needs, per process.
 pub fn per_worker(max_connections: usize) -> u64 {
     (max_connections as u64)
@@ -100,6 +117,21 @@ mod tests {
     fn enough_fds_say_nothing() {
         assert_eq!(shortfall(1 << 20, Some(1 << 30), 8, 10_000), None);
         assert_eq!(shortfall(20_128, None, 8, 10_000), None);
+    }
+
+    #[test]
+    fn the_default_fits_the_limit() {
+        // A common hard limit: 10,000 would need 20,128.
+        assert_eq!(default_max_connections(20_000, 10_000), 9_936);
+        assert_eq!(shortfall(20_000, None, 2, 9_936), None);
+        // Docker's and systemd's usual ones hold the whole default.
+        assert_eq!(default_max_connections(1 << 20, 10_000), 10_000);
+        assert_eq!(default_max_connections(524_288, 10_000), 10_000);
+        assert_eq!(default_max_connections(20_128, 10_000), 10_000);
+        assert_eq!(default_max_connections(1024, 10_000), 448);
+        // Below the reserve: one connection, and the warning says why.
+        assert_eq!(default_max_connections(64, 10_000), 1);
+        assert!(shortfall(64, None, 1, 1).is_some());
     }
 
     #[test]

@@ -51,8 +51,9 @@ fn handled_signals() -> SigSet {
     set
 }
 
-/// Raises the soft fd limit (workers inherit it) and warns once if it is still too low.
-fn check_fd_limit(config: &Config) {
+/// Raises the soft fd limit (workers inherit it), sets `max_connections` to what the limit
+/// holds if weir.toml left it out, and warns once if the limit is still too low.
+fn check_fd_limit(config: &mut Config) {
     let limit = match fd_limit::raise() {
         Ok(raised) => {
             if raised.after > raised.before {
@@ -71,9 +72,26 @@ fn check_fd_limit(config: &Config) {
             }
         }
     };
+    let max_connections = match config.max_connections {
+        Some(set) => set,
+        None => {
+            let ceiling = crate::channel::WorkerConfig::default().max_connections;
+            let fits = fd_limit::default_max_connections(limit, ceiling);
+            if fits < ceiling {
+                log::info(&format!(
+                    "max_connections: {fits} per worker, what the file descriptor limit \
+                     ({limit}) holds at 2 per connection + {}; set max_connections to choose",
+                    fd_limit::RESERVE
+                ));
+            }
+            // Set, so an upgrade hands the same value on.
+            config.max_connections = Some(fits);
+            fits
+        }
+    };
     let workers = config.worker_count();
     if let Some(warning) =
-        fd_limit::shortfall(limit, fd_limit::file_max(), workers, config.max_connections)
+        fd_limit::shortfall(limit, fd_limit::file_max(), workers, max_connections)
     {
         log::warn(&warning);
     }
@@ -82,9 +100,9 @@ fn check_fd_limit(config: &Config) {
 /// Runs the main process until it is stopped. `handover` is the JSON a previous main process
 /// passed on upgrade (`None` for a normal start). Must be called before this process starts
 /// any thread: it blocks the handled signals, and threads inherit the mask.
-pub fn run(config: Config, handover: Option<&str>) -> Result<(), MainError> {
+pub fn run(mut config: Config, handover: Option<&str>) -> Result<(), MainError> {
     log::set_level(config.log_level);
-    check_fd_limit(&config);
+    check_fd_limit(&mut config);
     let signals = handled_signals();
     signals.thread_block().map_err(MainError::Signals)?;
     let (inputs, receiver) = std::sync::mpsc::channel();

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::answers::{redirect_location, Status};
 use super::body::BodyFramer;
+use super::head_scan::HeadScan;
 use super::parser::{Framing, RequestHead};
 use super::path::routing_path;
 use super::writer::{write_request_head, ClientInfo};
@@ -150,8 +151,9 @@ enum Response {
     /// replayed.
     Awaiting,
     /// The backend started answering; no final head went to the client (interim ones may
-    /// have).
-    Head,
+    /// have). The scan says how far the head at the front of `resp_in` was looked at, so a
+    /// head trickling in is parsed in linear work, as a request head is.
+    Head(HeadScan),
     /// A whole head waits in `resp_in` for a buffer to be rewritten into. Its bytes were read
     /// already, so no readiness will come for them: the next step parses it again.
     HeadParked,
@@ -890,7 +892,7 @@ impl Exchange {
             },
             response: match self.response {
                 Response::Awaiting => "awaiting",
-                Response::Head => "head",
+                Response::Head(_) => "head",
                 Response::HeadParked => "head parked",
                 Response::Body(_) => "body",
             },

@@ -1,4 +1,6 @@
-//! When a request head still arriving is worth parsing, deciding from each byte about once.
+//! When a head still arriving is worth parsing, deciding from each byte about once: a
+//! request head from a client (`session.rs`) or a response head from a backend
+//! (`exchange/response.rs`), the same way.
 //!
 //! httparse parses a head from its first byte, and keeps nothing between calls. Parsing the
 //! whole buffer after every read would make a head that arrives one byte per segment cost
@@ -10,8 +12,8 @@
 //!   parses at once, as before);
 //! - when the new bytes hold the blank line that ends a head (`\r\n\r\n`), searched for from
 //!   three bytes before them, so one split across reads is found too. Empty lines before the
-//!   request line, which the parser skips (RFC 9112 2.2), do not count: a client sending them
-//!   one at a time would otherwise have the head parsed again for each;
+//!   start line, which the parser skips (RFC 9112 2.2), do not count: a peer sending them one
+//!   at a time would otherwise have the head parsed again for each;
 //! - when they hold a bare CR or LF, which the parser refuses: that answer comes at once;
 //! - when the buffer has doubled since the last parse found the head incomplete, so any other
 //!   flaw (a bad token, a control character) is still answered after at most twice its bytes.
@@ -19,14 +21,15 @@
 //! The parses of an incomplete head then look at fewer than twice its final length in all,
 //! and the scan at each byte a few times: linear work however the head is cut up.
 
-/// The scanning state of the head at the start of a session's buffer.
+/// The scanning state of the head at the start of a buffer (a session's for a request, an
+/// exchange's for a response).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct HeadScan {
     /// Bytes at the start of the buffer already looked at.
     scanned: usize,
     /// Buffered length when a parse last found the head incomplete (0: none yet).
     parsed: usize,
-    /// Where the first byte other than CR and LF is, once seen: the request line's start.
+    /// Where the first byte other than CR and LF is, once seen: the start line's start.
     start: Option<usize>,
 }
 
@@ -34,6 +37,12 @@ impl HeadScan {
     /// Whether `pending` (the buffered bytes; the first ones are those seen before) should be
     /// parsed now.
     pub fn should_parse(&mut self, pending: &[u8]) -> bool {
+        if self.parsed == 0 {
+            // Nothing parsed yet: parse at once, and look at nothing (the common head comes
+            // whole in one read). Should it be incomplete, the next call scans these bytes
+            // from the start, once.
+            return true;
+        }
         if pending.len() < self.scanned {
             // The buffer no longer starts where it did: look at it afresh.
             *self = HeadScan::default();
@@ -47,7 +56,7 @@ impl HeadScan {
                 .map(|i| self.scanned + i);
         }
         self.scanned = pending.len();
-        if self.parsed == 0 || pending.len() >= self.parsed.saturating_mul(2) {
+        if pending.len() >= self.parsed.saturating_mul(2) {
             return true;
         }
         let Some(start) = self.start else {
@@ -87,12 +96,29 @@ fn breaks(bytes: &[u8]) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // Tests may unwrap.
 mod tests {
-    use super::super::parser::{header_slots, parse_request, Framing, HeadError};
+    use super::super::parser::{header_slots, parse_request, parse_response, Framing, HeadError};
     use super::*;
 
-    /// Feeds `raw` in pieces of `step` bytes, parsing when the scan says so, as the session
-    /// does. Returns the parse's last answer and the bytes parsed in all.
+    type Parse = fn(&[u8]) -> Result<Option<usize>, HeadError>;
+
+    fn request(pending: &[u8]) -> Result<Option<usize>, HeadError> {
+        let mut headers = header_slots();
+        parse_request(pending, &mut headers).map(|h| h.map(|h| h.raw.len()))
+    }
+
+    fn response(pending: &[u8]) -> Result<Option<usize>, HeadError> {
+        let mut headers = header_slots();
+        parse_response(pending, &mut headers, false).map(|h| h.map(|h| h.raw.len()))
+    }
+
+    /// Feeds a request head `raw` in pieces of `step` bytes, parsing when the scan says so, as
+    /// the session does. Returns the parse's last answer and the bytes parsed in all.
     fn feed(raw: &[u8], step: usize) -> (Result<Option<usize>, HeadError>, usize) {
+        feed_to(request, raw, step)
+    }
+
+    /// [`feed`] through `parse`.
+    fn feed_to(parse: Parse, raw: &[u8], step: usize) -> (Result<Option<usize>, HeadError>, usize) {
         let mut scan = HeadScan::default();
         let mut parsed_bytes = 0;
         let mut last = Ok(None);
@@ -104,8 +130,7 @@ mod tests {
                 continue;
             }
             parsed_bytes += pending.len();
-            let mut headers = header_slots();
-            last = parse_request(pending, &mut headers).map(|h| h.map(|h| h.raw.len()));
+            last = parse(pending);
             match last {
                 Ok(None) => scan.incomplete(pending.len()),
                 _ => break,
@@ -115,7 +140,11 @@ mod tests {
     }
 
     fn big_head(size: usize) -> Vec<u8> {
-        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        big_head_after(b"GET / HTTP/1.1\r\nHost: a\r\n", size)
+    }
+
+    fn big_head_after(start: &[u8], size: usize) -> Vec<u8> {
+        let mut raw = start.to_vec();
         let mut i = 0;
         while raw.len() < size - 64 {
             raw.extend_from_slice(format!("X-Field-{i}: {}\r\n", "v".repeat(1000)).as_bytes());
@@ -144,6 +173,23 @@ mod tests {
             "{parsed_bytes} bytes parsed for a head of {}",
             raw.len()
         );
+    }
+
+    #[test]
+    fn a_response_head_fed_byte_by_byte_is_parsed_in_linear_work() {
+        // What a backend trickling its answer makes the exchange do.
+        let raw = big_head_after(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n", 64 * 1024);
+        assert_eq!(response(&raw), Ok(Some(raw.len())));
+        let (answer, parsed_bytes) = feed_to(response, &raw, 1);
+        assert_eq!(answer, Ok(Some(raw.len())));
+        assert!(
+            parsed_bytes <= 3 * raw.len(),
+            "{parsed_bytes} bytes parsed for a head of {}",
+            raw.len()
+        );
+        for step in [2, 7, 1000] {
+            assert_eq!(feed_to(response, &raw, step).0, Ok(Some(raw.len())));
+        }
     }
 
     #[test]

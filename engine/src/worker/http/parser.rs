@@ -264,6 +264,13 @@ pub struct ResponseHead<'h, 'b> {
     pub upgrade: &'b [u8],
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes handed to [`parse_response`] on this thread: the work tests count a response
+    /// head's parsing by (an exchange must not parse a trickling head again on every read).
+    pub static RESPONSE_BYTES_PARSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Parses a response head; `request_is_head` because a HEAD answer has no body whatever its
 /// fields say.
 pub fn parse_response<'h, 'b>(
@@ -271,6 +278,8 @@ pub fn parse_response<'h, 'b>(
     headers: &'h mut HeaderSlots<'b>,
     request_is_head: bool,
 ) -> Result<Option<ResponseHead<'h, 'b>>, HeadError> {
+    #[cfg(test)]
+    RESPONSE_BYTES_PARSED.with(|n| n.set(n.get() + buf.len()));
     let mut res = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut res, buf, headers)

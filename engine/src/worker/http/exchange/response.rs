@@ -1,7 +1,10 @@
 //! The backend's answer: read into the exchange's buffer, its head parsed, checked and
 //! rewritten for the client (interim heads passed on, a `101` only if the client offered that
-//! protocol, framing the client can read), then its body counted through as it streams.
+//! protocol, framing the client can read), then its body counted through as it streams. A head
+//! arriving in pieces is parsed only when its new bytes may finish or break it ([`HeadScan`]),
+//! so a backend trickling a large head costs linear work, not a parse per read.
 
+use super::super::head_scan::HeadScan;
 use super::super::parser::{header_slots, parse_response, upgrade_accepted, Framing};
 use super::super::writer::{write_response_head, Added, ClientConnection};
 use super::*;
@@ -10,7 +13,8 @@ impl Exchange {
     /// Reads from the backend and handles a response head when one is complete.
     pub(super) fn read_response(&mut self, io: &mut FrontIo, cx: &mut Context) -> Outcome {
         if matches!(self.response, Response::HeadParked) {
-            self.response = Response::Head;
+            // A whole head: a fresh scan parses it at once.
+            self.response = Response::Head(HeadScan::default());
             return self.parse_response_head(io, cx);
         }
         if !self.dial.is_connected()
@@ -40,7 +44,7 @@ impl Exchange {
         match buf.read_some(&mut conn.stream) {
             Ok((0, _)) => match &mut self.response {
                 Response::Awaiting => self.replay_or(Status::BadGateway, io, cx),
-                Response::Head | Response::HeadParked => self.fail(Status::BadGateway),
+                Response::Head(_) | Response::HeadParked => self.fail(Status::BadGateway),
                 Response::Body(body) => {
                     body.backend = BackendEnd::Closed;
                     if body.framer.until_close() {
@@ -73,14 +77,14 @@ impl Exchange {
                             Err(_) => Outcome::Close,
                         }
                     }
-                    Response::Awaiting | Response::Head | Response::HeadParked => {
+                    Response::Awaiting | Response::Head(_) | Response::HeadParked => {
                         if self.first_byte_at.is_none() {
                             self.first_byte_at = Some(cx.now);
                         }
                         if matches!(self.response, Response::Awaiting) {
                             self.record_first_byte(cx);
+                            self.response = Response::Head(HeadScan::default());
                         }
-                        self.response = Response::Head;
                         self.parse_response_head(io, cx)
                     }
                 }
@@ -113,10 +117,21 @@ impl Exchange {
             if forwarded || buf.is_empty() {
                 return Outcome::Progress;
             }
+            let Response::Head(scan) = &mut self.response else {
+                return Outcome::Progress;
+            };
+            // Parsed when the new bytes may finish or break the head; a full buffer gets its
+            // answer (a 502) at once.
+            if !scan.should_parse(buf.pending()) && !buf.is_full() {
+                return Outcome::Progress;
+            }
             let mut headers = header_slots();
             let res = match parse_response(buf.pending(), &mut headers, is_head) {
                 Ok(Some(res)) => res,
-                Ok(None) if !buf.is_full() => return Outcome::Progress,
+                Ok(None) if !buf.is_full() => {
+                    scan.incomplete(buf.len());
+                    return Outcome::Progress;
+                }
                 Ok(None) | Err(_) => return self.fail(Status::BadGateway),
             };
             if self.resp_out.is_none() {
@@ -178,6 +193,8 @@ impl Exchange {
                     return self.fail(Status::BadGateway);
                 }
                 buf.consume(len);
+                // The next head starts where this one ended: looked at afresh.
+                scan.reset();
                 self.count_backend_status(code, cx);
                 continue;
             }

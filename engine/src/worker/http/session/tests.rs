@@ -205,6 +205,44 @@ fn an_interim_answer_passes_through_before_the_final_one() {
 }
 
 #[test]
+fn a_response_head_trickling_in_byte_by_byte_is_parsed_in_linear_work() {
+    use crate::worker::http::parser::RESPONSE_BYTES_PARSED;
+    let net = Net::default();
+    let backend = net.backend(Answer::Accept);
+    let mut h = Harness::new(&net, &[backend.addr()]);
+    h.send(GET);
+    h.until("the request sent", |h| h.response() == Some("awaiting"));
+    let b = backend.accept();
+    request(&b);
+    // An 8 KiB head (within one buffer), then its body.
+    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n".to_vec();
+    for i in 0.. {
+        if head.len() > 8 * 1024 - 128 {
+            break;
+        }
+        head.extend_from_slice(format!("X-Field-{i}: {}\r\n", "v".repeat(100)).as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    RESPONSE_BYTES_PARSED.with(|n| n.set(0));
+    for &byte in &head {
+        b.send(&[byte]);
+        h.turn();
+    }
+    b.send(b"hello");
+    h.until("the exchange done", |h| h.session.served == 1);
+    let parsed = RESPONSE_BYTES_PARSED.with(|n| n.get());
+    // Parsing after every read would look at about len²/2 bytes (33 million here).
+    assert!(
+        parsed <= 3 * head.len(),
+        "{parsed} bytes parsed for a head of {}",
+        head.len()
+    );
+    let got = answer(&h.client, b"hello");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+    assert!(String::from_utf8_lossy(&got).contains("X-Field-60: vvv"));
+}
+
+#[test]
 fn a_body_until_close_ends_with_the_backend_and_closes_the_client() {
     let net = Net::default();
     let backend = net.backend(Answer::Accept);
