@@ -280,6 +280,7 @@ fn value_text(v: &Value) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use weir_schema::{Certificate, Owner, State};
