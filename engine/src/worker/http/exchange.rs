@@ -33,71 +33,21 @@ use super::head_scan::HeadScan;
 use super::parser::{Framing, RequestHead};
 use super::path::routing_path;
 use super::writer::{write_request_head, ClientInfo};
-use crate::worker::access_log::Outcome as LogOutcome;
 use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
 use crate::worker::front::FrontIo;
 use crate::worker::router::normalize_host;
-use crate::worker::upstream::NoBackend;
-use weir_schema::metric_names::ServerError;
 
+mod accounting;
+mod refusal;
 mod response;
 mod send;
 
+use accounting::count_answer;
+pub use refusal::Refusal;
+
 use send::{send_request, send_response, Sent};
-
-/// Why a request is answered by the proxy itself (an error, or a frontend's redirect).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub status: Status,
-    pub keep_alive: bool,
-    /// The listener's own body for this answer.
-    pub custom: Option<Rc<str>>,
-    /// The refused request was `HEAD` (known once its head parsed): no body in the answer.
-    pub head_only: bool,
-    /// A redirect's `Location`.
-    pub location: Option<Box<str>>,
-    /// The route's `Strict-Transport-Security` value, once the request was routed.
-    pub hsts: Option<Rc<str>>,
-    /// Why a 5xx, when its status alone does not say (a 502 after every connect failed).
-    pub cause: Option<ServerError>,
-}
-
-impl Refusal {
-    pub fn close(status: Status) -> Refusal {
-        Refusal {
-            status,
-            keep_alive: false,
-            custom: None,
-            head_only: false,
-            location: None,
-            hsts: None,
-            cause: None,
-        }
-    }
-
-    fn with_hsts(self, hsts: &Option<Rc<str>>) -> Refusal {
-        Refusal {
-            hsts: hsts.clone(),
-            ..self
-        }
-    }
-
-    /// The answer when no backend connection could be had.
-    fn no_backend(no: NoBackend, io: &FrontIo) -> Refusal {
-        match no {
-            NoBackend::NoneHealthy | NoBackend::LocalShortage => Refusal {
-                custom: io.info.answer_503.clone(),
-                ..Refusal::close(Status::Unavailable)
-            },
-            NoBackend::ConnectFailed => Refusal {
-                cause: Some(ServerError::ConnectFailed),
-                ..Refusal::close(Status::BadGateway)
-            },
-        }
-    }
-}
 
 /// How a step of an exchange ended, for its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,11 +356,6 @@ impl Exchange {
         }))
     }
 
-    /// Counts one of Weir's own answers to this request (for its cluster).
-    pub fn count_answer(&self, code: u16, cx: &mut Context) {
-        count_answer(cx, self.cluster, code, self.started);
-    }
-
     /// Takes the body bytes that came with the head (`early`, at the front of the session's
     /// buffer) and arms the deadline of the first state. `Err`: refuse the request.
     pub fn begin(&mut self, early: &mut Buf, io: &mut FrontIo, now: Instant) -> Result<(), Status> {
@@ -444,21 +389,6 @@ impl Exchange {
     /// Whether the request is a `HEAD` (its answers carry no body).
     pub fn is_head(&self) -> bool {
         self.method == Method::Head
-    }
-
-    /// What the access line reports of this exchange so far.
-    pub fn outcome(&self) -> LogOutcome {
-        let (cluster, backend) = self.dial.keys();
-        let since = |t: Instant| t.saturating_duration_since(self.started);
-        LogOutcome {
-            status: self.status,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            cluster: Some(cluster),
-            backend,
-            connect: self.connected_at.map(since),
-            backend_time: self.first_byte_at.map(since),
-        }
     }
 
     /// The route's `Strict-Transport-Security` value, for our own answers to this request.
@@ -808,45 +738,6 @@ impl Exchange {
         }
     }
 
-    /// The response went out whole, or a `101` came: its total latency, for its cluster and
-    /// its backend.
-    fn record_latency(&self, cx: &mut Context) {
-        let elapsed = cx.now.saturating_duration_since(self.started);
-        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
-            stats.latency.record(elapsed);
-        }
-        if self.dial.state() != DialState::Gone {
-            if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
-                stats.latency.record(elapsed);
-            }
-        }
-    }
-
-    /// The backend's first answer byte came: the time since the request went to it.
-    fn record_first_byte(&self, cx: &mut Context) {
-        let elapsed = cx.now.saturating_duration_since(self.sent_at);
-        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
-            stats.first_byte.record(elapsed);
-        }
-        if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
-            stats.first_byte.record(elapsed);
-        }
-    }
-
-    /// Counts a status the backend sent: worker-wide, for the cluster and for the backend.
-    fn count_backend_status(&self, code: u16, cx: &mut Context) {
-        cx.metrics.count_status(code);
-        if code >= 500 {
-            cx.metrics.count_server_error(ServerError::Backend);
-        }
-        if let Some(stats) = cx.upstream.cluster_stats(self.cluster) {
-            stats.count_status(code);
-        }
-        if let Some(stats) = cx.upstream.backend_stats(self.dial.link().backend) {
-            stats.count_status(code);
-        }
-    }
-
     /// Gives back the exchange's buffers and its backend link: pooled when `reusable`.
     pub fn end(&mut self, reusable: bool, cx: &mut Context) {
         cx.pool.release(&mut self.head_out);
@@ -859,16 +750,6 @@ impl Exchange {
     /// head, with the backend's first bytes appended by [`Exchange::read_response`]).
     pub fn into_pipe_parts(self) -> (Dial, Option<Buf>) {
         (self.dial, self.resp_out)
-    }
-}
-
-/// Counts one of Weir's own answers to a request routed to `cluster`, routed at `started`:
-/// its status and latency for the cluster (the worker-wide count is the session's).
-fn count_answer(cx: &mut Context, cluster: usize, code: u16, started: Instant) {
-    let elapsed = cx.now.saturating_duration_since(started);
-    if let Some(stats) = cx.upstream.cluster_stats(cluster) {
-        stats.count_status(code);
-        stats.latency.record(elapsed);
     }
 }
 
