@@ -445,8 +445,8 @@ impl Worker {
         let mut session = self.sessions.remove(key);
         match &mut session.protocol {
             Protocol::TlsHandshake(_) => {}
-            Protocol::Http(http) => http.teardown(&session.io, &mut self.cx),
-            Protocol::Pipe(pipe) => pipe.teardown(&session.io, &mut self.cx),
+            Protocol::Http(http) => http.teardown(&mut self.cx),
+            Protocol::Pipe(pipe) => pipe.teardown(&mut self.cx),
         }
         let _ = self.cx.registry.deregister(&mut session.io.transport);
     }

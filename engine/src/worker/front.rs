@@ -271,3 +271,10 @@ pub struct FrontIo {
     /// Its place in the listener's connections per address, when the listener limits them.
     pub ip_slot: Option<Box<IpSlot>>,
 }
+
+impl FrontIo {
+    /// (client, listener): the addresses an access line shows.
+    pub fn peers(&self) -> (SocketAddr, SocketAddr) {
+        (self.peer, self.info.address)
+    }
+}

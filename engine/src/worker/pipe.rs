@@ -53,7 +53,7 @@ impl Pipe {
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
         let mut line = LineKey::default();
-        cx.access_log.start(&mut line, cx.now, None);
+        cx.access_log.start(&mut line, io.peers(), cx.now, None);
         let dial = match Dial::start(cluster, Reuse::FreshOnly, io, cx) {
             Ok(dial) => dial,
             Err(_) => {
@@ -62,9 +62,7 @@ impl Pipe {
                     cluster: Some(cluster),
                     ..LogOutcome::default()
                 };
-                let peers = (io.peer, io.info.address);
-                cx.access_log
-                    .finish(line, peers, &outcome, &cx.upstream, cx.now);
+                cx.access_log.finish(line, &outcome, &cx.upstream, cx.now);
                 cx.access_log.recycle(&mut line);
                 return None;
             }
@@ -243,16 +241,15 @@ impl Pipe {
         }
     }
 
-    pub fn teardown(&mut self, io: &FrontIo, cx: &mut Context) {
+    pub fn teardown(&mut self, cx: &mut Context) {
         if self.line.is_some() {
             // Named before the link is let go.
             let (cluster, backend) = self.dial.keys();
             self.outcome.cluster = Some(cluster);
             self.outcome.backend = backend;
-            let peers = (io.peer, io.info.address);
             let line = self.line;
             cx.access_log
-                .finish(line, peers, &self.outcome, &cx.upstream, cx.now);
+                .finish(line, &self.outcome, &cx.upstream, cx.now);
             cx.access_log.recycle(&mut self.line);
         }
         self.dial.release(false, cx);
@@ -342,7 +339,7 @@ mod tests {
         }
         assert!(ended, "the pipe never ended");
         assert!(rig.client.is_shut());
-        pipe.teardown(&rig.io, &mut rig.cx);
+        pipe.teardown(&mut rig.cx);
     }
 
     #[test]
@@ -422,7 +419,7 @@ mod tests {
         assert_eq!(pipe.on_timeout(&mut rig.io, &mut rig.cx), Next::Close);
         assert_eq!(pipe.dial.state(), DialState::Gone);
         // Its link went back already: tearing down gives back nothing twice.
-        pipe.teardown(&rig.io, &mut rig.cx);
+        pipe.teardown(&mut rig.cx);
     }
 
     #[test]

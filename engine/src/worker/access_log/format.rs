@@ -1,12 +1,21 @@
-//! An access [`Record`] as one line of text or JSON, appended to a reused buffer.
+//! An access line as text or JSON, appended to a reused buffer.
+//!
+//! A line is written in three pieces, each when its data is at hand, so a request pays only
+//! for what changes with it: [`write_peers`] (client and listener addresses) once per
+//! connection, [`write_head`] (host, method, path) when a request head is read, and
+//! [`write_finished`] when the request ends: the time, then the first two pieces copied in one
+//! go, then the status, sizes, names and timings. [`write_line`] writes a whole [`Record`].
+//! Both formats walk the same field list; a [`Syntax`] says what one puts between the values,
+//! how it spells an absent value and how it writes a string.
 //!
 //! Nothing here allocates once the buffer has grown to its working size: numbers go through
 //! `itoa`, IPv4 addresses are written digit by digit, the date is formatted once per second
-//! ([`Clock`]), and no `format!` is used. Bytes that came from the client (host, method, path)
-//! are escaped, never trusted: in JSON, control characters, `"` and `\` are escaped and a byte
-//! that is not part of valid UTF-8 becomes `\u00XX` (so the line stays valid UTF-8 JSON, and
-//! the byte's value is kept); in text, anything but a printable ASCII character other than
-//! `"` and `\` becomes `\xHH`, so a field never holds a space or a line break.
+//! and the milliseconds once per loop turn ([`Clock`]), and no `format!` is used. Bytes that
+//! came from the client (host, method, path) are escaped, never trusted: in JSON, control
+//! characters, `"` and `\` are escaped and a byte that is not part of valid UTF-8 becomes
+//! `\u00XX` (so the line stays valid UTF-8 JSON, and the byte's value is kept); in text,
+//! anything but a printable ASCII character other than `"` and `\` becomes `\xHH`, so a field
+//! never holds a space or a line break.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -40,20 +49,50 @@ pub struct Record<'a> {
     pub request_id: u64,
 }
 
-/// The wall clock's current second as `YYYY-MM-DDTHH:MM:SS`, formatted when the second changes.
+/// The fields known only when a request ends: a [`Record`] without the addresses and the
+/// request head, which [`write_peers`] and [`write_head`] wrote earlier.
+#[derive(Debug, Clone, Copy)]
+pub struct Tail<'a> {
+    pub status: Option<u16>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub cluster: Option<&'a str>,
+    pub backend: Option<&'a str>,
+    pub duration: Duration,
+    pub connect: Option<Duration>,
+    pub backend_time: Option<Duration>,
+    pub request_id: u64,
+}
+
+impl<'a> Record<'a> {
+    fn tail(&self) -> Tail<'a> {
+        Tail {
+            status: self.status,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            cluster: self.cluster,
+            backend: self.backend,
+            duration: self.duration,
+            connect: self.connect,
+            backend_time: self.backend_time,
+            request_id: self.request_id,
+        }
+    }
+}
+
+/// The wall clock of the current loop turn as `YYYY-MM-DDTHH:MM:SS.mmmZ`: the date and time
+/// formatted when the second changes, the milliseconds on every update.
 #[derive(Debug, Clone)]
 pub struct Clock {
     second: u64,
-    millis: u32,
-    text: [u8; 19],
+    text: [u8; 24],
 }
 
 impl Clock {
     pub fn new(now: SystemTime) -> Clock {
         let mut clock = Clock {
             second: u64::MAX,
-            millis: 0,
-            text: [b'0'; 19],
+            text: *b"0000-00-00T00:00:00.000Z",
         };
         clock.update(now);
         clock
@@ -62,7 +101,7 @@ impl Clock {
     /// Brings the clock to `now` (once per loop turn).
     pub fn update(&mut self, now: SystemTime) {
         let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.millis = since.subsec_millis();
+        self.text[20..23].copy_from_slice(&padded3(since.subsec_millis()));
         let second = since.as_secs();
         if second == self.second {
             return;
@@ -71,7 +110,7 @@ impl Clock {
         let days = i64::try_from(second / 86_400).unwrap_or(0);
         let of_day = second % 86_400;
         let (y, m, d) = civil_from_days(days);
-        let mut at = &mut self.text[..];
+        let mut at = &mut self.text[..19];
         // Cannot fail: 19 bytes exactly for years 0..=9999.
         let _ = write!(
             at,
@@ -85,9 +124,6 @@ impl Clock {
     /// `2026-12-06T22:58:58.123Z`.
     fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.text);
-        out.push(b'.');
-        push_padded3(out, self.millis);
-        out.push(b'Z');
     }
 }
 
@@ -106,6 +142,102 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// The fields of a line, in the order both formats write them.
+#[derive(Clone, Copy)]
+enum Field {
+    Time,
+    Client,
+    Listener,
+    Host,
+    Method,
+    Path,
+    Status,
+    BytesIn,
+    BytesOut,
+    Cluster,
+    Backend,
+    Duration,
+    Connect,
+    BackendTime,
+    RequestId,
+}
+
+const FIELDS: usize = Field::RequestId as usize + 1;
+
+/// How a format spells a line around the values the field walk gives it. Implemented by
+/// [`Json`] and [`Text`]; the walk is generic over it, so each format gets its own copy of
+/// the walk with these constants folded in, and no branch on the format per field.
+trait Syntax {
+    /// What goes before each field's value, by [`Field`]. In JSON it also closes the quote
+    /// the previous value opened (time, addresses and request id are quoted).
+    const BEFORE: [&'static [u8]; FIELDS];
+    /// What ends the line.
+    const END: &'static [u8];
+    /// An absent status or timing.
+    const NULL: &'static [u8];
+    /// A string value, escaped, or its absent spelling.
+    fn string(out: &mut Vec<u8>, value: Option<&[u8]>);
+}
+
+/// One JSON object a line.
+struct Json;
+/// `name=value` pairs separated by spaces.
+struct Text;
+
+impl Syntax for Json {
+    const BEFORE: [&'static [u8]; FIELDS] = [
+        b"{\"time\":\"",
+        b"\",\"client\":\"",
+        b"\",\"listener\":\"",
+        b"\",\"host\":",
+        b",\"method\":",
+        b",\"path\":",
+        b",\"status\":",
+        b",\"bytes_in\":",
+        b",\"bytes_out\":",
+        b",\"cluster\":",
+        b",\"backend\":",
+        b",\"duration_ms\":",
+        b",\"connect_ms\":",
+        b",\"backend_ms\":",
+        b",\"request_id\":\"",
+    ];
+    const END: &'static [u8] = b"\"}\n";
+    const NULL: &'static [u8] = b"null";
+
+    #[inline]
+    fn string(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        json_string(out, value);
+    }
+}
+
+impl Syntax for Text {
+    const BEFORE: [&'static [u8]; FIELDS] = [
+        b"time=",
+        b" client=",
+        b" listener=",
+        b" host=",
+        b" method=",
+        b" path=",
+        b" status=",
+        b" bytes_in=",
+        b" bytes_out=",
+        b" cluster=",
+        b" backend=",
+        b" duration_ms=",
+        b" connect_ms=",
+        b" backend_ms=",
+        b" request_id=",
+    ];
+    const END: &'static [u8] = b"\n";
+    const NULL: &'static [u8] = b"-";
+
+    #[inline]
+    fn string(out: &mut Vec<u8>, value: Option<&[u8]>) {
+        text_value(out, value);
+    }
+}
+
 /// Room for a typical line with short host and path.
 const LINE_ROOM: usize = 512;
 
@@ -114,95 +246,120 @@ pub fn write_line(out: &mut Vec<u8>, format: LogFormat, clock: &Clock, record: &
     // One growth check for the whole line in the common case, not one per piece.
     out.reserve(LINE_ROOM);
     match format {
-        LogFormat::Json => write_json(out, clock, record),
-        LogFormat::Text => write_text(out, clock, record),
+        LogFormat::Json => line::<Json>(out, clock, record),
+        LogFormat::Text => line::<Text>(out, clock, record),
     }
 }
 
-fn write_json(out: &mut Vec<u8>, clock: &Clock, r: &Record<'_>) {
-    out.extend_from_slice(b"{\"time\":\"");
+fn line<S: Syntax>(out: &mut Vec<u8>, clock: &Clock, r: &Record<'_>) {
+    field::<S>(out, Field::Time);
     clock.write(out);
-    out.extend_from_slice(b"\",\"client\":\"");
-    push_addr(out, r.client);
-    out.extend_from_slice(b"\",\"listener\":\"");
-    push_addr(out, r.listener);
-    out.extend_from_slice(b"\",\"host\":");
-    json_string(out, r.host);
-    out.extend_from_slice(b",\"method\":");
-    json_string(out, r.method);
-    out.extend_from_slice(b",\"path\":");
-    json_string(out, r.path);
-    out.extend_from_slice(b",\"status\":");
-    match r.status {
-        Some(code) => push_int(out, code),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"bytes_in\":");
-    push_int(out, r.bytes_in);
-    out.extend_from_slice(b",\"bytes_out\":");
-    push_int(out, r.bytes_out);
-    out.extend_from_slice(b",\"cluster\":");
-    json_string(out, r.cluster.map(str::as_bytes));
-    out.extend_from_slice(b",\"backend\":");
-    json_string(out, r.backend.map(str::as_bytes));
-    out.extend_from_slice(b",\"duration_ms\":");
-    push_millis(out, r.duration);
-    out.extend_from_slice(b",\"connect_ms\":");
-    match r.connect {
-        Some(d) => push_millis(out, d),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"backend_ms\":");
-    match r.backend_time {
-        Some(d) => push_millis(out, d),
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(b",\"request_id\":\"");
-    push_hex(out, r.request_id);
-    out.extend_from_slice(b"\"}\n");
+    peers::<S>(out, r.client, r.listener);
+    head::<S>(out, r.host, r.method, r.path);
+    tail::<S>(out, &r.tail());
 }
 
-fn write_text(out: &mut Vec<u8>, clock: &Clock, r: &Record<'_>) {
-    out.extend_from_slice(b"time=");
+/// Appends the client and listener fields (the line's part that a connection's requests
+/// share).
+pub fn write_peers(out: &mut Vec<u8>, format: LogFormat, client: SocketAddr, listener: SocketAddr) {
+    match format {
+        LogFormat::Json => peers::<Json>(out, client, listener),
+        LogFormat::Text => peers::<Text>(out, client, listener),
+    }
+}
+
+/// Appends the host, method and path fields, escaped (all `None`: no request head was read).
+pub fn write_head(
+    out: &mut Vec<u8>,
+    format: LogFormat,
+    host: Option<&[u8]>,
+    method: Option<&[u8]>,
+    path: Option<&[u8]>,
+) {
+    match format {
+        LogFormat::Json => head::<Json>(out, host, method, path),
+        LogFormat::Text => head::<Text>(out, host, method, path),
+    }
+}
+
+/// Appends a whole line: the time, `middle` (what [`write_peers`] then [`write_head`] wrote,
+/// in the same `format`) and `tail`.
+pub fn write_finished(
+    out: &mut Vec<u8>,
+    format: LogFormat,
+    clock: &Clock,
+    middle: &[u8],
+    tail: &Tail<'_>,
+) {
+    out.reserve(LINE_ROOM + middle.len());
+    match format {
+        LogFormat::Json => finished::<Json>(out, clock, middle, tail),
+        LogFormat::Text => finished::<Text>(out, clock, middle, tail),
+    }
+}
+
+fn finished<S: Syntax>(out: &mut Vec<u8>, clock: &Clock, middle: &[u8], t: &Tail<'_>) {
+    field::<S>(out, Field::Time);
     clock.write(out);
-    out.extend_from_slice(b" client=");
-    push_addr(out, r.client);
-    out.extend_from_slice(b" listener=");
-    push_addr(out, r.listener);
-    out.extend_from_slice(b" host=");
-    text_value(out, r.host);
-    out.extend_from_slice(b" method=");
-    text_value(out, r.method);
-    out.extend_from_slice(b" path=");
-    text_value(out, r.path);
-    out.extend_from_slice(b" status=");
-    match r.status {
+    out.extend_from_slice(middle);
+    tail::<S>(out, t);
+}
+
+#[inline]
+fn field<S: Syntax>(out: &mut Vec<u8>, f: Field) {
+    out.extend_from_slice(S::BEFORE[f as usize]);
+}
+
+fn peers<S: Syntax>(out: &mut Vec<u8>, client: SocketAddr, listener: SocketAddr) {
+    field::<S>(out, Field::Client);
+    push_addr(out, client);
+    field::<S>(out, Field::Listener);
+    push_addr(out, listener);
+}
+
+fn head<S: Syntax>(
+    out: &mut Vec<u8>,
+    host: Option<&[u8]>,
+    method: Option<&[u8]>,
+    path: Option<&[u8]>,
+) {
+    field::<S>(out, Field::Host);
+    S::string(out, host);
+    field::<S>(out, Field::Method);
+    S::string(out, method);
+    field::<S>(out, Field::Path);
+    S::string(out, path);
+}
+
+fn tail<S: Syntax>(out: &mut Vec<u8>, t: &Tail<'_>) {
+    field::<S>(out, Field::Status);
+    match t.status {
         Some(code) => push_int(out, code),
-        None => out.push(b'-'),
+        None => out.extend_from_slice(S::NULL),
     }
-    out.extend_from_slice(b" bytes_in=");
-    push_int(out, r.bytes_in);
-    out.extend_from_slice(b" bytes_out=");
-    push_int(out, r.bytes_out);
-    out.extend_from_slice(b" cluster=");
-    text_value(out, r.cluster.map(str::as_bytes));
-    out.extend_from_slice(b" backend=");
-    text_value(out, r.backend.map(str::as_bytes));
-    out.extend_from_slice(b" duration_ms=");
-    push_millis(out, r.duration);
-    out.extend_from_slice(b" connect_ms=");
-    match r.connect {
+    field::<S>(out, Field::BytesIn);
+    push_int(out, t.bytes_in);
+    field::<S>(out, Field::BytesOut);
+    push_int(out, t.bytes_out);
+    field::<S>(out, Field::Cluster);
+    S::string(out, t.cluster.map(str::as_bytes));
+    field::<S>(out, Field::Backend);
+    S::string(out, t.backend.map(str::as_bytes));
+    field::<S>(out, Field::Duration);
+    push_millis(out, t.duration);
+    field::<S>(out, Field::Connect);
+    match t.connect {
         Some(d) => push_millis(out, d),
-        None => out.push(b'-'),
+        None => out.extend_from_slice(S::NULL),
     }
-    out.extend_from_slice(b" backend_ms=");
-    match r.backend_time {
+    field::<S>(out, Field::BackendTime);
+    match t.backend_time {
         Some(d) => push_millis(out, d),
-        None => out.push(b'-'),
+        None => out.extend_from_slice(S::NULL),
     }
-    out.extend_from_slice(b" request_id=");
-    push_hex(out, r.request_id);
-    out.push(b'\n');
+    field::<S>(out, Field::RequestId);
+    out.extend_from_slice(&hex16(t.request_id));
+    out.extend_from_slice(S::END);
 }
 
 fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
@@ -211,30 +368,64 @@ fn push_int(out: &mut Vec<u8>, n: impl itoa::Integer) {
 
 /// Milliseconds with three decimals (microsecond resolution): `12.345`.
 fn push_millis(out: &mut Vec<u8>, d: Duration) {
-    // In u64: u128 division costs a hundred instructions, and 2^64 µs is 584,000 years.
-    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    push_int(out, micros / 1000);
-    out.push(b'.');
-    push_padded3(out, (micros % 1000) as u32);
+    // In u64 (2^64 µs is 584,000 years): no u128 arithmetic, and one digit loop for the
+    // whole number rather than an integer, a point and a padded fraction apiece.
+    let mut n = d
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()));
+    // 20 digits of a u64 and the point.
+    let mut text = [0u8; 21];
+    let mut at = text.len();
+    for _ in 0..3 {
+        at -= 1;
+        text[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    at -= 1;
+    text[at] = b'.';
+    loop {
+        at -= 1;
+        text[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&text[at..]);
 }
 
-fn push_padded3(out: &mut Vec<u8>, n: u32) {
-    out.extend_from_slice(&[
+/// `n % 1000` as three digits.
+fn padded3(n: u32) -> [u8; 3] {
+    [
         b'0' + (n / 100 % 10) as u8,
         b'0' + (n / 10 % 10) as u8,
         b'0' + (n % 10) as u8,
-    ]);
+    ]
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Sixteen lowercase hex digits.
-fn push_hex(out: &mut Vec<u8>, n: u64) {
+/// Sixteen lowercase hex digits, computed eight at a time in a `u64`'s bytes rather than
+/// looked up one by one.
+fn hex16(n: u64) -> [u8; 16] {
     let mut digits = [0u8; 16];
-    for (i, d) in digits.iter_mut().enumerate() {
-        *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    out.extend_from_slice(&digits);
+    digits[..8].copy_from_slice(&hex8((n >> 32) as u32));
+    digits[8..].copy_from_slice(&hex8(n as u32));
+    digits
+}
+
+/// Eight lowercase hex digits of `n`.
+fn hex8(n: u32) -> [u8; 8] {
+    // Spread the nibbles into bytes, most significant first in big-endian order.
+    let mut x = u64::from(n);
+    x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10 or more: adding 6 carries into bit 4.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    // '0' + nibble, plus ('a' - '0' - 10) for the letters.
+    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
 }
 
 /// `a.b.c.d:port` without the formatting machinery; IPv6 through it (`[::1]:port`).
@@ -280,22 +471,84 @@ fn put_u8(to: &mut [u8], n: u8) -> usize {
     }
 }
 
-/// A JSON string, or `null`.
+/// The bytes a format copies as they are: printable ASCII but `"` and `\`, and in JSON the
+/// space as well. One table lookup a byte finds whether a value needs escaping at all.
+const fn plain(space: bool) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    table[b' ' as usize] = space;
+    table
+}
+
+const JSON_PLAIN: [bool; 256] = plain(true);
+const TEXT_PLAIN: [bool; 256] = plain(false);
+
+/// Whether every byte of `bytes` is plain in the format whose `table` it is (`low`: the
+/// smallest plain byte, `' '` for JSON, `'!'` for text). Eight bytes are checked at a time
+/// in a `u64` (the "has a byte less than / more than / equal to" word tricks), so a long path
+/// costs a few instructions a word rather than a lookup a byte.
+#[inline]
+fn all_plain(bytes: &[u8], table: &[bool; 256], low: u8) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            return false;
+        };
+        if !word_plain(u64::from_le_bytes(word), low) {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| table[usize::from(b)])
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// Whether none of the eight bytes of `w` is below `low`, above `~`, `"` or `\`.
+#[inline]
+fn word_plain(w: u64, low: u8) -> bool {
+    // A byte below `low` (< 0x80) borrows into its high bit; only bytes that are below
+    // `low` themselves can make a higher byte borrow, so the test is exact for the word.
+    let below = w.wrapping_sub(ONES * u64::from(low)) & !w;
+    // A byte above 0x7e reaches the high bit when 1 is added, or has it already.
+    let above = w.wrapping_add(ONES) | w;
+    let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+    (below | above | quote | backslash) & HIGHS == 0
+}
+
+/// Not 0 when some byte of `v` is 0 (exact for the word as a whole, not per byte).
+#[inline]
+fn has_zero(v: u64) -> u64 {
+    v.wrapping_sub(ONES) & !v & HIGHS
+}
+
+/// A JSON string, or `null`. The common case, nothing to escape, is inlined: one lookup a
+/// byte and one copy.
+#[inline]
 fn json_string(out: &mut Vec<u8>, value: Option<&[u8]>) {
     let Some(bytes) = value else {
         out.extend_from_slice(b"null");
         return;
     };
-    out.push(b'"');
-    // The common case, printable ASCII with nothing to escape, is one check a byte and one copy.
-    if bytes
-        .iter()
-        .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
+    if all_plain(bytes, &JSON_PLAIN, b' ') {
+        out.push(b'"');
         out.extend_from_slice(bytes);
         out.push(b'"');
-        return;
+    } else {
+        json_escaped(out, bytes);
     }
+}
+
+/// A JSON string of `bytes`, some of which need escaping.
+#[cold]
+#[inline(never)]
+fn json_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
     for chunk in bytes.utf8_chunks() {
         let valid = chunk.valid().as_bytes();
         let mut start = 0;
@@ -332,18 +585,23 @@ fn push_u00(out: &mut Vec<u8>, b: u8) {
 }
 
 /// A text field's value: `-` when absent or empty, `\xHH` for anything but printable ASCII
-/// other than `"` and `\`.
+/// other than `"` and `\`. The common case, nothing to escape, is inlined.
+#[inline]
 fn text_value(out: &mut Vec<u8>, value: Option<&[u8]>) {
-    let bytes = match value {
-        Some(b) if !b.is_empty() => b,
-        _ => {
-            out.push(b'-');
-            return;
-        }
-    };
+    match value {
+        None | Some([]) => out.push(b'-'),
+        Some(b) if all_plain(b, &TEXT_PLAIN, b'!') => out.extend_from_slice(b),
+        Some(b) => text_escaped(out, b),
+    }
+}
+
+/// `bytes`, some of which need escaping, as a text value.
+#[cold]
+#[inline(never)]
+fn text_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        if (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\' {
+        if TEXT_PLAIN[usize::from(b)] {
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -457,5 +715,151 @@ mod tests {
         assert!(line.contains(" backend=- "), "{line}");
         assert!(line.contains(" duration_ms=12.345 "), "{line}");
         assert_eq!(line.split(' ').count(), 15, "{line}");
+    }
+
+    #[test]
+    fn milliseconds_have_three_decimals_at_any_size() {
+        for (d, text) in [
+            (Duration::ZERO, "0.000"),
+            (Duration::from_nanos(999), "0.000"),
+            (Duration::from_micros(1), "0.001"),
+            (Duration::from_micros(999), "0.999"),
+            (Duration::from_micros(1_000), "1.000"),
+            (Duration::from_micros(12_345), "12.345"),
+            (Duration::from_secs(3_600), "3600000.000"),
+            (Duration::from_micros(u64::MAX), "18446744073709551.615"),
+            (Duration::MAX, "18446744073709551.615"),
+        ] {
+            let mut out = Vec::new();
+            push_millis(&mut out, d);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), text, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_sixteen_lowercase_hex_digits() {
+        let mut n: u64 = 0;
+        for i in 0..2_000u64 {
+            // Every nibble value in every position, and both ends.
+            n = n.rotate_left(7) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            for v in [n, 0, u64::MAX, 0x0123_4567_89ab_cdef, 0xa0b0_c0d0_e0f0_9080] {
+                assert_eq!(hex16(v), format!("{v:016x}").as_bytes(), "{v:x}");
+            }
+        }
+    }
+
+    /// A line written in pieces as a request goes (the addresses, its head, then the rest)
+    /// is the line written whole.
+    #[test]
+    fn lines_written_in_pieces_are_the_whole_line() {
+        let hostile: &[u8] = b"h\\o\x01st \xff";
+        let whole = record(b"shop.test", b"GET", b"/a b?c=\"d\"");
+        let headless = Record {
+            host: None,
+            method: None,
+            path: None,
+            status: None,
+            connect: None,
+            cluster: None,
+            ..whole
+        };
+        let v4 = Record {
+            listener: "10.0.0.1:80".parse().unwrap(),
+            host: Some(hostile),
+            backend: Some("b1"),
+            backend_time: Some(Duration::from_micros(7)),
+            ..whole
+        };
+        for format in [LogFormat::Json, LogFormat::Text] {
+            for r in [whole, headless, v4] {
+                let mut expected = Vec::new();
+                write_line(&mut expected, format, &clock(), &r);
+                let mut middle = Vec::new();
+                write_peers(&mut middle, format, r.client, r.listener);
+                write_head(&mut middle, format, r.host, r.method, r.path);
+                let mut out = b"previous line\n".to_vec();
+                write_finished(&mut out, format, &clock(), &middle, &r.tail());
+                assert_eq!(
+                    std::str::from_utf8(&out[14..]).unwrap(),
+                    std::str::from_utf8(&expected).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn whole_lines_are_byte_for_byte_as_documented() {
+        let r = Record {
+            backend: Some("b1"),
+            ..record(b"shop.test", b"GET", b"/x")
+        };
+        let mut json = Vec::new();
+        write_line(&mut json, LogFormat::Json, &clock(), &r);
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            "{\"time\":\"2026-12-06T22:58:58.123Z\",\"client\":\"127.0.0.1:40000\",\
+             \"listener\":\"[::1]:8080\",\"host\":\"shop.test\",\"method\":\"GET\",\
+             \"path\":\"/x\",\"status\":200,\"bytes_in\":78,\"bytes_out\":1234,\
+             \"cluster\":\"shop\",\"backend\":\"b1\",\"duration_ms\":12.345,\
+             \"connect_ms\":0.000,\"backend_ms\":null,\"request_id\":\"00c0ffee00000001\"}\n"
+        );
+        let mut text = Vec::new();
+        write_line(&mut text, LogFormat::Text, &clock(), &r);
+        assert_eq!(
+            std::str::from_utf8(&text).unwrap(),
+            "time=2026-12-06T22:58:58.123Z client=127.0.0.1:40000 listener=[::1]:8080 \
+             host=shop.test method=GET path=/x status=200 bytes_in=78 bytes_out=1234 \
+             cluster=shop backend=b1 duration_ms=12.345 connect_ms=0.000 backend_ms=- \
+             request_id=00c0ffee00000001\n"
+        );
+    }
+
+    #[test]
+    fn empty_and_absent_strings_are_spelled_per_format() {
+        let mut json = Vec::new();
+        json_string(&mut json, Some(b""));
+        json_string(&mut json, None);
+        assert_eq!(json, b"\"\"null");
+        let mut text = Vec::new();
+        text_value(&mut text, Some(b""));
+        text_value(&mut text, None);
+        text_value(&mut text, Some(b"a\"\\~\x7f\x80 !"));
+        assert_eq!(text, b"--a\\x22\\x5c~\\x7f\\x80\\x20!");
+    }
+
+    /// The eight-at-a-time check agrees with the table for every byte value in every
+    /// position of a word and of the tail after it.
+    #[test]
+    fn the_word_check_agrees_with_the_table() {
+        for (table, low) in [(&JSON_PLAIN, b' '), (&TEXT_PLAIN, b'!')] {
+            for b in 0..=255u8 {
+                for at in 0..19 {
+                    let mut bytes = [b'a'; 19];
+                    bytes[at] = b;
+                    for len in [at + 1, 8, 16, 19] {
+                        if at < len {
+                            assert_eq!(
+                                all_plain(&bytes[..len], table, low),
+                                table[usize::from(b)],
+                                "byte {b:#x} at {at} of {len}"
+                            );
+                        }
+                    }
+                }
+            }
+            assert!(all_plain(b"", table, low));
+            // Neighbours that borrow or carry into each other: 0x7f and 0x80 next to 0x00.
+            for pair in [
+                [0x00u8, 0x7f],
+                [0x7f, 0x00],
+                [0x80, 0x00],
+                [0xff, 0x20],
+                [0x20, 0xff],
+            ] {
+                let mut bytes = [b'z'; 8];
+                bytes[3..5].copy_from_slice(&pair);
+                assert!(!all_plain(&bytes, table, low), "{pair:?}");
+            }
+        }
     }
 }

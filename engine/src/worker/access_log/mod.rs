@@ -1,13 +1,14 @@
 //! The worker's access log: one line per HTTP request, one per TCP or WebSocket session when
 //! it ends, written by the worker itself (no hop through the main process).
 //!
-//! Sessions fill a [`Record`] of borrowed and `Copy` fields where their exchange finishes and
-//! hand it to [`AccessLog::log`], which formats it at once into the worker's reused buffer
-//! ([`format`]). The buffer goes to the target once per loop turn ([`AccessLog::flush`]), in
-//! one write for a file. What a request must keep until it finishes (its method, host and path,
-//! which live in a buffer that is reused before the answer ends) is copied into a [`Line`], a
+//! A line is formatted in pieces as its data becomes known ([`format`]), into a [`Line`], a
 //! scratch area in the log's own table that a session names by a 4-byte [`LineKey`], keeps
-//! across its requests and gives back when it closes: in the common case a request allocates
+//! across its requests and gives back when it closes: the client and listener addresses once
+//! per connection, the host, method and path when a request head is read (they live in a
+//! buffer that is reused before the answer ends, so they are escaped out of it at once). When
+//! the request finishes ([`AccessLog::finish`]) the time, that middle and the rest go into the
+//! worker's reused buffer, which goes to the target once per loop turn
+//! ([`AccessLog::flush`]), in one write for a file. In the common case a request allocates
 //! nothing for its log line.
 //!
 //! **Invariant: the data path never blocks on a log target.** Every target is non-blocking
@@ -28,7 +29,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 pub use format::Record;
-use format::{write_line, Clock};
+use format::{write_finished, write_head, write_line, write_peers, Clock, Tail};
 use target::Target;
 
 use super::upstream::Upstream;
@@ -54,13 +55,13 @@ impl LineKey {
 /// What a request keeps for its log line until it finishes.
 #[derive(Debug, Default)]
 pub struct Line {
-    /// Method, host and path, one after the other.
+    /// The line's middle, in the log's format: the client and listener fields
+    /// (`..peers_len`, kept for the connection's next request), then the request's host,
+    /// method and path.
     text: Vec<u8>,
-    method_end: usize,
-    host_end: usize,
-    /// Whether a request head was read (not for a 400 on an unreadable one, nor for TCP).
-    has_head: bool,
-    has_host: bool,
+    /// The addresses `text` starts with.
+    peers: Option<(SocketAddr, SocketAddr)>,
+    peers_len: usize,
     /// Whether a request is open and not logged yet.
     pub open: bool,
     pub started: Option<Instant>,
@@ -70,45 +71,39 @@ pub struct Line {
 }
 
 impl Line {
-    /// Starts the line of a new request (or session): `head` is (method, host, path, head
-    /// length) when a request head was read.
-    pub fn start(
+    /// Starts the line of a new request (or session) of the connection between `peers`
+    /// (client, listener): `head` is (method, host, path, head length) when a request head
+    /// was read.
+    fn start(
         &mut self,
+        format: LogFormat,
         id: u64,
         now: Instant,
+        peers: (SocketAddr, SocketAddr),
         head: Option<(&str, Option<&[u8]>, &str, usize)>,
     ) {
-        self.text.clear();
+        if self.peers == Some(peers) {
+            self.text.truncate(self.peers_len);
+        } else {
+            self.text.clear();
+            write_peers(&mut self.text, format, peers.0, peers.1);
+            self.peers_len = self.text.len();
+            self.peers = Some(peers);
+        }
         self.open = true;
         self.started = Some(now);
         self.request_id = id;
-        self.has_head = head.is_some();
-        self.has_host = false;
-        self.head_bytes = 0;
-        if let Some((method, host, path, len)) = head {
-            self.text.extend_from_slice(method.as_bytes());
-            self.method_end = self.text.len();
-            if let Some(host) = host {
-                self.text.extend_from_slice(host);
-                self.has_host = true;
+        match head {
+            Some((method, host, path, len)) => {
+                let (method, path) = (Some(method.as_bytes()), Some(path.as_bytes()));
+                write_head(&mut self.text, format, host, method, path);
+                self.head_bytes = len as u64;
             }
-            self.host_end = self.text.len();
-            self.text.extend_from_slice(path.as_bytes());
-            self.head_bytes = len as u64;
+            None => {
+                write_head(&mut self.text, format, None, None, None);
+                self.head_bytes = 0;
+            }
         }
-    }
-
-    fn method(&self) -> Option<&[u8]> {
-        self.has_head.then(|| &self.text[..self.method_end])
-    }
-
-    fn host(&self) -> Option<&[u8]> {
-        self.has_host
-            .then(|| &self.text[self.method_end..self.host_end])
-    }
-
-    fn path(&self) -> Option<&[u8]> {
-        self.has_head.then(|| &self.text[self.host_end..])
     }
 }
 
@@ -193,11 +188,13 @@ impl AccessLog {
         self.on.is_some()
     }
 
-    /// Opens the line of a new request or session: in the session's own slot `key` when it
-    /// has one, else in a free one. Nothing when the log is off.
+    /// Opens the line of a new request or session of the connection between `peers`
+    /// (client, listener): in the session's own slot `key` when it has one, else in a free
+    /// one. Nothing when the log is off.
     pub fn start(
         &mut self,
         key: &mut LineKey,
+        peers: (SocketAddr, SocketAddr),
         now: Instant,
         head: Option<(&str, Option<&[u8]>, &str, usize)>,
     ) {
@@ -222,7 +219,7 @@ impl AccessLog {
         w.next_id = w.next_id.wrapping_add(1);
         let id = w.id_base | u64::from(w.next_id);
         if let Some(line) = w.lines.get_mut(index) {
-            line.start(id, now, head);
+            line.start(w.format, id, now, peers, head);
         }
     }
 
@@ -243,6 +240,7 @@ impl AccessLog {
                 // A rare huge request head does not pin its copy for good.
                 if line.text.capacity() > 4096 {
                     line.text = Vec::new();
+                    line.peers = None;
                 }
                 w.free.push(i as u32);
             }
@@ -251,14 +249,7 @@ impl AccessLog {
     }
 
     /// Writes the line of `key`'s request, finished with `outcome`, if it is open.
-    pub fn finish(
-        &mut self,
-        key: LineKey,
-        io: (SocketAddr, SocketAddr),
-        outcome: &Outcome,
-        upstream: &Upstream,
-        now: Instant,
-    ) {
+    pub fn finish(&mut self, key: LineKey, outcome: &Outcome, upstream: &Upstream, now: Instant) {
         let Some(w) = self.on.as_mut() else {
             return;
         };
@@ -269,13 +260,12 @@ impl AccessLog {
             return;
         }
         line.open = false;
+        if w.buf.len() >= MAX_BUFFERED {
+            self.dropped += 1;
+            return;
+        }
         let (cluster, backend) = upstream.names(outcome.cluster, outcome.backend);
-        let record = Record {
-            client: io.0,
-            listener: io.1,
-            host: line.host(),
-            method: line.method(),
-            path: line.path(),
+        let tail = Tail {
             status: outcome.status,
             bytes_in: line.head_bytes + outcome.bytes_in,
             bytes_out: outcome.bytes_out,
@@ -288,11 +278,7 @@ impl AccessLog {
             backend_time: outcome.backend_time,
             request_id: line.request_id,
         };
-        if w.buf.len() >= MAX_BUFFERED {
-            self.dropped += 1;
-            return;
-        }
-        write_line(&mut w.buf, w.format, &w.clock, &record);
+        write_finished(&mut w.buf, w.format, &w.clock, &line.text, &tail);
     }
 
     /// Formats `record` into the buffer, or drops it when a slow target left the buffer full.

@@ -171,11 +171,11 @@ impl HttpSession {
     /// Gives back every buffer and backend connection (the session is closing). A request
     /// still at a backend is logged first: with the status forwarded, or `499` (nginx's
     /// "client closed request") when the client left before any answer.
-    pub fn teardown(&mut self, io: &FrontIo, cx: &mut Context) {
+    pub fn teardown(&mut self, cx: &mut Context) {
         if let Phase::Exchange(ex) = &self.phase {
             let mut outcome = ex.outcome();
             outcome.status = outcome.status.or(Some(CLIENT_CLOSED));
-            self.finish_line(io, cx, &outcome);
+            self.finish_line(cx, &outcome);
         }
         self.end_exchange(cx);
         cx.pool.release(&mut self.front_in);
@@ -201,10 +201,9 @@ impl HttpSession {
     }
 
     /// Writes the current request's access line, if one is open.
-    fn finish_line(&mut self, io: &FrontIo, cx: &mut Context, outcome: &LogOutcome) {
-        let peers = (io.peer, io.info.address);
+    fn finish_line(&mut self, cx: &mut Context, outcome: &LogOutcome) {
         cx.access_log
-            .finish(self.log, peers, outcome, &cx.upstream, cx.now);
+            .finish(self.log, outcome, &cx.upstream, cx.now);
     }
 
     // ---- reading a request head ---------------------------------------------------------
@@ -278,7 +277,8 @@ impl HttpSession {
             Ok(Some(head)) => {
                 if cx.access_log.is_on() {
                     let logged = (head.method, head.host, head.path, head.raw.len());
-                    cx.access_log.start(&mut self.log, cx.now, Some(logged));
+                    cx.access_log
+                        .start(&mut self.log, io.peers(), cx.now, Some(logged));
                 }
                 (
                     head.raw.len(),
@@ -376,9 +376,9 @@ impl HttpSession {
             outcome.bytes_out += bytes.len() as u64;
             if !cx.access_log.is_open(self.log) {
                 // No request head was read (400, 408, ...): a line without method or path.
-                cx.access_log.start(&mut self.log, cx.now, None);
+                cx.access_log.start(&mut self.log, io.peers(), cx.now, None);
             }
-            self.finish_line(io, cx, &outcome);
+            self.finish_line(cx, &outcome);
         }
         self.end_exchange(cx);
         if close {
@@ -474,7 +474,7 @@ impl HttpSession {
             return Step::Close;
         };
         if cx.access_log.is_on() {
-            self.finish_line(io, cx, &ex.outcome());
+            self.finish_line(cx, &ex.outcome());
         }
         let client = ex.finish(cx);
         self.served = self.served.saturating_add(1);
