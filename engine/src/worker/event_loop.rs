@@ -71,8 +71,8 @@ impl Worker {
     /// Runs until told to stop or the main process goes away.
     pub fn run(&mut self) -> Result<(), WorkerError> {
         let end = self.serve();
-        // The last turn's lines, best effort.
-        self.cx.access_log.flush(Instant::now());
+        // The last lines, best effort.
+        self.cx.access_log.flush(Instant::now(), true);
         end
     }
 
@@ -140,11 +140,12 @@ impl Worker {
             self.fire_timers();
             self.wake_buffer_waiters();
             self.cx.upstream.expire_idle(self.cx.now, &self.cx.registry);
-            if self.cx.now >= self.next_tick {
+            let ticked = self.cx.now >= self.next_tick;
+            if ticked {
                 self.next_tick = self.cx.now + TICK;
                 self.tick();
             }
-            if self.after_turn()? {
+            if self.after_turn(ticked)? {
                 return Ok(());
             }
         }
@@ -186,9 +187,12 @@ impl Worker {
         }
     }
 
-    /// Access lines, notices, soft-stop completion, channel flush. `Ok(true)`: exit now.
-    fn after_turn(&mut self) -> Result<bool, WorkerError> {
-        self.cx.access_log.flush(self.cx.now);
+    /// Access lines (batched until the tick, see `access_log`), notices, soft-stop
+    /// completion, channel flush. `Ok(true)`: exit now.
+    fn after_turn(&mut self, ticked: bool) -> Result<bool, WorkerError> {
+        self.cx
+            .access_log
+            .flush(self.cx.now, ticked || self.cx.stopping);
         self.cx.metrics.access_log_dropped = self.cx.access_log.dropped;
         self.control.flush_notices(&mut self.cx.upstream);
         if self.cx.stopping && self.sessions.is_empty() {

@@ -7,9 +7,11 @@
 //! per connection, the host, method and path when a request head is read (they live in a
 //! buffer that is reused before the answer ends, so they are escaped out of it at once). When
 //! the request finishes ([`AccessLog::finish`]) the time, that middle and the rest go into the
-//! worker's reused buffer, which goes to the target once per loop turn
-//! ([`AccessLog::flush`]), in one write for a file. In the common case a request allocates
-//! nothing for its log line.
+//! worker's reused buffer. A file, stdout or TCP target gets the buffer in batches
+//! ([`AccessLog::flush`]): once [`BATCH`] bytes wait, or at the worker's tick (every 100 ms),
+//! as nginx's `buffer=` and `flush=` do, so a busy worker makes one `write(2)` per few hundred
+//! lines rather than one per loop turn. Datagram targets send a line per datagram anyway and
+//! get theirs every turn. In the common case a request allocates nothing for its log line.
 //!
 //! **Invariant: the data path never blocks on a log target.** Every target is non-blocking
 //! ([`target`]); lines a target cannot take wait in the buffer up to [`MAX_BUFFERED`] bytes,
@@ -38,6 +40,10 @@ use crate::log_limit::{Admit, LogLimit};
 
 /// Most bytes of lines waiting for a slow target; past it, new lines are dropped.
 pub const MAX_BUFFERED: usize = 256 * 1024;
+/// Bytes of lines that make a stream target's write worth it before the tick. Under the
+/// buffer's starting capacity, so batching never grows it; far under [`MAX_BUFFERED`], so a
+/// batch waiting for the tick never drops a line.
+pub const BATCH: usize = 32 * 1024;
 /// A session's line in the log's table (`None`: it has none, or the log is off).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct LineKey(Option<NonZeroU32>);
@@ -301,9 +307,10 @@ impl AccessLog {
         }
     }
 
-    /// Hands the buffered lines to the target (once per loop turn), after reopening the file
-    /// if SIGUSR1 came.
-    pub fn flush(&mut self, now: Instant) {
+    /// Called every loop turn: reopens the file if SIGUSR1 came, then hands the buffered
+    /// lines to the target when they are due: `due` (the worker's tick, or its end), a
+    /// [`BATCH`] waiting, or a datagram target, which takes them every turn.
+    pub fn flush(&mut self, now: Instant, due: bool) {
         let Some(w) = self.on.as_mut() else {
             return;
         };
@@ -311,6 +318,9 @@ impl AccessLog {
             if let Err(e) = w.target.reopen() {
                 w.error(now, &e);
             }
+        }
+        if w.buf.is_empty() || !(due || w.buf.len() >= BATCH || !w.target.is_stream()) {
+            return;
         }
         let dropped = w.target.flush(&mut w.buf, now);
         self.dropped += dropped;
@@ -333,5 +343,91 @@ impl Writer {
                 self.worker
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::access_log_config::LogTarget;
+    use std::net::UdpSocket;
+
+    fn record() -> Record<'static> {
+        Record {
+            client: "127.0.0.1:40000".parse().unwrap(),
+            listener: "127.0.0.1:8080".parse().unwrap(),
+            host: Some(b"shop.test"),
+            method: Some(b"GET"),
+            path: Some(b"/"),
+            status: Some(200),
+            bytes_in: 40,
+            bytes_out: 120,
+            cluster: Some("shop"),
+            backend: Some("blue"),
+            duration: Duration::from_micros(1_500),
+            connect: Some(Duration::ZERO),
+            backend_time: Some(Duration::from_micros(1_000)),
+            request_id: 1,
+        }
+    }
+
+    fn open(target: LogTarget) -> AccessLog {
+        let config = AccessLogConfig {
+            target,
+            format: LogFormat::Json,
+        };
+        AccessLog::new(Some(&config), 1, Instant::now(), SystemTime::now()).unwrap()
+    }
+
+    fn buffered(log: &AccessLog) -> usize {
+        log.on.as_ref().map_or(0, |w| w.buf.len())
+    }
+
+    /// A busy worker writes a file once per batch or tick, not once per loop turn, and no
+    /// line waits past the tick.
+    #[test]
+    fn a_file_gets_its_lines_at_the_tick_or_once_a_batch_waits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let mut log = open(LogTarget::File(path.clone()));
+        let now = Instant::now();
+        let written = || std::fs::read(&path).unwrap();
+
+        log.log(&record());
+        log.flush(now, false);
+        assert!(written().is_empty(), "a line went out before the tick");
+        log.flush(now, true);
+        let one = written();
+        assert_eq!(one.iter().filter(|&&b| b == b'\n').count(), 1);
+
+        // Under the batch size, turns go by without a write; at it, the batch goes at once.
+        while buffered(&log) + one.len() < BATCH {
+            log.log(&record());
+            log.flush(now, false);
+            assert_eq!(written().len(), one.len());
+        }
+        log.log(&record());
+        let batch = buffered(&log);
+        assert!(batch >= BATCH);
+        log.flush(now, false);
+        assert_eq!(written().len(), one.len() + batch);
+        assert_eq!(buffered(&log), 0);
+    }
+
+    /// Datagram targets send a line per datagram whatever the batching: theirs go every turn.
+    #[test]
+    fn a_datagram_target_gets_its_lines_every_turn() {
+        let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut log = open(LogTarget::Udp(collector.local_addr().unwrap()));
+        log.log(&record());
+        log.flush(Instant::now(), false);
+        let mut datagram = [0u8; 2048];
+        let n = collector.recv(&mut datagram).unwrap();
+        let line: serde_json::Value = serde_json::from_slice(&datagram[..n]).unwrap();
+        assert_eq!(line["cluster"], "shop");
     }
 }

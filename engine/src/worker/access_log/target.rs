@@ -97,6 +97,12 @@ impl Target {
         })
     }
 
+    /// Whether lines go out as a byte stream (a file, stdout, TCP), where one write takes
+    /// many lines at the cost of one, rather than a datagram each.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Target::Append { .. } | Target::Tcp(..))
+    }
+
     /// Opens the file again at its path (logrotate renamed it); the old one is kept if the
     /// new one cannot be opened. Other targets have nothing to reopen.
     pub fn reopen(&mut self) -> io::Result<()> {
