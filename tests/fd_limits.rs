@@ -34,6 +34,23 @@ fn counter(c: &mut weir_reconciler::client::Client, name: &str) -> u64 {
         .value
 }
 
+/// The worker's (accepted, accept shortages) counts, from one metrics answer so they agree.
+fn accepts(c: &mut weir_reconciler::client::Client) -> (u64, u64) {
+    let metrics = c.metrics().unwrap();
+    let get = |name: &str| {
+        metrics
+            .counters
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("no counter {name}"))
+            .value
+    };
+    (
+        get(metric_names::CONNECTIONS_ACCEPTED),
+        get(metric_names::CONNECTIONS_ACCEPT_SHORTAGES),
+    )
+}
+
 fn stderr_file(dir: &tempfile::TempDir) -> (std::path::PathBuf, std::fs::File) {
     let path = dir.path().join("stderr");
     let file = std::fs::File::create(&path).unwrap();
@@ -131,14 +148,17 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
             .unwrap();
         stream.set_nonblocking(true).unwrap();
         let before = gate.arrived();
-        let shortages = counter(&mut c, metric_names::CONNECTIONS_ACCEPT_SHORTAGES);
+        let (accepted, shortages) = accepts(&mut c);
         let mut peek = [0u8; 1];
-        // Held at the gate, answered, or not accepted for want of an fd: which one, told by
-        // the gate, the socket and the worker's count, however slow a loaded machine is.
+        // Held at the gate, answered, or left unaccepted for want of an fd: told by the gate,
+        // the socket, and the worker's counts, however slow a loaded machine is. A shortage
+        // alone does not say it: the accept after the last one that got fds fails too, with
+        // nothing waiting; only a shortage with no accept means this connection waits.
         wait_until(Duration::from_secs(20), || {
-            gate.arrived() > before
-                || stream.peek(&mut peek).is_ok()
-                || counter(&mut c, metric_names::CONNECTIONS_ACCEPT_SHORTAGES) > shortages
+            gate.arrived() > before || stream.peek(&mut peek).is_ok() || {
+                let (now_accepted, now_shortages) = accepts(&mut c);
+                now_shortages > shortages && now_accepted == accepted
+            }
         });
         stream.set_nonblocking(false).unwrap();
         stream
