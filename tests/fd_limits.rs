@@ -25,7 +25,11 @@ fn raise_own_limit() -> u64 {
 }
 
 fn counter(c: &mut weir_reconciler::client::Client, name: &str) -> u64 {
-    let metrics = c.metrics().unwrap();
+    counter_in(&c.metrics().unwrap(), name)
+}
+
+/// Counter `name` of one metrics answer; panics on a name it does not hold.
+fn counter_in(metrics: &weir_schema::proto::Metrics, name: &str) -> u64 {
     metrics
         .counters
         .iter()
@@ -37,17 +41,9 @@ fn counter(c: &mut weir_reconciler::client::Client, name: &str) -> u64 {
 /// The worker's (accepted, accept shortages) counts, from one metrics answer so they agree.
 fn accepts(c: &mut weir_reconciler::client::Client) -> (u64, u64) {
     let metrics = c.metrics().unwrap();
-    let get = |name: &str| {
-        metrics
-            .counters
-            .iter()
-            .find(|m| m.name == name)
-            .unwrap_or_else(|| panic!("no counter {name}"))
-            .value
-    };
     (
-        get(metric_names::CONNECTIONS_ACCEPTED),
-        get(metric_names::CONNECTIONS_ACCEPT_SHORTAGES),
+        counter_in(&metrics, metric_names::CONNECTIONS_ACCEPTED),
+        counter_in(&metrics, metric_names::CONNECTIONS_ACCEPT_SHORTAGES),
     )
 }
 
