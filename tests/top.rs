@@ -182,6 +182,13 @@ fn quit_with(
     let status = wait_exit(child, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("weir top did not quit on {key:?}:\n{}", screen.text()));
     assert!(status.success(), "{status:?}:\n{}", screen.text());
+    // Top wrote its closing sequences before it exited, but the reader thread may not have
+    // taken them from the pty yet: wait (bounded) for them to arrive, then check.
+    let restored = |text: &str| {
+        let last = |pattern: &str| text.rfind(pattern);
+        last("\x1b[?1049l") > last("\x1b[?1049h") && last("\x1b[?25h") > last("\x1b[?25l")
+    };
+    wait_until(Duration::from_secs(5), || restored(&screen.text()));
     let text = screen.text();
     let last = |pattern: &str| text.rfind(pattern);
     assert!(
