@@ -138,13 +138,15 @@ fn running_out_of_fds_answers_503_and_never_marks_the_backend_down() {
     let mut spare = Some(spare);
     let mut refused = None;
     for _ in 0..100 {
+        // Counted before the request leaves: a fast worker can hand it to the gate before
+        // the next line of this loop runs, and a count taken after would wait for nothing.
+        let before = gate.arrived();
+        let (accepted, shortages) = accepts(&mut c);
         let mut stream = TcpStream::connect(listener).unwrap();
         stream
             .write_all(b"GET / HTTP/1.1\r\nHost: held.test\r\n\r\n")
             .unwrap();
         stream.set_nonblocking(true).unwrap();
-        let before = gate.arrived();
-        let (accepted, shortages) = accepts(&mut c);
         let mut peek = [0u8; 1];
         // Held at the gate, answered, or left unaccepted for want of an fd: told by the gate,
         // the socket, and the worker's counts, however slow a loaded machine is. A shortage
