@@ -4,7 +4,7 @@
 //! for what changes with it: [`write_peers`] (client and listener addresses) once per
 //! connection, [`write_head`] (host, method, path) when a request head is read, and
 //! [`write_finished`] when the request ends: the time, then the first two pieces copied in one
-//! go, then the status, sizes, names and timings. [`write_line`] writes a whole [`Record`].
+//! go, then the status, sizes, names and timings (a [`Tail`]).
 //! Both formats walk the same field list; a [`Syntax`] says what one puts between the values,
 //! how it spells an absent value and how it writes a string.
 //!
@@ -23,8 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::access_log_config::LogFormat;
 
-/// One finished request (or TCP/WebSocket session), as the line shows it. Every field is
-/// borrowed or `Copy`: it is filled where the exchange finishes and formatted at once.
+/// One finished request (or TCP/WebSocket session), as the line shows it, whole: what the
+/// tests write in one go to check the pieces against. Every field is borrowed or `Copy`.
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 pub struct Record<'a> {
     pub client: SocketAddr,
@@ -33,6 +34,13 @@ pub struct Record<'a> {
     pub host: Option<&'a [u8]>,
     pub method: Option<&'a [u8]>,
     pub path: Option<&'a [u8]>,
+    pub tail: Tail<'a>,
+}
+
+/// The fields known only when a request ends, which [`write_finished`] writes after what
+/// [`write_peers`] and [`write_head`] wrote earlier.
+#[derive(Debug, Clone, Copy)]
+pub struct Tail<'a> {
     /// The status sent to the client; `None` for a TCP session.
     pub status: Option<u16>,
     pub bytes_in: u64,
@@ -47,37 +55,6 @@ pub struct Record<'a> {
     /// Until the backend's first byte.
     pub backend_time: Option<Duration>,
     pub request_id: u64,
-}
-
-/// The fields known only when a request ends: a [`Record`] without the addresses and the
-/// request head, which [`write_peers`] and [`write_head`] wrote earlier.
-#[derive(Debug, Clone, Copy)]
-pub struct Tail<'a> {
-    pub status: Option<u16>,
-    pub bytes_in: u64,
-    pub bytes_out: u64,
-    pub cluster: Option<&'a str>,
-    pub backend: Option<&'a str>,
-    pub duration: Duration,
-    pub connect: Option<Duration>,
-    pub backend_time: Option<Duration>,
-    pub request_id: u64,
-}
-
-impl<'a> Record<'a> {
-    fn tail(&self) -> Tail<'a> {
-        Tail {
-            status: self.status,
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
-            cluster: self.cluster,
-            backend: self.backend,
-            duration: self.duration,
-            connect: self.connect,
-            backend_time: self.backend_time,
-            request_id: self.request_id,
-        }
-    }
 }
 
 /// The wall clock of the current loop turn as `YYYY-MM-DDTHH:MM:SS.mmmZ`: the date and time
@@ -242,6 +219,7 @@ impl Syntax for Text {
 const LINE_ROOM: usize = 512;
 
 /// Appends `record` as one line (ending in `\n`) in `format`.
+#[cfg(test)]
 pub fn write_line(out: &mut Vec<u8>, format: LogFormat, clock: &Clock, record: &Record<'_>) {
     // One growth check for the whole line in the common case, not one per piece.
     out.reserve(LINE_ROOM);
@@ -251,12 +229,13 @@ pub fn write_line(out: &mut Vec<u8>, format: LogFormat, clock: &Clock, record: &
     }
 }
 
+#[cfg(test)]
 fn line<S: Syntax>(out: &mut Vec<u8>, clock: &Clock, r: &Record<'_>) {
     field::<S>(out, Field::Time);
     clock.write(out);
     peers::<S>(out, r.client, r.listener);
     head::<S>(out, r.host, r.method, r.path);
-    tail::<S>(out, &r.tail());
+    tail::<S>(out, &r.tail);
 }
 
 /// Appends the client and listener fields (the line's part that a connection's requests
@@ -625,15 +604,17 @@ mod tests {
             host: Some(host),
             method: Some(method),
             path: Some(path),
-            status: Some(200),
-            bytes_in: 78,
-            bytes_out: 1234,
-            cluster: Some("shop"),
-            backend: None,
-            duration: Duration::from_micros(12_345),
-            connect: Some(Duration::ZERO),
-            backend_time: None,
-            request_id: 0x00c0_ffee_0000_0001,
+            tail: Tail {
+                status: Some(200),
+                bytes_in: 78,
+                bytes_out: 1234,
+                cluster: Some("shop"),
+                backend: None,
+                duration: Duration::from_micros(12_345),
+                connect: Some(Duration::ZERO),
+                backend_time: None,
+                request_id: 0x00c0_ffee_0000_0001,
+            },
         }
     }
 
@@ -758,16 +739,22 @@ mod tests {
             host: None,
             method: None,
             path: None,
-            status: None,
-            connect: None,
-            cluster: None,
+            tail: Tail {
+                status: None,
+                connect: None,
+                cluster: None,
+                ..whole.tail
+            },
             ..whole
         };
         let v4 = Record {
             listener: "10.0.0.1:80".parse().unwrap(),
             host: Some(hostile),
-            backend: Some("b1"),
-            backend_time: Some(Duration::from_micros(7)),
+            tail: Tail {
+                backend: Some("b1"),
+                backend_time: Some(Duration::from_micros(7)),
+                ..whole.tail
+            },
             ..whole
         };
         for format in [LogFormat::Json, LogFormat::Text] {
@@ -778,7 +765,7 @@ mod tests {
                 write_peers(&mut middle, format, r.client, r.listener);
                 write_head(&mut middle, format, r.host, r.method, r.path);
                 let mut out = b"previous line\n".to_vec();
-                write_finished(&mut out, format, &clock(), &middle, &r.tail());
+                write_finished(&mut out, format, &clock(), &middle, &r.tail);
                 assert_eq!(
                     std::str::from_utf8(&out[14..]).unwrap(),
                     std::str::from_utf8(&expected).unwrap()
@@ -789,10 +776,8 @@ mod tests {
 
     #[test]
     fn whole_lines_are_byte_for_byte_as_documented() {
-        let r = Record {
-            backend: Some("b1"),
-            ..record(b"shop.test", b"GET", b"/x")
-        };
+        let mut r = record(b"shop.test", b"GET", b"/x");
+        r.tail.backend = Some("b1");
         let mut json = Vec::new();
         write_line(&mut json, LogFormat::Json, &clock(), &r);
         assert_eq!(
