@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
 # What an access log costs: Weir without one, Weir writing JSON lines to a file, and nginx
 # writing the same fields as JSON (`log_format ... escape=json`) to a file, each with one
-# worker in front of http.sh's nginx origin. Rounds are interleaved as in http.sh, and each
-# figure is the median over the rounds.
+# worker in front of http.sh's nginx origin.
+#
+# Two measurements on the same three proxies:
+# - Sequential rounds, interleaved as in http.sh, each figure the median over the rounds:
+#   rps and CPU per request of all three.
+# - Paired rounds: the two Weirs loaded AT THE SAME TIME by two wrk (PAIRED_CONNS connections
+#   each), so whatever else the machine does in a round hits both alike. Sequential rounds
+#   swing ±15 % on a shared machine and hide a 5 % effect; a paired round's ratio compares two
+#   runs that shared the same moment. The median paired ratio is the figure for issue 16's goal.
 #
 # Weir's counters (its metrics) are always kept; there is no switch to turn them off.
-# nginx gets `buffer=64k flush=1s`, its way of batching writes as Weir does per loop turn.
+# nginx gets `buffer=64k flush=1s`, its way of batching writes as Weir does (32 KiB or 100 ms).
 #
 # Environment: ROUNDS=3 DURATION=10s WARMUP=2s WEIR_BIN=path WRK_THREADS=1 WRK_CONNS=64
+#              PAIRED_ROUNDS=10 PAIRED_DURATION=5s PAIRED_CONNS=32 (PAIRED_ROUNDS=0 skips them)
 #
-# Ends with one line:
+# Ends with two lines:
 #   RESULT weir_rps=... weir_log_rps=... nginx_log_rps=... cpu_us_weir=... cpu_us_weir_log=...
-#          cpu_us_nginx_log=... log_cpu_cost=... (weir_log/weir CPU per request, goal <= 1.05)
+#          cpu_us_nginx_log=... log_cpu_cost=... (weir_log/weir CPU per request)
 #          weir_log/nginx_log=... (rps, goal > 1) lines_weir=... lines_nginx=...
+#   RESULT paired_log_cpu_cost_median=... (goal <= 1.05) rounds=... duration=...
+#          per_round=r1,r2,...
 set -euo pipefail
 
 # shellcheck source=lib.sh
@@ -23,6 +33,9 @@ DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
 HOST="bench.local"
 PROXIES="weir weir_log nginx_log"
+PAIRED_ROUNDS="${PAIRED_ROUNDS:-10}"
+PAIRED_DURATION="${PAIRED_DURATION:-5s}"
+PAIRED_CONNS="${PAIRED_CONNS:-32}"
 
 bench_init
 ensure_tools
@@ -62,6 +75,9 @@ for proxy in $PROXIES; do
 	run_wrk "${port[$proxy]}" "$HOST" "$WARMUP" "$BENCH_TMP/warmup-$proxy.log" >/dev/null
 done
 
+# cpu_us USED_MS REQUESTS: CPU microseconds a request.
+cpu_us() { awk -v c="$1" -v n="$2" 'BEGIN { printf "%.3f", n ? c * 1000 / n : 0 }'; }
+
 declare -A rps cpu
 for ((round = 1; round <= ROUNDS; round++)); do
 	for proxy in $PROXIES; do
@@ -70,13 +86,36 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		read -r r _ _ requests sock non2xx < <(run_wrk "${port[$proxy]}" "$HOST" "$DURATION" \
 			"$BENCH_TMP/wrk-$proxy-$round.log")
 		# shellcheck disable=SC2046
-		used=$(($(cpu_ms $(descendants "${pid[$proxy]}")) - before))
-		us=$(awk -v c="$used" -v n="$requests" 'BEGIN { printf "%.2f", n ? c * 1000 / n : 0 }')
+		us="$(cpu_us $(($(cpu_ms $(descendants "${pid[$proxy]}")) - before)) "$requests")"
 		rps[$proxy]+="$r "
 		cpu[$proxy]+="$us "
 		log "round $round $proxy: $r rps, $requests requests, $sock socket errors," \
 			"$non2xx non-2xx, ${us} us CPU per request"
 	done
+done
+
+declare -A c0 req
+paired=""
+for ((round = 1; round <= PAIRED_ROUNDS; round++)); do
+	loads=()
+	for proxy in weir weir_log; do
+		# shellcheck disable=SC2046
+		c0[$proxy]="$(cpu_ms $(descendants "${pid[$proxy]}"))"
+		WRK_CONNS="$PAIRED_CONNS" run_wrk "${port[$proxy]}" "$HOST" "$PAIRED_DURATION" \
+			"$BENCH_TMP/wrk-paired-$proxy-$round.log" >"$BENCH_TMP/paired-$proxy" &
+		loads+=($!)
+	done
+	wait "${loads[@]}"
+	declare -A us=()
+	for proxy in weir weir_log; do
+		read -r _ _ _ req[$proxy] _ _ <"$BENCH_TMP/paired-$proxy"
+		# shellcheck disable=SC2046
+		us[$proxy]="$(cpu_us $(($(cpu_ms $(descendants "${pid[$proxy]}")) - c0[$proxy])) "${req[$proxy]}")"
+	done
+	r="$(ratio "${us[weir_log]}" "${us[weir]}" 3)"
+	paired+="$r "
+	log "paired round $round: weir ${req[weir]} requests ${us[weir]} us/req," \
+		"weir_log ${req[weir_log]} requests ${us[weir_log]} us/req, ratio $r"
 done
 
 declare -A med_rps med_cpu
@@ -100,3 +139,9 @@ echo "RESULT weir_rps=$(printf '%.0f' "${med_rps[weir]}")" \
 	"log_cpu_cost=$(ratio "${med_cpu[weir_log]}" "${med_cpu[weir]}" 3)" \
 	"weir_log/nginx_log=$(ratio "${med_rps[weir_log]}" "${med_rps[nginx_log]}")" \
 	"lines_weir=$lines_weir lines_nginx=$lines_nginx rounds=$ROUNDS duration=$DURATION"
+if ((PAIRED_ROUNDS > 0)); then
+	per_round="${paired% }"
+	# shellcheck disable=SC2086
+	echo "RESULT paired_log_cpu_cost_median=$(median $paired) rounds=$PAIRED_ROUNDS" \
+		"duration=$PAIRED_DURATION per_round=${per_round// /,}"
+fi
