@@ -38,6 +38,12 @@ listeners:
     max_request_body: 10MB
     answer_404: "no route here\n"
     answer_503: "try: again"
+    allow_underscores_in_headers: true
+    max_connections_per_ip: 50
+    max_requests_per_connection: 200
+    request_body_timeout: 90s
+    send_timeout: 20s
+    request_id_header: X-Request-Id
   - address: 127.0.0.1:{tcp}
     protocol: tcp
   - name: secure

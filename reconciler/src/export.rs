@@ -139,6 +139,8 @@ struct ListenerDoc {
     request_body_timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     send_timeout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id_header: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -450,6 +452,7 @@ fn listener_doc(l: &Listener) -> ListenerDoc {
         max_requests_per_connection: s.max_requests_per_connection,
         request_body_timeout: s.request_body_timeout.map(duration_text),
         send_timeout: s.send_timeout.map(duration_text),
+        request_id_header: s.request_id_header.clone(),
     }
 }
 

@@ -34,7 +34,7 @@ pub use cert::{CertError, Certificate};
 pub use command::{Change, Command, PrivateKeys, Request};
 pub use model::{
     Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions,
-    HealthCheck, Listener, ListenerSettings, LoadBalancing, Owner, Protocol, TlsCipherSuite,
-    TlsVersion,
+    HealthCheck, Listener, ListenerSettings, LoadBalancing, Owner, Protocol, RequestIdHeaderError,
+    TlsCipherSuite, TlsVersion,
 };
 pub use state::{State, StateError};

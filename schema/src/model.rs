@@ -246,6 +246,58 @@ pub struct ListenerSettings {
     /// Time a client has to take all the response bytes waiting for it, each time some are;
     /// slower readers are closed. `None` is the worker's default (60 s).
     pub send_timeout: Option<Duration>,
+    /// A request field (`X-Request-Id`, say) that Weir sets to the request's id, the access
+    /// log's `request_id`, on every request it forwards, replacing any the client sent. `None`
+    /// (the default) sends no id.
+    pub request_id_header: Option<String>,
+}
+
+/// Why a listener's `request_id_header` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestIdHeaderError {
+    #[error("only http and https listeners take request_id_header (this one is {0})")]
+    NotHttp(Protocol),
+    #[error("request_id_header {0:?} is not a field name (letters, digits and !#$%&'*+-.^_`|~)")]
+    NotAName(String),
+    #[error(
+        "request_id_header {0:?} names a field that frames, routes or forwards the request: \
+         pick another name, such as X-Request-Id"
+    )]
+    Reserved(String),
+}
+
+/// Fields a request id must not replace: they frame or route the request, handle its
+/// connection, or carry the forwarding information Weir writes itself.
+const RESERVED_FIELDS: [&str; 15] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-host",
+    "forwarded",
+    "via",
+];
+
+/// Whether `name` can carry a request id: a field name (RFC 9110 5.1: a token) that is not
+/// one Weir reads or writes for its own purposes (`_` counts as `-`, as CGI servers read them).
+pub fn check_request_id_header(name: &str) -> Result<(), RequestIdHeaderError> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err(RequestIdHeaderError::NotAName(name.to_owned()));
+    }
+    let spelled = name.to_ascii_lowercase().replace('_', "-");
+    if RESERVED_FIELDS.contains(&spelled.as_str()) {
+        return Err(RequestIdHeaderError::Reserved(name.to_owned()));
+    }
+    Ok(())
 }
 
 impl ListenerSettings {
@@ -272,6 +324,18 @@ impl ListenerSettings {
             }
         }
         Ok(())
+    }
+
+    /// Whether the request id field fits a listener of `protocol`: only where requests are
+    /// read, and a name [`check_request_id_header`] accepts.
+    pub fn check_request_id_header(&self, protocol: Protocol) -> Result<(), RequestIdHeaderError> {
+        let Some(name) = &self.request_id_header else {
+            return Ok(());
+        };
+        if protocol == Protocol::Tcp {
+            return Err(RequestIdHeaderError::NotHttp(protocol));
+        }
+        check_request_id_header(name)
     }
 
     /// The versions accepted: the listed ones, or both when none is listed.

@@ -16,7 +16,7 @@ use crate::cert::Certificate;
 use crate::command::{Change, Command, PrivateKeys, Request};
 use crate::model::{
     Backend, BackendKey, Cluster, ClusterId, Fingerprint, Frontend, Listener, Owner, Protocol,
-    TlsSettingsError,
+    RequestIdHeaderError, TlsSettingsError,
 };
 use crate::proto;
 use crate::wire::{certificate_from_snapshot, certificate_to_wire, WireError};
@@ -42,6 +42,11 @@ pub enum StateError {
     ListenerTls {
         address: SocketAddr,
         error: TlsSettingsError,
+    },
+    #[error("listener {address}: {error}")]
+    ListenerRequestIdHeader {
+        address: SocketAddr,
+        error: RequestIdHeaderError,
     },
     #[error("listener {address} still has {frontends} frontend(s)")]
     ListenerInUse {
@@ -170,7 +175,7 @@ impl State {
                 if self.listeners.contains_key(&l.address) {
                     return Err(StateError::DuplicateListener(l.address));
                 }
-                check_listener_tls(l)?;
+                check_listener_settings(l)?;
             }
             Change::UpdateListener(l) => {
                 let current = self
@@ -184,7 +189,7 @@ impl State {
                         requested: l.protocol,
                     });
                 }
-                check_listener_tls(l)?;
+                check_listener_settings(l)?;
             }
             Change::RemoveListener(address) => {
                 if !self.listeners.contains_key(address) {
@@ -579,11 +584,17 @@ impl State {
     }
 }
 
-/// A listener's TLS settings must fit its protocol.
-fn check_listener_tls(l: &Listener) -> Result<(), StateError> {
+/// A listener's TLS settings and request id field must fit its protocol.
+fn check_listener_settings(l: &Listener) -> Result<(), StateError> {
     l.settings
         .check_tls(l.protocol)
         .map_err(|error| StateError::ListenerTls {
+            address: l.address,
+            error,
+        })?;
+    l.settings
+        .check_request_id_header(l.protocol)
+        .map_err(|error| StateError::ListenerRequestIdHeader {
             address: l.address,
             error,
         })

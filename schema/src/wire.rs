@@ -149,6 +149,7 @@ impl TryFrom<&proto::Listener> for Listener {
                     .then_some(settings.max_requests_per_connection),
                 request_body_timeout: ms(settings.request_body_timeout_ms),
                 send_timeout: ms(settings.send_timeout_ms),
+                request_id_header: settings.request_id_header,
             },
             owner: Owner::from_wire(&l.owner),
         })
@@ -188,6 +189,7 @@ impl From<&Listener> for proto::Listener {
                 max_requests_per_connection: s.max_requests_per_connection.unwrap_or(0),
                 request_body_timeout_ms: to_ms(s.request_body_timeout),
                 send_timeout_ms: to_ms(s.send_timeout),
+                request_id_header: s.request_id_header.clone(),
             }),
             owner: Owner::to_wire(&l.owner),
         }

@@ -111,6 +111,7 @@ max_connections_per_ip = 50
 max_requests_per_connection = 200
 request_body_timeout = "90s"
 send_timeout = "20s"
+request_id_header = "X-Request-Id"
 
 [[clusters]]
 id = "shop"
@@ -148,6 +149,10 @@ demo = true
         Some(Duration::from_secs(90))
     );
     assert_eq!(l.settings.send_timeout, Some(Duration::from_secs(20)));
+    assert_eq!(
+        l.settings.request_id_header.as_deref(),
+        Some("X-Request-Id")
+    );
 
     let c = &d.state.clusters[&ClusterId("shop".into())];
     assert_eq!(c.load_balancing, LoadBalancing::PowerOfTwo);

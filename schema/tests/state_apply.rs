@@ -8,8 +8,8 @@ use common::*;
 use weir_schema::model::ResourceRef;
 use weir_schema::wire::WireError;
 use weir_schema::{
-    proto, CertError, Change, ClusterId, Command, Fingerprint, Frontend, Protocol, Request, State,
-    StateError,
+    proto, CertError, Change, ClusterId, Command, Fingerprint, Frontend, Protocol, Request,
+    RequestIdHeaderError, State, StateError,
 };
 
 const HTTP: &str = "127.0.0.1:8080";
@@ -461,4 +461,52 @@ fn resources_are_named_for_errors_and_plans() {
         ResourceRef::Backend(key("shop", "blue")).to_string(),
         "backend shop/blue"
     );
+}
+
+/// A request id field only where requests are read, and only in a field that is not one the
+/// proxy frames, routes or forwards with; a command-socket client is held to what the loader
+/// says at the field's line.
+#[test]
+fn a_request_id_field_must_be_a_free_field_name_on_an_http_listener() {
+    let with_id = |address: &str, protocol: Protocol, name: &str| {
+        let mut l = listener(address, protocol);
+        l.settings.request_id_header = Some(name.to_owned());
+        Change::UpdateListener(l)
+    };
+    assert_eq!(
+        refused(with_id(TCP, Protocol::Tcp, "X-Request-Id")),
+        StateError::ListenerRequestIdHeader {
+            address: addr(TCP),
+            error: RequestIdHeaderError::NotHttp(Protocol::Tcp),
+        }
+    );
+    for bad in ["", "X Request", "X-Id:", "Ünïcode"] {
+        assert_eq!(
+            refused(with_id(HTTP, Protocol::Http, bad)),
+            StateError::ListenerRequestIdHeader {
+                address: addr(HTTP),
+                error: RequestIdHeaderError::NotAName(bad.to_owned()),
+            }
+        );
+    }
+    for reserved in [
+        "Host",
+        "content_length",
+        "X-FORWARDED-FOR",
+        "Via",
+        "forwarded",
+    ] {
+        assert_eq!(
+            refused(with_id(HTTPS, Protocol::Https, reserved)),
+            StateError::ListenerRequestIdHeader {
+                address: addr(HTTPS),
+                error: RequestIdHeaderError::Reserved(reserved.to_owned()),
+            }
+        );
+    }
+    let mut s = base();
+    s.apply_change(&with_id(HTTP, Protocol::Http, "X-Request-Id"), None)
+        .unwrap();
+    s.apply_change(&with_id(HTTPS, Protocol::Https, "Request-Id"), None)
+        .unwrap();
 }

@@ -286,6 +286,7 @@ impl Serialize for AttributesJson<'_> {
                 owner: owner_str(&l.owner),
                 protocol: l.protocol.as_str(),
                 request_body_timeout: DurationJson(l.settings.request_body_timeout),
+                request_id_header: l.settings.request_id_header.as_deref(),
                 request_timeout: DurationJson(l.settings.request_timeout),
                 send_timeout: DurationJson(l.settings.send_timeout),
                 tls_versions: TlsVersions(&l.settings.tls_versions),
@@ -365,6 +366,8 @@ struct ListenerJson<'a> {
     protocol: &'static str,
     #[serde(skip_serializing_if = "DurationJson::is_none")]
     request_body_timeout: DurationJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id_header: Option<&'a str>,
     request_timeout: DurationJson,
     #[serde(skip_serializing_if = "DurationJson::is_none")]
     send_timeout: DurationJson,
@@ -518,6 +521,14 @@ mod tests {
                     front_timeout: Some(Duration::from_millis(2500)),
                     max_request_body: Some(1 << 20),
                     answer_404: Some("<h1>\"gone\"</h1>\n".into()),
+                    // The settings shown only when set, so both renderings are compared
+                    // with them present too.
+                    allow_underscores_in_headers: true,
+                    max_connections_per_ip: Some(50),
+                    max_requests_per_connection: Some(200),
+                    request_body_timeout: Some(Duration::from_secs(90)),
+                    send_timeout: Some(Duration::from_secs(20)),
+                    request_id_header: Some("X-Request-Id".into()),
                     ..ListenerSettings::default()
                 },
             }),

@@ -103,6 +103,10 @@ fn settings(r: &Resource, names: &Names) -> Vec<(&'static str, Value)> {
                     s.request_body_timeout.map(|d| duration(Some(d))),
                 ),
                 ("send_timeout", s.send_timeout.map(|d| duration(Some(d)))),
+                (
+                    "request_id_header",
+                    s.request_id_header.as_ref().map(|n| json!(n)),
+                ),
             ];
             attrs.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
             attrs

@@ -48,6 +48,7 @@ pub(crate) struct ListenerDoc {
     pub max_requests_per_connection: Option<u32>,
     pub request_body_timeout: Option<DurationValue>,
     pub send_timeout: Option<DurationValue>,
+    pub request_id_header: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -18,9 +18,9 @@ use std::path::PathBuf;
 
 use crate::command::Change;
 use crate::model::{
-    normalize_hostname, normalize_hsts, normalize_path, normalize_route_path, Backend, BackendId,
-    BackendKey, Cluster, ClusterId, Fingerprint, Frontend, FrontendOptions, HealthCheck, Listener,
-    ListenerSettings, Protocol, DEFAULT_WEIGHT,
+    check_request_id_header, normalize_hostname, normalize_hsts, normalize_path,
+    normalize_route_path, Backend, BackendId, BackendKey, Cluster, ClusterId, Fingerprint,
+    Frontend, FrontendOptions, HealthCheck, Listener, ListenerSettings, Protocol, DEFAULT_WEIGHT,
 };
 use crate::state::{State, StateError};
 
@@ -299,6 +299,7 @@ impl Resolver<'_> {
                 ),
                 ("request_body_timeout", doc.request_body_timeout.is_some()),
                 ("send_timeout", doc.send_timeout.is_some()),
+                ("request_id_header", doc.request_id_header.is_some()),
             ];
             for (field, _) in http_only.into_iter().filter(|(_, set)| *set) {
                 self.error(
@@ -327,6 +328,19 @@ impl Resolver<'_> {
                 );
             }
         }
+        let request_id_header = match &doc.request_id_header {
+            Some(name) if protocol != Protocol::Tcp => {
+                let name = name.trim();
+                match check_request_id_header(name) {
+                    Ok(()) => Some(name.to_owned()),
+                    Err(e) => {
+                        self.error(f, path.field("request_id_header"), e.to_string());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let count = |value: Option<u32>| value.filter(|n| *n > 0);
         // TLS settings on another protocol are reported above, then left out.
         let https = protocol == Protocol::Https;
@@ -388,6 +402,7 @@ impl Resolver<'_> {
                 max_requests_per_connection: count(doc.max_requests_per_connection),
                 request_body_timeout: doc.request_body_timeout.map(|d| d.0),
                 send_timeout: doc.send_timeout.map(|d| d.0),
+                request_id_header,
             },
         };
         let place = match (protocol, &doc.cipher_suites) {
@@ -772,6 +787,7 @@ fn state_message(e: &StateError) -> String {
     match e {
         StateError::FrontendMismatch { problem, .. } => (*problem).to_owned(),
         StateError::ListenerTls { error, .. } => error.to_string(),
+        StateError::ListenerRequestIdHeader { error, .. } => error.to_string(),
         other => other.to_string(),
     }
 }

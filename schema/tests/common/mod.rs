@@ -84,6 +84,20 @@ pub fn limited_listener() -> Listener {
     }
 }
 
+/// An http listener that gives backends each request's id in `X-Request-Id`.
+pub fn identifying_listener() -> Listener {
+    Listener {
+        owner: None,
+        address: addr("127.0.0.1:8080"),
+        protocol: Protocol::Http,
+        name: "web".to_owned(),
+        settings: ListenerSettings {
+            request_id_header: Some("X-Request-Id".to_owned()),
+            ..ListenerSettings::default()
+        },
+    }
+}
+
 /// [`tuned_listener`] as the first wire golden (`request-change-0`) and the committed
 /// fingerprint have it, without `tunnel_timeout`: committed bytes keep their meaning, so this
 /// one stays as it was and the full listener is a request of its own at the end.
@@ -185,6 +199,7 @@ pub fn one_request_of_each_kind() -> Vec<Request> {
         Change::AddListener(tuned_listener()),
         Change::UpdateListener(limited_listener()),
         Change::UpdateFrontend(owned_frontend),
+        Change::UpdateListener(identifying_listener()),
     ];
     let mut requests: Vec<Request> = changes
         .into_iter()
