@@ -460,3 +460,69 @@ fn a_blocked_target_drops_and_counts_lines_without_slowing_requests() {
     assert_eq!(http_get(addr, "shop.test", "/after").unwrap().status, 200);
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+/// A listener with `request_id_header` gives the backend each request's id, the one its log
+/// line carries, in place of any the client sent; a listener without it passes the client's
+/// field on like any other and keeps its own id to the log.
+#[test]
+fn the_backend_gets_the_request_id_its_log_line_carries() {
+    let backend = Backend::start("b1");
+    let plain = weir_testkit::free_addr();
+    let yaml = format!(
+        r#"
+listeners:
+  - {{ name: web, address: "127.0.0.1:{{port}}", protocol: http, request_id_header: X-Request-Id }}
+  - {{ name: plain, address: "{plain}", protocol: http }}
+clusters:
+  - id: shop
+    backends: [{{ id: b1, address: "{}" }}]
+frontends:
+  - {{ listener: web, hostname: shop.test, cluster: shop }}
+  - {{ listener: plain, hostname: shop.test, cluster: shop }}
+"#,
+        backend.addr
+    );
+    let toml = "[access_log]\ntarget = \"access.log\"\nformat = \"json\"\n";
+    let (desired, _proxy, web) = proxy_on_yaml(&yaml, Some(toml));
+    let log = desired.path().join("access.log");
+    for addr in [web, plain] {
+        assert!(wait_until(Duration::from_secs(20), || {
+            http_get(addr, "shop.test", "/ready").is_ok_and(|a| a.status == 200)
+        }));
+    }
+
+    // Two requests on one connection, the first with a forged id: each gets its own.
+    let mut conn = connect(web);
+    let mut ids = Vec::new();
+    for (path, sent) in [("/first", "X-Request-Id: forged\r\n"), ("/second", "")] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n{sent}\r\n");
+        conn.write_all(request.as_bytes()).unwrap();
+        assert_eq!(read_answer(&mut conn).unwrap().status, 200);
+        let seen = backend.last_seen();
+        assert_eq!(seen.path(), path);
+        assert_eq!(
+            seen.head.matches("X-Request-Id:").count(),
+            1,
+            "{}",
+            seen.head
+        );
+        let id = seen.header("x-request-id").unwrap().to_owned();
+        assert_eq!(json_line(&log, path)["request_id"], id.as_str());
+        assert!(
+            id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1]);
+
+    let answer = http_raw(
+        plain,
+        b"GET /plain HTTP/1.1\r\nHost: shop.test\r\nX-Request-Id: theirs\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(backend.last_seen().header("x-request-id"), Some("theirs"));
+    let line = json_line(&log, "/plain");
+    assert!(line["request_id"].as_str().is_some_and(|id| id.len() == 16));
+}

@@ -10,6 +10,7 @@ use super::buffer::{Buf, BufferPool};
 use super::front::FrontIo;
 use super::http::date::HttpDate;
 use super::metrics::Metrics;
+use super::request_id::RequestIds;
 use super::router::Router;
 use super::upstream::Upstream;
 use crate::channel::WorkerConfig;
@@ -28,6 +29,8 @@ pub struct Context {
     pub router: Router<usize>,
     pub metrics: Metrics,
     pub access_log: AccessLog,
+    /// Ids for the requests and sessions this worker serves (the log's, the backend's field).
+    pub request_ids: RequestIds,
     pub config: WorkerConfig,
     /// Soft stop: finish what is in flight, keep nothing alive.
     pub stopping: bool,

@@ -220,6 +220,8 @@ pub struct ListenerInfo {
     pub max_requests_per_connection: u32,
     pub request_body_timeout: Option<Duration>,
     pub send_timeout: Duration,
+    /// The field the backend gets the request's id in, if the listener sets one.
+    pub request_id_header: Option<Rc<str>>,
 }
 
 impl ListenerInfo {
@@ -247,6 +249,7 @@ impl ListenerInfo {
                 .unwrap_or(DEFAULT_MAX_REQUESTS_PER_CONNECTION),
             request_body_timeout: s.request_body_timeout,
             send_timeout: s.send_timeout.unwrap_or(DEFAULT_SEND_TIMEOUT),
+            request_id_header: s.request_id_header.as_deref().map(Rc::from),
         }
     }
 }

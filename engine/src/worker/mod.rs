@@ -33,6 +33,7 @@ pub mod per_ip;
 pub mod pipe;
 pub mod probe;
 pub mod report;
+pub mod request_id;
 #[cfg(test)]
 mod rig;
 pub mod router;
@@ -87,6 +88,7 @@ pub fn run(config: WorkerConfig, channel: UnixStream) -> Result<(), WorkerError>
         router: router::Router::new(),
         metrics: metrics::Metrics::default(),
         access_log,
+        request_ids: request_id::RequestIds::new(),
         config,
         stopping: false,
         buffer_waiters: context::BufferWaiters::default(),

@@ -53,7 +53,8 @@ impl Pipe {
     /// could be had (the caller closes the client).
     pub fn connect(cluster: usize, io: &mut FrontIo, cx: &mut Context) -> Option<Pipe> {
         let mut line = LineKey::default();
-        cx.access_log.start(&mut line, io.peers(), cx.now, None);
+        let id = cx.request_ids.next_id();
+        cx.access_log.start(&mut line, id, io.peers(), cx.now, None);
         let dial = match Dial::start(cluster, Reuse::FreshOnly, io, cx) {
             Ok(dial) => dial,
             Err(_) => {

@@ -78,6 +78,7 @@ impl Rig {
             router: Router::new(),
             metrics: Metrics::default(),
             access_log: crate::worker::access_log::AccessLog::default(),
+            request_ids: crate::worker::request_id::RequestIds::new(),
             config,
             stopping: false,
             buffer_waiters: BufferWaiters::default(),
@@ -128,6 +129,7 @@ impl Rig {
             max_requests_per_connection: 1000,
             request_body_timeout: None,
             send_timeout: Duration::from_secs(60),
+            request_id_header: None,
         };
         let io = FrontIo {
             key: 0,

@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::access_log_config::LogFormat;
+use crate::worker::request_id::RequestId;
 
 /// One finished request (or TCP/WebSocket session), as the line shows it, whole: what the
 /// tests write in one go to check the pieces against. Every field is borrowed or `Copy`.
@@ -337,7 +338,7 @@ fn tail<S: Syntax>(out: &mut Vec<u8>, t: &Tail<'_>) {
         None => out.extend_from_slice(S::NULL),
     }
     field::<S>(out, Field::RequestId);
-    out.extend_from_slice(&hex16(t.request_id));
+    out.extend_from_slice(&RequestId(t.request_id).hex());
     out.extend_from_slice(S::END);
 }
 
@@ -384,28 +385,6 @@ fn padded3(n: u32) -> [u8; 3] {
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// Sixteen lowercase hex digits, computed eight at a time in a `u64`'s bytes rather than
-/// looked up one by one.
-fn hex16(n: u64) -> [u8; 16] {
-    let mut digits = [0u8; 16];
-    digits[..8].copy_from_slice(&hex8((n >> 32) as u32));
-    digits[8..].copy_from_slice(&hex8(n as u32));
-    digits
-}
-
-/// Eight lowercase hex digits of `n`.
-fn hex8(n: u32) -> [u8; 8] {
-    // Spread the nibbles into bytes, most significant first in big-endian order.
-    let mut x = u64::from(n);
-    x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
-    x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
-    x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
-    // 1 in each byte whose nibble is 10 or more: adding 6 carries into bit 4.
-    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
-    // '0' + nibble, plus ('a' - '0' - 10) for the letters.
-    (x + 0x3030_3030_3030_3030 + letters * 0x27).to_be_bytes()
-}
 
 /// `a.b.c.d:port` without the formatting machinery; IPv6 through it (`[::1]:port`).
 fn push_addr(out: &mut Vec<u8>, addr: SocketAddr) {
@@ -714,18 +693,6 @@ mod tests {
             let mut out = Vec::new();
             push_millis(&mut out, d);
             assert_eq!(std::str::from_utf8(&out).unwrap(), text, "{d:?}");
-        }
-    }
-
-    #[test]
-    fn request_ids_are_sixteen_lowercase_hex_digits() {
-        let mut n: u64 = 0;
-        for i in 0..2_000u64 {
-            // Every nibble value in every position, and both ends.
-            n = n.rotate_left(7) ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            for v in [n, 0, u64::MAX, 0x0123_4567_89ab_cdef, 0xa0b0_c0d0_e0f0_9080] {
-                assert_eq!(hex16(v), format!("{v:016x}").as_bytes(), "{v:x}");
-            }
         }
     }
 

@@ -27,14 +27,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::rngs::SmallRng;
-use rand::{RngCore, SeedableRng};
-
 use format::{write_finished, write_head, write_peers, Clock, Tail};
 #[cfg(test)]
 use format::{write_line, Record};
 use target::Target;
 
+use super::request_id::RequestId;
 use super::upstream::Upstream;
 use crate::access_log_config::{AccessLogConfig, LogFormat};
 use crate::log_limit::{Admit, LogLimit};
@@ -145,9 +143,6 @@ struct Writer {
     /// Set by SIGUSR1.
     reopen: Arc<AtomicBool>,
     worker: u32,
-    /// A random high half, so ids stay unique across workers and restarts; a counter below.
-    id_base: u64,
-    next_id: u32,
     /// Every line sessions have held; a freed one keeps its allocation for the next session.
     lines: Vec<Line>,
     /// Indexes of `lines` no session holds.
@@ -180,8 +175,6 @@ impl AccessLog {
                 buf: Vec::with_capacity(64 * 1024),
                 reopen,
                 worker,
-                id_base: u64::from(SmallRng::from_os_rng().next_u32()) << 32,
-                next_id: 0,
                 lines: Vec::new(),
                 free: Vec::new(),
                 errors: LogLimit::new(5, 1, now),
@@ -195,12 +188,13 @@ impl AccessLog {
         self.on.is_some()
     }
 
-    /// Opens the line of a new request or session of the connection between `peers`
+    /// Opens the line of request (or session) `id` of the connection between `peers`
     /// (client, listener): in the session's own slot `key` when it has one, else in a free
     /// one. Nothing when the log is off.
     pub fn start(
         &mut self,
         key: &mut LineKey,
+        id: RequestId,
         peers: (SocketAddr, SocketAddr),
         now: Instant,
         head: Option<(&str, Option<&[u8]>, &str, usize)>,
@@ -223,10 +217,8 @@ impl AccessLog {
                 i
             }
         };
-        w.next_id = w.next_id.wrapping_add(1);
-        let id = w.id_base | u64::from(w.next_id);
         if let Some(line) = w.lines.get_mut(index) {
-            line.start(w.format, id, now, peers, head);
+            line.start(w.format, id.0, now, peers, head);
         }
     }
 

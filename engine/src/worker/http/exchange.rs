@@ -37,6 +37,7 @@ use crate::worker::buffer::Buf;
 use crate::worker::context::Context;
 use crate::worker::dial::{Dial, DialState, Dialed, Reuse};
 use crate::worker::front::FrontIo;
+use crate::worker::request_id::RequestId;
 use crate::worker::router::normalize_host;
 
 mod accounting;
@@ -223,6 +224,7 @@ impl Exchange {
     /// `Connection: close`.
     pub fn start(
         head: &RequestHead<'_, '_>,
+        id: RequestId,
         last: bool,
         io: &FrontIo,
         cx: &mut Context,
@@ -267,7 +269,7 @@ impl Exchange {
                 ..not_found()
             })
         } else {
-            Exchange::start_routed(head, keep_alive, io, cx, cluster, hsts)
+            Exchange::start_routed(head, id, keep_alive, io, cx, cluster, hsts)
         };
         if let Err(refusal) = &routed {
             count_answer(cx, cluster, refusal.status.code(), started);
@@ -278,6 +280,7 @@ impl Exchange {
     /// [`Exchange::start`] once the request is routed to `cluster`.
     fn start_routed(
         head: &RequestHead<'_, '_>,
+        id: RequestId,
         keep_alive: bool,
         io: &FrontIo,
         cx: &mut Context,
@@ -297,6 +300,7 @@ impl Exchange {
             proto: io.info.protocol.as_str(),
             port: io.info.port,
             underscores: io.info.underscores,
+            request_id: io.info.request_id_header.as_deref().map(|name| (name, id)),
         };
         if write_request_head(&mut head_out, head, client).is_err() {
             cx.pool.put(head_out);

@@ -14,17 +14,22 @@ use super::parser::{header_slots, parse_request, parse_response, Framing};
 use super::writer::{write_request_head, write_response_head, Added, ClientConnection, ClientInfo};
 use crate::worker::buffer::BufferPool;
 use crate::worker::front::Underscores;
+use crate::worker::request_id::RequestId;
 
-fn client() -> ClientInfo {
+fn client() -> ClientInfo<'static> {
     client_keeping(Underscores::Keep)
 }
 
-fn client_keeping(underscores: Underscores) -> ClientInfo {
+/// The request id every rewrite here gives, in `X-Request-Id`.
+const ID: RequestId = RequestId(0x0123_4567_89ab_cdef);
+
+fn client_keeping(underscores: Underscores) -> ClientInfo<'static> {
     ClientInfo {
         peer: "192.0.2.7:5555".parse().unwrap(),
         proto: "http",
         port: 80,
         underscores,
+        request_id: Some(("X-Request-Id", ID)),
     }
 }
 
@@ -126,6 +131,9 @@ const SPECIAL_NAMES: &[&str] = &[
     "transfer_encoding",
     "X_Real_IP",
     "X_Custom_Field",
+    "X-Request-Id",
+    "x_request_id",
+    "X-REQUEST-ID",
     "X-Named-A",
     "X-Named-B",
 ];
@@ -151,6 +159,7 @@ const OURS: &[&str] = &[
     "x-forwarded-port",
     "forwarded",
     "via",
+    "x-request-id",
 ];
 
 /// One request field: a plain `X-` name or a special one in any letter case, with a value
@@ -248,6 +257,7 @@ fn rewritten(fields: &[(String, String)], http10: bool, underscores: Underscores
             "x-real-ip",
         ];
         ours[1..].contains(&n.as_str())
+            || n.replace('_', "-") == "x-request-id"
             || (n.contains('_')
                 && (underscores == Underscores::Drop
                     || look_alikes.contains(&n.replace('_', "-").as_str())))
@@ -392,6 +402,7 @@ proptest! {
         prop_assert_eq!(only("forwarded"), vec![expected.forwarded.as_str()]);
         prop_assert_eq!(only("x-forwarded-proto"), vec!["http"]);
         prop_assert_eq!(only("x-forwarded-port"), vec!["80"]);
+        prop_assert_eq!(only("x-request-id"), vec!["0123456789abcdef"]);
         prop_assert_eq!(only("connection"), expected.connection.into_iter().collect::<Vec<_>>());
     }
 

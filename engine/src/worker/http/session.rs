@@ -275,14 +275,15 @@ impl HttpSession {
         let last = self.served.saturating_add(1) >= io.info.max_requests_per_connection;
         let (len, started) = match parse_request(buf.pending(), &mut headers) {
             Ok(Some(head)) => {
+                let id = cx.request_ids.next_id();
                 if cx.access_log.is_on() {
                     let logged = (head.method, head.host, head.path, head.raw.len());
                     cx.access_log
-                        .start(&mut self.log, io.peers(), cx.now, Some(logged));
+                        .start(&mut self.log, id, io.peers(), cx.now, Some(logged));
                 }
                 (
                     head.raw.len(),
-                    Exchange::start(&head, last, io, cx).map_err(|refusal| Refusal {
+                    Exchange::start(&head, id, last, io, cx).map_err(|refusal| Refusal {
                         head_only: head.is_head(),
                         ..refusal
                     }),
@@ -376,7 +377,9 @@ impl HttpSession {
             outcome.bytes_out += bytes.len() as u64;
             if !cx.access_log.is_open(self.log) {
                 // No request head was read (400, 408, ...): a line without method or path.
-                cx.access_log.start(&mut self.log, io.peers(), cx.now, None);
+                let id = cx.request_ids.next_id();
+                cx.access_log
+                    .start(&mut self.log, id, io.peers(), cx.now, None);
             }
             self.finish_line(cx, &outcome);
         }

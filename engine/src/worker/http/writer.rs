@@ -13,6 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use super::parser::{is, list, HeadError, RequestHead, ResponseHead};
 use crate::worker::buffer::Buf;
 use crate::worker::front::Underscores;
+use crate::worker::request_id::RequestId;
 
 /// Whether some `Connection` token names a field of this head, which is then hop-by-hop too
 /// (RFC 9110 7.6.1). Checked once per head, so the common head pays nothing per field for it.
@@ -253,19 +254,22 @@ impl fmt::Write for AddrText {
     }
 }
 
-/// Who is asking, for the `X-Forwarded-*` and `Forwarded` fields, and what their listener
-/// does with underscored field names.
+/// Who is asking, for the `X-Forwarded-*` and `Forwarded` fields, what their listener does
+/// with underscored field names, and the field (and value) it gives the request's id in.
 #[derive(Debug, Clone, Copy)]
-pub struct ClientInfo {
+pub struct ClientInfo<'a> {
     pub peer: SocketAddr,
     pub proto: &'static str,
     pub port: u16,
     pub underscores: Underscores,
+    pub request_id: Option<(&'a str, RequestId)>,
 }
 
 /// Writes the head forwarded to a backend: the request line, the fields minus the hop-by-hop
 /// ones, `X-Forwarded-For` and `Forwarded` appended to what the client sent,
-/// `X-Forwarded-Proto` and `X-Forwarded-Port` set by us, and `Connection: upgrade` on upgrades.
+/// `X-Forwarded-Proto` and `X-Forwarded-Port` set by us, the listener's request id field
+/// (replacing the client's: a backend must be able to trust it names this request), and
+/// `Connection: upgrade` on upgrades.
 ///
 /// An HTTP/1.0 client's request goes out as HTTP/1.0 (with `Connection: keep-alive`, so the
 /// backend connection can still be pooled): the answer then never uses chunked framing, which
@@ -273,7 +277,7 @@ pub struct ClientInfo {
 pub fn write_request_head(
     out: &mut Buf,
     req: &RequestHead<'_, '_>,
-    client: ClientInfo,
+    client: ClientInfo<'_>,
 ) -> Result<(), HeadError> {
     let mut w = HeadWriter::new(out, req.raw);
     w.bytes(req.method.as_bytes());
@@ -308,6 +312,9 @@ pub fn write_request_head(
             || (req.absolute && is(name.as_bytes(), b"host"))
             || is_hop_by_hop(name, req.headers, named, req.upgrade.is_some())
             || dropped_for_underscores(name.as_bytes(), client.underscores)
+            || client
+                .request_id
+                .is_some_and(|(ours, _)| same_field(name.as_bytes(), ours.as_bytes()))
         {
             continue;
         }
@@ -367,6 +374,12 @@ pub fn write_request_head(
     w.bytes(b"\r\nX-Forwarded-Port: ");
     w.decimal(u64::from(client.port));
     w.bytes(b"\r\n");
+    if let Some((name, id)) = client.request_id {
+        w.bytes(name.as_bytes());
+        w.bytes(b": ");
+        w.bytes(&id.hex());
+        w.bytes(b"\r\n");
+    }
     if req.upgrade.is_some() {
         w.bytes(b"Connection: upgrade\r\n");
     } else if req.minor == 0 {
@@ -426,14 +439,23 @@ fn dropped_for_underscores(name: &[u8], underscores: Underscores) -> bool {
     }
     match underscores {
         Underscores::Drop => true,
-        Underscores::Keep => NEVER_WITH_UNDERSCORES.iter().any(|field| {
-            field.len() == name.len()
-                && name
-                    .iter()
-                    .zip(*field)
-                    .all(|(&n, &f)| n.to_ascii_lowercase() == f || (n == b'_' && f == b'-'))
-        }),
+        Underscores::Keep => NEVER_WITH_UNDERSCORES
+            .iter()
+            .any(|field| same_field(name, field)),
     }
+}
+
+/// Whether two field names name the same field for a backend: equal but for ASCII case,
+/// with `_` and `-` alike (as CGI-style servers read them).
+fn same_field(a: &[u8], b: &[u8]) -> bool {
+    let fold = |c: u8| {
+        if c == b'_' {
+            b'-'
+        } else {
+            c.to_ascii_lowercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| fold(x) == fold(y))
 }
 
 /// Writes `Transfer-Encoding: chunked` once, in place of the first field: the parser let
@@ -727,9 +749,51 @@ mod tests {
             proto: "http",
             port,
             underscores,
+            request_id: None,
         };
         write_request_head(&mut out, &head, client).unwrap();
         String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    /// The head a listener with `request_id_header: X-Req` writes for `raw` as request `id`.
+    fn forwarded_with_id(raw: &[u8], id: u64) -> String {
+        let mut headers = header_slots();
+        let head = parse_request(raw, &mut headers).unwrap().unwrap();
+        let mut pool = BufferPool::new(4096, 1);
+        let mut out = pool.get().unwrap();
+        let client = ClientInfo {
+            peer: "192.0.2.7:5555".parse().unwrap(),
+            proto: "http",
+            port: 80,
+            underscores: Underscores::Keep,
+            request_id: Some(("X-Req", RequestId(id))),
+        };
+        write_request_head(&mut out, &head, client).unwrap();
+        String::from_utf8(out.pending().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_request_id_replaces_what_the_client_sent_in_its_field() {
+        let out = forwarded_with_id(
+            b"GET / HTTP/1.1\r\nx-req: forged\r\nHost: a\r\nX_REQ: twin\r\nX-Reqs: kept\r\n\r\n",
+            0x00c0_ffee_0000_002a,
+        );
+        assert!(out.contains("\r\nX-Req: 00c0ffee0000002a\r\n"), "{out}");
+        assert_eq!(
+            out.to_ascii_lowercase().matches("x-req:").count(),
+            1,
+            "{out}"
+        );
+        assert!(!out.contains("forged") && !out.contains("twin"), "{out}");
+        assert!(out.contains("X-Reqs: kept\r\n"), "{out}");
+        assert!(out.ends_with("\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn without_a_request_id_field_the_clients_passes_as_any_other() {
+        let out = forwarded(b"GET / HTTP/1.1\r\nHost: a\r\nX-Req: theirs\r\n\r\n");
+        assert!(out.contains("X-Req: theirs\r\n"), "{out}");
+        assert_eq!(out.matches("X-Req").count(), 1, "{out}");
     }
 
     #[test]
