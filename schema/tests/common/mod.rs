@@ -84,17 +84,15 @@ pub fn limited_listener() -> Listener {
     }
 }
 
-/// An http listener that gives backends each request's id in `X-Request-Id`.
+/// [`limited_listener`]'s listener without its limits, giving backends each request's id in
+/// `X-Request-Id`.
 pub fn identifying_listener() -> Listener {
     Listener {
-        owner: None,
-        address: addr("127.0.0.1:8080"),
-        protocol: Protocol::Http,
-        name: "web".to_owned(),
         settings: ListenerSettings {
             request_id_header: Some("X-Request-Id".to_owned()),
             ..ListenerSettings::default()
         },
+        ..limited_listener()
     }
 }
 
