@@ -15,14 +15,48 @@ use super::FileError;
 pub(crate) fn parse(text: &str) -> Result<FileDoc, FileError> {
     // An empty file (or one holding only comments) is an empty document, not an error.
     let doc: Option<FileDoc> = serde_yaml::from_str(text).map_err(|e| {
-        let pos = e.location().map(|l| Pos {
-            line: l.line(),
-            column: l.column(),
-        });
+        let pos = e.location().map(|l| editor_pos(text, l.line(), l.column()));
         let message = clean_message(&e.to_string());
         FileError::from_serde(pos, message, || positions(text))
     })?;
     Ok(doc.unwrap_or_default())
+}
+
+/// The position of serde_yaml's `line` and `column` (both from 1, columns in characters) as
+/// an editor shows it. serde_yaml reads YAML 1.1, whose line breaks include NEL, LS and PS
+/// (U+0085, U+2028, U+2029); editors, `sed -n Np`, yaml-rust2's positions and YAML 1.2 break
+/// lines only at CR, LF and CRLF, so an error after such a character would name a line the
+/// file does not have. One pass over the text up to the error, only when there is one.
+fn editor_pos(text: &str, line: usize, column: usize) -> Pos {
+    let (mut yaml_line, mut yaml_column) = (1, 1);
+    let mut at = Pos { line: 1, column: 1 };
+    let mut chars = text.chars().peekable();
+    while (yaml_line, yaml_column) < (line, column) {
+        let Some(c) = chars.next() else {
+            break;
+        };
+        match c {
+            '\r' | '\n' => {
+                if c == '\r' && chars.peek() == Some(&'\n') {
+                    chars.next();
+                }
+                (yaml_line, yaml_column) = (yaml_line + 1, 1);
+                at = Pos {
+                    line: at.line + 1,
+                    column: 1,
+                };
+            }
+            '\u{85}' | '\u{2028}' | '\u{2029}' => {
+                (yaml_line, yaml_column) = (yaml_line + 1, 1);
+                at.column += 1;
+            }
+            _ => {
+                yaml_column += 1;
+                at.column += 1;
+            }
+        }
+    }
+    at
 }
 
 /// serde_yaml's message without the position (we print our own) and without its own path
@@ -230,6 +264,29 @@ clusters:
         let deepest = format!("listeners{}", "[0]".repeat(MAX_DEPTH - 1));
         assert!(p.value(&deepest).is_some());
         assert_eq!(p.value(&format!("{deepest}[0][0]")), p.value(&deepest));
+    }
+
+    /// Found by the `desired_yaml` fuzzer: `'<NEL><<NEL>` (an unterminated quoted scalar
+    /// holding two NEL characters) was placed at line 3 of a one-line file.
+    #[test]
+    fn errors_after_yaml_1_1_line_breaks_name_the_line_an_editor_shows() {
+        let e = parse("'\u{85}<\u{85}").unwrap_err();
+        assert_eq!(e.pos.map(|p| p.line), Some(1), "{e:?}");
+        // The same error with real line breaks: lines counted, CRLF as one.
+        let e = parse("listeners: []\r\nclusters: 'x\n\u{2028}y").unwrap_err();
+        assert_eq!(e.pos.map(|p| p.line), Some(3), "{e:?}");
+        // Without such characters the position is serde_yaml's own.
+        let text = "listeners:\n  - address: [\n";
+        let serde = serde_yaml::from_str::<FileDoc>(text).unwrap_err();
+        let l = serde.location().unwrap();
+        assert_eq!(
+            parse(text).unwrap_err().pos,
+            Some(Pos {
+                line: l.line(),
+                column: l.column()
+            })
+        );
+        assert_eq!(editor_pos("ab\u{2029}cd", 2, 2), Pos { line: 1, column: 5 });
     }
 
     #[test]
