@@ -158,6 +158,9 @@ impl Site {
 }
 
 fn client_config(pki: &Pki) -> Arc<ClientConfig> {
+    // Deprecated since rustls 0.23.48 for its lack of post-quantum groups, which a test
+    // client does not need.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         ClientConfig::builder_with_provider(provider)

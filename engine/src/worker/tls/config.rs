@@ -80,6 +80,11 @@ pub fn provider_for(settings: &ListenerSettings) -> CryptoProvider {
         .filter(|s| suites.contains(s))
         .map(suite)
         .collect();
+    // rustls 0.23.48 deprecates ring's default provider because ring has no post-quantum key
+    // exchange. The groups are named here, so only the signature algorithms, the RNG and the
+    // key loader come from it; post-quantum groups are the aws-lc-rs feature's to add.
+    #[allow(deprecated)]
+    let base = provider::default_provider();
     CryptoProvider {
         cipher_suites,
         kx_groups: vec![
@@ -87,7 +92,7 @@ pub fn provider_for(settings: &ListenerSettings) -> CryptoProvider {
             provider::kx_group::SECP256R1,
             provider::kx_group::SECP384R1,
         ],
-        ..provider::default_provider()
+        ..base
     }
 }
 

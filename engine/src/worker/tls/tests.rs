@@ -81,7 +81,7 @@ impl ServerCertVerifier for Shown {
             message,
             cert,
             dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            &ring_provider().signature_verification_algorithms,
         )
     }
 
@@ -95,15 +95,22 @@ impl ServerCertVerifier for Shown {
             message,
             cert,
             dss,
-            &rustls::crypto::ring::default_provider().signature_verification_algorithms,
+            &ring_provider().signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        rustls::crypto::ring::default_provider()
+        ring_provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// The test client's provider. rustls 0.23.48 deprecates ring's default for its lack of
+/// post-quantum groups, which a test client does not need.
+#[allow(deprecated)]
+fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 struct Client {
@@ -113,13 +120,12 @@ struct Client {
 
 fn client(versions: &[&'static SupportedProtocolVersion], sni: bool) -> Client {
     let shown = Arc::new(Shown::default());
-    let mut config =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_protocol_versions(versions)
-            .unwrap()
-            .dangerous()
-            .with_custom_certificate_verifier(shown.clone())
-            .with_no_client_auth();
+    let mut config = ClientConfig::builder_with_provider(Arc::new(ring_provider()))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(shown.clone())
+        .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.enable_sni = sni;
     Client {
