@@ -92,6 +92,10 @@ fn serve(conn: usize, stream: TcpStream, report: &Sender<Report>) {
         if line != "\r\n" {
             continue;
         }
+        // Taken before the write: the worker can read the answer and start its idle timer
+        // before this thread runs again, so an instant taken after the write could be later
+        // than the timer's start and make a correct close look early.
+        last_answer = Instant::now();
         // Bodiless requests only: the head is the whole request.
         if writer
             .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -99,7 +103,6 @@ fn serve(conn: usize, stream: TcpStream, report: &Sender<Report>) {
         {
             return;
         }
-        last_answer = Instant::now();
         let _ = report.send(Report::Answered { conn });
     }
 }
