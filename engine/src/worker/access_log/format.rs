@@ -353,8 +353,9 @@ fn push_millis(out: &mut Vec<u8>, d: Duration) {
         .as_secs()
         .saturating_mul(1_000_000)
         .saturating_add(u64::from(d.subsec_micros()));
-    // Every piece is appended with a length known at compile time, so none of them is a
-    // call to memcpy (which this line's many small appends otherwise are).
+    // The point and the fraction (and, under a millisecond, the whole text) are appended
+    // with a length known at compile time, which is not a call to memcpy as the line's
+    // other small appends are; only the whole milliseconds above one vary in length.
     let fraction = padded3((micros % 1_000) as u32);
     if micros < 1_000 {
         // Under a millisecond: most connect and backend times on a local network.
